@@ -1,0 +1,125 @@
+"""The one entry point: ``circle-repro <verb> ...``. Each verb parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from circle_repro.config import ConfigError, eval_config, expand_runs, find_run, load_params, train_config
+from circle_repro.data.manifest import ManifestError
+from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
+
+
+def _params_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+
+
+def _cmd_validate(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    print(f"{args.params}: valid; {len(expand_runs(params))} runs")
+
+
+def _cmd_runs(args: argparse.Namespace) -> None:
+    for run in expand_runs(load_params(args.params)):
+        print(run.run_id)
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> None:
+    from circle_repro.data.datasets import prepare_dataset
+
+    params = load_params(args.params)
+    options = params["datasets"].get(args.dataset, {})
+    manifest = prepare_dataset(args.dataset, args.out, **options)
+    print(f"prepared {args.dataset}: {manifest}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from circle_repro.engine.train import train_run
+
+    params = load_params(args.params)
+    run = find_run(params, args.run)
+    uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
+    weights = train_run(train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri)
+    print(f"trained {run.run_id}: {weights}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from circle_repro.engine.evaluate import evaluate_run
+
+    params = load_params(args.params)
+    run = find_run(params, args.run)
+    result = evaluate_run(args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=args.run_dir)
+    summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
+    print(f"evaluated {run.run_id}: {summary}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from circle_repro.report.build import build_report
+    from circle_repro.workflow import metrics_targets
+
+    params = load_params(args.params)
+    metrics_files = args.metrics or metrics_targets(params)
+    outputs = build_report(params, metrics_files=metrics_files, out_dir=args.out)
+    print("report written: " + ", ".join(str(path) for path in outputs))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``circle-repro``."""
+    parser = argparse.ArgumentParser(prog="circle-repro", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    validate = verbs.add_parser("validate", help="check params.yaml against its schema")
+    _params_arg(validate)
+    validate.set_defaults(func=_cmd_validate)
+
+    runs = verbs.add_parser("runs", help="list the run ids the params define")
+    _params_arg(runs)
+    runs.set_defaults(func=_cmd_runs)
+
+    data = verbs.add_parser("data", help="data set steps").add_subparsers(dest="data_verb", required=True)
+    prepare = data.add_parser("prepare", help="turn a data set's raw layout into a manifest")
+    prepare.add_argument("dataset")
+    prepare.add_argument("--out", type=Path, required=True, help="prepared data folder")
+    _params_arg(prepare)
+    prepare.set_defaults(func=_cmd_data_prepare)
+
+    train = verbs.add_parser("train", help="train one run")
+    train.add_argument("--run", required=True, help="run id: experiment/loss/seedN")
+    train.add_argument("--data", type=Path, required=True, help="prepared data folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    _params_arg(train)
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = verbs.add_parser("evaluate", help="evaluate one trained run")
+    evaluate.add_argument("--run", required=True, help="run id: experiment/loss/seedN")
+    evaluate.add_argument("--data", type=Path, required=True, help="prepared data folder")
+    evaluate.add_argument("--run-dir", type=Path, required=True, help="the run folder holding model.pth")
+    _params_arg(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    report = verbs.add_parser("report", help="build reports/ from metrics files")
+    report.add_argument(
+        "metrics", nargs="*", type=Path, help="metrics.json files (default: every run the params define)"
+    )
+    report.add_argument("--out", type=Path, default=Path("reports"))
+    _params_arg(report)
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; bad input exits with status 2 and a one-paragraph message, not a traceback."""
+    disable_telemetry()
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
+        print(f"circle-repro {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

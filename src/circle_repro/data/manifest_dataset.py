@@ -1,0 +1,47 @@
+"""A torch Dataset over one split of a prepared data set's manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from circle_repro.data.manifest import read_manifest
+from circle_repro.data.transforms import IMAGE_MODES, build_transform
+
+
+class ManifestDataset(Dataset):
+    """Images and labels of one split; items are ``{"inputs": tensor, "labels": int}``."""
+
+    def __init__(
+        self,
+        data_root: str | Path,
+        split: str,
+        transform: str,
+        train: bool,
+        max_images: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.data_root = Path(data_root)
+        frame = read_manifest(self.data_root, split=split)
+        if max_images is not None and max_images < len(frame):
+            # A class-stratified subsample keeps every class, so P x K sampling still works.
+            frame = frame.groupby("label", group_keys=False).sample(
+                frac=max_images / len(frame), random_state=seed
+            ).sort_index().reset_index(drop=True)
+        self.frame = frame
+        self.labels = frame["label"].to_numpy(dtype=np.int64)
+        self.transform = build_transform(transform, train=train)
+        self.image_mode = IMAGE_MODES[transform]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        with Image.open(self.data_root / self.frame.at[index, "path"]) as image:
+            inputs = self.transform(image.convert(self.image_mode))
+        return {"inputs": inputs, "labels": torch.tensor(self.labels[index])}

@@ -1,0 +1,77 @@
+"""Evaluate one trained run on its data set's test split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.registry import MODELS
+from torch.utils.data import DataLoader
+
+from circle_repro.data.datasets import get_dataset
+from circle_repro.data.manifest_dataset import ManifestDataset
+from circle_repro.engine import registrations as _registrations  # noqa: F401
+from circle_repro.engine.model import EmbeddingModel
+from circle_repro.engine.tracking import log_to_run
+from circle_repro.evaluation.retrieval import retrieval_metrics
+from circle_repro.evaluation.similarity import sample_pair_similarities
+from circle_repro.io import atomic_path, write_json
+from circle_repro.layout import METRICS_FILENAME, SIMILARITIES_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+
+
+def load_trained_model(run_dir: str | Path) -> EmbeddingModel:
+    """Rebuild a run's model from its train record and load its weights (``weights_only=True``)."""
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
+    model = MODELS.build(record["model"])
+    state = torch.load(run_dir / WEIGHTS_FILENAME, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def embed_split(model: EmbeddingModel, dataset: ManifestDataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm embeddings and labels of every image of a dataset, in manifest order."""
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = [
+        model.embed(batch["inputs"].to(device)).cpu()
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    ]
+    return torch.cat(chunks).numpy(), dataset.labels
+
+
+def evaluate_run(run_dir: str | Path, data_root: str | Path, eval_config: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Embed the test split, compute the protocol's metrics, write metrics.json and log to the run's MLflow run."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
+    entry = get_dataset(eval_config["dataset"])
+    if entry.protocol != "retrieval" or eval_config["evaluation"]["protocol"] != "retrieval":
+        raise ValueError(f"{eval_config['dataset']}: only the retrieval protocol is implemented so far")
+    dataset = ManifestDataset(data_root, split="test", transform=entry.transform, train=False)
+    embeddings, labels = embed_split(load_trained_model(run_dir), dataset)
+    metrics = retrieval_metrics(embeddings, labels, ks=eval_config["evaluation"]["ks"])
+    positives, negatives = sample_pair_similarities(embeddings, labels, n_pairs=20_000, seed=0)
+    with atomic_path(out_dir / SIMILARITIES_FILENAME) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, s_p=positives, s_n=negatives)
+    result = {
+        "run_id": record["run_id"],
+        "experiment": record["config"]["experiment"],
+        "loss": record["config"]["loss_name"],
+        "seed": record["config"]["seed"],
+        "table": record["config"]["table"],
+        "dataset": eval_config["dataset"],
+        "split": "test",
+        "n_queries": int(len(labels)),
+        "metrics": metrics,
+        "mlflow_run_id": record["mlflow_run_id"],
+        "config_hash": record["config_hash"],
+    }
+    metrics_path = out_dir / METRICS_FILENAME
+    write_json(metrics_path, result)
+    log_to_run(record["tracking_uri"], record["mlflow_run_id"], metrics, artifacts=(metrics_path,))
+    return result

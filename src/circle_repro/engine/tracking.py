@@ -1,0 +1,58 @@
+"""MLflow tracking: where the store lives, its one-time creation, and logging results to a run."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
+    """Make a relative ``sqlite:///file.db`` URI absolute against ``base_dir``; leave others alone."""
+    if uri.startswith(SQLITE_PREFIX):
+        db_path = Path(uri[len(SQLITE_PREFIX) :])
+        if not db_path.is_absolute():
+            return SQLITE_PREFIX + str((Path(base_dir) / db_path).resolve())
+    return uri
+
+
+def ensure_store(uri: str) -> None:
+    """Create the tracking store once, even when several jobs start at the same moment.
+
+    Two processes creating one new sqlite store race on its schema migration, so creation is
+    serialised with a lock file beside the database.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if not uri.startswith(SQLITE_PREFIX):
+        return
+    db_path = Path(uri[len(SQLITE_PREFIX) :])
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+
+def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = ()) -> None:
+    """Add metrics and artifact files to an existing MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    for name, value in metrics.items():
+        client.log_metric(run_id, _metric_key(name), float(value))
+    for artifact in artifacts:
+        client.log_artifact(run_id, str(artifact))
+
+
+def _metric_key(name: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . space / only: "R@1" becomes "R_at_1".
+    return name.replace("@", "_at_")
+
+
+def disable_telemetry() -> None:
+    """Opt out of MLflow telemetry and DVC analytics for this process and its children."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")

@@ -1,0 +1,117 @@
+"""Train one run with mmengine's Runner and export its weights."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from circle_repro.config import config_hash
+from circle_repro.data.datasets import get_dataset
+from circle_repro.engine import registrations as _registrations  # noqa: F401
+from circle_repro.engine.tracking import ensure_store
+from circle_repro.io import atomic_path, write_json
+from circle_repro.layout import TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+
+
+def model_config(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The mmengine model config of a run (what ``EmbeddingModel`` is built from)."""
+    entry = get_dataset(run_config["dataset"])
+    return {
+        "type": "EmbeddingModel",
+        "backbone": run_config["model"]["backbone"],
+        "in_channels": entry.in_channels,
+        "embedding_dim": run_config["model"]["embedding_dim"],
+        "loss": dict(run_config["loss"]),
+    }
+
+
+def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, tracking_uri: str) -> Config:
+    """The full mmengine config of one training run."""
+    entry = get_dataset(run_config["dataset"])
+    sampler, train = run_config["sampler"], run_config["train"]
+    seed = run_config["seed"]
+    tags = {key: str(run_config[key]) for key in ("run_id", "experiment", "loss_name", "seed", "table", "dataset")}
+    tags["config_hash"] = config_hash(run_config)
+    return Config(
+        dict(
+            work_dir=str(work_dir),
+            experiment_name=run_config["run_id"].replace("/", "_"),
+            circle_repro=run_config,
+            model=model_config(run_config),
+            train_dataloader=dict(
+                dataset=dict(
+                    type="ManifestDataset",
+                    data_root=str(data_root),
+                    split="train",
+                    transform=entry.transform,
+                    train=True,
+                    max_images=train.get("max_images"),
+                    seed=seed,
+                ),
+                sampler=dict(type="PKSampler", p=sampler["p"], k=sampler["k"]),
+                batch_size=sampler["p"] * sampler["k"],
+                num_workers=0,
+                collate_fn=dict(type="default_collate"),
+            ),
+            train_cfg=dict(by_epoch=True, max_epochs=train["epochs"]),
+            optim_wrapper=dict(optimizer=dict(train["optimizer"])),
+            default_hooks=dict(
+                logger=dict(type="LoggerHook", interval=10),
+                checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1),
+            ),
+            visualizer=dict(
+                type="Visualizer",
+                vis_backends=[
+                    dict(type="LocalVisBackend"),
+                    dict(
+                        type="MLflowVisBackend",
+                        save_dir=str(work_dir / "mlflow"),
+                        exp_name=run_config["tracking"]["experiment"],
+                        run_name=run_config["run_id"],
+                        tags=tags,
+                        tracking_uri=tracking_uri,
+                    ),
+                ],
+            ),
+            randomness=dict(seed=seed, deterministic=False),
+            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="nccl" if torch.cuda.is_available() else "gloo")),
+            launcher="none",
+            log_level="INFO",
+        )
+    )
+
+
+def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | Path, tracking_uri: str) -> Path:
+    """Train one run; write ``model.pth`` (weights only) and ``train.json`` into ``out_dir``."""
+    out_dir, data_root = Path(out_dir), Path(data_root)
+    ensure_store(tracking_uri)
+    started = time.time()
+    runner = Runner.from_cfg(runner_config(run_config, data_root, out_dir / "work", tracking_uri))
+    mlflow_run_id = runner.visualizer.get_backend("MLflowVisBackend").experiment.active_run().info.run_id
+    runner.train()
+    model = getattr(runner.model, "module", runner.model)
+    weights = out_dir / WEIGHTS_FILENAME
+    with atomic_path(weights) as tmp:
+        torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, tmp)
+    write_json(
+        out_dir / TRAIN_RECORD_FILENAME,
+        {
+            "run_id": run_config["run_id"],
+            "mlflow_run_id": mlflow_run_id,
+            "tracking_uri": tracking_uri,
+            "config": run_config,
+            "config_hash": config_hash(run_config),
+            "model": model_config(run_config),
+            "iterations": runner.iter,
+            "wall_time_s": round(time.time() - started, 2),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "torch": torch.__version__,
+        },
+    )
+    return weights

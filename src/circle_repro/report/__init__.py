@@ -1,0 +1,1 @@
+"""Reporting helpers: published paper targets and comparison tables."""

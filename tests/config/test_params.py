@@ -1,0 +1,107 @@
+import copy
+
+import pytest
+
+from circle_repro.config import (
+    ConfigError,
+    RunSpec,
+    expand_runs,
+    find_run,
+    load_params,
+    params_schema,
+    train_config,
+    validate_params,
+)
+from circle_repro.losses import LOSSES, build_loss
+from conftest import REPO_ROOT
+
+
+def _with(params, path, value):
+    broken = copy.deepcopy(params)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return broken
+
+
+def _error(params) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate_params(params, source="params.yaml")
+    return str(info.value)
+
+
+def test_committed_params_are_valid():
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert len(expand_runs(params)) == sum(
+        len(e["losses"]) * len(e["seeds"]) for e in params["experiments"].values()
+    )
+
+
+def test_unknown_loss_names_key_and_allowed_values(repo_params):
+    message = _error(_with(repo_params, ["experiments", "demo_retrieval", "losses", "CircleLoss", "type"], "cirle"))
+    assert "experiments.demo_retrieval.losses.CircleLoss.type" in message
+    assert "'cirle' is not one of ['circle', 'triplet']" in message
+
+
+def test_negative_gamma_names_key_and_bound(repo_params):
+    message = _error(_with(repo_params, ["experiments", "demo_retrieval", "losses", "CircleLoss", "gamma"], -80))
+    assert "experiments.demo_retrieval.losses.CircleLoss.gamma" in message
+    assert "allowed: > 0" in message
+
+
+def test_k_below_two_names_key_and_bound(repo_params):
+    message = _error(_with(repo_params, ["experiments", "demo_retrieval", "sampler", "k"], 1))
+    assert "experiments.demo_retrieval.sampler.k" in message
+    assert "allowed: >= 2" in message
+
+
+def test_misspelt_loss_argument_is_refused(repo_params):
+    message = _error(_with(repo_params, ["experiments", "demo_retrieval", "losses", "CircleLoss", "gama"], 80))
+    assert "experiments.demo_retrieval.losses.CircleLoss" in message and "'gama' was unexpected" in message
+
+
+def test_every_problem_is_listed_at_once(repo_params):
+    broken = _with(repo_params, ["experiments", "demo_retrieval", "sampler", "k"], 1)
+    broken = _with(broken, ["experiments", "demo_retrieval", "losses", "CircleLoss", "gamma"], 0)
+    message = _error(broken)
+    assert "sampler.k" in message and "CircleLoss.gamma" in message
+
+
+def test_cross_field_rules(repo_params):
+    message = _error(_with(repo_params, ["experiments", "demo_retrieval", "sampler", "p"], 6))
+    assert "experiments.demo_retrieval.sampler.p" in message and "allowed: 2..5" in message
+    message = _error(_with(repo_params, ["datasets", "mnist5k", "test_classes"], [4, 5, 6]))
+    assert "share [4]" in message
+
+
+def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("experiments: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_schema_loss_types_are_registered_and_build():
+    loss_schema = params_schema()["$defs"]["loss"]
+    types = loss_schema["properties"]["type"]["enum"]
+    assert set(types) <= set(LOSSES)
+    for branch in loss_schema["allOf"]:
+        name = branch["if"]["properties"]["type"]["const"]
+        arguments = [key for key in branch["then"]["properties"] if key != "type"]
+        assert name in types
+        build_loss({"type": name})  # defaults exist for every schema-level argument
+        assert arguments, name
+
+
+def test_runs_and_configs(repo_params):
+    runs = expand_runs(repo_params)
+    assert runs == sorted(runs)
+    run = find_run(repo_params, "demo_retrieval/CircleLoss/seed1")
+    assert run == RunSpec("demo_retrieval", "CircleLoss", 1)
+    assert run.run_dir("runs").as_posix() == "runs/demo_retrieval/CircleLoss/seed1"
+    assert train_config(repo_params, run)["loss"] == {"type": "circle", "m": 0.4, "gamma": 80}
+    with pytest.raises(ConfigError, match="defined runs"):
+        find_run(repo_params, "demo_retrieval/Nope/seed0")

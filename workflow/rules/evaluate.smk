@@ -1,0 +1,17 @@
+rule evaluate:
+    input:
+        manifest=lambda w: wf.prepared_dir(PARAMS, w.experiment) / "manifest.parquet",
+        weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
+        record="runs/{experiment}/{loss}/seed{seed}/train.json",
+    output:
+        metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",
+        similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
+    params:
+        trigger=lambda w: wf.eval_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),
+    threads: 1
+    log:
+        "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {PARAMS_FILE}"
+        " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
+        " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights}) > {log} 2>&1"

@@ -1,0 +1,15 @@
+rule report:
+    input:
+        metrics=wf.metrics_targets(PARAMS),
+        similarities=wf.similarity_targets(PARAMS),
+    output:
+        md="reports/report.md",
+        html="reports/report.html",
+        csv="reports/results.csv",
+        metrics="reports/metrics.json",
+    params:
+        trigger=wf.report_trigger(PARAMS),
+    log:
+        "logs/report.log",
+    shell:
+        "circle-repro report {input.metrics} --params {PARAMS_FILE} --out reports > {log} 2>&1"
