@@ -32,4 +32,4 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 clean:  ## remove every output of the study (keeps the venv)
-	rm -rf data runs reports logs mlflow.db mlflow.db.lock .snakemake
+	rm -rf data runs reports logs mlflow.db mlflow.db.lock mlartifacts .snakemake

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Mapping
@@ -19,21 +20,29 @@ def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
     return uri
 
 
-def ensure_store(uri: str) -> None:
-    """Create the tracking store once, even when several jobs start at the same moment.
+def artifact_location(uri: str) -> str | None:
+    """Where a sqlite store keeps run artifacts: ``mlartifacts/`` beside the database, not the cwd."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    return (Path(uri[len(SQLITE_PREFIX) :]).parent / "mlartifacts").resolve().as_uri()
 
-    Two processes creating one new sqlite store race on its schema migration, so creation is
+
+def ensure_experiment(uri: str, experiment: str) -> None:
+    """Create the tracking store and the experiment once, even when several jobs start together.
+
+    Two processes creating one new sqlite store (or one experiment) race, so creation is
     serialised with a lock file beside the database.
     """
     from mlflow.tracking import MlflowClient
 
-    if not uri.startswith(SQLITE_PREFIX):
-        return
-    db_path = Path(uri[len(SQLITE_PREFIX) :])
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(db_path.with_name(db_path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    lock_path = Path(uri[len(SQLITE_PREFIX) :] + ".lock") if uri.startswith(SQLITE_PREFIX) else None
+    with contextlib.ExitStack() as stack:
+        if lock_path is not None:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fcntl.flock(stack.enter_context(open(lock_path, "w")), fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri=uri)
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment, artifact_location=artifact_location(uri))
 
 
 def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = ()) -> None:

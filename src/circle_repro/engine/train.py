@@ -13,8 +13,9 @@ from mmengine.runner import Runner
 
 from circle_repro.config import config_hash
 from circle_repro.data.datasets import get_dataset
+from circle_repro.data.manifest import read_manifest
 from circle_repro.engine import registrations as _registrations  # noqa: F401
-from circle_repro.engine.tracking import ensure_store
+from circle_repro.engine.tracking import artifact_location, ensure_experiment
 from circle_repro.io import atomic_path, write_json
 from circle_repro.layout import TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 
@@ -76,6 +77,7 @@ def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, t
                         run_name=run_config["run_id"],
                         tags=tags,
                         tracking_uri=tracking_uri,
+                        artifact_location=artifact_location(tracking_uri),
                     ),
                 ],
             ),
@@ -90,7 +92,8 @@ def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, t
 def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | Path, tracking_uri: str) -> Path:
     """Train one run; write ``model.pth`` (weights only) and ``train.json`` into ``out_dir``."""
     out_dir, data_root = Path(out_dir), Path(data_root)
-    ensure_store(tracking_uri)
+    read_manifest(data_root, split="train")  # fail on missing or broken data before any run is opened
+    ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
     started = time.time()
     runner = Runner.from_cfg(runner_config(run_config, data_root, out_dir / "work", tracking_uri))
     mlflow_run_id = runner.visualizer.get_backend("MLflowVisBackend").experiment.active_run().info.run_id

@@ -1,0 +1,75 @@
+"""Training through mmengine's Runner, evaluation, and the MLflow records both leave."""
+
+import json
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from mmengine.registry import MODELS
+
+from circle_repro.config import find_run, train_config, eval_config
+from circle_repro.data.datasets import get_dataset
+from circle_repro.data.manifest_dataset import ManifestDataset
+from circle_repro.engine.evaluate import embed_split, evaluate_run, load_trained_model
+from circle_repro.engine.train import model_config, train_run
+from circle_repro.evaluation.retrieval import recall_at_k
+from conftest import tiny_params
+
+
+@pytest.fixture(scope="module")
+def trained_circle(tmp_path_factory, repo_params, prepared_mnist5k):
+    """The committed Circle run, cut to 2 epochs on the full training split."""
+    params = tiny_params(repo_params, epochs=2, max_images=None)
+    run = find_run(params, "demo_retrieval/CircleLoss/seed0")
+    root = tmp_path_factory.mktemp("train")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    run_dir = root / "run"
+    train_run(train_config(params, run), prepared_mnist5k, run_dir, tracking_uri=uri)
+    result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), run_dir)
+    return params, run, run_dir, uri, result
+
+
+def test_trained_circle_beats_an_untrained_network(trained_circle, prepared_mnist5k):
+    params, run, _, _, result = trained_circle
+    config = train_config(params, run)
+    torch.manual_seed(config["seed"])
+    untrained = MODELS.build(model_config(config))
+    test_set = ManifestDataset(prepared_mnist5k, "test", get_dataset("mnist5k").transform, train=False)
+    untrained_r1 = recall_at_k(*embed_split(untrained, test_set), ks=[1])[1]
+    trained_r1 = result["metrics"]["R@1"]
+    print(f"R@1 untrained {untrained_r1:.4f}, trained {trained_r1:.4f}")
+    assert trained_r1 >= untrained_r1 + 0.04
+
+
+def test_metrics_file_and_mlflow_run(trained_circle):
+    params, run, run_dir, uri, result = trained_circle
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    assert set(on_disk["metrics"]) >= {"R@1", "R@2", "R@4", "R@8", "MAP@R"}
+    assert on_disk["n_queries"] == 2500
+
+    logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"])
+    assert logged.data.tags["run_id"] == run.run_id
+    assert logged.data.tags["config_hash"] == on_disk["config_hash"]
+    assert logged.data.params["circle_repro.loss.gamma"] == "80"
+    assert logged.data.params["randomness.seed"] == "0"
+    assert logged.data.metrics["R_at_1"] == pytest.approx(on_disk["metrics"]["R@1"])
+    assert "loss" in logged.data.metrics and "s_p" in logged.data.metrics
+    artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(result["mlflow_run_id"])}
+    assert "config.py" in artifacts and "metrics.json" in artifacts
+
+
+def test_weights_are_plain_tensors_loadable_with_weights_only(trained_circle):
+    _, _, run_dir, _, _ = trained_circle
+    state = torch.load(run_dir / "model.pth", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model = load_trained_model(run_dir)
+    assert not model.training
+
+
+def test_same_seed_trains_the_same_model(trained_circle, tmp_path, prepared_mnist5k):
+    params, run, run_dir, uri, _ = trained_circle
+    config = train_config(params, run) | {"train": {**train_config(params, run)["train"], "epochs": 1}}
+    first = torch.load(train_run(config, prepared_mnist5k, tmp_path / "a", uri), weights_only=True)
+    second = torch.load(train_run(config, prepared_mnist5k, tmp_path / "b", uri), weights_only=True)
+    assert all(torch.equal(first[name], second[name]) for name in first)

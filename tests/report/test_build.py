@@ -1,0 +1,83 @@
+"""The report from hand-made metrics files: values, labels, self-contained HTML, long-form results."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from circle_repro.report.build import build_report, published_table
+from circle_repro.report.targets import load_paper_targets
+
+R1 = {("CircleLoss", 0): 0.90, ("CircleLoss", 1): 0.92, ("Triplet", 0): 0.80, ("Triplet", 1): 0.84}
+
+
+@pytest.fixture
+def metrics_files(tmp_path, repo_params):
+    files = []
+    rng = np.random.default_rng(0)
+    for (loss, seed), r1 in R1.items():
+        run_dir = tmp_path / "runs" / "demo_retrieval" / loss / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        record = {
+            "run_id": f"demo_retrieval/{loss}/seed{seed}",
+            "experiment": "demo_retrieval",
+            "loss": loss,
+            "seed": seed,
+            "table": "table5",
+            "dataset": "mnist5k",
+            "metrics": {"R@1": r1, "R@2": r1 + 0.05, "R@4": 0.99, "R@8": 1.0, "MAP@R": 0.5},
+            "mlflow_run_id": f"mlflow-{loss}-{seed}",
+            "config_hash": "abc123",
+        }
+        (run_dir / "metrics.json").write_text(json.dumps(record))
+        np.savez(run_dir / "similarities.npz", s_p=rng.uniform(0.5, 1, 100), s_n=rng.uniform(-0.2, 0.5, 100))
+        files.append(run_dir / "metrics.json")
+    return files
+
+
+def test_report_tables_hold_mean_and_std_in_percent(tmp_path, repo_params, metrics_files):
+    outputs = build_report(repo_params, metrics_files, tmp_path / "reports")
+    assert [p.name for p in outputs] == ["report.md", "report.html", "results.csv", "metrics.json"]
+    markdown = outputs[0].read_text()
+    # CircleLoss R@1: mean 91.00, sample std of (90, 92) = 1.41
+    assert "| CircleLoss | 91.00 ± 1.41 | 96.00 ± 1.41 | 99.00 ± 0.00 | 100.00 ± 0.00 | 50.00 ± 0.00 | 2 |" in markdown
+    assert "| Triplet | 82.00 ± 2.83 |" in markdown
+    assert "CircleLoss minus the best other loss (Triplet) at R@1: +9.00 points" in markdown
+    assert "paper, different data" in markdown
+    assert "Not run in this profile: paper Table 1, Table 2, Table 3, Table 4" in markdown
+    assert "mlflow-Triplet-1" in markdown
+
+
+def test_published_rows_stand_beside_reproduced_ones(tmp_path, repo_params, metrics_files):
+    markdown = build_report(repo_params, metrics_files, tmp_path / "r")[0].read_text()
+    targets = load_paper_targets()
+    circle = targets[(targets["table"] == "table5") & (targets["row"] == "CircleLoss^512")]
+    printed = published_table("table5", targets).loc["CircleLoss^512"].tolist()
+    assert printed == [f"{v:.1f}" for v in circle.sort_values("column_index")["value"]]
+    assert "| CircleLoss^512 | " + " | ".join(printed) + " |" in markdown
+
+
+def test_html_is_self_contained(tmp_path, repo_params, metrics_files):
+    page = build_report(repo_params, metrics_files, tmp_path / "r")[1].read_text()
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+    assert '<span class="badge">paper, different data</span>' in page
+
+
+def test_long_results_and_dvc_metrics(tmp_path, repo_params, metrics_files):
+    outputs = build_report(repo_params, metrics_files, tmp_path / "r")
+    results = pd.read_csv(outputs[2])
+    assert len(results) == 4 * 5
+    assert set(results.columns) >= {"run_id", "metric", "value", "mlflow_run_id", "seed"}
+    summary = json.loads(outputs[3].read_text())
+    assert summary["demo_retrieval"]["Triplet"]["R@1"] == {"mean": 0.82, "std": pytest.approx(0.028284, abs=1e-6), "n": 2}
+
+
+def test_unreadable_metrics_file_is_named(tmp_path, repo_params):
+    broken = tmp_path / "metrics.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match=r"metrics.json: not a readable metrics.json"):
+        build_report(repo_params, [broken], tmp_path / "r")

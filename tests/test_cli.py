@@ -1,0 +1,30 @@
+import yaml
+
+from circle_repro.cli import main
+from conftest import REPO_ROOT
+
+
+def test_runs_lists_every_run(capsys):
+    assert main(["runs", "--params", str(REPO_ROOT / "params.yaml")]) == 0
+    lines = capsys.readouterr().out.split()
+    assert "demo_retrieval/CircleLoss/seed0" in lines and "demo_retrieval/Triplet/seed2" in lines
+
+
+def test_bad_params_exit_2_with_the_key_and_no_traceback(tmp_path, capsys, repo_params):
+    repo_params["experiments"]["demo_retrieval"]["losses"]["Triplet"]["type"] = "quadruplet"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(repo_params))
+    assert main(["validate", "--params", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "experiments.demo_retrieval.losses.Triplet.type: 'quadruplet' is not one of" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_run_and_missing_data_are_clear(tmp_path, capsys):
+    params = str(REPO_ROOT / "params.yaml")
+    assert main(["train", "--params", params, "--run", "nope/x/seed0", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "defined runs" in capsys.readouterr().err
+    run = "demo_retrieval/CircleLoss/seed0"
+    assert main(["train", "--params", params, "--run", run, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.parquet: not found; run `circle-repro data prepare`" in err

@@ -1,0 +1,67 @@
+"""The README's promises and the install files agree with what the project does."""
+
+import re
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from conftest import REPO_ROOT
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def _pins(path):
+    pins = {}
+    for line in (REPO_ROOT / path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-r"):
+            requirement = Requirement(line)
+            pins[requirement.name.lower()] = requirement
+    return pins
+
+
+def test_readme_opens_with_the_two_newcomer_commands():
+    first_block = re.search(r"```bash\n(.*?)```", README, flags=re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == ["make reproduce", "make test"]
+    assert README.index("```bash") < README.index("\n## ")
+
+
+def test_ci_calls_the_readme_test_command():
+    ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    assert "make test" in ci
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^reproduce: .*\n\t\$\(BIN\)/snakemake --cores all$", makefile, flags=re.M)
+    assert re.search(r"^test: ", makefile, flags=re.M)
+
+
+def test_readme_python_examples_run():
+    for block in re.findall(r"```python\n(.*?)```", README, flags=re.S):
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_every_pin_is_exact_and_admitted_by_pyproject():
+    import tomllib
+
+    pins = _pins("requirements.txt")
+    assert all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in pins.values())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"]:
+        ranged = Requirement(line)
+        pinned = pins[ranged.name.lower()]
+        assert ranged.specifier.contains(Version(next(iter(pinned.specifier)).version)), line
+    assert {Requirement(d).name.lower() for d in project["dependencies"]} == set(pins)
+
+
+def test_environment_yml_installs_the_same_pins():
+    environment = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    assert "python=3.11" in environment["dependencies"]
+    pip_section = next(d for d in environment["dependencies"] if isinstance(d, dict))["pip"]
+    assert "-r requirements-dev.txt" in pip_section
+    assert "-r requirements.txt" in (REPO_ROOT / "requirements-dev.txt").read_text()
+
+
+def test_torch_pair_is_the_one_that_installs_here():
+    pins = _pins("requirements.txt")
+    assert str(pins["torch"].specifier) == "==2.14.1" and str(pins["torchvision"].specifier) == "==0.29.1"
