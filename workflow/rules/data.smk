@@ -2,9 +2,10 @@ rule prepare_data:
     output:
         "data/prepared/{dataset}/manifest.parquet",
     params:
+        params_file=PARAMS_FILE,
         trigger=lambda w: wf.dataset_trigger(PARAMS, w.dataset),
     log:
         "logs/data/{dataset}.log",
     shell:
-        "circle-repro data prepare {wildcards.dataset} --params {PARAMS_FILE}"
+        "circle-repro data prepare {wildcards.dataset} --params {params.params_file}"
         " --out data/prepared/{wildcards.dataset} > {log} 2>&1"

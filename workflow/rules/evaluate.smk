@@ -7,11 +7,12 @@ rule evaluate:
         metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",
         similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
     params:
+        params_file=PARAMS_FILE,
         trigger=lambda w: wf.eval_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),
     threads: 1
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {PARAMS_FILE}"
+        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights}) > {log} 2>&1"

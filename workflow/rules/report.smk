@@ -8,8 +8,9 @@ rule report:
         csv="reports/results.csv",
         metrics="reports/metrics.json",
     params:
+        params_file=PARAMS_FILE,
         trigger=wf.report_trigger(PARAMS),
     log:
         "logs/report.log",
     shell:
-        "circle-repro report {input.metrics} --params {PARAMS_FILE} --out reports > {log} 2>&1"
+        "circle-repro report {input.metrics} --params {params.params_file} --out reports > {log} 2>&1"

@@ -5,11 +5,12 @@ rule train:
         weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
         record="runs/{experiment}/{loss}/seed{seed}/train.json",
     params:
+        params_file=PARAMS_FILE,
         trigger=lambda w: wf.train_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),
     threads: 1
     log:
         "logs/train/{experiment}/{loss}/seed{seed}.log",
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro train --params {PARAMS_FILE}"
+        "OMP_NUM_THREADS={threads} circle-repro train --params {params.params_file}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) > {log} 2>&1"
