@@ -28,6 +28,7 @@ def metrics_files(tmp_path, repo_params):
             "table": "table5",
             "dataset": "mnist5k",
             "metrics": {"R@1": r1, "R@2": r1 + 0.05, "R@4": 0.99, "R@8": 1.0, "MAP@R": 0.5},
+            "untrained_metrics": {"R@1": 0.5 + seed / 10, "R@2": 0.6, "R@4": 0.7, "R@8": 0.8, "MAP@R": 0.1},
             "mlflow_run_id": f"mlflow-{loss}-{seed}",
             "config_hash": "abc123",
         }
@@ -44,6 +45,8 @@ def test_report_tables_hold_mean_and_std_in_percent(tmp_path, repo_params, metri
     # CircleLoss R@1: mean 91.00, sample std of (90, 92) = 1.41
     assert "| CircleLoss | 91.00 ± 1.41 | 96.00 ± 1.41 | 99.00 ± 0.00 | 100.00 ± 0.00 | 50.00 ± 0.00 | 2 |" in markdown
     assert "| Triplet | 82.00 ± 2.83 |" in markdown
+    # one untrained row per seed (runs sharing a seed share initial weights): R@1 of (0.5, 0.6)
+    assert "| untrained network | 55.00 ± 7.07 | 60.00 ± 0.00 |" in markdown
     assert "CircleLoss minus the best other loss (Triplet) at R@1: +9.00 points" in markdown
     assert "paper, different data" in markdown
     assert "Not run in this profile: paper Table 1, Table 2, Table 3, Table 4" in markdown
@@ -70,7 +73,7 @@ def test_html_is_self_contained(tmp_path, repo_params, metrics_files):
 def test_long_results_and_dvc_metrics(tmp_path, repo_params, metrics_files):
     outputs = build_report(repo_params, metrics_files, tmp_path / "r")
     results = pd.read_csv(outputs[2])
-    assert len(results) == 4 * 5
+    assert len(results) == 4 * 5 + 2 * 5  # 4 trained runs, 2 seeds of initial weights
     assert set(results.columns) >= {"run_id", "metric", "value", "mlflow_run_id", "seed"}
     summary = json.loads(outputs[3].read_text())
     assert summary["demo_retrieval"]["Triplet"]["R@1"] == {"mean": 0.82, "std": pytest.approx(0.028284, abs=1e-6), "n": 2}

@@ -2,6 +2,7 @@ rule evaluate:
     input:
         manifest=lambda w: wf.prepared_dir(PARAMS, w.experiment) / "manifest.parquet",
         weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
+        initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
         record="runs/{experiment}/{loss}/seed{seed}/train.json",
     output:
         metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",

@@ -3,6 +3,7 @@ rule train:
         manifest=lambda w: wf.prepared_dir(PARAMS, w.experiment) / "manifest.parquet",
     output:
         weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
+        initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
         record="runs/{experiment}/{loss}/seed{seed}/train.json",
     params:
         params_file=PARAMS_FILE,

@@ -19,15 +19,21 @@ from circle_repro.engine.tracking import log_to_run
 from circle_repro.evaluation.retrieval import retrieval_metrics
 from circle_repro.evaluation.similarity import sample_pair_similarities
 from circle_repro.io import atomic_path, write_json
-from circle_repro.layout import METRICS_FILENAME, SIMILARITIES_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+from circle_repro.layout import (
+    INITIAL_WEIGHTS_FILENAME,
+    METRICS_FILENAME,
+    SIMILARITIES_FILENAME,
+    TRAIN_RECORD_FILENAME,
+    WEIGHTS_FILENAME,
+)
 
 
-def load_trained_model(run_dir: str | Path) -> EmbeddingModel:
+def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
     """Rebuild a run's model from its train record and load its weights (``weights_only=True``)."""
     run_dir = Path(run_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
     model = MODELS.build(record["model"])
-    state = torch.load(run_dir / WEIGHTS_FILENAME, map_location="cpu", weights_only=True)
+    state = torch.load(run_dir / weights_file, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
 
@@ -45,15 +51,22 @@ def embed_split(model: EmbeddingModel, dataset: ManifestDataset, batch_size: int
 
 
 def evaluate_run(run_dir: str | Path, data_root: str | Path, eval_config: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Embed the test split, compute the protocol's metrics, write metrics.json and log to the run's MLflow run."""
+    """Embed the test split, compute the protocol's metrics, write metrics.json and log to the run's MLflow run.
+
+    The same metrics of the run's initial (untrained, seeded) weights go beside them as the reference
+    that shows what training added.
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
     entry = get_dataset(eval_config["dataset"])
     if entry.protocol != "retrieval" or eval_config["evaluation"]["protocol"] != "retrieval":
         raise ValueError(f"{eval_config['dataset']}: only the retrieval protocol is implemented so far")
     dataset = ManifestDataset(data_root, split="test", transform=entry.transform, train=False)
+    ks = eval_config["evaluation"]["ks"]
     embeddings, labels = embed_split(load_trained_model(run_dir), dataset)
-    metrics = retrieval_metrics(embeddings, labels, ks=eval_config["evaluation"]["ks"])
+    metrics = retrieval_metrics(embeddings, labels, ks=ks)
+    initial_embeddings, _ = embed_split(load_trained_model(run_dir, INITIAL_WEIGHTS_FILENAME), dataset)
+    untrained = retrieval_metrics(initial_embeddings, labels, ks=ks)
     positives, negatives = sample_pair_similarities(embeddings, labels, n_pairs=20_000, seed=0)
     with atomic_path(out_dir / SIMILARITIES_FILENAME) as tmp:
         with open(tmp, "wb") as fh:
@@ -68,10 +81,12 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, eval_config: dict[s
         "split": "test",
         "n_queries": int(len(labels)),
         "metrics": metrics,
+        "untrained_metrics": untrained,
         "mlflow_run_id": record["mlflow_run_id"],
         "config_hash": record["config_hash"],
     }
     metrics_path = out_dir / METRICS_FILENAME
     write_json(metrics_path, result)
-    log_to_run(record["tracking_uri"], record["mlflow_run_id"], metrics, artifacts=(metrics_path,))
+    logged = metrics | {f"untrained_{name}": value for name, value in untrained.items()}
+    log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=(metrics_path,))
     return result

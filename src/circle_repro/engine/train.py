@@ -17,7 +17,7 @@ from circle_repro.data.manifest import read_manifest
 from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.tracking import artifact_location, ensure_experiment
 from circle_repro.io import atomic_path, write_json
-from circle_repro.layout import TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+from circle_repro.layout import INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 
 
 def model_config(run_config: dict[str, Any]) -> dict[str, Any]:
@@ -89,19 +89,25 @@ def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, t
     )
 
 
+def _save_weights(model: torch.nn.Module, path: Path) -> Path:
+    """Save a state dict of plain CPU tensors (loadable with ``weights_only=True``), atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}, tmp)
+    return path
+
+
 def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | Path, tracking_uri: str) -> Path:
-    """Train one run; write ``model.pth`` (weights only) and ``train.json`` into ``out_dir``."""
+    """Train one run; write ``model_init.pth``, ``model.pth`` (weights only) and ``train.json`` into ``out_dir``."""
     out_dir, data_root = Path(out_dir), Path(data_root)
     read_manifest(data_root, split="train")  # fail on missing or broken data before any run is opened
     ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
     started = time.time()
     runner = Runner.from_cfg(runner_config(run_config, data_root, out_dir / "work", tracking_uri))
     mlflow_run_id = runner.visualizer.get_backend("MLflowVisBackend").experiment.active_run().info.run_id
-    runner.train()
     model = getattr(runner.model, "module", runner.model)
-    weights = out_dir / WEIGHTS_FILENAME
-    with atomic_path(weights) as tmp:
-        torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, tmp)
+    _save_weights(model, out_dir / INITIAL_WEIGHTS_FILENAME)
+    runner.train()
+    weights = _save_weights(model, out_dir / WEIGHTS_FILENAME)
     write_json(
         out_dir / TRAIN_RECORD_FILENAME,
         {

@@ -15,7 +15,7 @@ from circle_repro.io import atomic_open, write_json
 from circle_repro.layout import SIMILARITIES_FILENAME
 from circle_repro.report.figures import similarity_distributions
 from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
-from circle_repro.report.results import load_results, summarise
+from circle_repro.report.results import UNTRAINED, load_results, summarise
 from circle_repro.report.targets import load_paper_targets, paper_table
 
 RETRIEVAL_COLUMNS = ("R@1", "R@2", "R@4", "R@8", "MAP@R")
@@ -64,7 +64,7 @@ def published_table(table_id: str, targets: pd.DataFrame) -> pd.DataFrame:
 def _comparison(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -> str | None:
     r1 = summary[(summary["experiment"] == experiment) & (summary["metric"] == "R@1")].set_index("loss")
     circle = [name for name in losses if name.lower().startswith("circle") and name in r1.index]
-    others = [name for name in losses if name not in circle and name in r1.index]
+    others = [name for name in losses if name not in circle and name != UNTRAINED and name in r1.index]
     if not circle or not others:
         return None
     best = max(others, key=lambda name: r1.loc[name, "mean"])
@@ -79,7 +79,7 @@ def _comparison(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -
 
 
 def _provenance(results: pd.DataFrame) -> pd.DataFrame:
-    r1 = results[results["metric"] == "R@1"].sort_values("run_id")
+    r1 = results[(results["metric"] == "R@1") & (results["loss"] != UNTRAINED)].sort_values("run_id")
     frame = pd.DataFrame(
         {
             "R@1 (%)": (100 * r1["value"]).map(lambda v: f"{v:.2f}").to_numpy(),
@@ -93,7 +93,8 @@ def _provenance(results: pd.DataFrame) -> pd.DataFrame:
 
 def _similarity_samples(results: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per loss, the test s_p / s_n samples of its lowest-seed run."""
-    first_runs = results.drop_duplicates("run_id").sort_values("seed").drop_duplicates("loss")
+    trained = results[results["loss"] != UNTRAINED]
+    first_runs = trained.drop_duplicates("run_id").sort_values("seed").drop_duplicates("loss")
     samples = {}
     for source, loss in zip(first_runs["source"], first_runs["loss"], strict=True):
         with np.load(Path(source).parent / SIMILARITIES_FILENAME) as data:
@@ -121,10 +122,11 @@ def build_report(params: dict[str, Any], metrics_files: Sequence[str | Path], ou
     figure_dir = out_dir / "figures"
     for experiment, spec in params["experiments"].items():
         part = results[results["experiment"] == experiment]
+        rows = list(spec["losses"]) + ([UNTRAINED] if (part["loss"] == UNTRAINED).any() else [])
         blocks.append(Heading(f"{experiment}: {spec.get('description', '')}".rstrip(": ")))
         blocks.append(
             Table(
-                reproduced_table(summary, experiment, list(spec["losses"])),
+                reproduced_table(summary, experiment, rows),
                 caption=f"Reproduced, {spec['dataset']} test classes (shape of paper {table_label(spec['table'])})",
                 label="this repository",
             )
@@ -132,6 +134,13 @@ def build_report(params: dict[str, Any], metrics_files: Sequence[str | Path], ou
         comparison = _comparison(summary, experiment, list(spec["losses"]))
         if comparison:
             blocks.append(Paragraph(comparison))
+        if UNTRAINED in rows:
+            blocks.append(
+                Paragraph(
+                    f"The '{UNTRAINED}' row evaluates each seed's initial weights, before any training: "
+                    "what the architecture alone gives on these data."
+                )
+            )
         table_meta = targets.attrs["tables"][spec["table"]]
         blocks.append(
             Table(

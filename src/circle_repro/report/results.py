@@ -1,4 +1,8 @@
-"""Evaluated runs as one long table: a row per (run, metric)."""
+"""Evaluated runs as one long table: a row per (run, metric).
+
+Each run's metrics of its initial, untrained weights become rows of the pseudo-loss
+``UNTRAINED``, one per (experiment, seed): runs that share a seed share their initial weights.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+UNTRAINED = "untrained network"
 RESULT_COLUMNS = ("experiment", "table", "dataset", "loss", "seed", "metric", "value", "run_id", "mlflow_run_id", "config_hash")
 
 
@@ -19,10 +24,13 @@ def load_results(metrics_files: Iterable[str | Path]) -> pd.DataFrame:
             record = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable metrics.json ({exc}); re-run `circle-repro evaluate`") from exc
+        base = {key: record.get(key) for key in RESULT_COLUMNS} | {"source": str(path)}
         for metric, value in record["metrics"].items():
-            base = {key: record.get(key) for key in RESULT_COLUMNS}
-            rows.append(base | {"metric": metric, "value": value, "source": str(path)})
-    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "source"])
+            rows.append(base | {"metric": metric, "value": value})
+        for metric, value in record.get("untrained_metrics", {}).items():
+            rows.append(base | {"loss": UNTRAINED, "metric": metric, "value": value})
+    frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "source"])
+    return frame.drop_duplicates(["experiment", "loss", "seed", "metric"], ignore_index=True)
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
