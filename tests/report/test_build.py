@@ -67,7 +67,7 @@ def test_html_is_self_contained(tmp_path, repo_params, metrics_files):
     sources = re.findall(r'src="([^"]+)"', page)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<link" not in page and "http://" not in page and "https://" not in page
-    assert '<span class="badge">paper, different data</span>' in page
+    assert '<span class="badge reference">paper, different data</span>' in page
 
 
 def test_long_results_and_dvc_metrics(tmp_path, repo_params, metrics_files):

@@ -147,6 +147,7 @@ def build_report(params: dict[str, Any], metrics_files: Sequence[str | Path], ou
                 published_table(spec["table"], targets),
                 caption=f"Paper {table_label(spec['table'])} as published: {table_meta['title']}",
                 label="paper, different data",
+                reference=True,
             )
         )
         if not part.empty:

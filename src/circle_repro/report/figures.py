@@ -17,7 +17,10 @@ from circle_repro.io import atomic_path  # noqa: E402
 
 
 def similarity_distributions(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
-    """Per loss: histograms of test s_p (same class) and s_n (different class) cosine similarities."""
+    """Per loss: histograms of test s_p (same class) and s_n (different class) cosine similarities.
+
+    Each panel has its own axes: losses spread similarities over very different ranges.
+    """
     frame = pd.concat(
         [
             pd.DataFrame({"loss": loss, "pair": kind, "cosine similarity": values})
@@ -39,10 +42,9 @@ def similarity_distributions(samples: Mapping[str, tuple[np.ndarray, np.ndarray]
         bins=60,
         height=3.2,
         aspect=1.3,
-        facet_kws={"sharey": False},
+        facet_kws={"sharex": False, "sharey": False},
         palette={"positive (s_p)": "#2a9d8f", "negative (s_n)": "#e76f51"},
     )
-    grid.set(xlim=(-1, 1))
     grid.set_titles("{col_name}")
     grid.figure.subplots_adjust(wspace=0.25)
     with atomic_path(path) as tmp:

@@ -27,6 +27,7 @@ class Table:
     frame: pd.DataFrame  # rendered as is: the index is the first column
     caption: str
     label: str | None = None  # a badge beside the caption, e.g. "paper, different data"
+    reference: bool = False  # the badge marks published numbers rather than this repository's
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ th,td{border:1px solid #d5dbe3;padding:.3rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}
 thead th{background:#eef3f7}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3rem 0}
-.badge{display:inline-block;margin-left:.5rem;padding:0 .45rem;border-radius:.6rem;background:#f4a261;color:#fff;font-size:.78rem;font-weight:600}
+.badge{display:inline-block;margin-left:.5rem;padding:0 .45rem;border-radius:.6rem;background:#2a9d8f;color:#fff;font-size:.78rem;font-weight:600}
+.badge.reference{background:#f4a261}
 figure{margin:1rem 0}figure img{max-width:100%}figcaption{color:#556;font-size:.9rem}
 p{line-height:1.5}
 """
@@ -79,7 +81,8 @@ p{line-height:1.5}
 
 def _html_table(table: Table) -> str:
     frame = table.frame
-    badge = f'<span class="badge">{html.escape(table.label)}</span>' if table.label else ""
+    badge_class = "badge reference" if table.reference else "badge"
+    badge = f'<span class="{badge_class}">{html.escape(table.label)}</span>' if table.label else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [index, *row]) + "</tr>"
