@@ -13,7 +13,7 @@ import pandas as pd
 
 from circle_repro.io import atomic_open, write_json
 from circle_repro.layout import SIMILARITIES_FILENAME
-from circle_repro.report.figures import similarity_distributions
+from circle_repro.report.figures import gradient_maps, similarity_distributions
 from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from circle_repro.report.results import UNTRAINED, load_results, summarise
 from circle_repro.report.targets import load_paper_targets, paper_table
@@ -160,6 +160,19 @@ def build_report(params: dict[str, Any], metrics_files: Sequence[str | Path], ou
                     "and s_n < m.",
                 )
             )
+    if "gradient_maps" in params["report"]:
+        settings = params["report"]["gradient_maps"]
+        blocks += [
+            Heading("Gradients of the binary losses (paper Fig. 2)"),
+            Figure(
+                gradient_maps(settings, figure_dir / "gradient_maps.png"),
+                "Gradient magnitudes of triplet, AM-Softmax and Circle loss for one s_p and one s_n, from the "
+                "closed forms (spec §4); white dashed: the decision boundary (a line s_p - s_n = m for triplet "
+                "and AM-Softmax, the circle s_n² + (s_p - 1)² = 2m² for Circle). AM-Softmax pushes s_p and s_n "
+                "equally everywhere; Circle weights each by its distance from the optimum. The paper does not "
+                "state its γ and m; these are params.yaml's report.gradient_maps.",
+            ),
+        ]
     if not results.empty:
         blocks += [Heading("Provenance"), Table(_provenance(results), caption="Every evaluated run")]
     not_run = sorted(set(targets["table"]) - {spec["table"] for spec in params["experiments"].values()})

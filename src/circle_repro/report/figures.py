@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from circle_repro.io import atomic_path  # noqa: E402
+from circle_repro.report import gradients  # noqa: E402
 
 
 def similarity_distributions(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
@@ -50,4 +51,30 @@ def similarity_distributions(samples: Mapping[str, tuple[np.ndarray, np.ndarray]
     with atomic_path(path) as tmp:
         grid.savefig(tmp, dpi=110, format="png")
     plt.close(grid.figure)
+    return Path(path)
+
+
+def gradient_maps(settings: Mapping[str, Mapping[str, float]], path: str | Path, resolution: int = 201) -> Path:
+    """The paper's Fig. 2: |dL/ds_p| and |dL/ds_n| of triplet, AM-Softmax and Circle over the
+    (s_n, s_p) plane, each with its decision boundary (white dashed)."""
+    axis = np.linspace(0, 1, resolution)
+    s_n, s_p = np.meshgrid(axis, axis)
+    panels = [
+        ("triplet", gradients.triplet(s_n, s_p, **settings["triplet"]), gradients.line_boundary, settings["triplet"]),
+        ("AM-Softmax", gradients.am_softmax(s_n, s_p, **settings["am_softmax"]), gradients.line_boundary, settings["am_softmax"]),
+        ("Circle", gradients.circle(s_n, s_p, **settings["circle"]), gradients.circle_boundary, settings["circle"]),
+    ]
+    figure, axes = plt.subplots(2, 3, figsize=(11, 7), constrained_layout=True)
+    for column, (name, (grad_n, grad_p), boundary, params) in enumerate(panels):
+        label = ", ".join(f"{'γ' if key == 'gamma' else key}={value:g}" for key, value in params.items())
+        for row, (grad, which) in enumerate(((grad_p, "s_p"), (grad_n, "s_n"))):
+            ax = axes[row, column]
+            image = ax.imshow(grad, origin="lower", extent=(0, 1, 0, 1), cmap="viridis", aspect="equal")
+            ax.plot(axis, boundary(axis, params["m"]), "w--", linewidth=1.5)
+            title = f"{name} ({label})\n|∂L/∂{which}|" if row == 0 else f"|∂L/∂{which}|"
+            ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="s_n", ylabel="s_p", title=title)
+            figure.colorbar(image, ax=ax, shrink=0.8)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
+    plt.close(figure)
     return Path(path)
