@@ -3,5 +3,6 @@
 WEIGHTS_FILENAME = "model.pth"  # state dict only, loadable with torch.load(weights_only=True)
 INITIAL_WEIGHTS_FILENAME = "model_init.pth"  # the seeded weights before training: the untrained reference
 TRAIN_RECORD_FILENAME = "train.json"  # resolved config, MLflow run id, timings
+HISTORY_FILENAME = "history.csv"  # per-iteration training loss and batch s_p / s_n
 METRICS_FILENAME = "metrics.json"  # evaluation result of the run
 SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the report's figures

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from circle_repro.config import RunSpec, eval_config, expand_runs, train_config
-from circle_repro.layout import METRICS_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.layout import HISTORY_FILENAME, METRICS_FILENAME, SIMILARITIES_FILENAME
 
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
@@ -69,3 +69,8 @@ def metrics_targets(params: dict[str, Any]) -> list[str]:
 def similarity_targets(params: dict[str, Any]) -> list[str]:
     """Every run's sampled test similarities: what the report's figures read."""
     return run_outputs(params, SIMILARITIES_FILENAME)
+
+
+def history_targets(params: dict[str, Any]) -> list[str]:
+    """Every run's training history: what the report's dynamics figure reads."""
+    return run_outputs(params, HISTORY_FILENAME)

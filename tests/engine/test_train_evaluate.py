@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -70,6 +71,15 @@ def test_weights_are_plain_tensors_loadable_with_weights_only(trained_circle):
     assert not all(torch.equal(state[k], initial[k]) for k in state), "training changed the weights"
     model = load_trained_model(run_dir)
     assert not model.training
+
+
+def test_history_has_every_iteration(trained_circle):
+    _, _, run_dir, _, _ = trained_circle
+    history = pd.read_csv(run_dir / "history.csv")
+    record = json.loads((run_dir / "train.json").read_text())
+    assert history["iteration"].tolist() == list(range(1, record["iterations"] + 1))
+    assert history[["loss", "s_p", "s_n"]].notna().all().all()
+    assert history["s_n"].iloc[-5:].mean() < history["s_n"].iloc[:5].mean(), "training pushes s_n down"
 
 
 def test_same_seed_trains_the_same_model(trained_circle, tmp_path, prepared_mnist5k):

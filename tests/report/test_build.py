@@ -34,6 +34,9 @@ def metrics_files(tmp_path, repo_params):
         }
         (run_dir / "metrics.json").write_text(json.dumps(record))
         np.savez(run_dir / "similarities.npz", s_p=rng.uniform(0.5, 1, 100), s_n=rng.uniform(-0.2, 0.5, 100))
+        pd.DataFrame({"iteration": range(1, 21), "loss": 1.0, "s_p": rng.uniform(size=20), "s_n": 0.1}).to_csv(
+            run_dir / "history.csv", index=False
+        )
         files.append(run_dir / "metrics.json")
     return files
 
@@ -65,7 +68,7 @@ def test_published_rows_stand_beside_reproduced_ones(tmp_path, repo_params, metr
 def test_html_is_self_contained(tmp_path, repo_params, metrics_files):
     page = build_report(repo_params, metrics_files, tmp_path / "r")[1].read_text()
     sources = re.findall(r'src="([^"]+)"', page)
-    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<link" not in page and "http://" not in page and "https://" not in page
     assert '<span class="badge reference">paper, different data</span>' in page
 

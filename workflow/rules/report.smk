@@ -2,6 +2,7 @@ rule report:
     input:
         metrics=wf.metrics_targets(PARAMS),
         similarities=wf.similarity_targets(PARAMS),
+        histories=wf.history_targets(PARAMS),
     output:
         md="reports/report.md",
         html="reports/report.html",

@@ -5,6 +5,7 @@ rule train:
         weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
         initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
         record="runs/{experiment}/{loss}/seed{seed}/train.json",
+        history="runs/{experiment}/{loss}/seed{seed}/history.csv",
     params:
         params_file=PARAMS_FILE,
         trigger=lambda w: wf.train_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -16,8 +18,10 @@ from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_manifest
 from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.tracking import artifact_location, ensure_experiment
-from circle_repro.io import atomic_path, write_json
-from circle_repro.layout import INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+from circle_repro.io import atomic_open, atomic_path, write_json
+from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+
+HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 
 
 def model_config(run_config: dict[str, Any]) -> dict[str, Any]:
@@ -96,8 +100,18 @@ def _save_weights(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
+def _save_history(runner: Runner, path: Path) -> None:
+    """Per-iteration training loss and batch mean s_p / s_n, as the Runner's message hub recorded them."""
+    columns = {name: runner.message_hub.get_scalar(f"train/{name}").data[0] for name in HISTORY_COLUMNS}
+    frame = pd.DataFrame(columns)
+    frame.insert(0, "iteration", np.arange(1, len(frame) + 1))
+    with atomic_open(path) as fh:
+        frame.to_csv(fh, index=False)
+
+
 def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | Path, tracking_uri: str) -> Path:
-    """Train one run; write ``model_init.pth``, ``model.pth`` (weights only) and ``train.json`` into ``out_dir``."""
+    """Train one run; write ``model_init.pth``, ``model.pth`` (weights only), ``history.csv`` and
+    ``train.json`` into ``out_dir``."""
     out_dir, data_root = Path(out_dir), Path(data_root)
     read_manifest(data_root, split="train")  # fail on missing or broken data before any run is opened
     ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
@@ -108,6 +122,7 @@ def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | 
     _save_weights(model, out_dir / INITIAL_WEIGHTS_FILENAME)
     runner.train()
     weights = _save_weights(model, out_dir / WEIGHTS_FILENAME)
+    _save_history(runner, out_dir / HISTORY_FILENAME)
     write_json(
         out_dir / TRAIN_RECORD_FILENAME,
         {

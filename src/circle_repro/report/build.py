@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from circle_repro.io import atomic_open, write_json
-from circle_repro.layout import SIMILARITIES_FILENAME
-from circle_repro.report.figures import gradient_maps, similarity_distributions
+from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.report.figures import gradient_maps, similarity_distributions, training_dynamics
 from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from circle_repro.report.results import UNTRAINED, load_results, summarise
 from circle_repro.report.targets import load_paper_targets, paper_table
@@ -91,13 +91,17 @@ def _provenance(results: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _similarity_samples(results: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per loss, the test s_p / s_n samples of its lowest-seed run."""
+def _lowest_seed_run_dirs(results: pd.DataFrame) -> dict[str, Path]:
+    """Per trained loss, the folder of its lowest-seed run."""
     trained = results[results["loss"] != UNTRAINED]
     first_runs = trained.drop_duplicates("run_id").sort_values("seed").drop_duplicates("loss")
+    return {loss: Path(source).parent for loss, source in zip(first_runs["loss"], first_runs["source"], strict=True)}
+
+
+def _similarity_samples(run_dirs: dict[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     samples = {}
-    for source, loss in zip(first_runs["source"], first_runs["loss"], strict=True):
-        with np.load(Path(source).parent / SIMILARITIES_FILENAME) as data:
+    for loss, run_dir in run_dirs.items():
+        with np.load(run_dir / SIMILARITIES_FILENAME) as data:
             samples[loss] = (data["s_p"], data["s_n"])
     return samples
 
@@ -151,13 +155,22 @@ def build_report(params: dict[str, Any], metrics_files: Sequence[str | Path], ou
             )
         )
         if not part.empty:
-            figure = similarity_distributions(_similarity_samples(part), figure_dir / f"{experiment}_similarities.png")
+            run_dirs = _lowest_seed_run_dirs(part)
+            figure = similarity_distributions(_similarity_samples(run_dirs), figure_dir / f"{experiment}_similarities.png")
             blocks.append(
                 Figure(
                     figure,
                     f"{experiment}: test-set cosine similarities of same-class (s_p) and different-class (s_n) "
                     "pairs, 20,000 random pairs each, lowest seed per loss. Circle loss aims at s_p > 1 - m "
                     "and s_n < m.",
+                )
+            )
+            histories = {loss: pd.read_csv(run_dir / HISTORY_FILENAME) for loss, run_dir in run_dirs.items()}
+            blocks.append(
+                Figure(
+                    training_dynamics(histories, figure_dir / f"{experiment}_dynamics.png"),
+                    f"{experiment}: mean s_p (same class) and s_n (different class) of each training batch over "
+                    "iterations, lowest seed per loss (the paper's Fig. 4 compares Circle with AM-Softmax this way).",
                 )
             )
     if "gradient_maps" in params["report"]:

@@ -78,3 +78,24 @@ def gradient_maps(settings: Mapping[str, Mapping[str, float]], path: str | Path,
         figure.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     plt.close(figure)
     return Path(path)
+
+
+def training_dynamics(histories: Mapping[str, pd.DataFrame], path: str | Path, window: int = 5) -> Path:
+    """The paper's Fig. 4 analogue: batch mean s_p and s_n over training iterations, per loss."""
+    frame = pd.concat(
+        [
+            history.assign(**{name: history[name].rolling(window, min_periods=1).mean() for name in ("s_p", "s_n")})
+            .melt(id_vars="iteration", value_vars=["s_p", "s_n"], var_name="similarity", value_name="cosine")
+            .assign(loss=loss)
+            for loss, history in histories.items()
+        ],
+        ignore_index=True,
+    )
+    sns.set_theme(style="whitegrid", context="notebook")
+    figure, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    sns.lineplot(frame, x="iteration", y="cosine", hue="loss", style="similarity", ax=ax)
+    ax.set(ylabel=f"batch mean cosine ({window}-iteration moving average)")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+    return Path(path)
