@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from circle_repro.data.datasets import mnist5k
+from circle_repro.data.datasets import fashion_mnist, mnist5k
 from circle_repro.data.datasets.entry import DatasetEntry
 
-DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (mnist5k.ENTRY,)}
+DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (mnist5k.ENTRY, fashion_mnist.ENTRY)}
 
 
 def get_dataset(name: str) -> DatasetEntry:

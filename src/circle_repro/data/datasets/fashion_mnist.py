@@ -1,0 +1,92 @@
+"""Fashion-MNIST (Zalando Research, MIT licence): 70,000 28 x 28 grey images of 10 clothing classes.
+
+Not a paper data set: the `mini` profile's small real set, fetched through the real download path.
+Debian's package ``dataset-fashion-mnist`` installs the same four files under
+``/usr/share/datasets/fashion-mnist/``; use it with ``mirror=DEBIAN_MIRROR``. Its gzip bytes are
+re-compressed, so an archive is accepted when its .gz MD5 is the official one OR its decompressed
+content has the sha256 listed below (shared/paper/datasets.md §15).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_prepared
+from circle_repro.data.download import ChecksumError, fetch, file_digests
+from circle_repro.data.formats.idx import read_idx
+
+BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+LICENCE = "MIT (Zalando Research)"
+DEBIAN_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+# file -> (official MD5 of the .gz, sha256 of the decompressed IDX bytes)
+FILES = {
+    "train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "t10k-images-idx3-ubyte.gz": ("bef4ecab320f06d8554ea6380940ec79", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
+
+
+def verify_archive(path: Path) -> None:
+    """Accept the official .gz (by MD5) or any re-compression of the official content (by sha256)."""
+    official_md5, content_sha256 = FILES[path.name]
+    if file_digests(path, ("md5",))["md5"] == official_md5:
+        return
+    actual = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+    if actual != content_sha256:
+        raise ChecksumError(
+            path, "sha256 of the decompressed content", content_sha256, actual,
+            "Neither the official archive nor a re-compression of it; it was deleted, run again to fetch it anew.",
+        )
+
+
+def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
+    """Download (or copy from ``mirror``) and verify the four IDX archives into ``raw_dir``."""
+    paths = {}
+    for name in FILES:
+        path = fetch(BASE_URL + name, Path(raw_dir) / name, mirror=mirror)
+        try:
+            verify_archive(path)
+        except ChecksumError:
+            path.unlink()
+            raise
+        paths[name] = path
+    return paths
+
+
+def load_raw(raw: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    """All images (uint8, N x 28 x 28; 70,000 in the real set) and labels, training file first."""
+    images = np.concatenate([read_idx(raw["train-images-idx3-ubyte.gz"]), read_idx(raw["t10k-images-idx3-ubyte.gz"])])
+    labels = np.concatenate([read_idx(raw["train-labels-idx1-ubyte.gz"]), read_idx(raw["t10k-labels-idx1-ubyte.gz"])])
+    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise ValueError(f"Fashion-MNIST: expected N images of 28 x 28 and N labels, got {images.shape} and {labels.shape}")
+    return images, labels.astype(np.int64)
+
+
+def prepare(
+    out_dir: str | Path,
+    mirror: str | Path | None = None,
+    train_classes: Sequence[int] = (0, 1, 2, 3, 4),
+    test_classes: Sequence[int] = (5, 6, 7, 8, 9),
+    per_class: int | None = None,
+) -> Path:
+    """Fetch, verify and prepare the class-disjoint split (all 70,000 images pooled per class).
+
+    ``per_class`` keeps the first N images of each class (in file order) for a smaller set.
+    """
+    split_of = class_disjoint_split(train_classes, test_classes)
+    images, labels = load_raw(fetch_raw(Path(out_dir) / "raw", mirror=mirror))
+    if per_class is not None:
+        keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+        keep.sort()
+        images, labels = images[keep], labels[keep]
+    return write_prepared(images, labels, split_of, out_dir)
+
+
+ENTRY = DatasetEntry(name="fashion_mnist", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")
