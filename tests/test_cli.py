@@ -1,7 +1,7 @@
 import yaml
 
 from circle_repro.cli import main
-from conftest import REPO_ROOT
+from support import REPO_ROOT
 
 
 def test_runs_lists_every_run(capsys):

@@ -6,7 +6,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from conftest import REPO_ROOT
+from support import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 

@@ -13,7 +13,7 @@ from circle_repro.config import (
     validate_params,
 )
 from circle_repro.losses import LOSSES, build_loss
-from conftest import REPO_ROOT
+from support import REPO_ROOT
 
 
 def _with(params, path, value):

@@ -14,7 +14,7 @@ from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.engine.evaluate import embed_split, evaluate_run, load_trained_model
 from circle_repro.engine.train import model_config, train_run
 from circle_repro.evaluation.retrieval import recall_at_k
-from conftest import tiny_params
+from support import tiny_params
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import platform
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +21,15 @@ from mmengine.runner import Runner
 from circle_repro.config import config_hash
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_manifest
+from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers RngStateHook, NonFiniteGuardHook)
 from circle_repro.engine import registrations as _registrations  # noqa: F401
+from circle_repro.engine.checkpoint import latest_checkpoint, trusted_work_dir
 from circle_repro.engine.tracking import artifact_location, ensure_experiment
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
+RESUME_STATE_FILENAME = "resume.json"  # in the work folder: the config hash and MLflow run a resume continues
 
 
 def model_config(run_config: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +78,7 @@ def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, t
                 logger=dict(type="LoggerHook", interval=10),
                 checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1),
             ),
+            custom_hooks=[dict(type="RngStateHook"), dict(type="NonFiniteGuardHook")],
             visualizer=dict(
                 type="Visualizer",
                 vis_backends=[
@@ -109,18 +118,57 @@ def _save_history(runner: Runner, path: Path) -> None:
         frame.to_csv(fh, index=False)
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """Set (or leave unset, for None) one environment variable while inside."""
+    previous = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | Path, tracking_uri: str) -> Path:
     """Train one run; write ``model_init.pth``, ``model.pth`` (weights only), ``history.csv`` and
-    ``train.json`` into ``out_dir``."""
+    ``train.json`` into ``out_dir``.
+
+    A run started again (after a crash, a kill or a SLURM requeue) resumes from its latest
+    checkpoint in ``out_dir/work`` and continues the same MLflow run.
+    """
     out_dir, data_root = Path(out_dir), Path(data_root)
+    work_dir = out_dir / "work"
     read_manifest(data_root, split="train")  # fail on missing or broken data before any run is opened
     ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
     started = time.time()
-    runner = Runner.from_cfg(runner_config(run_config, data_root, out_dir / "work", tracking_uri))
-    mlflow_run_id = runner.visualizer.get_backend("MLflowVisBackend").experiment.active_run().info.run_id
+    config = runner_config(run_config, data_root, work_dir, tracking_uri)
+    state_file = work_dir / RESUME_STATE_FILENAME
+    previous = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    if previous.get("config_hash") != config_hash(run_config):
+        shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints of other settings must not be resumed
+        previous = {}
+    resume_from = latest_checkpoint(work_dir)
+    if resume_from:
+        config.merge_from_dict({"resume": True, "load_from": resume_from})
+    with _environment("MLFLOW_RUN_ID", previous.get("mlflow_run_id") if resume_from else None):
+        runner = Runner.from_cfg(config)
+        mlflow_run_id = runner.visualizer.get_backend("MLflowVisBackend").experiment.active_run().info.run_id
+    write_json(state_file, {"config_hash": config_hash(run_config), "mlflow_run_id": mlflow_run_id})
     model = getattr(runner.model, "module", runner.model)
     _save_weights(model, out_dir / INITIAL_WEIGHTS_FILENAME)
-    runner.train()
+    try:
+        with trusted_work_dir(work_dir):
+            runner.train()
+    except BaseException as exc:
+        # mmengine closes its MLflow run only after a complete training: mark this one as ended so that
+        # neither a later run in this process nor the MLflow UI takes it for a live run.
+        mlflow = runner.visualizer.get_backend("MLflowVisBackend").experiment
+        mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     weights = _save_weights(model, out_dir / WEIGHTS_FILENAME)
     _save_history(runner, out_dir / HISTORY_FILENAME)
     write_json(
