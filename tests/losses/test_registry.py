@@ -16,9 +16,12 @@ from circle_repro.losses import (
     register_loss,
 )
 from circle_repro.losses import registry
+from circle_repro.losses.proxy import ProxyClassifier
 
-# Constructor arguments without a default, per loss; everything else keeps its default.
-REQUIRED_ARGS = {"circle_classifier": {"embedding_dim": 8, "num_classes": 3}}
+# Constructor arguments without a default, per loss: class-level heads need their dimensions.
+REQUIRED_ARGS = {
+    name: {"embedding_dim": 8, "num_classes": 3} for name, cls in LOSSES.items() if issubclass(cls, ProxyClassifier)
+}
 
 
 def test_importing_the_package_registers_every_loss():

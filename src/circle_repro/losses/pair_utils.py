@@ -1,27 +1,59 @@
-"""Shared helpers for the metric losses: cosine similarities, label masks, masked reductions."""
+"""Shared helpers for the metric losses: cosine similarities, label masks, masked reductions,
+the common forward pass of the pair-wise losses, and the empty-batch warning."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from circle_repro.losses.distributed import distributed_world_size, gather_batch, scale_gradient
 
 
-class AnchorPairs(NamedTuple):
-    """Similarities of every anchor to the reference set, with its positive/negative masks.
+class EmptyBatchWarning(UserWarning):
+    """A pair-wise loss saw a batch in which no anchor has both a positive and a negative."""
 
+
+@dataclass(frozen=True, eq=False)
+class AnchorPairs:
+    """Similarities of every anchor to the reference set, with its label masks.
+
+    ``same`` (N, M) is label equality, computed at the self pairs too; ``self_cols`` (N,)
+    holds the column of each anchor's self pair, or is None when the reference set does not
+    contain the anchors. A self pair is neither a positive nor a negative (``pos``/``neg``).
     ``valid`` marks anchors with at least one positive and one negative; the pair losses
-    average over those anchors only.
+    average over those only.
     """
 
     sim: Tensor
-    pos: Tensor
-    neg: Tensor
+    same: Tensor
+    self_cols: Tensor | None
     valid: Tensor
+    own_reference: bool = False
+    """True when the batch is its own reference set: self pairs on the diagonal of ``same``."""
+
+    @cached_property
+    def pos(self) -> Tensor:
+        """Positives (N, M): same label, self pair excluded."""
+        pos = self.same.clone()
+        if self.self_cols is not None:
+            pos[torch.arange(pos.shape[0], device=pos.device), self.self_cols] = False
+        return pos
+
+    @cached_property
+    def neg(self) -> Tensor:
+        """Negatives (N, M): different label, self pair excluded."""
+        neg = ~self.same
+        if self.self_cols is not None:
+            neg[torch.arange(neg.shape[0], device=neg.device), self.self_cols] = False
+        return neg
 
 
 def check_real(name: str, value: object, *, positive: bool = False) -> float:
@@ -33,14 +65,52 @@ def check_real(name: str, value: object, *, positive: bool = False) -> float:
     return float(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value``; ValueError naming ``name`` unless it is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+_NORM_EPS = 1e-12  # as F.normalize
+
+
+class _CosineGram(torch.autograd.Function):
+    """Cosines x̂ x̂ᵀ of the rows of ``x`` with x̂ = x / max(‖x‖, ε), as ``F.normalize``.
+
+    The backward uses the symmetry of the product, one matmul (G + Gᵀ) x̂, and the closed
+    form of the normalisation's Jacobian, (g − x̂⟨x̂, g⟩) / ‖x‖ (g / ε where ‖x‖ ≤ ε).
+    Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
+        unit = x / norm
+        ctx.save_for_backward(unit, norm)
+        return unit @ unit.T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        unit, norm = ctx.saved_tensors
+        grad_unit = (grad + grad.T) @ unit
+        radial = torch.linalg.vecdot(grad_unit, unit, dim=1)[:, None]
+        radial = torch.where(norm > _NORM_EPS, radial, 0.0)
+        return grad_unit.addcmul_(unit, radial, value=-1).div_(norm)
+
+
 def cosine_similarity_matrix(x: Tensor, y: Tensor) -> Tensor:
     """Cosine similarities between the rows of ``x`` and ``y``.
 
     Computed in float64 if either input is float64, else in float32 (fp16/bf16 are cast up),
-    with autocast disabled so that large scale factors never overflow.
+    with autocast disabled so that large scale factors never overflow. When ``y is x`` the
+    rows are normalised once and the fused :class:`_CosineGram` is used.
     """
     dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
     with torch.autocast(device_type=x.device.type, enabled=False):
+        if y is x:
+            return _CosineGram.apply(x.to(dtype))
         return F.normalize(x.to(dtype), dim=1) @ F.normalize(y.to(dtype), dim=1).T
 
 
@@ -81,13 +151,21 @@ def anchor_pairs(
             raise ValueError("ref_includes_query needs at least as many refs as queries")
         exclude_self = ref_includes_query
     same = labels[:, None] == ref_labels[None, :]
-    pos = same.clone()
+    n_same = same.sum(dim=1)
+    n_other = ref_labels.shape[0] - n_same
+    self_cols = None
     if exclude_self:
-        idx = torch.arange(labels.shape[0], device=labels.device)
-        pos[idx, idx] = False
-    neg = ~same
-    valid = pos.any(dim=1) & neg.any(dim=1)
-    return AnchorPairs(cosine_similarity_matrix(embeddings, ref_embeddings), pos, neg, valid)
+        self_cols = torch.arange(labels.shape[0], device=labels.device)
+        # The self pair is neither a positive nor a negative.
+        if ref_labels is labels:  # it carries the anchor's own label
+            n_same = n_same - 1
+        else:
+            self_same = same[self_cols, self_cols].long()
+            n_same = n_same - self_same
+            n_other = n_other - (1 - self_same)
+    valid = (n_same > 0) & (n_other > 0)
+    sim = cosine_similarity_matrix(embeddings, ref_embeddings)
+    return AnchorPairs(sim, same, self_cols, valid, own_reference=ref_labels is labels)
 
 
 def masked_logsumexp(x: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
@@ -97,5 +175,79 @@ def masked_logsumexp(x: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
 
 def mean_over_valid(per_anchor: Tensor, valid: Tensor) -> Tensor:
     """Mean of ``per_anchor`` over ``valid`` anchors; 0 with a gradient graph if none."""
-    total = torch.where(valid, per_anchor, torch.zeros_like(per_anchor)).sum()
+    total = torch.where(valid, per_anchor, 0.0).sum()
     return total / valid.sum().clamp_min(1)
+
+
+def warn_if_no_valid_anchor(loss: nn.Module, valid: Tensor) -> None:
+    """Warn (once per ``loss`` instance, not per step) when no anchor is ``valid``.
+
+    Reads ``valid.any()``, a device sync on GPU, until the instance has warned once.
+    """
+    if getattr(loss, "_warned_no_valid_anchor", False):
+        return
+    if not bool(valid.any()):
+        loss._warned_no_valid_anchor = True
+        warnings.warn(
+            f"{type(loss).__name__}: no anchor in the batch has both a positive and a "
+            "negative, so the loss is 0 (zero gradient); check the P×K sampler. "
+            "Warned once per loss instance.",
+            EmptyBatchWarning,
+            stacklevel=5,  # warn_if… ← forward ← Module._call_impl ← __call__ ← caller
+        )
+
+
+class PairwiseLoss(nn.Module):
+    """Common forward pass of the pair-wise losses (every batch sample is an anchor).
+
+    Subclasses implement :meth:`per_anchor_loss`. The loss is the mean of it over anchors
+    having at least one positive and one negative; 0 (attached to the graph) when there is
+    none, with one :class:`EmptyBatchWarning` per instance. With ``all_gather=True`` and an
+    initialised process group of world size > 1, the batch of all ranks is the anchor and
+    reference set (see :mod:`circle_repro.losses.distributed` for the exact semantics).
+    Similarities and everything after them run in float32 (float64 for float64 inputs) with
+    autocast off.
+    """
+
+    def __init__(self, all_gather: bool = False) -> None:
+        super().__init__()
+        self.all_gather = check_bool("all_gather", all_gather)
+        self._warned_no_valid_anchor = False
+
+    def per_anchor_loss(self, pairs: AnchorPairs) -> Tensor:
+        """Loss of every anchor (N,); rows that are not ``pairs.valid`` may hold anything
+        finite (they are masked out of the mean)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        *,
+        ref_includes_query: bool = False,
+    ) -> Tensor:
+        """Scalar loss of ``embeddings`` (N, D) against themselves or a reference set.
+
+        Without a reference set, self pairs are excluded. With one, every reference is a
+        candidate pair unless ``ref_includes_query`` is set, meaning ``ref_embeddings[i]``
+        is anchor ``i`` for ``i < N``, whose self pair is then excluded.
+        """
+        world_size = distributed_world_size() if self.all_gather else 1
+        if world_size > 1:
+            if ref_embeddings is not None or ref_labels is not None:
+                raise ValueError(
+                    "all_gather=True uses the batch gathered from all ranks as the "
+                    "reference set; ref_embeddings/ref_labels cannot be given"
+                )
+            check_batch(embeddings, labels)
+            embeddings, labels, _, _ = gather_batch(embeddings, labels)
+        pairs = anchor_pairs(embeddings, labels, ref_embeddings, ref_labels, ref_includes_query)
+        with torch.autocast(device_type=pairs.sim.device.type, enabled=False):
+            per_anchor = self.per_anchor_loss(pairs)
+        loss = mean_over_valid(per_anchor, pairs.valid)
+        warn_if_no_valid_anchor(self, pairs.valid)
+        if world_size > 1:
+            loss = scale_gradient(loss, world_size)
+        return loss

@@ -1,0 +1,98 @@
+"""Base class of the class-level ("proxy") heads: one weight vector per class, then CE.
+
+Sun et al. (CVPR 2020) §2: with class-level labels the similarities are taken between the
+embedding x and the classifier weights w_j, so K=1 (target proxy) and L=N−1 (non-target
+proxies); Softmax, NormFace, AM-Softmax, ArcFace and class-level Circle loss then all read
+as softmax cross-entropy over some modified logits (spec §1.2, §1.6).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from circle_repro.losses.pair_utils import check_batch, cosine_similarity_matrix
+
+
+def _check_dim(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class ProxyClassifier(nn.Module, abc.ABC):
+    """A class-level loss head: ``weight`` (num_classes, embedding_dim) and CE over ``logits``.
+
+    Subclasses implement :meth:`logits`; :meth:`forward` is the mean softmax cross-entropy
+    of those logits. The weight is initialised Xavier-normal.
+    """
+
+    weight: nn.Parameter
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        _check_dim("embedding_dim", embedding_dim)
+        _check_dim("num_classes", num_classes)
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_normal_(self.weight)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Embedding dimension D (the weight's second axis)."""
+        return self.weight.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C (the weight's first axis)."""
+        return self.weight.shape[0]
+
+    def check_inputs(self, embeddings: Tensor, labels: Tensor) -> None:
+        """ValueError unless ``embeddings`` is (N, D) and ``labels`` is (N,)."""
+        check_batch(embeddings, labels)
+        if embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"embeddings must have dimension {self.embedding_dim}, "
+                f"got {embeddings.shape[1]}"
+            )
+
+    def cosine(self, embeddings: Tensor) -> Tensor:
+        """Cosines (N, C) between the embeddings and the class weights.
+
+        Float32 (float64 if either side is float64), with autocast off, so the scaled
+        logits built from them never lose precision or overflow under fp16/bf16 autocast.
+        """
+        return cosine_similarity_matrix(embeddings, self.weight)
+
+    @abc.abstractmethod
+    def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Logits (N, num_classes) whose softmax cross-entropy with ``labels`` is the loss."""
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy of :meth:`logits` against ``labels``."""
+        return F.cross_entropy(self.logits(embeddings, labels), labels.long())
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
+
+
+def replace_target(logits: Tensor, labels: Tensor, target: Tensor) -> Tensor:
+    """``logits`` (N, C) with entry (i, labels[i]) replaced by ``target[i]`` (out of place)."""
+    return logits.scatter(1, labels.long()[:, None], target[:, None].to(logits.dtype))
+
+
+def target_values(values: Tensor, labels: Tensor) -> Tensor:
+    """Entries (i, labels[i]) of ``values`` (N, C), as a vector (N,)."""
+    return values.gather(1, labels.long()[:, None])[:, 0]
+
+
+def is_class_level(loss_config: Mapping[str, Any]) -> bool:
+    """Whether a loss config names a class-level head, which needs ``embedding_dim`` and ``num_classes``."""
+    from circle_repro.losses.registry import LOSSES
+
+    cls = LOSSES.get(loss_config.get("type"))
+    return isinstance(cls, type) and issubclass(cls, ProxyClassifier)
