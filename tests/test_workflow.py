@@ -29,7 +29,8 @@ def test_evaluation_setting_moves_only_evaluation(repo_params):
     changed["experiments"]["demo_retrieval"]["evaluation"]["ks"] = [1, 2]
     (train_a, eval_a, report_a), (train_b, eval_b, report_b) = _triggers(repo_params), _triggers(changed)
     assert train_a == train_b and report_a == report_b
-    assert all(eval_a[run] != eval_b[run] for run in eval_a)
+    moved = {run for run in eval_a if eval_a[run] != eval_b[run]}
+    assert moved == {run for run in eval_a if run.experiment == "demo_retrieval"}
 
 
 def test_report_title_moves_only_the_report(repo_params):

@@ -13,6 +13,7 @@ from circle_repro.config import (
     validate_params,
 )
 from circle_repro.losses import LOSSES, build_loss
+from circle_repro.losses.proxy import is_class_level
 from support import REPO_ROOT
 
 
@@ -41,7 +42,7 @@ def test_committed_params_are_valid():
 def test_unknown_loss_names_key_and_allowed_values(repo_params):
     message = _error(_with(repo_params, ["experiments", "demo_retrieval", "losses", "CircleLoss", "type"], "cirle"))
     assert "experiments.demo_retrieval.losses.CircleLoss.type" in message
-    assert "'cirle' is not one of ['circle', 'triplet']" in message
+    assert "'cirle' is not one of ['circle', 'triplet', 'softmax'," in message
 
 
 def test_negative_gamma_names_key_and_bound(repo_params):
@@ -90,10 +91,9 @@ def test_schema_loss_types_are_registered_and_build():
     assert set(types) <= set(LOSSES)
     for branch in loss_schema["allOf"]:
         name = branch["if"]["properties"]["type"]["const"]
-        arguments = [key for key in branch["then"]["properties"] if key != "type"]
         assert name in types
-        build_loss({"type": name})  # defaults exist for every schema-level argument
-        assert arguments, name
+        dims = {"embedding_dim": 4, "num_classes": 3} if is_class_level({"type": name}) else {}
+        build_loss({"type": name, **dims})  # defaults exist for every schema-level argument
 
 
 def test_runs_and_configs(repo_params):

@@ -5,6 +5,7 @@ from PIL import Image
 from circle_repro.data.datasets import DATASETS, get_dataset, prepare_dataset
 from circle_repro.data.datasets import mnist5k
 from circle_repro.data.manifest import read_manifest
+from circle_repro.data.pairs import read_pairs
 
 
 def test_raw_digits_are_the_verified_5000():
@@ -19,6 +20,8 @@ def test_prepared_split_is_class_disjoint_and_images_match(prepared_mnist5k):
     train, test = frame[frame["split"] == "train"], frame[frame["split"] == "test"]
     assert sorted(train["label"].unique()) == [0, 1, 2, 3, 4]
     assert sorted(test["label"].unique()) == [5, 6, 7, 8, 9]
+    pairs = read_pairs(prepared_mnist5k, known_paths=test["path"])
+    assert len(pairs) == 3000 and pairs["issame"].sum() == 1500
     images, _ = mnist5k.load_raw()
     for row in frame.sample(20, random_state=0).itertuples():
         index = int(row.path.rsplit("/", 1)[1].removesuffix(".png"))

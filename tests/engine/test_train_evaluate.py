@@ -34,7 +34,7 @@ def test_trained_circle_beats_an_untrained_network(trained_circle, prepared_mnis
     params, run, _, _, result = trained_circle
     config = train_config(params, run)
     torch.manual_seed(config["seed"])
-    untrained = MODELS.build(model_config(config))
+    untrained = MODELS.build(model_config(config, num_classes=5))
     test_set = ManifestDataset(prepared_mnist5k, "test", get_dataset("mnist5k").transform, train=False)
     untrained_r1 = recall_at_k(*embed_split(untrained, test_set), ks=[1])[1]
     trained_r1 = result["metrics"]["R@1"]
@@ -48,7 +48,7 @@ def test_metrics_file_and_mlflow_run(trained_circle):
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert set(on_disk["metrics"]) >= {"R@1", "R@2", "R@4", "R@8", "MAP@R"}
-    assert on_disk["n_queries"] == 2500
+    assert on_disk["n_images"] == 2500 and on_disk["protocol"] == "retrieval"
 
     logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"])
     assert logged.data.tags["run_id"] == run.run_id
@@ -88,3 +88,17 @@ def test_same_seed_trains_the_same_model(trained_circle, tmp_path, prepared_mnis
     first = torch.load(train_run(config, prepared_mnist5k, tmp_path / "a", uri), weights_only=True)
     second = torch.load(train_run(config, prepared_mnist5k, tmp_path / "b", uri), weights_only=True)
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_class_level_head_trains_and_evaluates_on_verification_pairs(tmp_path, repo_params, prepared_mnist5k):
+    params = tiny_params(repo_params, epochs=1, max_images=400)
+    run = find_run(params, "demo_verification/CircleLoss/seed0")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    train_run(train_config(params, run), prepared_mnist5k, tmp_path, tracking_uri=uri)
+    state = torch.load(tmp_path / "model.pth", weights_only=True)
+    assert state["loss.weight"].shape == (5, 64), "one proxy per training class"
+    result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), tmp_path)
+    assert list(result["metrics"]) == ["accuracy", "accuracy_std", "TAR@FAR=0.001", "TAR@FAR=0.01", "TAR@FAR=0.1"]
+    assert 0.5 < result["metrics"]["accuracy"] <= 1.0
+    logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"]).data.metrics
+    assert logged["TAR_at_FAR_0.01"] == pytest.approx(result["metrics"]["TAR@FAR=0.01"])

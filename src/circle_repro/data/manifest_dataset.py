@@ -15,7 +15,10 @@ from circle_repro.data.transforms import IMAGE_MODES, build_transform
 
 
 class ManifestDataset(Dataset):
-    """Images and labels of one split; items are ``{"inputs": tensor, "labels": int}``."""
+    """Images and labels of one split; items are ``{"inputs": tensor, "labels": int}``.
+
+    ``labels`` are class indices 0..C-1 in the order of ``classes`` (the sorted original ids).
+    """
 
     def __init__(
         self,
@@ -34,7 +37,9 @@ class ManifestDataset(Dataset):
                 frac=max_images / len(frame), random_state=seed
             ).sort_index().reset_index(drop=True)
         self.frame = frame
-        self.labels = frame["label"].to_numpy(dtype=np.int64)
+        self.classes = np.unique(frame["label"].to_numpy(dtype=np.int64))
+        # Class-level heads need labels 0..C-1; the original ids stay in ``frame["label"]``.
+        self.labels = np.searchsorted(self.classes, frame["label"].to_numpy(dtype=np.int64))
         self.transform = build_transform(transform, train=train)
         self.image_mode = IMAGE_MODES[transform]
 

@@ -10,16 +10,25 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from circle_repro.losses import build_loss
+from circle_repro.losses.proxy import is_class_level
 from circle_repro.models import build_backbone
 
 
 @MODELS.register_module()
 class EmbeddingModel(BaseModel):
-    """Maps images to unit-norm embeddings; in ``loss`` mode also returns batch s_p / s_n means."""
+    """Maps images to unit-norm embeddings; in ``loss`` mode also returns batch s_p / s_n means.
 
-    def __init__(self, backbone: str, in_channels: int, embedding_dim: int, loss: dict[str, Any]) -> None:
+    A class-level loss (a proxy head) gets ``embedding_dim`` and ``num_classes`` (the training
+    classes); a pair-wise loss ignores ``num_classes``.
+    """
+
+    def __init__(
+        self, backbone: str, in_channels: int, embedding_dim: int, num_classes: int, loss: dict[str, Any]
+    ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone, in_channels=in_channels, embedding_dim=embedding_dim)
+        if is_class_level(loss):
+            loss = {**loss, "embedding_dim": embedding_dim, "num_classes": num_classes}
         self.loss = build_loss(loss)
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:

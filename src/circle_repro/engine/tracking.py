@@ -57,8 +57,8 @@ def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: t
 
 
 def _metric_key(name: str) -> str:
-    # MLflow keys allow alphanumerics, _ - . space / only: "R@1" becomes "R_at_1".
-    return name.replace("@", "_at_")
+    # MLflow keys allow alphanumerics, _ - . space / only: "R@1" -> "R_at_1", "TAR@FAR=0.001" -> "TAR_at_FAR_0.001".
+    return name.replace("@", "_at_").replace("=", "_")
 
 
 def disable_telemetry() -> None:

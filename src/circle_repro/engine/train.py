@@ -32,7 +32,7 @@ HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 RESUME_STATE_FILENAME = "resume.json"  # in the work folder: the config hash and MLflow run a resume continues
 
 
-def model_config(run_config: dict[str, Any]) -> dict[str, Any]:
+def model_config(run_config: dict[str, Any], num_classes: int) -> dict[str, Any]:
     """The mmengine model config of a run (what ``EmbeddingModel`` is built from)."""
     entry = get_dataset(run_config["dataset"])
     return {
@@ -40,11 +40,14 @@ def model_config(run_config: dict[str, Any]) -> dict[str, Any]:
         "backbone": run_config["model"]["backbone"],
         "in_channels": entry.in_channels,
         "embedding_dim": run_config["model"]["embedding_dim"],
+        "num_classes": num_classes,
         "loss": dict(run_config["loss"]),
     }
 
 
-def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, tracking_uri: str) -> Config:
+def runner_config(
+    run_config: dict[str, Any], data_root: Path, work_dir: Path, tracking_uri: str, num_classes: int
+) -> Config:
     """The full mmengine config of one training run."""
     entry = get_dataset(run_config["dataset"])
     sampler, train = run_config["sampler"], run_config["train"]
@@ -56,7 +59,7 @@ def runner_config(run_config: dict[str, Any], data_root: Path, work_dir: Path, t
             work_dir=str(work_dir),
             experiment_name=run_config["run_id"].replace("/", "_"),
             circle_repro=run_config,
-            model=model_config(run_config),
+            model=model_config(run_config, num_classes),
             train_dataloader=dict(
                 dataset=dict(
                     type="ManifestDataset",
@@ -142,10 +145,11 @@ def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | 
     """
     out_dir, data_root = Path(out_dir), Path(data_root)
     work_dir = out_dir / "work"
-    read_manifest(data_root, split="train")  # fail on missing or broken data before any run is opened
+    # Read the training split first: missing or broken data fails before any run is opened.
+    num_classes = read_manifest(data_root, split="train")["label"].nunique()
     ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
     started = time.time()
-    config = runner_config(run_config, data_root, work_dir, tracking_uri)
+    config = runner_config(run_config, data_root, work_dir, tracking_uri, num_classes)
     state_file = work_dir / RESUME_STATE_FILENAME
     previous = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if previous.get("config_hash") != config_hash(run_config):
@@ -179,7 +183,7 @@ def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | 
             "tracking_uri": tracking_uri,
             "config": run_config,
             "config_hash": config_hash(run_config),
-            "model": model_config(run_config),
+            "model": model_config(run_config, num_classes),
             "iterations": runner.iter,
             "wall_time_s": round(time.time() - started, 2),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",

@@ -18,9 +18,6 @@ from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table,
 from circle_repro.report.results import UNTRAINED, load_results, summarise
 from circle_repro.report.targets import load_paper_targets, paper_table
 
-RETRIEVAL_COLUMNS = ("R@1", "R@2", "R@4", "R@8", "MAP@R")
-
-
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
@@ -34,10 +31,21 @@ def _mean_std(mean: float, std: float, n: int) -> str:
     return f"{100 * mean:.2f} ± {spread}"
 
 
+def table_metrics(summary: pd.DataFrame, experiment: str) -> list[str]:
+    """An experiment's metrics in the order its evaluation reports them; the first is its headline.
+
+    Per-fold spreads (``*_std``) are left to results.csv: the tables show the spread over seeds.
+    """
+    metrics = summary.loc[summary["experiment"] == experiment, "metric"]
+    return [m for m in dict.fromkeys(metrics) if not m.endswith("_std")]
+
+
 def reproduced_table(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -> pd.DataFrame:
     """Rows = losses (params order), columns = metrics; cells 'mean ± std' in percent, plus the seed count."""
     part = summary[summary["experiment"] == experiment]
-    columns = [c for c in RETRIEVAL_COLUMNS if c in set(part["metric"])]
+    columns = table_metrics(summary, experiment)
+    if not columns:
+        return pd.DataFrame({"status": "not run"}, index=pd.Index(list(losses), name="Loss"))
     table = pd.DataFrame(index=pd.Index(list(losses), name="Loss"), columns=[*columns, "seeds"], dtype=object)
     for loss in losses:
         rows = part[part["loss"] == loss].set_index("metric")
@@ -62,7 +70,11 @@ def published_table(table_id: str, targets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _comparison(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -> str | None:
-    r1 = summary[(summary["experiment"] == experiment) & (summary["metric"] == "R@1")].set_index("loss")
+    metrics = table_metrics(summary, experiment)
+    if not metrics:
+        return None
+    headline = metrics[0]
+    r1 = summary[(summary["experiment"] == experiment) & (summary["metric"] == headline)].set_index("loss")
     circle = [name for name in losses if name.lower().startswith("circle") and name in r1.index]
     others = [name for name in losses if name not in circle and name != UNTRAINED and name in r1.index]
     if not circle or not others:
@@ -72,23 +84,25 @@ def _comparison(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -
     spread = 100 * max(r1.loc[circle[0], "std"], r1.loc[best, "std"])
     verdict = "within" if abs(delta) <= 2 * spread else "beyond"
     return (
-        f"{circle[0]} minus the best other loss ({best}) at R@1: {delta:+.2f} points; the larger seed "
+        f"{circle[0]} minus the best other loss ({best}) at {headline}: {delta:+.2f} points; the larger seed "
         f"standard deviation is {spread:.2f} points, so the difference is {verdict} twice the seed spread. "
         "This is a rough reading over few seeds, not a significance test."
     )
 
 
 def _provenance(results: pd.DataFrame) -> pd.DataFrame:
-    r1 = results[(results["metric"] == "R@1") & (results["loss"] != UNTRAINED)].sort_values("run_id")
-    frame = pd.DataFrame(
+    """One row per trained run: its headline metric, MLflow run id and config hash."""
+    trained = results[results["loss"] != UNTRAINED]
+    headline = trained.drop_duplicates("run_id").sort_values("run_id")
+    return pd.DataFrame(
         {
-            "R@1 (%)": (100 * r1["value"]).map(lambda v: f"{v:.2f}").to_numpy(),
-            "MLflow run": r1["mlflow_run_id"].to_numpy(),
-            "config hash": r1["config_hash"].to_numpy(),
+            "headline metric": headline["metric"].to_numpy(),
+            "value (%)": (100 * headline["value"]).map(lambda v: f"{v:.2f}").to_numpy(),
+            "MLflow run": headline["mlflow_run_id"].to_numpy(),
+            "config hash": headline["config_hash"].to_numpy(),
         },
-        index=pd.Index(r1["run_id"].to_numpy(), name="Run"),
+        index=pd.Index(headline["run_id"].to_numpy(), name="Run"),
     )
-    return frame
 
 
 def _lowest_seed_run_dirs(results: pd.DataFrame) -> dict[str, Path]:

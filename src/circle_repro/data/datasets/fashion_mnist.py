@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_prepared
+from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_images
 from circle_repro.data.download import ChecksumError, fetch, file_digests
 from circle_repro.data.formats.idx import read_idx
+from circle_repro.data.manifest import write_manifest
 
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 LICENCE = "MIT (Zalando Research)"
@@ -86,7 +87,7 @@ def prepare(
         keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
         keep.sort()
         images, labels = images[keep], labels[keep]
-    return write_prepared(images, labels, split_of, out_dir)
+    return write_manifest(write_images(images, labels, split_of, out_dir), out_dir)
 
 
 ENTRY = DatasetEntry(name="fashion_mnist", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")

