@@ -53,15 +53,7 @@ except ImportError:  # running from a checkout without an installed package
 
 from pytorch_metric_learning import losses as pml_losses
 
-from circle_repro.losses import CircleClassifier, CircleLoss
-
-try:
-    from circle_repro.losses.margin_softmax import AMSoftmaxClassifier
-except ImportError as _err:  # being written elsewhere; its rows are skipped
-    AMSoftmaxClassifier = None
-    AM_IMPORT_ERROR = str(_err)
-else:
-    AM_IMPORT_ERROR = ""
+from circle_repro.losses import AMSoftmaxClassifier, CircleClassifier, CircleLoss
 
 DIM = 512
 K = 4
@@ -74,6 +66,20 @@ CLASS_IMPLS = ["circle", "am_softmax", "pml_cosface", "floor"]
 
 Step = Callable[[], None]
 
+# Set from the command line: where the workloads run, and the autocast dtype (None: float32).
+DEVICE = torch.device("cpu")
+AMP: torch.dtype | None = None
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast() -> torch.autocast:
+    return torch.autocast(DEVICE.type, dtype=AMP or torch.float32, enabled=AMP is not None)
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
 
 # --- workloads ---------------------------------------------------------------------------------
 
@@ -85,14 +91,16 @@ def pk_labels(batch: int, gen: torch.Generator) -> torch.Tensor:
 def pair_step(impl: str, batch: int) -> Step:
     """One forward+backward of a pair-wise implementation on a fresh P×K batch."""
     gen = torch.Generator().manual_seed(batch)
-    x = torch.randn(batch, DIM, generator=gen).requires_grad_(True)
-    labels = pk_labels(batch, gen)
+    x = torch.randn(batch, DIM, generator=gen).to(DEVICE).requires_grad_(True)
+    labels = pk_labels(batch, gen).to(DEVICE)
     if impl == "floor":
-        upstream = torch.randn(batch, batch, generator=gen)
+        upstream = torch.randn(batch, batch, generator=gen).to(DEVICE)
 
         def step() -> None:
             x.grad = None
-            (x @ x.T).backward(upstream)
+            with _autocast():
+                product = x @ x.T
+            product.backward(upstream.to(product.dtype))
 
         return step
     loss_fn = (
@@ -103,7 +111,9 @@ def pair_step(impl: str, batch: int) -> Step:
 
     def step() -> None:
         x.grad = None
-        loss_fn(x, labels).backward()
+        with _autocast():
+            loss = loss_fn(x, labels)
+        loss.backward()
 
     return step
 
@@ -111,15 +121,17 @@ def pair_step(impl: str, batch: int) -> Step:
 def class_step(impl: str, num_classes: int, batch: int) -> tuple[Step, list[torch.Tensor]]:
     """One forward+backward of a class-level head; also returns its parameters."""
     gen = torch.Generator().manual_seed(num_classes)
-    x = torch.randn(batch, DIM, generator=gen).requires_grad_(True)
-    labels = torch.randint(0, num_classes, (batch,), generator=gen)
+    x = torch.randn(batch, DIM, generator=gen).to(DEVICE).requires_grad_(True)
+    labels = torch.randint(0, num_classes, (batch,), generator=gen).to(DEVICE)
     if impl == "floor":
-        weight = torch.randn(num_classes, DIM, generator=gen).requires_grad_(True)
-        upstream = torch.randn(batch, num_classes, generator=gen)
+        weight = torch.randn(num_classes, DIM, generator=gen).to(DEVICE).requires_grad_(True)
+        upstream = torch.randn(batch, num_classes, generator=gen).to(DEVICE)
 
         def step() -> None:
             x.grad = weight.grad = None
-            (x @ weight.T).backward(upstream)
+            with _autocast():
+                logits = x @ weight.T
+            logits.backward(upstream.to(logits.dtype))
 
         return step, [weight]
     if impl == "circle":
@@ -128,13 +140,16 @@ def class_step(impl: str, num_classes: int, batch: int) -> tuple[Step, list[torc
         head = AMSoftmaxClassifier(DIM, num_classes, m=0.35, gamma=64)
     else:
         head = pml_losses.CosFaceLoss(num_classes, DIM, margin=0.35, scale=64)
+    head = head.to(DEVICE)
     params = list(head.parameters())
 
     def step() -> None:
         x.grad = None
         for p in params:
             p.grad = None
-        head(x, labels).backward()
+        with _autocast():
+            loss = head(x, labels)
+        loss.backward()
 
     return step, params
 
@@ -146,11 +161,13 @@ def time_interleaved(steps: dict[str, Step], warmup: int, repeats: int) -> dict[
     for step in steps.values():
         for _ in range(warmup):
             step()
+    _sync()
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             step()
+            _sync()
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -188,6 +205,17 @@ def memory_probe(kind: str, impl: str, size: int, class_batch: int) -> dict[str,
 
 
 def measure_memory(kind: str, impl: str, size: int, class_batch: int) -> dict | None:
+    if DEVICE.type == "cuda":  # the CUDA caching allocator counts its own peak: no subprocess needed
+        step, params = pair_step(impl, size) if kind == "pair" else class_step(impl, size, class_batch)
+        step()
+        for p in params if kind != "pair" else []:
+            p.grad = None
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return {"mib": (torch.cuda.max_memory_allocated() - before) / 2**20, "exact": True}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(THREADS))
     cmd = [sys.executable, __file__, "--memory-probe", kind, impl, str(size), str(class_batch)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -233,7 +261,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--memory-probe", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--amp", choices=list(AMP_DTYPES), default="none", help="autocast dtype")
     args = parser.parse_args()
+    global DEVICE, AMP
+    DEVICE, AMP = torch.device(args.device), AMP_DTYPES[args.amp]
     if args.memory_probe:
         kind, impl, size, class_batch = args.memory_probe
         print(json.dumps(memory_probe(kind, impl, int(size), int(class_batch))))
@@ -241,8 +273,9 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     cfg = QUICK if args.quick else FULL
+    where = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32, d={DIM}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}, autocast {args.amp}, d={DIM}; "
         f"load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     print("times: median [min] over repeats, ms per forward+backward; memory: peak RSS "
@@ -280,12 +313,8 @@ def main() -> None:
 
     # Class-level.
     batch = cfg["class_batch"]
-    impls = CLASS_IMPLS if AMSoftmaxClassifier is not None else [
-        i for i in CLASS_IMPLS if i != "am_softmax"
-    ]
+    impls = CLASS_IMPLS
     print(f"\n== class-level heads, B={batch}: Circle (m=0.25, γ=256), AM-Softmax (m=0.35, γ=64)")
-    if AMSoftmaxClassifier is None:
-        print(f"  note: AMSoftmaxClassifier not importable ({AM_IMPORT_ERROR}); its rows skipped")
     header = (
         f"{'C':>6} | {'circle':>18} | {'am_softmax':>18} | {'PML CosFace':>18} | "
         f"{'floor':>18} | {'circ/am':>7} | {'circ/PML':>8} | {'circ/floor':>10} | "

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from circle_repro.losses.pair_utils import AnchorPairs, PairwiseLoss, check_real
-from circle_repro.losses.proxy import ProxyClassifier
+from circle_repro.losses.proxy import ProxyClassifier, replace_target, target_values
 from circle_repro.losses.registry import register_loss
 
 
@@ -21,9 +21,21 @@ def circle_logits(sim: Tensor, m: float, gamma: float) -> tuple[Tensor, Tensor]:
     O_p = 1+m, O_n = −m, Δ_p = 1−m, Δ_n = m (Eq. 8) and the self-paced weights of Eq. 5,
     α_p = [O_p − s]_+ and α_n = [s − O_n]_+, treated as constants in back-prop (§3.1).
     """
-    alpha_p = torch.relu(1 + m - sim).detach()
-    alpha_n = torch.relu(sim + m).detach()
-    return gamma * alpha_p * (sim - (1 - m)), gamma * alpha_n * (sim - m)
+    return positive_logits(sim, m, gamma), negative_logits(sim, m, gamma)
+
+
+def positive_logits(s_p: Tensor, m: float, gamma: float) -> Tensor:
+    """γ α_p (s_p − Δ_p) with α_p = [1 + m − s_p]_+ detached."""
+    with torch.no_grad():
+        weight = (1 + m - s_p).clamp_(min=0).mul_(gamma)
+    return weight * (s_p - (1 - m))
+
+
+def negative_logits(s_n: Tensor, m: float, gamma: float) -> Tensor:
+    """γ α_n (s_n − Δ_n) with α_n = [s_n + m]_+ detached."""
+    with torch.no_grad():
+        weight = (s_n + m).clamp_(min=0).mul_(gamma)
+    return weight * (s_n - m)
 
 
 class _CircleRows(torch.autograd.Function):
@@ -158,9 +170,10 @@ class CircleClassifier(ProxyClassifier):
         γ α_p (s_p − Δ_p) at the label column and γ α_n (s_n − Δ_n) in the others.
         """
         self.check_inputs(embeddings, labels)
-        z_p, z_n = circle_logits(self.cosine(embeddings), self.m, self.gamma)
-        target = F.one_hot(labels.long(), self.num_classes).bool()
-        return torch.where(target, z_p, z_n)
+        cos = self.cosine(embeddings)
+        # Negative logits over the whole matrix, positive logits for the label column only.
+        z_p = positive_logits(target_values(cos, labels), self.m, self.gamma)
+        return replace_target(negative_logits(cos, self.m, self.gamma), labels, z_p)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, m={self.m}, gamma={self.gamma}"
