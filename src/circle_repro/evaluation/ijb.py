@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from circle_repro.evaluation.inputs import finite_matrix, to_numpy, vector
 from circle_repro.evaluation.verification import check_fars
 
 ArrayLike = np.ndarray | Sequence
@@ -37,34 +38,6 @@ _STREAM_BLOCK = 1 << 18
 # the pairs fill fewer than 1 in this many cells of the used t1 x t2 rectangle (measured: a
 # row-gathered dot product costs about 50-100x a matrix-product cell on this kind of CPU).
 _DENSE_WASTE_LIMIT = 64
-
-
-def _to_numpy(values: object) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
-def _ids(values: object, name: str, n: int | None = None, n_of: str = "") -> np.ndarray:
-    array = _to_numpy(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
-    if n is not None and len(array) != n:
-        raise ValueError(f"{name} has {len(array)} entries but {n_of} has {n}")
-    return array
-
-
-def _finite_2d(values: object, name: str) -> np.ndarray:
-    array = _to_numpy(values)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n × dim), got shape {array.shape}")
-    if len(array) == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
 
 
 def template_features(
@@ -84,21 +57,21 @@ def template_features(
     ``use_norm_score=False``); ``detector_scores`` (if given) multiply the features. Pooling is
     done in float64; the result has the input's floating dtype (float32 stays float32).
     """
-    x = _finite_2d(feats, "feats")
+    x = finite_matrix(feats, "feats")
     n = len(x)
-    templates_of = _ids(template_ids, "template_ids", n, "feats")
-    media_of = _ids(media_ids, "media_ids", n, "feats")
+    templates_of = vector(template_ids, "template_ids", n, "feats")
+    media_of = vector(media_ids, "media_ids", n, "feats")
     out_dtype = x.dtype
     x = x.astype(np.float64)
     if flipped_feats is not None:
-        flipped = _finite_2d(flipped_feats, "flipped_feats")
+        flipped = finite_matrix(flipped_feats, "flipped_feats")
         if flipped.shape != x.shape:
             raise ValueError(f"flipped_feats must have the shape of feats {x.shape}, got {flipped.shape}")
         x = x + flipped
     if not norm_score:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(np.float64).tiny)
     if detector_scores is not None:
-        scores = _ids(detector_scores, "detector_scores", n, "feats").astype(np.float64)
+        scores = vector(detector_scores, "detector_scores", n, "feats").astype(np.float64)
         if not np.isfinite(scores).all():
             raise ValueError("detector_scores contains NaN or infinite values")
         x = x * scores[:, None]
@@ -194,12 +167,12 @@ def score_pairs(
     smaller side and a block index per pair (1-2 bytes); the similarity block stays within
     ``max_chunk_bytes`` and the other buffers within about twice that.
     """
-    ids = _ids(templates, "templates")
-    feats = _finite_2d(template_feats, "template_feats")
+    ids = vector(templates, "templates")
+    feats = finite_matrix(template_feats, "template_feats")
     if len(ids) != len(feats):
         raise ValueError(f"templates has {len(ids)} entries but template_feats has {len(feats)} rows")
-    t1 = _ids(pairs_t1, "pairs_t1")
-    t2 = _ids(pairs_t2, "pairs_t2", len(t1), "pairs_t1")
+    t1 = vector(pairs_t1, "pairs_t1")
+    t2 = vector(pairs_t2, "pairs_t2", len(t1), "pairs_t1")
     if method not in ("auto", "dense", "gather"):
         raise ValueError(f"method must be 'auto', 'dense' or 'gather', got {method!r}")
     if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, int) or max_chunk_bytes < 1:
@@ -262,7 +235,7 @@ def score_pairs(
 
 
 def _labels01(labels: object, n: int) -> np.ndarray:
-    y = _ids(labels, "labels", n, "scores")
+    y = vector(labels, "labels", n, "scores")
     if y.dtype != bool:
         if not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all():
             raise ValueError(f"labels must be binary (bool or 0/1), got values {np.unique(y)[:5]!r}")
@@ -311,7 +284,7 @@ def tar_at_far_ijb(
     followed by ``tpr[argmin over (|fpr - far|, index)]`` (module docstring), bit for bit, with
     one sort of the scores and O(block) extra memory.
     """
-    s = _to_numpy(scores)
+    s = to_numpy(scores)
     if s.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {s.shape}")
     if len(s) == 0:

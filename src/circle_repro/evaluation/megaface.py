@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from circle_repro.evaluation.inputs import finite_matrix, to_numpy
 from circle_repro.evaluation.verification import check_fars, max_false_accepts
 
 NOISE_EXTRA_VALUE = 100.0
@@ -60,22 +61,8 @@ class MegaFaceResult:
     n_distractors: int
 
 
-def _to_numpy(values: object) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
 def _features(values: object, name: str, normalize: bool) -> np.ndarray:
-    x = _to_numpy(values)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n × dim), got shape {x.shape}")
-    if len(x) == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    x = finite_matrix(values, name, dtype=np.float32)
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(x.dtype).tiny)
     return x
@@ -84,7 +71,7 @@ def _features(values: object, name: str, normalize: bool) -> np.ndarray:
 def _flags(values: object | None, name: str, n: int, n_of: str) -> np.ndarray:
     if values is None:
         return np.zeros(n, dtype=bool)
-    flags = _to_numpy(values)
+    flags = to_numpy(values)
     if flags.ndim != 1 or len(flags) != n:
         raise ValueError(f"{name} must be 1-D with one entry per row of {n_of} ({n}), got shape {flags.shape}")
     if flags.dtype != bool:
@@ -95,7 +82,7 @@ def _flags(values: object | None, name: str, n: int, n_of: str) -> np.ndarray:
 
 
 def _identities(probe_ids: object, n: int) -> np.ndarray:
-    ids = _to_numpy(probe_ids)
+    ids = to_numpy(probe_ids)
     if ids.ndim != 1 or len(ids) != n:
         raise ValueError(f"probe_ids must be 1-D with one entry per probe ({n}), got shape {ids.shape}")
     return ids
@@ -207,7 +194,7 @@ def evaluate(
     depend on the chunking.
     """
     probes = _features(probe_feats, "probe_feats", normalize)
-    distractors = _to_numpy(distractor_feats)  # validated and normalised chunk by chunk: no full copy
+    distractors = to_numpy(distractor_feats)  # validated and normalised chunk by chunk: no full copy
     if distractors.ndim != 2 or len(distractors) == 0:
         raise ValueError(f"distractor_feats must be a non-empty 2-D array (n × dim), got shape {distractors.shape}")
     if probes.shape[1] != distractors.shape[1]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from circle_repro.evaluation.inputs import vector
 from circle_repro.evaluation.knn import ArrayLike, _normalised_rows, _positive_int
 
 JUNK_PID = -1
@@ -64,17 +65,6 @@ class ReidResult:
     def rank(self, k: int) -> float:
         """Rank-k accuracy (CMC at k)."""
         return float(self.cmc[k - 1])
-
-
-def _as_numpy_1d(values: ArrayLike, name: str, length: int, length_of: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
-    if len(array) != length:
-        raise ValueError(f"{name} has {len(array)} entries but {length_of} has {length} rows")
-    return array
 
 
 def _features(feats: ArrayLike, name: str) -> torch.Tensor:
@@ -143,10 +133,10 @@ def evaluate(
     dtype = torch.promote_types(q.dtype, g.dtype)
     q, g = q.to(dtype), g.to(dtype)
     n_q, n_g = q.shape[0], g.shape[0]
-    q_pids = _as_numpy_1d(q_pids, "q_pids", n_q, "q_feats")
-    q_cams = _as_numpy_1d(q_cams, "q_cams", n_q, "q_feats")
-    g_pids = _as_numpy_1d(g_pids, "g_pids", n_g, "g_feats")
-    g_cams = _as_numpy_1d(g_cams, "g_cams", n_g, "g_feats")
+    q_pids = vector(q_pids, "q_pids", n_q, "q_feats")
+    q_cams = vector(q_cams, "q_cams", n_q, "q_feats")
+    g_pids = vector(g_pids, "g_pids", n_g, "g_feats")
+    g_cams = vector(g_cams, "g_cams", n_g, "g_feats")
     for name, pids in (("q_pids", q_pids), ("g_pids", g_pids)):
         if not np.issubdtype(pids.dtype, np.integer):
             raise ValueError(f"{name} must hold integer person ids, got dtype {pids.dtype}")

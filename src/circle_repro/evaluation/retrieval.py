@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from circle_repro.evaluation.inputs import vector
 from circle_repro.evaluation.knn import ArrayLike, _positive_int, topk_cosine
 
 
@@ -40,13 +41,7 @@ def retrieval_metrics(
     emb = torch.as_tensor(embeddings)
     if emb.ndim != 2:
         raise ValueError(f"embeddings must be 2-D (n × dim), got shape {tuple(emb.shape)}")
-    label_array = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
-    if label_array.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {label_array.shape}")
-    if len(label_array) != emb.shape[0]:
-        raise ValueError(
-            f"labels has {len(label_array)} entries but embeddings has {emb.shape[0]} rows"
-        )
+    label_array = vector(labels, "labels", emb.shape[0], "embeddings")
     ks = _check_ks(ks)
     _, codes, counts = np.unique(label_array, return_inverse=True, return_counts=True)
     n_relevant = torch.from_numpy(counts[codes] - 1)

@@ -40,6 +40,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from circle_repro.evaluation.inputs import to_numpy
+
 ArrayLike = np.ndarray | Sequence[float]
 
 INSIGHTFACE_ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
@@ -47,15 +49,9 @@ INSIGHTFACE_VAL_THRESHOLDS = np.arange(0, 4, 0.001)
 SCORE_TYPES = ("similarity", "distance")
 
 
-def _to_numpy(values: object) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
 def flip_sum_embeddings(emb: ArrayLike, emb_flipped: ArrayLike) -> np.ndarray:
     """``emb + emb_flipped``, each row L2-normalised (insightface's "Accuracy-Flip" embedding)."""
-    a, b = _to_numpy(emb), _to_numpy(emb_flipped)
+    a, b = to_numpy(emb), to_numpy(emb_flipped)
     if a.ndim != 2:
         raise ValueError(f"emb must be 2-D (n × dim), got shape {a.shape}")
     if b.shape != a.shape:
@@ -69,14 +65,14 @@ def flip_sum_embeddings(emb: ArrayLike, emb_flipped: ArrayLike) -> np.ndarray:
 
 def squared_distances(emb1: ArrayLike, emb2: ArrayLike) -> np.ndarray:
     """insightface's pair distance ``sum((emb1 - emb2) ** 2, axis=1)`` (pairs are rows)."""
-    a, b = _to_numpy(emb1), _to_numpy(emb2)
+    a, b = to_numpy(emb1), to_numpy(emb2)
     if a.ndim != 2 or b.shape != a.shape:
         raise ValueError(f"emb1 and emb2 must be 2-D arrays of equal shape, got {a.shape} and {b.shape}")
     return np.sum(np.square(np.subtract(a, b)), 1)
 
 
 def _scores(scores: ArrayLike, name: str = "scores") -> np.ndarray:
-    s = _to_numpy(scores)
+    s = to_numpy(scores)
     if s.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one score per pair), got shape {s.shape}")
     if len(s) == 0:
@@ -89,7 +85,7 @@ def _scores(scores: ArrayLike, name: str = "scores") -> np.ndarray:
 
 
 def _labels(issame: ArrayLike, n: int, name: str = "issame") -> np.ndarray:
-    y = _to_numpy(issame)
+    y = to_numpy(issame)
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
     if len(y) != n:

@@ -1,0 +1,36 @@
+"""Input checks shared by the evaluation protocols; every error names the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_numpy(values: object) -> np.ndarray:
+    """A numpy view of an array-like or a (possibly CUDA, possibly grad-tracking) tensor."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def vector(values: object, name: str, length: int | None = None, length_of: str = "") -> np.ndarray:
+    """``values`` as a 1-D array, with ``length`` entries (one per row of ``length_of``) if given."""
+    array = to_numpy(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if length is not None and len(array) != length:
+        raise ValueError(f"{name} has {len(array)} entries but {length_of} has {length} rows")
+    return array
+
+
+def finite_matrix(values: object, name: str, dtype: type = np.float64) -> np.ndarray:
+    """``values`` as a non-empty 2-D float array (integers become ``dtype``) without NaN or inf."""
+    array = to_numpy(values)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n × dim), got shape {array.shape}")
+    if len(array) == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(dtype)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
