@@ -206,9 +206,12 @@ def memory_probe(kind: str, impl: str, size: int, class_batch: int) -> dict[str,
 
 def measure_memory(kind: str, impl: str, size: int, class_batch: int) -> dict | None:
     if DEVICE.type == "cuda":  # the CUDA caching allocator counts its own peak: no subprocess needed
-        step, params = pair_step(impl, size) if kind == "pair" else class_step(impl, size, class_batch)
+        if kind == "pair":
+            step, params = pair_step(impl, size), []
+        else:
+            step, params = class_step(impl, size, class_batch)
         step()
-        for p in params if kind != "pair" else []:
+        for p in params:
             p.grad = None
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
