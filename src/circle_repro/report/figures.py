@@ -36,6 +36,7 @@ def similarity_distributions(samples: Mapping[str, tuple[np.ndarray, np.ndarray]
         x="cosine similarity",
         hue="pair",
         col="loss",
+        col_wrap=min(3, len(samples)),
         kind="hist",
         stat="density",
         common_norm=False,
@@ -92,9 +93,10 @@ def training_dynamics(histories: Mapping[str, pd.DataFrame], path: str | Path, w
         ignore_index=True,
     )
     sns.set_theme(style="whitegrid", context="notebook")
-    figure, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    figure, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
     sns.lineplot(frame, x="iteration", y="cosine", hue="loss", style="similarity", ax=ax)
-    ax.set(ylabel=f"batch mean cosine ({window}-iteration moving average)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set(ylabel=f"batch mean cosine\n({window}-iteration moving average)")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
