@@ -19,14 +19,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from circle_repro.losses import LOSSES, LiftedStructureLoss
-
-
-def pk_batch(p: int, k: int, dim: int, seed: int, dtype=torch.float64):
-    """P classes × K samples, shuffled, random Gaussian embeddings."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(p).repeat_interleave(k)
-    perm = torch.randperm(p * k, generator=gen)
-    return torch.randn(p * k, dim, generator=gen, dtype=torch.float64).to(dtype), labels[perm]
+from pair_reference import pk_batch
 
 
 def distances(x: torch.Tensor, y: torch.Tensor) -> list[list[float]]:

@@ -10,14 +10,7 @@ from pytorch_metric_learning.distances import CosineSimilarity
 
 from circle_repro.losses import TripletMarginLoss
 from circle_repro.losses.pair_utils import EmptyBatchWarning
-
-
-def pk_batch(p: int, k: int, dim: int, seed: int, dtype=torch.float64):
-    """P classes × K samples, shuffled, random Gaussian embeddings."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(p).repeat_interleave(k)
-    perm = torch.randperm(p * k, generator=gen)
-    return torch.randn(p * k, dim, generator=gen, dtype=torch.float64).to(dtype), labels[perm]
+from pair_reference import pk_batch
 
 
 def brute_triplet(x, labels, margin, ref=None, ref_labels=None):
