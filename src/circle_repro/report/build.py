@@ -120,23 +120,36 @@ def _similarity_samples(run_dirs: dict[str, Path]) -> dict[str, tuple[np.ndarray
     return samples
 
 
-def build_report(params: dict[str, Any], metrics_files: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    """Write report.md, report.html, results.csv and metrics.json (per-loss means) into ``out_dir``."""
+def build_report(
+    params: dict[str, Any],
+    metrics_files: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    generated: str | None = None,
+    commit: str | None = None,
+) -> list[Path]:
+    """Write report.md, report.html, results.csv and metrics.json (per-loss means) into ``out_dir``.
+
+    ``generated`` and ``commit`` default to now and the checkout's HEAD (fixed in golden tests).
+    """
     out_dir = Path(out_dir)
-    results = load_results(metrics_files)
+    results, problems = load_results(metrics_files)
     summary = summarise(results)
     targets = load_paper_targets()
     title = params["report"].get("title", "Circle loss reproduction")
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    generated = generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit = commit or _git_commit()
     blocks: list[Block] = [
         Heading(title, 1),
         Paragraph(
-            f"{results['run_id'].nunique()} runs evaluated; generated {generated} from commit {_git_commit()}. "
+            f"{results['run_id'].nunique()} runs evaluated; generated {generated} from commit {commit}. "
             "Cells are mean ± standard deviation over seeds, in percent. Every run is an MLflow run "
             f"(store: {params['tracking']['uri']}, experiment: {params['tracking']['experiment']}); "
             "see the provenance table for run ids."
         ),
     ]
+    if problems:
+        blocks += [Heading("Problems"), *(Paragraph(problem) for problem in problems)]
     figure_dir = out_dir / "figures"
     for experiment, spec in params["experiments"].items():
         part = results[results["experiment"] == experiment]
