@@ -1,7 +1,14 @@
 import pandas as pd
 import pytest
 
-from circle_repro.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
+from circle_repro.data.manifest import (
+    ManifestError,
+    content_hash,
+    manifest_path,
+    read_content_hash,
+    read_manifest,
+    write_manifest,
+)
 
 
 def _frame(**overrides):
@@ -9,7 +16,13 @@ def _frame(**overrides):
     return frame.assign(**overrides)
 
 
+def _files(folder, frame):
+    for path in frame["path"]:
+        (folder / path).write_bytes(path.encode())
+
+
 def test_roundtrip_and_split_filter(tmp_path):
+    _files(tmp_path, _frame())
     written = write_manifest(_frame(camera=[1, 2, 3]), tmp_path)
     assert written == manifest_path(tmp_path)
     assert read_manifest(tmp_path).equals(_frame(camera=[1, 2, 3]))
@@ -45,3 +58,15 @@ def test_reading_a_broken_manifest_names_it(tmp_path):
         read_manifest(tmp_path)
     with pytest.raises(ManifestError, match="circle-repro data prepare"):
         read_manifest(tmp_path / "elsewhere")
+
+
+def test_content_hash_covers_rows_and_file_bytes(tmp_path):
+    _files(tmp_path, _frame())
+    write_manifest(_frame(), tmp_path)
+    recorded = read_content_hash(tmp_path)
+    assert recorded == content_hash(_frame(), tmp_path) == content_hash(_frame().iloc[::-1], tmp_path)
+    assert content_hash(_frame(label=[0, 1, 1]), tmp_path) != recorded
+    (tmp_path / "b.png").write_bytes(b"changed")
+    assert content_hash(_frame(), tmp_path) != recorded
+    with pytest.raises(ManifestError, match="content.sha256: not found"):
+        read_content_hash(tmp_path / "elsewhere")

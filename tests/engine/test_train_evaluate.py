@@ -1,6 +1,7 @@
 """Training through mmengine's Runner, evaluation, and the MLflow records both leave."""
 
 import json
+from importlib import metadata
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ from mmengine.registry import MODELS
 
 from circle_repro.config import find_run, train_config, eval_config
 from circle_repro.data.datasets import get_dataset
+from circle_repro.data.manifest import read_content_hash
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.engine.evaluate import embed_split, evaluate_run, load_trained_model
 from circle_repro.engine.train import model_config, train_run
@@ -43,8 +45,9 @@ def test_trained_circle_beats_an_untrained_network(trained_circle, prepared_mnis
     assert trained_r1 >= result["untrained_metrics"]["R@1"] + 0.04
 
 
-def test_metrics_file_and_mlflow_run(trained_circle):
+def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     params, run, run_dir, uri, result = trained_circle
+    prepared = prepared_mnist5k
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert set(on_disk["metrics"]) >= {"R@1", "R@2", "R@4", "R@8", "MAP@R"}
@@ -58,6 +61,11 @@ def test_metrics_file_and_mlflow_run(trained_circle):
     assert logged.data.metrics["R_at_1"] == pytest.approx(on_disk["metrics"]["R@1"])
     assert logged.data.metrics["untrained_R_at_1"] == pytest.approx(on_disk["untrained_metrics"]["R@1"])
     assert "loss" in logged.data.metrics and "s_p" in logged.data.metrics
+    assert logged.data.metrics["throughput_images_per_s"] > 0
+    record = json.loads((run_dir / "train.json").read_text())
+    assert logged.data.tags["data_hash"] == record["provenance"]["data_hash"] == read_content_hash(prepared)
+    assert logged.data.tags["version.torch"] == metadata.version("torch")
+    assert {"git_commit", "device", "world_size"} <= set(logged.data.tags)
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(result["mlflow_run_id"])}
     assert "config.py" in artifacts and "metrics.json" in artifacts
 

@@ -7,13 +7,15 @@ optional evaluation columns ``camera``, ``role`` (query/gallery), ``template``, 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 
-from circle_repro.io import atomic_path
+from circle_repro.io import atomic_open, atomic_path
 
 MANIFEST_FILENAME = "manifest.parquet"
+CONTENT_HASH_FILENAME = "content.sha256"  # sha256 over the manifest rows and the bytes of every file they name
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("camera", "role", "template", "media", "pair_id")
 SPLITS = ("train", "test")
@@ -57,13 +59,33 @@ def validate_manifest(frame: pd.DataFrame, source: str | Path) -> None:
         raise ManifestError(f"{source}: column 'path' must hold paths relative to the manifest's folder")
 
 
+def content_hash(frame: pd.DataFrame, prepared_dir: str | Path) -> str:
+    """sha256 over every manifest row (all columns, sorted by path) and the bytes of each file it names."""
+    digest = hashlib.sha256()
+    for row in frame.sort_values("path").itertuples(index=False):
+        digest.update("\t".join(map(str, row)).encode() + b"\n")
+        digest.update(hashlib.sha256((Path(prepared_dir) / row.path).read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def write_manifest(frame: pd.DataFrame, prepared_dir: str | Path) -> Path:
-    """Validate and write a manifest atomically; return its path."""
+    """Validate a manifest, record its content hash, then write it atomically (last); return its path."""
     target = manifest_path(prepared_dir)
     validate_manifest(frame, target)
+    frame = frame.reset_index(drop=True)
+    with atomic_open(Path(prepared_dir) / CONTENT_HASH_FILENAME) as fh:
+        fh.write(content_hash(frame, prepared_dir) + "\n")
     with atomic_path(target) as tmp:
-        frame.reset_index(drop=True).to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
     return target
+
+
+def read_content_hash(prepared_dir: str | Path) -> str:
+    """The content hash recorded when the data set was prepared."""
+    source = Path(prepared_dir) / CONTENT_HASH_FILENAME
+    if not source.is_file():
+        raise ManifestError(f"{source}: not found; re-run `circle-repro data prepare` for this data set")
+    return source.read_text().strip()
 
 
 def read_manifest(prepared_dir: str | Path, split: str | None = None) -> pd.DataFrame:

@@ -1,9 +1,10 @@
-"""mmengine hooks of circle-repro: exact-resume RNG state and the NaN guard."""
+"""mmengine hooks of circle-repro: exact-resume RNG state, the NaN guard and throughput."""
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -51,3 +52,17 @@ class NonFiniteGuardHook(Hook):
                     f"{name} = {float(torch.as_tensor(value).detach())}; training stopped. Check the learning rate, the loss's gamma and "
                     "the input data; the last checkpoint is left for inspection."
                 )
+
+
+@HOOKS.register_module()
+class ThroughputHook(Hook):
+    """Training images per second of this process (a resumed run counts only its own iterations),
+    left in the message hub as ``throughput_images_per_s``."""
+
+    def before_train(self, runner: Any) -> None:
+        self._start = (runner.iter, time.perf_counter())
+
+    def after_train(self, runner: Any) -> None:
+        start_iter, start_time = self._start
+        images = (runner.iter - start_iter) * runner.train_dataloader.batch_size
+        runner.message_hub.update_info("throughput_images_per_s", images / max(time.perf_counter() - start_time, 1e-9))

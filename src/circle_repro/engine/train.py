@@ -16,17 +16,19 @@ import numpy as np
 import pandas as pd
 import torch
 from mmengine.config import Config
+from mmengine.dist import get_dist_info
 from mmengine.runner import Runner
 
 from circle_repro.config import config_hash
 from circle_repro.data.datasets import get_dataset
-from circle_repro.data.manifest import read_manifest
-from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers RngStateHook, NonFiniteGuardHook)
+from circle_repro.data.manifest import read_content_hash, read_manifest
+from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers the circle-repro hooks)
 from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.checkpoint import latest_checkpoint, trusted_work_dir
-from circle_repro.engine.tracking import artifact_location, ensure_experiment
+from circle_repro.engine.tracking import artifact_location, ensure_experiment, log_to_run
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+from circle_repro.provenance import git_commit, library_versions
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 RESUME_STATE_FILENAME = "resume.json"  # in the work folder: the config hash and MLflow run a resume continues
@@ -46,14 +48,20 @@ def model_config(run_config: dict[str, Any], num_classes: int) -> dict[str, Any]
 
 
 def runner_config(
-    run_config: dict[str, Any], data_root: Path, work_dir: Path, tracking_uri: str, num_classes: int
+    run_config: dict[str, Any],
+    data_root: Path,
+    work_dir: Path,
+    tracking_uri: str,
+    num_classes: int,
+    provenance: dict[str, str],
 ) -> Config:
-    """The full mmengine config of one training run."""
+    """The full mmengine config of one training run; ``provenance`` becomes MLflow tags."""
     entry = get_dataset(run_config["dataset"])
     sampler, train = run_config["sampler"], run_config["train"]
     seed = run_config["seed"]
     tags = {key: str(run_config[key]) for key in ("run_id", "experiment", "loss_name", "seed", "table", "dataset")}
     tags["config_hash"] = config_hash(run_config)
+    tags.update(provenance)
     return Config(
         dict(
             work_dir=str(work_dir),
@@ -81,7 +89,7 @@ def runner_config(
                 logger=dict(type="LoggerHook", interval=10),
                 checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1),
             ),
-            custom_hooks=[dict(type="RngStateHook"), dict(type="NonFiniteGuardHook")],
+            custom_hooks=[dict(type="RngStateHook"), dict(type="NonFiniteGuardHook"), dict(type="ThroughputHook")],
             visualizer=dict(
                 type="Visualizer",
                 vis_backends=[
@@ -110,6 +118,18 @@ def _save_weights(model: torch.nn.Module, path: Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save({name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}, tmp)
     return path
+
+
+def run_provenance(data_root: Path) -> dict[str, str]:
+    """Code commit, data content hash, library versions, device and world size of a run."""
+    _, world_size = get_dist_info()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    return {
+        "git_commit": git_commit(),
+        "data_hash": read_content_hash(data_root),
+        "device": device,
+        "world_size": str(world_size),
+    } | {f"version.{name}": version for name, version in library_versions().items()}
 
 
 def _save_history(runner: Runner, path: Path) -> None:
@@ -149,7 +169,8 @@ def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | 
     num_classes = read_manifest(data_root, split="train")["label"].nunique()
     ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
     started = time.time()
-    config = runner_config(run_config, data_root, work_dir, tracking_uri, num_classes)
+    provenance = run_provenance(data_root)
+    config = runner_config(run_config, data_root, work_dir, tracking_uri, num_classes, provenance)
     state_file = work_dir / RESUME_STATE_FILENAME
     previous = json.loads(state_file.read_text()) if state_file.is_file() else {}
     if previous.get("config_hash") != config_hash(run_config):
@@ -175,6 +196,8 @@ def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | 
         raise
     weights = _save_weights(model, out_dir / WEIGHTS_FILENAME)
     _save_history(runner, out_dir / HISTORY_FILENAME)
+    throughput = runner.message_hub.get_info("throughput_images_per_s")
+    log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput})
     write_json(
         out_dir / TRAIN_RECORD_FILENAME,
         {
@@ -186,8 +209,8 @@ def train_run(run_config: dict[str, Any], data_root: str | Path, out_dir: str | 
             "model": model_config(run_config, num_classes),
             "iterations": runner.iter,
             "wall_time_s": round(time.time() - started, 2),
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-            "torch": torch.__version__,
+            "throughput_images_per_s": round(throughput, 1),
+            "provenance": provenance,
         },
     )
     return weights

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,11 @@ import pandas as pd
 
 from circle_repro.io import atomic_open, write_json
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.provenance import git_commit
 from circle_repro.report.figures import gradient_maps, similarity_distributions, training_dynamics
 from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from circle_repro.report.results import UNTRAINED, load_results, summarise
 from circle_repro.report.targets import load_paper_targets, paper_table
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def _mean_std(mean: float, std: float, n: int) -> str:
     spread = "n/a" if n < 2 or np.isnan(std) else f"{100 * std:.2f}"
@@ -138,7 +130,7 @@ def build_report(
     targets = load_paper_targets()
     title = params["report"].get("title", "Circle loss reproduction")
     generated = generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    commit = commit or _git_commit()
+    commit = commit or git_commit()
     blocks: list[Block] = [
         Heading(title, 1),
         Paragraph(
