@@ -35,6 +35,13 @@ def _cmd_data_prepare(args: argparse.Namespace) -> None:
     print(f"prepared {args.dataset}: {manifest}")
 
 
+def _cmd_data_status(args: argparse.Namespace) -> None:
+    from circle_repro.data.status import data_status, format_status_table
+    from circle_repro.data.sources import load_sources
+
+    print(format_status_table(data_status(args.data_root, load_sources(args.sources))))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from circle_repro.engine.train import train_run
 
@@ -84,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", type=Path, required=True, help="prepared data folder")
     _params_arg(prepare)
     prepare.set_defaults(func=_cmd_data_prepare)
+    status = data.add_parser("status", help="show which data sets are missing, downloaded, verified or prepared")
+    status.add_argument("--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/ (default: data)")
+    status.add_argument("--sources", type=Path, default=None, help="sources file (default: the package's sources.yaml)")
+    status.set_defaults(func=_cmd_data_status)
 
     train = verbs.add_parser("train", help="train one run")
     train.add_argument("--run", required=True, help="run id: experiment/loss/seedN")

@@ -4,7 +4,7 @@ Not a paper data set: the `mini` profile's small real set, fetched through the r
 Debian's package ``dataset-fashion-mnist`` installs the same four files under
 ``/usr/share/datasets/fashion-mnist/``; use it with ``mirror=DEBIAN_MIRROR``. Its gzip bytes are
 re-compressed, so an archive is accepted when its .gz MD5 is the official one OR its decompressed
-content has the sha256 listed below (shared/paper/datasets.md §15).
+content has the sha256 declared in data/sources.yaml (shared/paper/datasets.md §15).
 """
 
 from __future__ import annotations
@@ -21,17 +21,14 @@ from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_
 from circle_repro.data.download import ChecksumError, fetch, file_digests
 from circle_repro.data.formats.idx import read_idx
 from circle_repro.data.manifest import write_manifest
+from circle_repro.data.sources import load_sources
 
-BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-LICENCE = "MIT (Zalando Research)"
 DEBIAN_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+SOURCE = load_sources()["fashion_mnist"]  # URLs and checksums: data/sources.yaml
+LICENCE = SOURCE.licence
+URLS = {file.name: file.url for file in SOURCE.files}
 # file -> (official MD5 of the .gz, sha256 of the decompressed IDX bytes)
-FILES = {
-    "train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "t10k-images-idx3-ubyte.gz": ("bef4ecab320f06d8554ea6380940ec79", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-}
+FILES = {file.name: (file.md5, file.content_sha256) for file in SOURCE.files}
 
 
 def verify_archive(path: Path) -> None:
@@ -51,7 +48,7 @@ def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str
     """Download (or copy from ``mirror``) and verify the four IDX archives into ``raw_dir``."""
     paths = {}
     for name in FILES:
-        path = fetch(BASE_URL + name, Path(raw_dir) / name, mirror=mirror)
+        path = fetch(URLS[name], Path(raw_dir) / name, mirror=mirror)
         try:
             verify_archive(path)
         except ChecksumError:
