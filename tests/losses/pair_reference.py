@@ -1,4 +1,4 @@
-"""Shared pieces of the pair-loss reference tests: P×K batches and float64 cosines."""
+"""Shared pieces of the pair-loss reference tests: P×K batches, float64 cosines, per-anchor pair sets."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def cosines(x: torch.Tensor, y: torch.Tensor) -> list[list[float]]:
     xn = x.detach().double() / x.detach().double().norm(dim=1, keepdim=True)
     yn = y.detach().double() / y.detach().double().norm(dim=1, keepdim=True)
     return (xn @ yn.T).tolist()
+
+
+def anchor_sets(matrix: list[list[float]], labels: torch.Tensor, ref_labels: torch.Tensor, exclude_self: bool):
+    """Per anchor row of ``matrix`` (similarities or distances to the references): the values of
+    its positives (same label, self excluded when asked) and of its negatives."""
+    q_labels, r_labels = labels.tolist(), ref_labels.tolist()
+    for a, row in enumerate(matrix):
+        positives = [v for j, v in enumerate(row) if r_labels[j] == q_labels[a] and not (exclude_self and j == a)]
+        negatives = [v for j, v in enumerate(row) if r_labels[j] != q_labels[a]]
+        yield positives, negatives

@@ -19,7 +19,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 
 from circle_repro.losses import LOSSES, LiftedStructureLoss
-from pair_reference import pk_batch
+from pair_reference import anchor_sets, pk_batch
 
 
 def distances(x: torch.Tensor, y: torch.Tensor) -> list[list[float]]:
@@ -39,16 +39,8 @@ def brute_lifted_per_anchor(x, labels, margin, ref=None, ref_labels=None):
     exclude_self = ref is None
     if ref is None:
         ref, ref_labels = x, labels
-    dists = distances(x, ref)
-    q_labels, r_labels = labels.tolist(), ref_labels.tolist()
     out = []
-    for a, row in enumerate(dists):
-        d_p = [
-            d
-            for j, d in enumerate(row)
-            if r_labels[j] == q_labels[a] and not (exclude_self and j == a)
-        ]
-        d_n = [d for j, d in enumerate(row) if r_labels[j] != q_labels[a]]
+    for d_p, d_n in anchor_sets(distances(x, ref), labels, ref_labels, exclude_self):
         if d_p and d_n:
             out.append(max(0.0, lse(d_p) + lse([margin - d for d in d_n])))
         else:

@@ -16,7 +16,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
 from circle_repro.losses import LOSSES, MultiSimilarityLoss, MultiSimilarityMiner
-from pair_reference import pk_batch, cosines
+from pair_reference import anchor_sets, cosines, pk_batch
 
 
 def brute_ms_per_anchor(x, labels, alpha, beta, base, epsilon=None, ref=None, ref_labels=None):
@@ -28,16 +28,8 @@ def brute_ms_per_anchor(x, labels, alpha, beta, base, epsilon=None, ref=None, re
     exclude_self = ref is None
     if ref is None:
         ref, ref_labels = x, labels
-    sims = cosines(x, ref)
-    q_labels, r_labels = labels.tolist(), ref_labels.tolist()
     out = []
-    for a, row in enumerate(sims):
-        s_p = [
-            s
-            for j, s in enumerate(row)
-            if r_labels[j] == q_labels[a] and not (exclude_self and j == a)
-        ]
-        s_n = [s for j, s in enumerate(row) if r_labels[j] != q_labels[a]]
+    for s_p, s_n in anchor_sets(cosines(x, ref), labels, ref_labels, exclude_self):
         if not s_p or not s_n:
             out.append(None)
             continue

@@ -10,7 +10,7 @@ from pytorch_metric_learning.distances import CosineSimilarity
 
 from circle_repro.losses import TripletMarginLoss
 from circle_repro.losses.pair_utils import EmptyBatchWarning
-from pair_reference import pk_batch
+from pair_reference import anchor_sets, cosines, pk_batch
 
 
 def brute_triplet(x, labels, margin, ref=None, ref_labels=None):
@@ -18,18 +18,8 @@ def brute_triplet(x, labels, margin, ref=None, ref_labels=None):
     exclude_self = ref is None
     if ref is None:
         ref, ref_labels = x, labels
-    xn = x.detach().double() / x.detach().double().norm(dim=1, keepdim=True)
-    rn = ref.detach().double() / ref.detach().double().norm(dim=1, keepdim=True)
-    sims = (xn @ rn.T).tolist()
-    q_labels, r_labels = labels.tolist(), ref_labels.tolist()
     losses = []
-    for a, row in enumerate(sims):
-        s_p = [
-            s
-            for j, s in enumerate(row)
-            if r_labels[j] == q_labels[a] and not (exclude_self and j == a)
-        ]
-        s_n = [s for j, s in enumerate(row) if r_labels[j] != q_labels[a]]
+    for s_p, s_n in anchor_sets(cosines(x, ref), labels, ref_labels, exclude_self):
         if s_p and s_n:
             losses.append(max(0.0, max(s_n) - min(s_p) + margin))
     return sum(losses) / len(losses) if losses else 0.0
