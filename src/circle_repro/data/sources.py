@@ -112,13 +112,18 @@ def _unknown_keys(path: Path, where: str, entry: dict[str, Any], allowed: tuple[
         raise _fail(path, f"{where}.{unknown[0]}", f"unknown key; allowed: {', '.join(allowed)}")
 
 
-def _parse_file(path: Path, where: str, entry: Any) -> SourceFile:
+def _check_mapping(path: Path, where: str, entry: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """``entry`` is a mapping holding every required key and no key outside required + optional."""
     if not isinstance(entry, dict):
         raise _fail(path, where, f"expected a mapping, got {entry!r}")
-    for key in _FILE_REQUIRED:
+    for key in required:
         if key not in entry:
             raise _fail(path, f"{where}.{key}", "missing required key")
-    _unknown_keys(path, where, entry, _FILE_REQUIRED + _FILE_OPTIONAL)
+    _unknown_keys(path, where, entry, required + optional)
+
+
+def _parse_file(path: Path, where: str, entry: Any) -> SourceFile:
+    _check_mapping(path, where, entry, _FILE_REQUIRED, _FILE_OPTIONAL)
     name = _string(path, f"{where}.name", entry["name"])
     assert name is not None
     if name.startswith("/") or ".." in Path(name).parts:
@@ -150,12 +155,7 @@ def _parse_file(path: Path, where: str, entry: Any) -> SourceFile:
 
 
 def _parse_source(path: Path, name: str, entry: Any) -> Source:
-    if not isinstance(entry, dict):
-        raise _fail(path, name, f"expected a mapping, got {entry!r}")
-    for key in _REQUIRED_KEYS:
-        if key not in entry:
-            raise _fail(path, f"{name}.{key}", "missing required key")
-    _unknown_keys(path, name, entry, _REQUIRED_KEYS + _OPTIONAL_KEYS)
+    _check_mapping(path, name, entry, _REQUIRED_KEYS, _OPTIONAL_KEYS)
     access = entry["access"]
     if access not in ACCESS_KINDS:
         raise _fail(path, f"{name}.access", f"{access!r} is not one of {', '.join(ACCESS_KINDS)}")
