@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from circle_repro.evaluation.inputs import finite_matrix, to_numpy, vector
+from circle_repro.evaluation.inputs import binary_vector, finite_matrix, to_numpy, vector
 from circle_repro.evaluation.verification import check_fars
 
 ArrayLike = np.ndarray | Sequence
@@ -206,10 +206,8 @@ def score_pairs(
     # side (the score is symmetric), so the gathered "other" features stay small.
     if len(rows1) >= len(rows2):
         blocked, blocked_used, blocked_rows, other, other_used, other_rows = t1, used1, rows1, t2, used2, rows2
-        names = ("pairs_t1", "pairs_t2")
     else:
         blocked, blocked_used, blocked_rows, other, other_used, other_rows = t2, used2, rows2, t1, used1, rows1
-        names = ("pairs_t2", "pairs_t1")
     index_type = np.int32 if len(ids) < 2**31 else np.int64
     # id -> index among the blocked side's rows / column among the other side's rows
     position = lookup.mapping((np.cumsum(blocked_used) - 1).astype(index_type))
@@ -232,15 +230,6 @@ def score_pairs(
             scores[idx] = sims[cell]
         del sims
     return scores
-
-
-def _labels01(labels: object, n: int) -> np.ndarray:
-    y = vector(labels, "labels", n, "scores")
-    if y.dtype != bool:
-        if not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all():
-            raise ValueError(f"labels must be binary (bool or 0/1), got values {np.unique(y)[:5]!r}")
-        y = y.astype(bool)
-    return y
 
 
 def _roc_points_descending(sorted_scores: np.ndarray, positive_first: np.ndarray, n_positive: int):
@@ -291,7 +280,7 @@ def tar_at_far_ijb(
         raise ValueError("scores is empty: at least one pair is needed")
     if not np.issubdtype(s.dtype, np.number) or not np.isfinite(s).all():
         raise ValueError("scores must be finite real numbers (NaN or infinite values found)")
-    y = _labels01(labels, len(s))
+    y = binary_vector(labels, "labels", len(s), "scores")
     targets = np.asarray(check_fars(fars), dtype=np.float64)
     n_positive = int(np.count_nonzero(y))
     n_negative = len(s) - n_positive

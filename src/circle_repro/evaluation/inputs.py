@@ -34,3 +34,13 @@ def finite_matrix(values: object, name: str, dtype: type = np.float64) -> np.nda
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def binary_vector(values: object, name: str, length: int, length_of: str) -> np.ndarray:
+    """``values`` as a boolean 1-D array of ``length`` entries; bool or 0/1 input is accepted."""
+    flags = vector(values, name, length, length_of)
+    if flags.dtype != bool:
+        if not np.issubdtype(flags.dtype, np.number) or not np.isin(flags, (0, 1)).all():
+            raise ValueError(f"{name} must be binary (bool or 0/1), got values {np.unique(flags)[:5]!r}")
+        flags = flags.astype(bool)
+    return flags

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circle_repro.evaluation.inputs import finite_matrix, to_numpy
+from circle_repro.evaluation.inputs import binary_vector, finite_matrix, to_numpy
 from circle_repro.evaluation.verification import check_fars, max_false_accepts
 
 NOISE_EXTRA_VALUE = 100.0
@@ -71,14 +71,7 @@ def _features(values: object, name: str, normalize: bool) -> np.ndarray:
 def _flags(values: object | None, name: str, n: int, n_of: str) -> np.ndarray:
     if values is None:
         return np.zeros(n, dtype=bool)
-    flags = to_numpy(values)
-    if flags.ndim != 1 or len(flags) != n:
-        raise ValueError(f"{name} must be 1-D with one entry per row of {n_of} ({n}), got shape {flags.shape}")
-    if flags.dtype != bool:
-        if not np.issubdtype(flags.dtype, np.number) or not np.isin(flags, (0, 1)).all():
-            raise ValueError(f"{name} must be boolean (or 0/1)")
-        flags = flags.astype(bool)
-    return flags
+    return binary_vector(values, name, n, n_of)
 
 
 def _identities(probe_ids: object, n: int) -> np.ndarray:

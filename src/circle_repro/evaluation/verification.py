@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from circle_repro.evaluation.inputs import to_numpy
+from circle_repro.evaluation.inputs import binary_vector, to_numpy
 
 ArrayLike = np.ndarray | Sequence[float]
 
@@ -82,19 +82,6 @@ def _scores(scores: ArrayLike, name: str = "scores") -> np.ndarray:
     if not np.isfinite(s).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return s
-
-
-def _labels(issame: ArrayLike, n: int, name: str = "issame") -> np.ndarray:
-    y = to_numpy(issame)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
-    if len(y) != n:
-        raise ValueError(f"{name} has {len(y)} entries but scores has {n}")
-    if y.dtype != bool:
-        if not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all():
-            raise ValueError(f"{name} must be binary (bool or 0/1), got values {np.unique(y)[:5]!r}...")
-        y = y.astype(bool)
-    return y
 
 
 def _distances(scores: ArrayLike, score_type: str) -> np.ndarray:
@@ -162,7 +149,7 @@ def kfold_accuracy(
     ``np.argmax`` does). See the module docstring.
     """
     dist = _distances(scores, score_type)
-    same = _labels(issame, len(dist))
+    same = binary_vector(issame, "issame", len(dist), "scores")
     grid = _threshold_grid(thresholds)
     folds = _fold_bounds(len(dist), n_folds)
     accuracies = np.empty(len(folds))
@@ -214,7 +201,7 @@ def val_at_far(
     Every fold must contain both kinds of pair.
     """
     dist = _distances(scores, score_type)
-    same = _labels(issame, len(dist))
+    same = binary_vector(issame, "issame", len(dist), "scores")
     grid = INSIGHTFACE_VAL_THRESHOLDS if thresholds is None else _threshold_grid(np.asarray(thresholds))
     if np.any(np.diff(grid) <= 0):
         raise ValueError("thresholds must be strictly ascending for val_at_far")
@@ -275,7 +262,7 @@ def tar_at_far(scores: ArrayLike, issame: ArrayLike, fars: Iterable[float]) -> d
     FPR <= far allows and v the (m+1)-th highest negative score, TAR = #(positive > v) / #positive.
     """
     s = _scores(scores)
-    y = _labels(issame, len(s))
+    y = binary_vector(issame, "issame", len(s), "scores")
     positives, negatives = s[y], s[~y]
     if len(positives) == 0 or len(negatives) == 0:
         raise ValueError("issame must contain both same (1) and different (0) pairs")
