@@ -1,0 +1,76 @@
+"""ImageStore: decode-checked, optionally resized images staged then committed atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from circle_repro.data.image_store import SKIPPED_FILENAME, ImageStore, SkippedImagesWarning
+from tests.fixtures.formats import make_jpeg
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(width * height, dtype=np.uint8).reshape(height, width)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_original_bytes_are_kept_when_not_resized(tmp_path):
+    jpeg = make_jpeg(0)
+    with ImageStore(tmp_path) as store:
+        path = store.add("1/a.jpg", jpeg, "raw/a.jpg")
+        assert store.commit() == 0
+    assert path == "images/1/a.jpg"
+    assert (tmp_path / path).read_bytes() == jpeg
+    assert not (tmp_path / "images.partial").exists()
+    assert not (tmp_path / SKIPPED_FILENAME).exists()
+
+
+def test_resize_keeps_aspect_and_format(tmp_path):
+    with ImageStore(tmp_path, resize_short_side=10) as store:
+        png = store.add("x/a.png", _png(40, 20), "a")
+        jpg = store.add("x/b.jpg", make_jpeg(1, size=30), "b")
+        store.commit()
+    with Image.open(tmp_path / png) as image:
+        assert (image.format, image.size) == ("PNG", (20, 10))
+    with Image.open(tmp_path / jpg) as image:
+        assert (image.format, image.size) == ("JPEG", (10, 10))
+
+
+def test_corrupt_image_is_skipped_counted_and_listed(tmp_path):
+    truncated = make_jpeg(2)[:40]
+    with ImageStore(tmp_path) as store:
+        assert store.add("1/good.jpg", make_jpeg(3), "good") == "images/1/good.jpg"
+        assert store.add("1/bad.jpg", truncated, "raw/bad.jpg") is None
+        assert store.add("1/text.jpg", b"not an image", "raw/text.jpg") is None
+        with pytest.warns(SkippedImagesWarning, match="2 image"):
+            assert store.commit() == 2
+    skipped = json.loads((tmp_path / SKIPPED_FILENAME).read_text())
+    assert [entry["source"] for entry in skipped] == ["raw/bad.jpg", "raw/text.jpg"]
+    assert not (tmp_path / "images/1/bad.jpg").exists()
+
+
+def test_failure_inside_the_block_leaves_no_images(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "old.png").write_bytes(_png(2, 2))
+    with pytest.raises(RuntimeError), ImageStore(tmp_path) as store:
+        store.add("1/a.jpg", make_jpeg(0), "a")
+        raise RuntimeError("killed")
+    assert not (tmp_path / "images.partial").exists()
+    assert (tmp_path / "images" / "old.png").exists()  # the previous preparation is untouched
+
+
+def test_nothing_decodable_is_an_error(tmp_path):
+    with ImageStore(tmp_path) as store:
+        store.add("a.jpg", b"junk", "a")
+        with pytest.raises(ValueError, match="no image could be decoded"):
+            store.commit()
+
+
+def test_paths_escaping_images_are_refused(tmp_path):
+    with ImageStore(tmp_path) as store, pytest.raises(ValueError, match="stay inside images"):
+        store.add("../evil.jpg", make_jpeg(0), "evil")
