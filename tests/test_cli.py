@@ -28,3 +28,12 @@ def test_unknown_run_and_missing_data_are_clear(tmp_path, capsys):
     assert main(["train", "--params", params, "--run", run, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "manifest.parquet: not found; run `circle-repro data prepare`" in err
+
+
+def test_profile_option_picks_the_runs(capsys):
+    params = str(REPO_ROOT / "params.yaml")
+    assert main(["runs", "--params", params, "--profile", "mini"]) == 0
+    runs = capsys.readouterr().out.split()
+    assert runs and all(run.startswith("mini_") for run in runs)
+    assert main(["validate", "--params", params, "--profile", "nope"]) == 2
+    assert "unknown profile 'nope'" in capsys.readouterr().err

@@ -14,24 +14,26 @@ from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
 
 def _params_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    parser.add_argument("--profile", default=None, help="profile of scale: demo, mini, paper (default: the params file's `profile`)")
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
-    print(f"{args.params}: valid; {len(expand_runs(params))} runs")
+    params = load_params(args.params, args.profile)
+    print(f"{args.params}: valid; profile {params['profile']}: {len(expand_runs(params))} runs")
 
 
 def _cmd_runs(args: argparse.Namespace) -> None:
-    for run in expand_runs(load_params(args.params)):
+    for run in expand_runs(load_params(args.params, args.profile)):
         print(run.run_id)
 
 
 def _cmd_data_prepare(args: argparse.Namespace) -> None:
     from circle_repro.data.datasets import prepare_dataset
 
-    params = load_params(args.params)
+    params = load_params(args.params, args.profile)
     options = params["datasets"].get(args.dataset, {})
-    manifest = prepare_dataset(args.dataset, args.out, **options)
+    raw_dir = args.raw if args.raw is not None else Path("data/raw") / args.dataset
+    manifest = prepare_dataset(args.dataset, args.out, raw_dir, **options)
     print(f"prepared {args.dataset}: {manifest}")
 
 
@@ -45,7 +47,7 @@ def _cmd_data_status(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from circle_repro.engine.train import train_run
 
-    params = load_params(args.params)
+    params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     weights = train_run(train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri)
@@ -55,7 +57,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from circle_repro.engine.evaluate import evaluate_run
 
-    params = load_params(args.params)
+    params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     result = evaluate_run(args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=args.run_dir)
     summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
@@ -66,7 +68,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     from circle_repro.report.build import build_report
     from circle_repro.workflow import metrics_targets
 
-    params = load_params(args.params)
+    params = load_params(args.params, args.profile)
     metrics_files = args.metrics or metrics_targets(params)
     outputs = build_report(params, metrics_files=metrics_files, out_dir=args.out)
     print("report written: " + ", ".join(str(path) for path in outputs))
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = data.add_parser("prepare", help="turn a data set's raw layout into a manifest")
     prepare.add_argument("dataset")
     prepare.add_argument("--out", type=Path, required=True, help="prepared data folder")
+    prepare.add_argument("--raw", type=Path, default=None, help="raw files folder (default: data/raw/<dataset>)")
     _params_arg(prepare)
     prepare.set_defaults(func=_cmd_data_prepare)
     status = data.add_parser("status", help="show which data sets are missing, downloaded, verified or prepared")

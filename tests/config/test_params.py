@@ -9,6 +9,7 @@ from circle_repro.config import (
     find_run,
     load_params,
     params_schema,
+    select_profile,
     train_config,
     validate_params,
 )
@@ -42,7 +43,7 @@ def test_committed_params_are_valid():
 def test_unknown_loss_names_key_and_allowed_values(repo_params):
     message = _error(_with(repo_params, ["experiments", "demo_retrieval", "losses", "CircleLoss", "type"], "cirle"))
     assert "experiments.demo_retrieval.losses.CircleLoss.type" in message
-    assert "'cirle' is not one of ['circle', 'triplet', 'softmax'," in message
+    assert "'cirle' is not one of ['circle', 'triplet', 'multi_similarity'," in message
 
 
 def test_negative_gamma_names_key_and_bound(repo_params):
@@ -105,3 +106,33 @@ def test_runs_and_configs(repo_params):
     assert train_config(repo_params, run)["loss"] == {"type": "circle", "m": 0.4, "gamma": 80}
     with pytest.raises(ConfigError, match="defined runs"):
         find_run(repo_params, "demo_retrieval/Nope/seed0")
+
+
+def test_profiles_select_their_experiments(repo_params):
+    for name, profile in repo_params["profiles"].items():
+        selected = select_profile(repo_params, name)
+        assert selected["profile"] == name
+        assert list(selected["experiments"]) == profile["experiments"]
+        assert selected["datasets"] == repo_params["datasets"]
+    default = load_params(REPO_ROOT / "params.yaml")
+    assert default["profile"] == repo_params["profile"]
+    assert list(default["experiments"]) == repo_params["profiles"][repo_params["profile"]]["experiments"]
+
+
+def test_unknown_profile_names_the_defined_ones(repo_params):
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge'; defined profiles: \['demo', 'mini'"):
+        load_params(REPO_ROOT / "params.yaml", "huge")
+    message = _error(_with(repo_params, ["profile"], "huge"))
+    assert "profile: 'huge' is not defined under profiles" in message
+
+
+def test_profile_listing_an_undefined_experiment_is_refused(repo_params):
+    message = _error(_with(repo_params, ["profiles", "demo", "experiments"], ["demo_retrieval", "demo_typo"]))
+    assert "profiles.demo.experiments: ['demo_typo'] not defined under experiments" in message
+
+
+def test_hostile_profile_or_experiment_names_are_refused(repo_params):
+    assert "profile" in _error(_with(repo_params, ["profile"], "demo; rm -rf ~"))
+    hostile = copy.deepcopy(repo_params)
+    hostile["experiments"]["x;touch pwned"] = hostile["experiments"]["demo_retrieval"]
+    assert "does not match" in _error(hostile)

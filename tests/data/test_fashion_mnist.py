@@ -10,6 +10,7 @@ from circle_repro.data.datasets import fashion_mnist, prepare_dataset
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.formats.idx import write_idx
 from circle_repro.data.manifest import read_manifest
+from circle_repro.data.pairs import read_pairs
 
 SIZES = {"train": 60, "t10k": 10}
 
@@ -32,20 +33,23 @@ def fixture_mirror(tmp_path, monkeypatch):
 
 
 def test_prepare_through_a_mirror_accepts_recompressed_content(tmp_path, fixture_mirror):
-    manifest = prepare_dataset("fashion_mnist", tmp_path / "prepared", mirror=fixture_mirror)
+    manifest = prepare_dataset("fashion_mnist", tmp_path / "prepared", tmp_path / "raw", mirror=fixture_mirror,
+                               verification_pairs=20)
     frame = read_manifest(manifest.parent)
     assert len(frame) == 70
     assert sorted(frame.loc[frame["split"] == "train", "label"].unique()) == [0, 1, 2, 3, 4]
     assert sorted(frame.loc[frame["split"] == "test", "label"].unique()) == [5, 6, 7, 8, 9]
-    assert (tmp_path / "prepared" / "raw" / "train-images-idx3-ubyte.gz").is_file()
+    assert (tmp_path / "raw" / "train-images-idx3-ubyte.gz").is_file()
+    pairs = read_pairs(manifest.parent, frame["path"])
+    assert len(pairs) == 20 and pairs["issame"].sum() == 10
 
 
 def test_content_that_matches_neither_checksum_is_refused_and_deleted(tmp_path, fixture_mirror, monkeypatch):
     name = "t10k-labels-idx1-ubyte.gz"
     monkeypatch.setitem(fashion_mnist.FILES, name, ("0" * 32, "f" * 64))
     with pytest.raises(ChecksumError, match=rf"{name}: sha256 of the decompressed content mismatch"):
-        fashion_mnist.prepare(tmp_path / "prepared", mirror=fixture_mirror)
-    assert not (tmp_path / "prepared" / "raw" / name).exists()
+        fashion_mnist.prepare(tmp_path / "prepared", tmp_path / "raw", mirror=fixture_mirror)
+    assert not (tmp_path / "raw" / name).exists()
     assert not (tmp_path / "prepared" / "manifest.parquet").exists()
 
 
@@ -57,7 +61,7 @@ def test_real_debian_copy_end_to_end(tmp_path):
     raw = fashion_mnist.fetch_raw(tmp_path / "raw", mirror=fashion_mnist.DEBIAN_MIRROR)
     images, labels = fashion_mnist.load_raw(raw)
     assert images.shape == (70_000, 28, 28) and np.bincount(labels).tolist() == [7_000] * 10
-    manifest = fashion_mnist.prepare(tmp_path, mirror=fashion_mnist.DEBIAN_MIRROR, per_class=30)
+    manifest = fashion_mnist.prepare(tmp_path / "prepared", tmp_path / "raw", mirror=fashion_mnist.DEBIAN_MIRROR, per_class=30)
     frame = read_manifest(manifest.parent)
     assert frame.groupby("label").size().tolist() == [30] * 10
     assert set(frame.loc[frame["label"] < 5, "split"]) == {"train"}

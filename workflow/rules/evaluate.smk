@@ -9,11 +9,12 @@ rule evaluate:
         similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
     params:
         params_file=PARAMS_FILE,
+        profile=PARAMS["profile"],
         trigger=lambda w: wf.eval_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),
     threads: 1
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file}"
+        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file} --profile {params.profile}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights}) > {log} 2>&1"

@@ -27,8 +27,11 @@ def params_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read and validate a params file; raise ConfigError naming the file and key on bad input."""
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> dict[str, Any]:
+    """Read and validate a params file, keeping one profile's experiments (see :func:`select_profile`).
+
+    Raises ConfigError naming the file and key on bad input.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found; run from the repository root or pass --params")
@@ -37,7 +40,19 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     validate_params(params, source=str(path))
-    return params
+    return select_profile(params, profile, source=str(path))
+
+
+def select_profile(params: dict[str, Any], profile: str | None = None, source: str = "params.yaml") -> dict[str, Any]:
+    """``params`` with only the experiments of ``profile`` (default: the file's ``profile`` key).
+
+    ``profile`` in the result names the selected profile; data sets and the other sections are kept.
+    """
+    name = params["profile"] if profile is None else profile
+    if name not in params["profiles"]:
+        raise ConfigError(f"{source}: unknown profile {name!r}; defined profiles: {sorted(params['profiles'])}")
+    experiments = {exp: params["experiments"][exp] for exp in params["profiles"][name]["experiments"]}
+    return {**params, "profile": name, "experiments": experiments}
 
 
 def _key_path(parts: Any) -> str:
@@ -68,7 +83,17 @@ def validate_params(params: Any, source: str = "params.yaml") -> None:
 
 def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     problems = []
+    if params["profile"] not in params["profiles"]:
+        problems.append(f"profile: {params['profile']!r} is not defined under profiles; allowed: {sorted(params['profiles'])}")
+    for name, profile in params["profiles"].items():
+        unknown = [exp for exp in profile["experiments"] if exp not in params["experiments"]]
+        if unknown:
+            problems.append(
+                f"profiles.{name}.experiments: {unknown} not defined under experiments; allowed: {sorted(params['experiments'])}"
+            )
     for name, spec in params["datasets"].items():
+        if "train_classes" not in spec:
+            continue
         overlap = set(spec["train_classes"]) & set(spec["test_classes"])
         if overlap:
             problems.append(
@@ -76,15 +101,8 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
                 "the retrieval protocol needs class-disjoint splits"
             )
     for name, exp in params["experiments"].items():
-        dataset = params["datasets"].get(exp["dataset"])
-        if dataset is None:
-            problems.append(
-                f"experiments.{name}.dataset: {exp['dataset']!r} has no entry under datasets; "
-                f"allowed: {sorted(params['datasets'])}"
-            )
-            continue
-        n_train = len(dataset["train_classes"])
-        if exp["sampler"]["p"] > n_train:
+        n_train = len(params["datasets"].get(exp["dataset"], {}).get("train_classes", ()))
+        if n_train and exp["sampler"]["p"] > n_train:
             problems.append(
                 f"experiments.{name}.sampler.p: {exp['sampler']['p']} classes per batch, but "
                 f"{exp['dataset']} has only {n_train} training classes; allowed: 2..{n_train}"

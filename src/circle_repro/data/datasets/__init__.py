@@ -7,6 +7,7 @@ from typing import Any
 
 from circle_repro.data.datasets import fashion_mnist, mnist5k
 from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.sources import load_sources
 
 DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (mnist5k.ENTRY, fashion_mnist.ENTRY)}
 
@@ -19,6 +20,14 @@ def get_dataset(name: str) -> DatasetEntry:
         raise ValueError(f"unknown data set {name!r}; allowed: {sorted(DATASETS)}") from None
 
 
-def prepare_dataset(name: str, out_dir: str | Path, **options: Any) -> Path:
-    """Prepare the named data set into ``out_dir``; return the manifest path."""
-    return get_dataset(name).prepare(out_dir, **options)
+def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None = None, **options: Any) -> Path:
+    """Prepare the named data set into ``out_dir`` from its raw files in ``raw_dir``; return the manifest path.
+
+    Embedded data sets (``access: embedded`` in sources.yaml) have no raw folder and ignore ``raw_dir``.
+    """
+    entry = get_dataset(name)
+    if load_sources()[name].access == "embedded":
+        return entry.prepare(out_dir, **options)
+    if raw_dir is None:
+        raise ValueError(f"data set {name!r} is prepared from raw files: give raw_dir (the CLI default is data/raw/{name})")
+    return entry.prepare(out_dir, raw_dir, **options)

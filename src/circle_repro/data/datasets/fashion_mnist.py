@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_images
+from circle_repro.data.datasets.image_arrays import class_disjoint_split, prepare_arrays
 from circle_repro.data.download import ChecksumError, fetch, file_digests
 from circle_repro.data.formats.idx import read_idx
-from circle_repro.data.manifest import write_manifest
 from circle_repro.data.sources import load_sources
 
 DEBIAN_MIRROR = Path("/usr/share/datasets/fashion-mnist")
@@ -69,22 +68,25 @@ def load_raw(raw: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
 
 def prepare(
     out_dir: str | Path,
+    raw_dir: str | Path,
     mirror: str | Path | None = None,
     train_classes: Sequence[int] = (0, 1, 2, 3, 4),
     test_classes: Sequence[int] = (5, 6, 7, 8, 9),
     per_class: int | None = None,
+    verification_pairs: int | None = None,
 ) -> Path:
-    """Fetch, verify and prepare the class-disjoint split (all 70,000 images pooled per class).
+    """Fetch and verify the archives into ``raw_dir``, then prepare the class-disjoint split into ``out_dir``.
 
-    ``per_class`` keeps the first N images of each class (in file order) for a smaller set.
+    All 70,000 images are pooled per class; ``per_class`` keeps the first N of each class (in file
+    order). ``verification_pairs`` saves that many matched/mismatched test pairs (seed 0).
     """
     split_of = class_disjoint_split(train_classes, test_classes)
-    images, labels = load_raw(fetch_raw(Path(out_dir) / "raw", mirror=mirror))
+    images, labels = load_raw(fetch_raw(raw_dir, mirror=mirror))
     if per_class is not None:
         keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
         keep.sort()
         images, labels = images[keep], labels[keep]
-    return write_manifest(write_images(images, labels, split_of, out_dir), out_dir)
+    return prepare_arrays(images, labels, split_of, out_dir, verification_pairs)
 
 
 ENTRY = DatasetEntry(name="fashion_mnist", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")

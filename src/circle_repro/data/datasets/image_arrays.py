@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from circle_repro.data.manifest import write_manifest
+from circle_repro.data.pairs import sample_pairs, write_pairs
 
 
 def class_disjoint_split(train_classes: Sequence[int], test_classes: Sequence[int]) -> dict[int, str]:
@@ -44,3 +46,18 @@ def write_images(images: np.ndarray, labels: np.ndarray, split_of: dict[int, str
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     return pd.DataFrame(rows)
+
+
+def prepare_arrays(
+    images: np.ndarray,
+    labels: np.ndarray,
+    split_of: dict[int, str],
+    out_dir: str | Path,
+    verification_pairs: int | None = None,
+) -> Path:
+    """Write the images, then ``verification_pairs`` matched/mismatched test pairs (seed 0) if asked,
+    then the manifest (last); return the manifest path."""
+    frame = write_images(images, labels, split_of, out_dir)
+    if verification_pairs:
+        write_pairs(sample_pairs(frame[frame["split"] == "test"], verification_pairs, seed=0), out_dir)
+    return write_manifest(frame, out_dir)

