@@ -10,8 +10,9 @@ rule report:
         metrics="reports/metrics.json",
     params:
         params_file=PARAMS_FILE,
+        profile=PARAMS["profile"],
         trigger=wf.report_trigger(PARAMS),
     log:
         "logs/report.log",
     shell:
-        "circle-repro report {input.metrics} --params {params.params_file} --out reports > {log} 2>&1"
+        "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports > {log} 2>&1"
