@@ -5,11 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from circle_repro.data.datasets import fashion_mnist, mnist5k
+from circle_repro.data.datasets import (
+    cars196,
+    cub200,
+    fashion_mnist,
+    ijbc,
+    market1501,
+    megaface,
+    mnist5k,
+    ms1m,
+    msmt17,
+    sop,
+    verification_pack,
+    ytf,
+)
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.sources import load_sources
 
-DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (mnist5k.ENTRY, fashion_mnist.ENTRY)}
+DATASETS: dict[str, DatasetEntry] = {
+    entry.name: entry
+    for entry in (
+        cub200.ENTRY, cars196.ENTRY, sop.ENTRY,
+        market1501.ENTRY, msmt17.ENTRY,
+        ms1m.MS1MV2_ENTRY, ms1m.MS1MV3_ENTRY,
+        verification_pack.LFW_ENTRY, verification_pack.CFP_FP_ENTRY, verification_pack.AGEDB_30_ENTRY,
+        ytf.ENTRY, ijbc.ENTRY, megaface.ENTRY,
+        mnist5k.ENTRY, fashion_mnist.ENTRY,
+    )
+}
 
 
 def get_dataset(name: str) -> DatasetEntry:
