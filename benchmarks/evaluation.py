@@ -8,6 +8,10 @@ Random d=512 embeddings (the timings do not depend on what the features mean). E
 measurement runs in a fresh subprocess, so its peak RSS (``ru_maxrss``) is its own; peak RSS
 includes the inputs the subprocess generated. Baselines:
 
+* retrieval k-NN (Stanford Online Products: 60,502 test images of 11,316 classes, k = 1,000 for
+  R@1000, self excluded) with ``knn.topk_cosine``: ours is the torch backend; the faiss backend
+  (an exact flat inner-product index) and the matrix-product floor are measured against it, and
+  the faiss results are compared with ours (rows in the same order, R@K, largest similarity gap);
 * re-ID (Market-1501: 3,368 queries x 15,913 gallery): the matrix-product floor (the similarity
   matrix alone) and fast-reid's ``eval_market1501`` (full argsort, then a per-query Python loop)
   on a query subset, scaled up linearly;
@@ -37,12 +41,14 @@ import time
 import numpy as np
 
 REAL = dict(
+    retrieval=dict(n=60502, n_classes=11316, k=1000),
     reid=dict(n_q=3368, n_g=15913, n_ids=750, n_distractors=2798, loop_queries=300),
     verification=dict(n_pairs=6000, reps=200),
     ijb=dict(n_gallery=3531, n_probe=19593, n_pairs=15_658_489, n_genuine=19_557, gather_pairs=1_000_000),
     megaface=dict(n_probes=3530, n_ids=80, n_distractors=1_000_000, floor_distractors=100_000, full_distractors=20_000),
 )
 QUICK = dict(
+    retrieval=dict(n=15000, n_classes=2829, k=1000),
     reid=dict(n_q=842, n_g=3978, n_ids=188, n_distractors=700, loop_queries=100),
     verification=dict(n_pairs=6000, reps=50),
     ijb=dict(n_gallery=900, n_probe=4900, n_pairs=2_000_000, n_genuine=2_500, gather_pairs=200_000),
@@ -62,6 +68,67 @@ def timed(fn, repeat=1):
         out = fn()
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+# ---------------------------------------------------------------------------------------------
+# retrieval k-NN
+
+
+def retrieval_data(cfg, seed=0):
+    """float32 embeddings around one random centre per class (about 5 images a class, as in SOP)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, cfg["n_classes"], cfg["n"])
+    centres = rng.standard_normal((cfg["n_classes"], DIM), dtype=np.float32)
+    return centres[labels] + 2.5 * rng.standard_normal((cfg["n"], DIM), dtype=np.float32), labels
+
+
+def recalls(cfg, indices, labels):
+    """R@K for K in 1, 10, 100, k, from the (n, k) neighbour indices."""
+    hits = labels[indices] == labels[:, None]
+    return {K: float(hits[:, :K].any(axis=1).mean()) for K in (1, 10, 100, cfg["k"])}
+
+
+def child_retrieval_ours(cfg):
+    from circle_repro.evaluation.knn import topk_cosine
+
+    x, labels = retrieval_data(cfg)
+    seconds, (similarities, indices) = timed(lambda: topk_cosine(x, x, cfg["k"], exclude_self=True, backend="torch"))
+    np.savez(os.environ["KNN_RESULT_FILE"], similarities=similarities.numpy(), indices=indices.numpy())
+    note = " ".join(f"R@{K}={r:.4f}" for K, r in recalls(cfg, indices.numpy(), labels).items())
+    return dict(seconds=seconds, note=f"backend=torch; {note}")
+
+
+def child_retrieval_faiss(cfg):
+    import faiss
+
+    from circle_repro.evaluation.knn import topk_cosine
+
+    x, labels = retrieval_data(cfg)
+    seconds, (similarities, indices) = timed(lambda: topk_cosine(x, x, cfg["k"], exclude_self=True, backend="faiss"))
+    ours = np.load(os.environ["KNN_RESULT_FILE"])
+    same_rows = (indices.numpy() == ours["indices"]).all(axis=1).mean()
+    same_recalls = recalls(cfg, indices.numpy(), labels) == recalls(cfg, ours["indices"], labels)
+    gap = np.abs(similarities.numpy() - ours["similarities"]).max()
+    return dict(
+        seconds=seconds,
+        note=f"faiss {faiss.__version__}; rows in ours' order {same_rows:.1%}; same R@K: {same_recalls}; max |d sim| {gap:.1e}",
+    )
+
+
+def child_retrieval_floor(cfg):
+    import torch
+    import torch.nn.functional as F
+
+    x, _ = retrieval_data(cfg)
+    x = F.normalize(torch.from_numpy(x), dim=1)
+    rows = max(1, (256 << 20) // (4 * len(x)))
+
+    def product():
+        for start in range(0, len(x), rows):
+            x[start : start + rows] @ x.T
+
+    seconds, _ = timed(product)
+    return dict(seconds=seconds, note="Q @ Q.T in 256 MiB chunks, no top-k")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +401,11 @@ def child_megaface_full(cfg):
 # ---------------------------------------------------------------------------------------------
 
 WORKLOADS = {
+    "retrieval": (
+        "SOP k-NN (k=1000)",
+        child_retrieval_ours,
+        [("faiss backend", child_retrieval_faiss), ("matmul floor", child_retrieval_floor)],
+    ),
     "reid": ("Market-1501 re-ID", child_reid_ours, [("matmul floor", child_reid_floor), ("fast-reid per-query loop", child_reid_loop)]),
     "verification": ("LFW 10-fold accuracy", child_verification_ours, [("insightface per-threshold loop", child_verification_loop)]),
     "ijb": (
@@ -368,7 +440,12 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    env = dict(os.environ, IJB_TARS_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ijb_tars_{os.getpid()}.npy"))
+    scratch = os.environ.get("TMPDIR", "/tmp")
+    env = dict(
+        os.environ,
+        IJB_TARS_FILE=os.path.join(scratch, f"ijb_tars_{os.getpid()}.npy"),
+        KNN_RESULT_FILE=os.path.join(scratch, f"knn_result_{os.getpid()}.npz"),
+    )
     print(f"{'quick' if args.quick else 'real'} sizes; cpus={os.cpu_count()}; python {sys.version.split()[0]}")
     header = f"{'workload':<24} {'variant':<32} {'seconds':>9} {'base/ours':>9} {'peak RSS MB':>12}  note"
     print(header)
@@ -381,8 +458,9 @@ def main() -> None:
             base = run_child(fn.__name__.removeprefix("child_"), args.quick, env)
             ratio = base["seconds"] / ours["seconds"]
             print(f"{'':<24} {label:<32} {base['seconds']:>9.4f} {ratio:>9.2f} {base['peak_rss_mb']:>12.0f}  {base['note']}", flush=True)
-    if os.path.exists(env["IJB_TARS_FILE"]):
-        os.remove(env["IJB_TARS_FILE"])
+    for name in ("IJB_TARS_FILE", "KNN_RESULT_FILE"):
+        if os.path.exists(env[name]):
+            os.remove(env[name])
 
 
 if __name__ == "__main__":

@@ -1,18 +1,32 @@
-"""reid.evaluate: agreement with a per-query loop of fast-reid's eval_market1501, chunking, junk, errors."""
+"""reid.evaluate: agreement with a per-query loop of fast-reid's eval_market1501, chunking, junk, options, errors."""
 
 import numpy as np
 import pytest
 import torch
 
 from circle_repro.evaluation import reid
-from circle_repro.evaluation.reid import ReidResult, evaluate
+from circle_repro.evaluation.reid import (
+    QueryExpansion,
+    ReidResult,
+    Reranking,
+    average_query_expansion,
+    evaluate,
+    flip_average,
+    re_ranking,
+)
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def reference(q_feats, q_pids, q_cams, g_feats, g_pids, g_cams, max_rank=50):
-    """fast-reid's eval_market1501, one query at a time (stable order for exact ties, -1 = junk)."""
-    q = q_feats / np.linalg.norm(q_feats, axis=1, keepdims=True)
-    g = g_feats / np.linalg.norm(g_feats, axis=1, keepdims=True)
-    sim = q @ g.T
+    """fast-reid's eval_market1501 on cosine similarity; see ``reference_from_scores``."""
+    return reference_from_scores(unit(q_feats) @ unit(g_feats).T, q_pids, q_cams, g_pids, g_cams, max_rank)
+
+
+def reference_from_scores(sim, q_pids, q_cams, g_pids, g_cams, max_rank=50):
+    """fast-reid's eval_market1501, one query at a time (higher ``sim`` ranks first, stable order for exact ties, -1 = junk)."""
     max_rank = min(max_rank, len(g_pids))
     all_cmc, all_ap, all_inp, skipped = [], [], [], 0
     for i in range(len(q_pids)):
@@ -192,3 +206,103 @@ def test_bad_input_raises_naming_the_argument(change, message):
     kwargs = change(dict(zip(names, market_like(0))))
     with pytest.raises(ValueError, match=message):
         evaluate(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options: flip, average query expansion, re-ranking
+
+
+def loop_aqe(q_feats, g_feats, k, alpha, times=1):
+    """fast-reid's aqe one row at a time: mean of the k nearest features (self included) times sim ** alpha."""
+    feats = np.r_[q_feats, g_feats]
+    for _ in range(times):
+        sim = unit(feats) @ unit(feats).T
+        expanded = []
+        for row in sim:
+            nearest = np.argsort(-row, kind="stable")[:k]
+            expanded.append((feats[nearest] * row[nearest, None] ** alpha).mean(axis=0))
+        feats = np.array(expanded)
+    return feats[: len(q_feats)], feats[len(q_feats) :]
+
+
+def flipped_copies(data, seed=0):
+    rng = np.random.default_rng(seed)
+    q_feats, _, _, g_feats, _, _ = data
+    return q_feats + rng.normal(size=q_feats.shape), g_feats + rng.normal(size=g_feats.shape)
+
+
+def test_flip_average_is_the_mean_and_evaluate_uses_it():
+    data = market_like(0)
+    q_flip, g_flip = flipped_copies(data)
+    np.testing.assert_array_equal(flip_average(data[0], q_flip).numpy(), (data[0] + q_flip) / 2)
+    q_feats, q_pids, q_cams, g_feats, g_pids, g_cams = data
+    result = evaluate(*data, q_flipped_feats=q_flip, g_flipped_feats=g_flip)
+    assert_same(result, reference(q_feats + q_flip, q_pids, q_cams, g_feats + g_flip, g_pids, g_cams))
+
+
+@pytest.mark.parametrize(("k", "alpha", "times"), [(5, 3.0, 1), (1, 3.0, 1), (10, 0.0, 1), (3, 2.0, 2)])
+def test_query_expansion_matches_per_row_loop(k, alpha, times):
+    q_feats, q_pids, q_cams, g_feats, g_pids, g_cams = market_like(1, n_q=30, n_g=120, n_distractors=10)
+    expected = loop_aqe(q_feats, g_feats, k, alpha, times)
+    expanded = average_query_expansion(q_feats, g_feats, k, alpha, times)
+    for ours, theirs in zip(expanded, expected):
+        np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-10, atol=1e-12)
+    result = evaluate(q_feats, q_pids, q_cams, g_feats, g_pids, g_cams, query_expansion=QueryExpansion(k, alpha, times))
+    assert_same(result, reference(expected[0], q_pids, q_cams, expected[1], g_pids, g_cams))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_reranking_ranks_by_the_re_ranked_distances(chunk_size):
+    data = market_like(2, n_q=30, n_g=120, n_distractors=10)
+    q_feats, q_pids, q_cams, g_feats, g_pids, g_cams = data
+    q, g = unit(q_feats), unit(g_feats)
+    distance = re_ranking(1 - q @ g.T, 1 - q @ q.T, 1 - g @ g.T, 10, 4, 0.3)
+    result = evaluate(*data, chunk_size=chunk_size, reranking=Reranking(10, 4, 0.3))
+    assert_same(result, reference_from_scores(-distance, q_pids, q_cams, g_pids, g_cams))
+    assert result.mAP != evaluate(*data).mAP  # the option does change the ranking
+
+
+def test_all_options_together_apply_flip_then_expansion_then_reranking():
+    data = market_like(3, n_q=30, n_g=120, n_distractors=10)
+    q_feats, q_pids, q_cams, g_feats, g_pids, g_cams = data
+    q_flip, g_flip = flipped_copies(data, seed=1)
+    q, g = (unit(x) for x in loop_aqe((q_feats + q_flip) / 2, (g_feats + g_flip) / 2, 5, 3.0))
+    distance = re_ranking(1 - q @ g.T, 1 - q @ q.T, 1 - g @ g.T)
+    result = evaluate(
+        *data, q_flipped_feats=q_flip, g_flipped_feats=g_flip, query_expansion=QueryExpansion(), reranking=Reranking()
+    )
+    assert_same(result, reference_from_scores(-distance, q_pids, q_cams, g_pids, g_cams))
+
+
+def test_options_have_fast_reid_defaults():
+    assert QueryExpansion() == QueryExpansion(k=5, alpha=3.0, times=1)
+    assert Reranking() == Reranking(k1=20, k2=6, lambda_value=0.3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"q_flipped_feats": np.ones((60, 16))}, "q_flipped_feats and g_flipped_feats go together"),
+        ({"q_flipped_feats": np.ones((60, 15)), "g_flipped_feats": np.ones((300, 16))}, "q_flipped_feats must have the shape of q_feats"),
+        ({"q_flipped_feats": np.ones((60, 16)), "g_flipped_feats": np.full((300, 16), np.inf)}, "g_flipped_feats contains NaN or infinite"),
+        ({"query_expansion": QueryExpansion(k=361)}, "QueryExpansion.k=361 is larger than the 360 query and gallery items"),
+        ({"query_expansion": QueryExpansion(k=300, alpha=0.5)}, "alpha=0.5 is not an integer"),
+    ],
+)
+def test_bad_options_raise_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(*market_like(0), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: QueryExpansion(k=0), "QueryExpansion.k must be a positive integer"),
+        (lambda: QueryExpansion(times=1.5), "QueryExpansion.times must be a positive integer"),
+        (lambda: QueryExpansion(alpha=-1.0), "QueryExpansion.alpha must be a real number >= 0"),
+        (lambda: Reranking(lambda_value=True), "Reranking.lambda_value must be a real number"),
+    ],
+)
+def test_bad_option_values(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

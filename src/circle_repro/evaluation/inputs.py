@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def to_numpy(values: object) -> np.ndarray:
@@ -34,6 +36,31 @@ def finite_matrix(values: object, name: str, dtype: type = np.float64) -> np.nda
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def finite_tensor(values: object, name: str) -> torch.Tensor:
+    """``values`` as a detached, non-empty 2-D float tensor without NaN or inf, on its own device.
+
+    float32 and float64 are kept; other dtypes (integers, bool, half precision) become float32.
+    """
+    try:
+        tensor = torch.as_tensor(values).detach()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{name} must be a numeric array or tensor: {error}") from None
+    if tensor.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n × dim), got shape {tuple(tensor.shape)}")
+    if 0 in tensor.shape:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}): it needs at least one row and one column")
+    if tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return tensor
+
+
+def unit_rows(values: object, name: str) -> torch.Tensor:
+    """:func:`finite_tensor` with every row L2-normalised (an all-zero row stays zero)."""
+    return F.normalize(finite_tensor(values, name), dim=1)
 
 
 def binary_vector(values: object, name: str, length: int, length_of: str) -> np.ndarray:
