@@ -14,6 +14,7 @@ from circle_repro.evaluation.retrieval import (
     r_precision,
     recall_at_k,
     retrieval_metrics,
+    retrieval_per_query,
 )
 
 
@@ -138,3 +139,54 @@ def test_label_types_do_not_matter(clustered):
 def test_bad_inputs(embeddings, labels, ks, message):
     with pytest.raises(ValueError, match=message):
         recall_at_k(embeddings, labels, ks)
+
+
+def brute_force_first_hit_ranks(embeddings, labels):
+    """Per non-lone query: the position of its first same-label item in the stable descending order."""
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    ranks = []
+    for i in range(len(x)):
+        if np.sum(labels == labels[i]) == 1:
+            continue
+        sim = x @ x[i]
+        sim[i] = -np.inf
+        order = np.argsort(-sim, kind="stable")  # equal similarities: lower index first
+        ranks.append(int(np.flatnonzero(labels[order] == labels[i])[0]))
+    return np.array(ranks)
+
+
+def _exact_unit_vectors() -> np.ndarray:
+    """24 unit vectors of R^4 whose dot products are exact in any summation order: the 16 sign
+    patterns of (±0.5, ±0.5, ±0.5, ±0.5) and the 8 signed axes."""
+    signs = np.array(np.meshgrid(*[[-0.5, 0.5]] * 4)).reshape(4, -1).T
+    return np.concatenate([signs, np.eye(4), -np.eye(4)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_first_hit_ranks_match_brute_force_with_ties_and_far_hits(seed):
+    """Classes of two (R_max = 1) drawn from 24 exact unit vectors: exact ties everywhere and most
+    first hits beyond the top R_max, so both the ranked and the counted path are checked."""
+    rng = np.random.default_rng(seed)
+    embeddings = _exact_unit_vectors()[rng.integers(0, 24, size=120)]
+    labels = np.concatenate([np.repeat(np.arange(50), 2), np.arange(100, 120)])  # 20 lone queries
+    rng.shuffle(labels)
+    got = retrieval_per_query(embeddings, labels)
+    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    assert np.array_equal(got["ids"], np.flatnonzero(counts[codes] > 1))
+    expected = brute_force_first_hit_ranks(embeddings, labels)
+    assert np.array_equal(got["first_hit_rank"], expected)
+    assert (expected >= 1).mean() > 0.5, "most first hits lie beyond the top R_max = 1"
+
+
+def test_results_do_not_depend_on_the_chunk_budget(clustered):
+    embeddings, labels = clustered
+    whole = retrieval_per_query(embeddings, labels)
+    tiny = retrieval_per_query(embeddings, labels, max_chunk_bytes=1)  # one query per chunk
+    for key in whole:
+        assert np.array_equal(whole[key], tiny[key]), key
+    assert np.array_equal(whole["first_hit_rank"], brute_force_first_hit_ranks(embeddings.astype(np.float64), labels))
+
+
+def test_recall_at_k_beyond_the_gallery_counts_everything(clustered):
+    embeddings, labels = clustered
+    assert recall_at_k(embeddings, labels, [1000])[1000] == 1.0

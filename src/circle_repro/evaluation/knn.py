@@ -39,11 +39,12 @@ def _faiss() -> ModuleType | None:
 
 def _chunk_topk(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k columns of each row of ``sim``, descending, exact ties in ascending column order."""
-    values, indices = torch.topk(sim, k, dim=1)
+    spare = min(k + 1, sim.shape[1])  # one spare column shows whether the k-th place is tied
+    values, indices = torch.topk(sim, spare, dim=1)
     # torch.topk picks arbitrarily among items tied with the k-th value; redo those rows stably.
-    kth = values[:, -1:]
-    left_out = (sim == kth).sum(dim=1) > (values == kth).sum(dim=1)
-    rows = left_out.nonzero().squeeze(1)
+    tied = (values[:, k] == values[:, k - 1]) if spare > k else torch.zeros(len(sim), dtype=torch.bool)
+    values, indices = values[:, :k], indices[:, :k]
+    rows = tied.nonzero().squeeze(1)
     if rows.numel():
         row_values, row_indices = torch.sort(sim[rows], dim=1, descending=True, stable=True)
         values[rows], indices[rows] = row_values[:, :k], row_indices[:, :k]
