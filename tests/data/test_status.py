@@ -12,17 +12,10 @@ import time
 import pytest
 import yaml
 
+from circle_repro.data.acquire import is_verified, mark_verified, stamp_path
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.sources import load_sources
-from circle_repro.data.status import (
-    data_status,
-    format_size,
-    format_status_table,
-    is_verified,
-    mark_verified,
-    stamp_path,
-    verify_raw,
-)
+from circle_repro.data.status import data_status, format_size, format_status_table, verify_raw
 
 PAYLOAD_A = b"fake archive A\n" * 100
 PAYLOAD_B = b"fake annotations B\n"

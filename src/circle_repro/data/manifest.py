@@ -18,6 +18,7 @@ MANIFEST_FILENAME = "manifest.parquet"
 CONTENT_HASH_FILENAME = "content.sha256"  # sha256 over the manifest rows and the bytes of every file they name
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("camera", "role", "template", "media", "pair_id")
+REID_COLUMNS = (*REQUIRED_COLUMNS, "camera", "role")  # a re-ID manifest: camera id; role on test rows only
 SPLITS = ("train", "test")
 ROLES = ("query", "gallery")
 

@@ -3,7 +3,7 @@
 Layout under a data root::
 
     raw/<data set>/<file>            the declared files of sources.yaml (a name ending in '/' is a folder)
-    raw/<data set>/<file>.verified   stamp written by mark_verified() once the file passed its checksum
+    raw/<data set>/<file>.verified   stamp written by circle_repro.data.acquire once the file passed its checks
     prepared/<data set>/manifest.parquet
 
 States: ``missing`` (a required file is absent), ``downloaded`` (every required file present),
@@ -16,17 +16,13 @@ Standard library + PyYAML only (no torch): the status must come back in well und
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from circle_repro.data.download import ChecksumError, file_digests, verify
+from circle_repro.data.acquire import check_file, is_verified, stamp_path
 from circle_repro.data.sources import Source, SourceFile, load_sources
 
-STAMP_SUFFIX = ".verified"
 MANIFEST_NAME = "manifest.parquet"  # = circle_repro.data.manifest.MANIFEST_FILENAME (not imported: it pulls pandas)
 STATES = ("missing", "downloaded", "verified", "prepared", "available (embedded)")
 
@@ -60,62 +56,12 @@ def _file_path(data_root: str | Path, name: str, file: SourceFile) -> Path:
     return raw_dir(data_root, name) / file.name.rstrip("/")
 
 
-def stamp_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + STAMP_SUFFIX)
-
-
-def mark_verified(path: str | Path, digests: dict[str, str] | None = None) -> Path:
-    """Write ``<path>.verified`` recording the file's size, mtime and the digests it was checked against."""
-    path = Path(path)
-    info = path.stat()
-    stamp = stamp_path(path)
-    record = {"file": path.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns, "digests": digests or {}}
-    tmp = stamp.with_name(stamp.name + ".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, stamp)
-    return stamp
-
-
-def is_verified(path: str | Path) -> bool:
-    """True when ``path`` exists and its stamp matches its current size and mtime."""
-    path = Path(path)
-    stamp = stamp_path(path)
-    try:
-        info = path.stat()
-        record = json.loads(stamp.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("size") == info.st_size and record.get("mtime_ns") == info.st_mtime_ns
-
-
-def _verify_file(path: Path, file: SourceFile) -> dict[str, str]:
-    """Check ``path`` against the declared digests; return them. The file digest (md5/sha256) or, for a
-    re-compressed .gz, the decompressed-content sha256 must match (datasets.md section 15)."""
-    if file.md5 or file.sha256:
-        try:
-            verify(path, sha256=file.sha256, md5=file.md5)
-            return {k: v for k, v in (("md5", file.md5), ("sha256", file.sha256)) if v}
-        except ChecksumError:
-            if not file.content_sha256:
-                raise
-    assert file.content_sha256 is not None
-    hasher = hashlib.sha256()
-    with gzip.open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            hasher.update(chunk)
-    actual = hasher.hexdigest()
-    if actual != file.content_sha256:
-        raise ChecksumError(path, "sha256 of the decompressed content", file.content_sha256, actual,
-                            "Neither the declared file digest nor the content digest matches; delete it and fetch it again.")
-    return {"content_sha256": file.content_sha256}
-
-
 def verify_raw(name: str, data_root: str | Path, sources: dict[str, Source] | None = None) -> dict[str, str]:
     """Verify the present declared files of ``name`` and stamp each one that passes.
 
     Returns ``{file name: "verified" | "missing" | "no checksum declared"}``. A mismatch raises
-    :class:`~circle_repro.data.download.ChecksumError` naming the file, and writes no stamp for it.
+    :class:`~circle_repro.data.download.ChecksumError` naming the file, and writes no stamp for it
+    (:func:`circle_repro.data.acquire.check_file`).
     """
     sources = load_sources() if sources is None else sources
     try:
@@ -131,8 +77,7 @@ def verify_raw(name: str, data_root: str | Path, sources: dict[str, Source] | No
             results[file.name] = "no checksum declared"
         else:
             stamp_path(path).unlink(missing_ok=True)
-            digests = _verify_file(path, file)
-            mark_verified(path, digests)
+            check_file(path, file)
             results[file.name] = "verified"
     return results
 
@@ -239,6 +184,6 @@ def format_status_table(statuses: list[DatasetStatus], licence_width: int = 40) 
 
 
 __all__ = [
-    "STATES", "DatasetStatus", "data_status", "dataset_status", "file_digests", "format_size", "format_status_table",
-    "is_verified", "mark_verified", "prepared_dir", "raw_dir", "stamp_path", "verify_raw",
+    "STATES", "DatasetStatus", "data_status", "dataset_status", "format_size", "format_status_table", "prepared_dir",
+    "raw_dir", "verify_raw",
 ]

@@ -7,13 +7,13 @@ from fixtures.formats import truncate
 from fixtures.retrieval import CARS_CLASSES, CARS_PER_CLASS, build_cars_a, build_cars_b, devkit_annos, fixture_source
 from support import REPO_ROOT
 
+from circle_repro.data.acquire import is_verified
+from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.archive import CorruptArchiveError
 from circle_repro.data.datasets import cars196
-from circle_repro.data.datasets.retrieval_layout import AnnotationError
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.formats.cars_mat import CarsMatError
 from circle_repro.data.manifest import read_manifest
-from circle_repro.data.status import is_verified
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "cars196"
 N_IMAGES = len(CARS_CLASSES) * CARS_PER_CLASS

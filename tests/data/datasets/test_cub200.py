@@ -10,13 +10,13 @@ from fixtures.retrieval import CUB_CLASSES, CUB_PER_CLASS, build_cub, cub_image_
 from PIL import Image
 from support import REPO_ROOT
 
+from circle_repro.data.acquire import is_verified
+from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.archive import CorruptArchiveError, UnsafeArchiveError
 from circle_repro.data.datasets import cub200
-from circle_repro.data.datasets.retrieval_layout import AnnotationError
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import read_content_hash, read_manifest
-from circle_repro.data.status import is_verified
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "cub200"
 ROOT = "CUB_200_2011"

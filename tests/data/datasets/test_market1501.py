@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from circle_repro.data.acquire import stamp_path
 from circle_repro.data.archive import CorruptArchiveError, UnsafeArchiveError, list_members
 from circle_repro.data.datasets import market1501
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
-from circle_repro.data.status import stamp_path
 from fixtures.formats import truncate
 from fixtures.reid import MARKET_ARCHIVE, MARKET_ROOT, build_market1501, market_name
 from support import REPO_ROOT

@@ -7,9 +7,9 @@ from fixtures.formats import make_jpeg, truncate
 from fixtures.retrieval import SOP_TEST, SOP_TRAIN, build_sop, fixture_source, sop_members
 from support import REPO_ROOT
 
+from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.archive import CorruptArchiveError
 from circle_repro.data.datasets import sop
-from circle_repro.data.datasets.retrieval_layout import AnnotationError
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest

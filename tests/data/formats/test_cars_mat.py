@@ -1,14 +1,18 @@
 import numpy as np
 import pytest
 from fixtures.formats import CARS_CLASS_NAMES, build_cars_annos
+from fixtures.retrieval import devkit_annos
 from scipy.io import loadmat, savemat
 
+from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.formats.cars_mat import (
     ANNOTATION_FIELDS,
     CarsMatError,
     CarsRecord,
     read_cars_annos,
     read_class_names,
+    read_devkit_annos,
+    read_devkit_class_count,
 )
 
 
@@ -63,3 +67,32 @@ def test_not_a_mat_file(tmp_path):
     path.write_bytes(b"<html>404 Not Found</html>")
     with pytest.raises(CarsMatError, match="cars_annos.mat"):
         read_cars_annos(path)
+
+
+def test_a_cars_mat_error_is_an_annotation_error():
+    assert issubclass(CarsMatError, AnnotationError)
+
+
+def test_devkit_annotations_in_file_order(tmp_path):
+    path = tmp_path / "cars_train_annos.mat"
+    path.write_bytes(devkit_annos([("00001.jpg", 14), ("00002.jpg", 3)]))
+    assert read_devkit_annos(path, "devkit/cars_train_annos.mat", 196) == [("00001.jpg", 14), ("00002.jpg", 3)]
+
+
+def test_unlabelled_devkit_test_annotations_point_to_the_labelled_file(tmp_path):
+    path = tmp_path / "cars_test_annos.mat"
+    path.write_bytes(devkit_annos([("00001.jpg", 1)], with_class=False))
+    with pytest.raises(CarsMatError, match=r"shown: annotations lack the field\(s\) \['class'\].*use cars_test_"):
+        read_devkit_annos(path, "shown", 196)
+
+
+def test_devkit_class_count_and_bad_class(tmp_path):
+    meta = tmp_path / "cars_meta.mat"
+    savemat(meta, {"class_names": np.array([["a", "b", "c"]], dtype=object)})
+    assert read_devkit_class_count(meta, "devkit/cars_meta.mat") == 3
+    annos = tmp_path / "annos.mat"
+    annos.write_bytes(devkit_annos([("00001.jpg", 4)]))
+    with pytest.raises(CarsMatError, match=r"annos: annotations\[0\] \(00001.jpg\) has class 4, outside 1..3"):
+        read_devkit_annos(annos, "annos", 3)
+    with pytest.raises(CarsMatError, match="devkit/cars_meta.mat: the variable 'class_names' is missing"):
+        read_devkit_class_count(annos, "devkit/cars_meta.mat")

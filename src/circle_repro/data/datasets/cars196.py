@@ -14,32 +14,26 @@ train/test): classes 1-98 train (8,054 images), 99-196 test (8,131). Labels are 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
+from circle_repro.data.acquire import access_help, obtain
+from circle_repro.data.annotations import class_split, require
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.retrieval_layout import (
-    AnnotationError,
-    Sample,
-    access_help,
-    class_split,
-    extract,
-    obtain,
-    present_in,
-    require,
-    scratch_dir,
-    write_prepared,
-)
-from circle_repro.data.formats.cars_mat import read_cars_annos
+from circle_repro.data.formats.cars_mat import read_cars_annos, read_devkit_annos, read_devkit_class_count
+from circle_repro.data.prepared import Sample, extract, scratch_dir, write_prepared
 from circle_repro.data.sources import load_sources
 
 SOURCE = load_sources()["cars196"]  # checksums, sizes, instructions, substitutes: data/sources.yaml
 PACKAGING_A = ("car_ims.tgz", "cars_annos.mat")
 PACKAGING_B = ("cars_train.tgz", "cars_test.tgz", "car_devkit.tgz", "cars_test_annos_withlabels.mat")
-DEVKIT_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")
 TRAIN_CLASSES = range(1, 99)
 TEST_CLASSES = range(99, 197)
+
+
+def _complete(files: Sequence[str], *folders: str | Path | None) -> bool:
+    """Whether each of ``files`` is in one of ``folders`` (None: no such folder)."""
+    return all(any(folder is not None and (Path(folder) / name).is_file() for folder in folders) for name in files)
 
 
 def _missing_message(raw_dir: Path) -> str:
@@ -55,8 +49,8 @@ def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str
     """Check (and copy from the folder ``mirror`` when absent) packaging A, else B, in ``raw_dir``."""
     raw_dir = Path(raw_dir)
     for files in (PACKAGING_A, PACKAGING_B):
-        if present_in(raw_dir, mirror, files):
-            return obtain(SOURCE, raw_dir, files, mirror)
+        if _complete(files, raw_dir, mirror):
+            return obtain(SOURCE, raw_dir, files, mirrors=(mirror,))
     raise FileNotFoundError(_missing_message(raw_dir))
 
 
@@ -71,49 +65,10 @@ def samples_a(extracted: Path, annos: Path) -> list[Sample]:
     return samples
 
 
-def _loadmat(path: Path, display: str) -> dict:
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
-
-    try:
-        return loadmat(path, squeeze_me=True)
-    except NotImplementedError:
-        raise AnnotationError(f"{display}: MATLAB v7.3 (HDF5) files are not supported; the original is v5") from None
-    except (MatReadError, ValueError, OSError, IndexError, KeyError, TypeError) as err:
-        raise AnnotationError(f"{display}: not a readable MATLAB file ({err}); replace it with the original") from None
-
-
-def read_devkit_annos(path: Path, display: str, num_classes: int) -> list[tuple[str, int]]:
-    """``(fname, class)`` of each entry of a devkit ``annotations`` struct array (fields ``DEVKIT_FIELDS``)."""
-    mat = _loadmat(path, display)
-    if "annotations" not in mat:
-        raise AnnotationError(f"{display}: variable 'annotations' is missing (found "
-                              f"{sorted(k for k in mat if not k.startswith('__'))})")
-    annotations = np.atleast_1d(mat["annotations"])
-    names = annotations.dtype.names or ()
-    missing = [field for field in ("class", "fname") if field not in names]
-    if missing:
-        hint = " (cars_test_annos.mat has no labels: use cars_test_annos_withlabels.mat)" if "class" in missing else ""
-        raise AnnotationError(f"{display}: annotations lack the field(s) {missing} (found {list(names)}){hint}")
-    rows = []
-    for index, entry in enumerate(annotations):
-        fname, class_id = np.asarray(entry["fname"]).ravel(), np.asarray(entry["class"]).ravel()
-        if fname.size != 1 or class_id.size != 1 or not isinstance(fname[0], str):
-            raise AnnotationError(f"{display}: annotations[{index}] needs one fname string and one class, "
-                                  f"got fname={entry['fname']!r}, class={entry['class']!r}")
-        if not 1 <= int(class_id[0]) <= num_classes:
-            raise AnnotationError(f"{display}: annotations[{index}] ({fname[0]}) has class {int(class_id[0])}, "
-                                  f"outside 1..{num_classes}")
-        rows.append((str(fname[0]), int(class_id[0])))
-    return rows
-
-
 def samples_b(train: Path, test: Path, devkit: Path, test_annos: Path) -> list[Sample]:
     """Packaging B: the devkit's train images, then the labelled test images (extracted folders given)."""
-    meta = _loadmat(require(devkit, "devkit/cars_meta.mat", "car_devkit.tgz"), "devkit/cars_meta.mat")
-    if "class_names" not in meta:
-        raise AnnotationError("car_devkit.tgz: devkit/cars_meta.mat lacks the variable 'class_names'")
-    num_classes = np.atleast_1d(meta["class_names"]).size
+    meta = require(devkit, "devkit/cars_meta.mat", "car_devkit.tgz")
+    num_classes = read_devkit_class_count(meta, "car_devkit.tgz: devkit/cars_meta.mat")
     train_annos = require(devkit, "devkit/cars_train_annos.mat", "car_devkit.tgz")
     samples = []
     for folder, extracted, annos, display in (
@@ -131,9 +86,9 @@ def samples_b(train: Path, test: Path, devkit: Path, test_annos: Path) -> list[S
 def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None) -> Path:
     """Extract packaging A (or else B) from ``raw_dir`` and write images + manifest into ``out_dir``."""
     raw_dir = Path(raw_dir)
-    if present_in(raw_dir, None, PACKAGING_A):
+    if _complete(PACKAGING_A, raw_dir):
         packaging = PACKAGING_A
-    elif present_in(raw_dir, None, PACKAGING_B):
+    elif _complete(PACKAGING_B, raw_dir):
         packaging = PACKAGING_B
     else:
         raise FileNotFoundError(_missing_message(raw_dir))

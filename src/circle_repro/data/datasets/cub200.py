@@ -10,18 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from circle_repro.data.acquire import obtain
+from circle_repro.data.annotations import AnnotationError, class_split, read_table, require
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.retrieval_layout import (
-    AnnotationError,
-    Sample,
-    class_split,
-    extract,
-    obtain,
-    read_table,
-    require,
-    scratch_dir,
-    write_prepared,
-)
+from circle_repro.data.prepared import Sample, extract, scratch_dir, write_prepared
 from circle_repro.data.sources import load_sources
 
 SOURCE = load_sources()["cub200"]  # URL, checksums, expected counts: data/sources.yaml
@@ -33,7 +25,7 @@ TEST_CLASSES = range(101, 201)
 
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
     """Download (or copy from the folder ``mirror``) and verify ``CUB_200_2011.tgz`` into ``raw_dir``."""
-    return obtain(SOURCE, raw_dir, [ARCHIVE], mirror)
+    return obtain(SOURCE, raw_dir, [ARCHIVE], mirrors=(mirror,))
 
 
 def read_samples(extracted: Path) -> list[Sample]:

@@ -9,52 +9,30 @@ content has the sha256 declared in data/sources.yaml (shared/paper/datasets.md Â
 
 from __future__ import annotations
 
-import gzip
-import hashlib
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from circle_repro.data.acquire import obtain
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.datasets.image_arrays import class_disjoint_split, prepare_arrays
-from circle_repro.data.download import ChecksumError, fetch, file_digests
 from circle_repro.data.formats.idx import read_idx
 from circle_repro.data.sources import load_sources
 
 DEBIAN_MIRROR = Path("/usr/share/datasets/fashion-mnist")
 SOURCE = load_sources()["fashion_mnist"]  # URLs and checksums: data/sources.yaml
-LICENCE = SOURCE.licence
-URLS = {file.name: file.url for file in SOURCE.files}
-# file -> (official MD5 of the .gz, sha256 of the decompressed IDX bytes)
+# file -> (official MD5 of the .gz, sha256 of the decompressed IDX bytes): either one is accepted
 FILES = {file.name: (file.md5, file.content_sha256) for file in SOURCE.files}
 
 
-def verify_archive(path: Path) -> None:
-    """Accept the official .gz (by MD5) or any re-compression of the official content (by sha256)."""
-    official_md5, content_sha256 = FILES[path.name]
-    if file_digests(path, ("md5",))["md5"] == official_md5:
-        return
-    actual = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
-    if actual != content_sha256:
-        raise ChecksumError(
-            path, "sha256 of the decompressed content", content_sha256, actual,
-            "Neither the official archive nor a re-compression of it; it was deleted, run again to fetch it anew.",
-        )
-
-
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
-    """Download (or copy from ``mirror``) and verify the four IDX archives into ``raw_dir``."""
-    paths = {}
-    for name in FILES:
-        path = fetch(URLS[name], Path(raw_dir) / name, mirror=mirror)
-        try:
-            verify_archive(path)
-        except ChecksumError:
-            path.unlink()
-            raise
-        paths[name] = path
-    return paths
+    """Download (or copy from ``mirror``) the four IDX archives into ``raw_dir`` and check them against ``FILES``;
+    one that matches neither digest is deleted again."""
+    files = tuple(dataclasses.replace(file, md5=FILES[file.name][0], content_sha256=FILES[file.name][1])
+                  for file in SOURCE.files)
+    return obtain(dataclasses.replace(SOURCE, files=files), raw_dir, list(FILES), mirrors=(mirror,))
 
 
 def load_raw(raw: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:

@@ -38,11 +38,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from circle_repro.data.acquire import first_present, obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.reid_layout import extracted, fetch_manual
 from circle_repro.data.face_alignment import align_face
-from circle_repro.data.image_store import JPEG_QUALITY, ImageStore
-from circle_repro.data.manifest import ManifestError, manifest_path, write_manifest
+from circle_repro.data.image_store import JPEG_QUALITY
+from circle_repro.data.manifest import ManifestError, write_manifest
+from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_path
 
@@ -75,7 +76,7 @@ META_FORMATS = {
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
     """The IJB-C archive or extracted folder present in ``raw_dir`` (the archive copied from ``mirror``
     if given). FileNotFoundError says what to request from NIST and where to put it."""
-    return fetch_manual(SOURCE, raw_dir, mirror)
+    return obtain_declared(SOURCE, raw_dir, mirrors=(mirror,))
 
 
 def _first_bad_line(path: Path, names: tuple[str, ...], types: tuple[type, ...], line_format: str) -> str:
@@ -184,29 +185,20 @@ def aligned_jpeg(data: bytes, landmarks: np.ndarray) -> bytes:
 
 
 def _find_root(tree: Path) -> Path | None:
-    """The ``IJBC`` folder (holding ``meta/ijbc_face_tid_mid.txt``) in ``tree``, at most three levels down."""
-    for depth in range(4):
-        for candidate in sorted(tree.glob("/".join(["*"] * depth + [ROOT_NAME]))):
-            if (candidate / "meta" / TEMPLATE_MEDIA_FILE).is_file():
-                return candidate
-    return None
+    """The ``IJBC`` folder (holding ``meta/ijbc_face_tid_mid.txt``): ``tree`` itself or a folder named so at
+    most three levels down."""
+    candidates = [tree] + [c for depth in range(4) for c in sorted(tree.glob("/".join(["*"] * depth + [ROOT_NAME])))]
+    return next((c for c in candidates if c.name == ROOT_NAME and (c / "meta" / TEMPLATE_MEDIA_FILE).is_file()), None)
 
 
 @contextlib.contextmanager
 def _ijbc_root(raw_dir: Path, out_dir: Path) -> Iterator[Path]:
     """The ``IJBC`` folder: ``raw_dir/IJBC`` itself, else found in a scratch extraction of the archive."""
-    direct = raw_dir / ROOT_NAME
-    if (direct / "meta" / TEMPLATE_MEDIA_FILE).is_file():
-        yield direct
-        return
-    archive = raw_dir / ARCHIVE_NAME
-    if not archive.is_file():
-        raise FileNotFoundError(f"{raw_dir}: neither {ROOT_NAME}/meta/{TEMPLATE_MEDIA_FILE} nor {ARCHIVE_NAME}; "
-                                f"{SOURCE.instructions}")
-    with extracted(archive, out_dir) as (folder, _):
-        root = _find_root(folder)
+    _, source = first_present(SOURCE, raw_dir, [f"{ROOT_NAME}/", ARCHIVE_NAME])
+    with raw_tree(source, out_dir) as tree:
+        root = _find_root(tree)
         if root is None:
-            raise FileNotFoundError(f"{archive}: holds no {ROOT_NAME}/meta/{TEMPLATE_MEDIA_FILE}; is it insightface's "
+            raise FileNotFoundError(f"{source}: holds no {ROOT_NAME}/meta/{TEMPLATE_MEDIA_FILE}; is it insightface's "
                                     "IJB test suite?")
         yield root
 
@@ -232,7 +224,7 @@ def _store_aligned(images: pd.DataFrame, crops: Path, out_dir: Path, resize_shor
     files = [crops / name for name in images["name"]]
     coordinates = images[list(LANDMARK_COLUMNS)].to_numpy()
     stored_paths: list[str | None] = []
-    with ImageStore(out_dir, resize_short_side) as store, ThreadPoolExecutor(workers) as pool:
+    with committed_store(out_dir, resize_short_side) as store, ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(files), ALIGN_BATCH):
             batch = slice(start, start + ALIGN_BATCH)
             for name, file, (data, reason) in zip(images["name"][batch], files[batch],
@@ -243,8 +235,6 @@ def _store_aligned(images: pd.DataFrame, crops: Path, out_dir: Path, resize_shor
                     stored_paths.append(None)
                 else:
                     stored_paths.append(store.add(name, data, str(file)))
-        manifest_path(out_dir).unlink(missing_ok=True)  # an old manifest must not name the new images
-        store.commit()
     kept = images.assign(path=stored_paths)
     return kept[kept["path"].notna()].reset_index(drop=True)
 

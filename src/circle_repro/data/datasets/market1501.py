@@ -20,8 +20,10 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from circle_repro.data.acquire import obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.reid_layout import REID_COLUMNS, extracted, fetch_manual, store_images
+from circle_repro.data.manifest import REID_COLUMNS
+from circle_repro.data.prepared import Sample, raw_tree, write_prepared
 from circle_repro.data.sources import load_sources
 
 SOURCE = load_sources()["market1501"]  # archive name, md5, instructions: data/sources.yaml
@@ -40,7 +42,7 @@ def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str
 
     FileNotFoundError says where to put it; ChecksumError on a wrong archive.
     """
-    return fetch_manual(SOURCE, raw_dir, mirror)
+    return obtain_declared(SOURCE, raw_dir, mirrors=(mirror,))
 
 
 def _parse(member: str) -> tuple[int, int]:
@@ -96,11 +98,12 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
 
     ``resize_short_side`` rescales every image so that its shorter side has that many pixels.
     """
-    archive = Path(raw_dir) / ARCHIVE
-    out_dir = Path(out_dir)
-    with extracted(archive, out_dir) as (folder, members):
-        rows = read_layout(members)
-        return store_images(rows, [folder / member for member in rows["member"]], out_dir, resize_short_side)
+    with raw_tree(Path(raw_dir) / ARCHIVE, out_dir) as folder:
+        members = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
+        samples = [Sample(folder / row.member, row.path, row.label, row.split, f"{ARCHIVE}: {row.member}",
+                          {"camera": row.camera, "role": row.role})
+                   for row in read_layout(members).itertuples(index=False)]
+        return write_prepared(samples, out_dir, resize_short_side)
 
 
 def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,

@@ -43,10 +43,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from circle_repro.data.acquire import obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.reid_layout import fetch_manual
-from circle_repro.data.image_store import ImageStore
-from circle_repro.data.manifest import ManifestError, manifest_path, write_manifest
+from circle_repro.data.manifest import ManifestError, write_manifest
+from circle_repro.data.prepared import committed_store
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_path, write_json
 
@@ -71,10 +71,7 @@ class ListedImage:
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
     """The test pack's lists, noise lists and image folders in ``raw_dir`` (files copied from ``mirror``
     if given). FileNotFoundError says what to place where and which substitutes exist."""
-    try:
-        return fetch_manual(SOURCE, raw_dir, mirror)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err} Substitutes: {' | '.join(SOURCE.substitutes)}") from None
+    return obtain_declared(SOURCE, raw_dir, mirrors=(mirror,))
 
 
 def read_list(path: str | Path, components: int) -> list[ListedImage]:
@@ -160,12 +157,9 @@ def _check_probe_noises(probes: list[ListedImage], noisy_names: set[str]) -> Non
 def _store(listed: list[tuple[str, ListedImage, Path]], out_dir: Path,
            resize_short_side: int | None) -> list[str | None]:
     """Store each ``(prepared relative path, listed image, file)``; the stored manifest paths (None: skipped)."""
-    with ImageStore(out_dir, resize_short_side) as store:
-        stored = [store.add(relative, file.read_bytes(), source=f"{item.where}: {file}")
-                  for relative, item, file in listed]
-        manifest_path(out_dir).unlink(missing_ok=True)  # an old manifest must not name the new images
-        store.commit()
-    return stored
+    with committed_store(out_dir, resize_short_side) as store:
+        return [store.add(relative, file.read_bytes(), source=f"{item.where}: {file}")
+                for relative, item, file in listed]
 
 
 def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None) -> Path:

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from circle_repro.data.acquire import obtain
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.face_layout import committed_store, obtain
 from circle_repro.data.formats.recordio import IRHeader, RecordIOError, RecordIOReader, read_property
 from circle_repro.data.manifest import write_manifest
+from circle_repro.data.prepared import committed_store
 from circle_repro.data.sources import Source, load_sources
 
 PACK_FILES = ("train.rec", "train.idx", "property")

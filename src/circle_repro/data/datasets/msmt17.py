@@ -16,14 +16,15 @@ pooled). ``camera`` is the ``CC`` field of ``PPPP_NNN_CC_...jpg`` (1..15; torchr
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from circle_repro.data.acquire import first_present, obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.reid_layout import REID_COLUMNS, extracted, fetch_manual, store_images
+from circle_repro.data.manifest import REID_COLUMNS
+from circle_repro.data.prepared import Sample, raw_tree, write_prepared
 from circle_repro.data.sources import load_sources
 
 SOURCE = load_sources()["msmt17"]  # accepted archives/folders and instructions: data/sources.yaml
@@ -45,7 +46,7 @@ def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str
 
     FileNotFoundError says what to request and where to put it. No checksum is published.
     """
-    return fetch_manual(SOURCE, raw_dir, mirror)
+    return obtain_declared(SOURCE, raw_dir, mirrors=(mirror,))
 
 
 def _parse_line(where: str, line: str) -> tuple[str, int, int]:
@@ -111,22 +112,10 @@ def _choose_input(raw_dir: Path, version: str | None) -> tuple[str, Path]:
     """(version, raw folder or archive) to prepare: an extracted folder before the archive, V1 before V2."""
     if version is not None and version not in VERSIONS:
         raise ValueError(f"version must be one of {list(VERSIONS)} or None, got {version!r}")
-    for candidate in [version] if version else VERSIONS:
-        for path in (raw_dir / candidate, raw_dir / f"{candidate}.zip"):
-            if path.exists():
-                return candidate, path
-    wanted = version or " or ".join(VERSIONS)
-    raise FileNotFoundError(f"{raw_dir}: no {wanted} folder or .zip archive; {SOURCE.instructions}")
-
-
-@contextlib.contextmanager
-def _raw_tree(source: Path, out_dir: Path) -> Iterator[Path]:
-    """The folder that holds the raw layout: ``source`` itself, or a scratch extraction of a zip."""
-    if source.is_dir():
-        yield source
-    else:
-        with extracted(source, out_dir) as (folder, _):
-            yield folder
+    candidates = [version] if version else list(VERSIONS)
+    names = [name for candidate in candidates for name in (f"{candidate}/", f"{candidate}.zip")]
+    name, path = first_present(SOURCE, raw_dir, names)
+    return name.removesuffix("/").removesuffix(".zip"), path
 
 
 def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
@@ -137,16 +126,17 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     ``include_val`` adds ``list_val`` to the train split; ``resize_short_side`` rescales images.
     """
     version, source = _choose_input(Path(raw_dir), version)
-    out_dir = Path(out_dir)
-    with _raw_tree(source, out_dir) as tree:
+    with raw_tree(source, out_dir) as tree:
         root = _find_root(tree, version)
         texts = {name: (root / name).read_text(encoding="utf-8") for name in LISTS}
         rows = parse_lists(texts, version, include_val)
-        files = [root / path for path in rows["path"]]
-        for file, where in zip(files, rows["source"], strict=True):
-            if not file.is_file():
-                raise FileNotFoundError(f"{where}: image {file} not found; the list and the image folders disagree")
-        return store_images(rows, files, out_dir, resize_short_side)
+        samples = [Sample(root / row.path, row.path, row.label, row.split, row.source,
+                          {"camera": row.camera, "role": row.role}) for row in rows.itertuples(index=False)]
+        for sample in samples:
+            if not sample.file.is_file():
+                raise FileNotFoundError(f"{sample.listed_in}: image {sample.file} not found; the list and the image "
+                                        "folders disagree")
+        return write_prepared(samples, out_dir, resize_short_side)
 
 
 def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,

@@ -11,17 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from circle_repro.data.acquire import obtain
+from circle_repro.data.annotations import AnnotationError, read_table, require
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.retrieval_layout import (
-    AnnotationError,
-    Sample,
-    extract,
-    obtain,
-    read_table,
-    require,
-    scratch_dir,
-    write_prepared,
-)
+from circle_repro.data.prepared import Sample, extract, scratch_dir, write_prepared
 from circle_repro.data.sources import load_sources
 
 SOURCE = load_sources()["sop"]  # URL, checksums, expected counts: data/sources.yaml
@@ -33,7 +26,7 @@ FIELDS = ("image_id", "class_id", "super_class_id", "path")
 
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
     """Download (or copy from the folder ``mirror``) and verify ``Stanford_Online_Products.zip``."""
-    return obtain(SOURCE, raw_dir, [ARCHIVE], mirror)
+    return obtain(SOURCE, raw_dir, [ARCHIVE], mirrors=(mirror,))
 
 
 def read_samples(extracted: Path) -> list[Sample]:

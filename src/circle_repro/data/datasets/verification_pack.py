@@ -34,13 +34,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from circle_repro.data.acquire import obtain
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.face_layout import committed_store, obtain
 from circle_repro.data.datasets.ms1m import MS1MV2
 from circle_repro.data.formats.verification_bin import VerificationBinError, load_verification_bin
 from circle_repro.data.image_store import ImageStore, SkippedImagesWarning
 from circle_repro.data.manifest import write_manifest
 from circle_repro.data.pairs import write_pairs
+from circle_repro.data.prepared import committed_store
 from circle_repro.data.sources import Source, load_sources
 
 

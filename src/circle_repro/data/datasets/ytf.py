@@ -33,22 +33,19 @@ has no frame left is left out with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from circle_repro.data.archive import safe_extract
+from circle_repro.data.acquire import first_present, missing_error
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.datasets.face_layout import committed_store, locate, missing_error
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import ManifestError, write_manifest
+from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_path
 
@@ -90,12 +87,8 @@ class VideoPair(NamedTuple):
 
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
     """``{name: path}`` of the extracted folder (preferred) or the tarball in ``raw_dir`` (copied from ``mirror``)."""
-    raw_dir = Path(raw_dir)
-    for name in (FOLDER, ARCHIVE):
-        path = locate(SOURCE, raw_dir, name, mirrors=(mirror,))
-        if path is not None:
-            return {name: path}
-    raise missing_error(SOURCE, raw_dir, [ARCHIVE, FOLDER], one_of=True)
+    name, path = first_present(SOURCE, raw_dir, [FOLDER, ARCHIVE], mirrors=(mirror,))
+    return {name: path}
 
 
 def scan_videos(aligned_dir: Path) -> list[Video]:
@@ -218,23 +211,6 @@ def read_video_pairs(prepared_dir: str | Path, known_templates: pd.Series | None
     return pairs
 
 
-@contextlib.contextmanager
-def _database(raw_dir: Path, out_dir: Path) -> Iterator[Path]:
-    """The ``YouTubeFaces`` folder: the extracted one in ``raw_dir``, or the tarball extracted into a scratch folder."""
-    folder = raw_dir / FOLDER.rstrip("/")
-    if folder.is_dir():
-        yield folder
-        return
-    archive = raw_dir / ARCHIVE
-    if not archive.is_file():
-        raise missing_error(SOURCE, raw_dir, [ARCHIVE, FOLDER], one_of=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".extract-") as scratch:
-        content = Path(scratch) / "content"
-        safe_extract(archive, content)
-        yield content / FOLDER.rstrip("/") if (content / FOLDER).is_dir() else content
-
-
 def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
                 corrected_splits: bool = False) -> Path:
     """Store every aligned frame, write ``video_pairs.parquet`` and the manifest; return the manifest path."""
@@ -242,7 +218,9 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     corrected = raw_dir / CORRECTED_SPLITS
     if corrected_splits and not corrected.is_file():
         raise missing_error(SOURCE, raw_dir, [CORRECTED_SPLITS])
-    with _database(raw_dir, out_dir) as root:
+    _, source = first_present(SOURCE, raw_dir, [FOLDER, ARCHIVE])
+    with raw_tree(source, out_dir) as tree:
+        root = tree / FOLDER if (tree / FOLDER).is_dir() else tree
         pairs = read_splits_txt(corrected) if corrected_splits else read_splits(root)
         videos = scan_videos(root / ALIGNED)
         template_of = {video.video_id: index for index, video in enumerate(videos)}

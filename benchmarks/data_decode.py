@@ -1,0 +1,157 @@
+"""Decoding prepared images through ``ManifestDataset`` + a torch ``DataLoader``, against a plain PIL loop.
+
+    python benchmarks/data_decode.py            # 512 images per size, 5 repeats (about a minute)
+    python benchmarks/data_decode.py --quick    # 128 images per size, 3 repeats
+
+Three prepared data sets are made on the fly in a temporary folder, through the real preparation path
+(:func:`circle_repro.data.prepared.write_prepared`: decode-checked, stored as they are, manifest
+last), from synthetic JPEGs (quality 95, smooth colour fields plus noise, so they compress like
+photographs rather than like noise or flat colour):
+
+* ``112x112``: aligned face crops (the face sets), read with the ``face`` test transform;
+* ``256x128``: person crops, height x width (the re-ID sets), read with the ``reid`` test transform;
+* ``~500x375``: photographs of the retrieval sets' size (500x375, 375x500, 500x333, 480x360 in turn),
+  read with the ``retrieval`` test transform (resize 256, centre crop 227).
+
+Loaders: ``ManifestDataset(split="test", train=False)`` in a ``DataLoader`` (batch 32, in file order)
+with 0, 1 and 2 worker processes; the workers are persistent and warmed up first, so the figures are
+steady-state throughput, without process start-up. Baseline, in the same process: a plain loop of
+``PIL.Image.open(path).convert("RGB")`` and torchvision's ``to_tensor`` over the same files (decode and
+conversion only: no resize, no normalisation, no batching). The main process runs with one torch
+thread (DataLoader workers do too), so 0 workers and the baseline use one core and 1 or 2 workers add
+processes. After one warm-up pass of each, every repeat times each loader once, in turn (interleaved,
+so that load from other processes hits all of them alike); the table gives images/s as the median
+over repeats, with the minimum in brackets, and the ratio of the medians to the baseline (> 1: faster
+than the plain loop).
+
+Timings are wall-clock on whatever machine runs this; compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.transforms.functional import to_tensor
+
+try:
+    import circle_repro  # noqa: F401
+except ImportError:  # running from a checkout without an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from circle_repro.data.manifest_dataset import ManifestDataset
+from circle_repro.data.prepared import Sample, write_prepared
+
+BATCH = 32
+WORKERS = (0, 1, 2)
+JPEG_QUALITY = 95
+# name -> (transform style, (width, height) of each image in turn)
+SIZES = {
+    "112x112": ("face", [(112, 112)]),
+    "256x128": ("reid", [(128, 256)]),
+    "~500x375": ("retrieval", [(500, 375), (375, 500), (500, 333), (480, 360)]),
+}
+FULL = dict(images=512, repeats=5)
+QUICK = dict(images=128, repeats=3)
+
+
+def _jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:
+    """A photograph-like JPEG: a smooth random colour field (upsampled 8 x 6 grid) plus mild noise."""
+    grid = Image.fromarray(rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8))
+    coarse = grid.resize((width, height), Image.Resampling.BICUBIC)
+    pixels = np.asarray(coarse, dtype=np.int16) + rng.normal(0, 6, size=(height, width, 3)).astype(np.int16)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def make_prepared(root: Path, name: str, sizes: list[tuple[int, int]], n: int, seed: int) -> Path:
+    """A prepared data set of ``n`` synthetic JPEGs (10 classes, all ``test``) under ``root/<name>``."""
+    rng = np.random.default_rng(seed)
+    raw = root / "raw" / name
+    raw.mkdir(parents=True)
+    samples = []
+    for i in range(n):
+        file = raw / f"{i:05d}.jpg"
+        file.write_bytes(_jpeg(rng, *sizes[i % len(sizes)]))
+        samples.append(Sample(file, f"{i % 10}/{i:05d}.jpg", i % 10, "test", f"synthetic image {i}"))
+    out = root / "prepared" / name
+    write_prepared(samples, out)
+    return out
+
+
+def _loader_pass(loader: DataLoader) -> int:
+    count = 0
+    for batch in loader:
+        count += len(batch["labels"])
+    return count
+
+
+def _baseline_pass(paths: list[Path]) -> int:
+    for path in paths:
+        with Image.open(path) as image:
+            to_tensor(image.convert("RGB"))
+    return len(paths)
+
+
+def run(images: int, repeats: int) -> None:
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, Pillow {PIL.__version__}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs; load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"images/s: median [min] over {repeats} repeats, after one warm-up pass; batch {BATCH}; "
+          "ratio: median / baseline median")
+    with tempfile.TemporaryDirectory(prefix="data-decode-") as tmp:
+        for index, (name, (style, sizes)) in enumerate(SIZES.items()):
+            prepared = make_prepared(Path(tmp), name, sizes, images, seed=index)
+            dataset = ManifestDataset(prepared, split="test", transform=style, train=False)
+            paths = [prepared / p for p in dataset.frame["path"]]
+            mean_kib = sum(p.stat().st_size for p in paths) / len(paths) / 1024
+            passes: dict[str, Callable[[], int]] = {
+                "baseline: PIL open+convert+to_tensor": lambda paths=paths: _baseline_pass(paths)}
+            loaders = []
+            for workers in WORKERS:
+                loader = DataLoader(dataset, batch_size=BATCH, shuffle=False, num_workers=workers,
+                                    persistent_workers=workers > 0)
+                loaders.append(loader)
+                passes[f"ManifestDataset, {workers} workers"] = lambda loader=loader: _loader_pass(loader)
+            for step in passes.values():  # warm-up: page cache, worker start-up, first-call costs
+                assert step() == len(paths)
+            rates: dict[str, list[float]] = {label: [] for label in passes}
+            for _ in range(repeats):
+                for label, step in passes.items():
+                    start = time.perf_counter()
+                    step()
+                    rates[label].append(len(paths) / (time.perf_counter() - start))
+            del loaders  # shuts the persistent workers down
+            baseline = statistics.median(rates[next(iter(rates))])
+            print(f"\n== {name} JPEG ({style} test transform), {len(paths)} images, mean {mean_kib:.1f} KiB")
+            print(f"{'loader':<38} | {'images/s median [min]':>23} | ratio")
+            print("-" * 72)
+            for label, values in rates.items():
+                median = statistics.median(values)
+                print(f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f}")
+    print(f"\nload average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    args = parser.parse_args()
+    run(**(QUICK if args.quick else FULL))
+
+
+if __name__ == "__main__":
+    main()
