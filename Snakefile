@@ -6,7 +6,6 @@
 from circle_repro.config import ConfigError, load_params
 from circle_repro import workflow as wf
 
-
 PARAMS_FILE = config.get("params", "params.yaml")
 try:
     PARAMS = load_params(PARAMS_FILE, config.get("profile"))

@@ -27,7 +27,7 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def repo_params() -> dict[str, Any]:
-    """params.yaml as committed."""
+    """params.yaml as committed; shared by the whole session, so a test that edits it works on a deep copy."""
     return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
 

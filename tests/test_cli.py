@@ -1,3 +1,5 @@
+import copy
+
 import yaml
 
 from circle_repro.cli import main
@@ -11,9 +13,10 @@ def test_runs_lists_every_run(capsys):
 
 
 def test_bad_params_exit_2_with_the_key_and_no_traceback(tmp_path, capsys, repo_params):
-    repo_params["experiments"]["demo_retrieval"]["losses"]["Triplet"]["type"] = "quadruplet"
+    broken = copy.deepcopy(repo_params)  # the fixture is shared by the whole session
+    broken["experiments"]["demo_retrieval"]["losses"]["Triplet"]["type"] = "quadruplet"
     bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump(repo_params))
+    bad.write_text(yaml.safe_dump(broken))
     assert main(["validate", "--params", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "experiments.demo_retrieval.losses.Triplet.type: 'quadruplet' is not one of" in err

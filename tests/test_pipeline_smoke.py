@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from circle_repro.data.manifest import read_manifest
+from circle_repro.data.sources import load_sources
+from fixtures.formats import build_verification_bin
 from support import REPO_ROOT, tiny_params
 
+DATA_PIPELINE = Path("datasets") / "dvc.yaml"  # the paper data sets' stages, apart from the demo's dvc.yaml
 ENV = os.environ | {
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -87,16 +91,60 @@ def test_bad_params_stop_snakemake_before_any_work(tiny):
     assert not (workdir / "data").exists() and not (workdir / "runs").exists()
 
 
-@pytest.mark.slow
-def test_dvc_repro_runs_the_same_demo(tiny):
-    workdir, _ = tiny
+def _dvc_repo(workdir):
+    """``workdir`` as a git + DVC repository holding both pipeline files; the path of the dvc executable."""
     shutil.copy(REPO_ROOT / "dvc.yaml", workdir / "dvc.yaml")
+    (workdir / DATA_PIPELINE).parent.mkdir()
+    shutil.copy(REPO_ROOT / DATA_PIPELINE, workdir / DATA_PIPELINE)
     _run(["git", "init", "-q"], cwd=workdir)
     dvc = Path(sys.executable).parent / "dvc"
     _run([dvc, "init", "-q"], cwd=workdir)
-    _run([dvc, "repro"], cwd=workdir)
+    return dvc
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_same_demo(tiny):
+    workdir, _ = tiny
+    dvc = _dvc_repo(workdir)
+    _run([dvc, "repro"], cwd=workdir)  # no paper data set placed: their stages are not part of it
     assert (workdir / "reports" / "report.md").is_file()
     assert (workdir / "runs" / "demo_retrieval" / "CircleLoss" / "seed0" / "metrics.json").is_file()
     shown = _run([dvc, "metrics", "show"], cwd=workdir).stdout
     assert "reports/metrics.json" in shown and "R@1" in shown
-    assert "up to date" in _run([dvc, "status"], cwd=workdir).stdout
+    assert "up to date" in _run([dvc, "status", "dvc.yaml"], cwd=workdir).stdout
+
+
+def test_every_raw_data_set_has_a_dvc_stage_outside_the_default_pipeline():
+    stage = yaml.safe_load((REPO_ROOT / DATA_PIPELINE).read_text())["stages"]["data"]
+    names = stage["matrix"]["dataset"]
+    # every data set prepared from placed raw files, except the mini profile's Fashion-MNIST (params-driven)
+    raw_sets = {name for name, source in load_sources().items() if source.access != "embedded"} - {"fashion_mnist"}
+    assert sorted(names) == sorted(raw_sets) and len(names) == len(set(names))
+    assert stage["wdir"] == ".."  # paths below are relative to the repository root, as the CLI's defaults
+    assert stage["deps"] == ["data/raw/${item.dataset}"] and stage["outs"] == ["data/prepared/${item.dataset}"]
+    assert stage["cmd"].startswith("circle-repro data prepare ${item.dataset} ")
+    assert "--raw data/raw/${item.dataset}" in stage["cmd"] and "--out data/prepared/${item.dataset}" in stage["cmd"]
+    # plain `dvc repro` (the root dvc.yaml and what it depends on) needs no placed data set
+    demo = str(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"])
+    assert "data/raw" not in demo and not any(f"data/prepared/{name}" in demo for name in names)
+
+
+@pytest.mark.slow
+def test_dvc_versions_a_placed_data_set(tiny):
+    workdir, _ = tiny
+    dvc = _dvc_repo(workdir)
+    raw = workdir / "data" / "raw" / "lfw"
+    raw.mkdir(parents=True)
+    build_verification_bin(raw / "lfw.bin", n_pairs=3)
+    stage = f"{DATA_PIPELINE.as_posix()}:data@lfw"
+    _run([dvc, "repro", stage], cwd=workdir)
+    assert len(read_manifest(workdir / "data" / "prepared" / "lfw")) == 6
+    lock = yaml.safe_load((workdir / DATA_PIPELINE.with_suffix(".lock")).read_text())["stages"]["data@lfw"]
+    assert [d["path"] for d in lock["deps"]] == ["data/raw/lfw"]
+    assert [o["path"] for o in lock["outs"]] == ["data/prepared/lfw"]
+    assert "up to date" in _run([dvc, "status", stage], cwd=workdir).stdout
+
+    build_verification_bin(raw / "lfw.bin", n_pairs=4)  # another pack placed: the raw data changed
+    assert re.search(r"modified:\s+data/raw/lfw", _run([dvc, "status", stage], cwd=workdir).stdout)
+    unplaced = _run([dvc, "status", f"{DATA_PIPELINE.as_posix()}:data@cub200"], cwd=workdir).stdout
+    assert re.search(r"deleted:\s+data/raw/cub200", unplaced)

@@ -1,9 +1,19 @@
 """Rerun triggers: each step's trigger moves only when a setting it depends on moves."""
 
 import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from circle_repro import workflow as wf
 from circle_repro.config import expand_runs
+from support import REPO_ROOT
+
+BIN = Path(sys.executable).parent
 
 
 def _triggers(params):
@@ -45,3 +55,120 @@ def test_targets_cover_every_run(repo_params):
     assert len(metrics) == len(expand_runs(repo_params))
     assert "runs/demo_retrieval/CircleLoss/seed0/metrics.json" in metrics
     assert wf.prepared_dir(repo_params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
+
+
+# --- Cluster resources and the launch line (profiles/slurm) --------------------------------------
+
+
+def _with_resources(params, experiment, **resources):
+    changed = copy.deepcopy(params)
+    changed["experiments"][experiment]["resources"] = resources
+    return changed
+
+
+def test_experiments_without_resources_train_on_one_cpu_with_the_defaults(repo_params):
+    defaults = wf.TRAIN_RESOURCE_DEFAULTS
+    assert defaults["gpus"] == 0
+    for experiment in repo_params["experiments"]:
+        assert wf.train_resources(repo_params, experiment) == {
+            "runtime": defaults["runtime_min"],
+            "mem_mb": defaults["mem_mb_per_gpu"],
+            "cpus_per_task": defaults["cpus_per_gpu"],
+            "nodes": 1,
+        }
+        assert wf.train_launch_prefix(repo_params, experiment) == "circle-repro"
+        assert wf.train_launcher_args(repo_params, experiment) == ""
+
+
+def test_gpu_resources_become_the_slurm_plugin_names(repo_params):
+    params = _with_resources(
+        repo_params, "demo_retrieval", gpus=4, cpus_per_gpu=8, mem_mb_per_gpu=32000, runtime_min=720, partition="gpu"
+    )
+    assert wf.train_resources(params, "demo_retrieval") == {
+        "runtime": 720,
+        "mem_mb": 4 * 32000,
+        "cpus_per_task": 4 * 8,  # one torchrun task holds the CPUs of all its GPU processes
+        "gpu": 4,
+        "nodes": 1,
+        "slurm_partition": "gpu",
+    }
+    launch = wf.train_launch_prefix(params, "demo_retrieval")
+    assert launch == "torchrun --standalone --nproc_per_node=4 -m circle_repro.cli"
+    assert wf.train_launcher_args(params, "demo_retrieval") == "--launcher pytorch"
+
+
+def test_partial_resources_keep_the_other_defaults_and_one_gpu_needs_no_torchrun(repo_params):
+    params = _with_resources(repo_params, "demo_retrieval", gpus=1)
+    resources = wf.train_resources(params, "demo_retrieval")
+    assert resources["gpu"] == 1 and resources["runtime"] == wf.TRAIN_RESOURCE_DEFAULTS["runtime_min"]
+    assert "slurm_partition" not in resources
+    assert wf.train_launch_prefix(params, "demo_retrieval") == "circle-repro"
+    assert wf.train_launcher_args(params, "demo_retrieval") == ""
+
+
+def test_train_rule_declares_only_names_some_experiment_uses(repo_params):
+    assert set(wf.train_rule_resources(repo_params)) == {"runtime", "mem_mb", "cpus_per_task", "nodes"}
+    params = _with_resources(repo_params, "demo_retrieval", gpus=2, partition="gpu")
+    declared = wf.train_rule_resources(params)
+    assert set(declared) == {"runtime", "mem_mb", "cpus_per_task", "nodes", "gpu", "slurm_partition"}
+
+    class Wildcards:
+        def __init__(self, experiment):
+            self.experiment = experiment
+
+    assert declared["gpu"](Wildcards("demo_retrieval")) == 2
+    assert declared["slurm_partition"](Wildcards("demo_retrieval")) == "gpu"
+    assert declared["gpu"](Wildcards("demo_verification")) is None  # None: Snakemake drops the resource
+    assert declared["slurm_partition"](Wildcards("demo_verification")) is None
+
+
+def test_resources_are_validated_and_move_no_rerun_trigger(repo_params):
+    from circle_repro.config import ConfigError, validate_params
+
+    params = _with_resources(repo_params, "demo_retrieval", gpus=2, partition="gpu")
+    validate_params(params)
+    assert _triggers(params) == _triggers(repo_params)
+    for bad, message in (
+        ({"gpus": -1}, "resources.gpus: -1 is less than the minimum of 0"),
+        ({"gpu": 2}, "'gpu' was unexpected"),
+        ({"partition": ""}, "resources.partition"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            validate_params(_with_resources(repo_params, "demo_retrieval", **bad))
+
+
+def test_cpu_steps_declare_modest_resources():
+    for rule in ("prepare_data", "evaluate", "report"):
+        resources = wf.step_resources(rule)
+        assert set(resources) == {"runtime", "mem_mb", "cpus_per_task"} and resources["cpus_per_task"] == 1
+
+
+# --- Snakefile style: snakefmt and snakemake --lint ----------------------------------------------
+
+SNAKEFILES = [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk"))]
+
+# Lint findings that are intentional, by title. The project installs one pinned pip environment
+# (requirements.txt; conda is not available on the target machines), so no rule names a conda
+# environment or a container.
+ALLOWED_LINTS = {"Specify a conda environment or container for each rule."}
+
+
+def test_snakefiles_are_formatted_with_snakefmt():
+    result = subprocess.run(
+        [BIN / "snakefmt", "--check", *SNAKEFILES], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"run `snakefmt Snakefile workflow/rules`:\n{result.stdout}{result.stderr}"
+
+
+def test_snakemake_lint_finds_only_documented_lints():
+    result = subprocess.run(
+        [BIN / "snakemake", "--lint"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "Error" not in output, output
+    findings = re.findall(r"^Lints for (.+?) \(line \d+, .+?\):\n((?:    \*.*\n|      .*\n)+)", output, flags=re.M)
+    assert (result.returncode != 0) == bool(findings), output
+    titles = {(item, title) for item, block in findings for title in re.findall(r"^    \* (.+?):$", block, flags=re.M)}
+    unexpected = {(item, title) for item, title in titles if title not in ALLOWED_LINTS}
+    assert not unexpected, output

@@ -50,7 +50,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
-    weights = train_run(train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri)
+    weights = train_run(
+        train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher
+    )
     print(f"trained {run.run_id}: {weights}")
 
 
@@ -70,7 +72,10 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.profile)
     metrics_files = args.metrics or metrics_targets(params)
-    outputs = build_report(params, metrics_files=metrics_files, out_dir=args.out)
+    uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
+    outputs = build_report(
+        params, metrics_files=metrics_files, out_dir=args.out, tracking_uri=uri, data_root=args.data_root
+    )
     print("report written: " + ", ".join(str(path) for path in outputs))
 
 
@@ -103,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run", required=True, help="run id: experiment/loss/seedN")
     train.add_argument("--data", type=Path, required=True, help="prepared data folder")
     train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument(
+        "--launcher",
+        choices=("none", "pytorch", "slurm"),
+        default="none",
+        help="none: one process; pytorch: one rank of a torchrun launch; slurm: one task of an srun launch "
+        "(data-parallel; the params' P x K batch is per rank; rank 0 writes the outputs)",
+    )
     _params_arg(train)
     train.set_defaults(func=_cmd_train)
 
@@ -113,11 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    report = verbs.add_parser("report", help="build reports/ from metrics files")
+    report = verbs.add_parser(
+        "report", help="build reports/ (md, html, results.csv) from the MLflow store, metrics files as the fallback"
+    )
     report.add_argument(
         "metrics", nargs="*", type=Path, help="metrics.json files (default: every run the params define)"
     )
     report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument(
+        "--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/: which data sets are on disk"
+    )
     _params_arg(report)
     report.set_defaults(func=_cmd_report)
     return parser

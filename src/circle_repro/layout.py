@@ -6,3 +6,4 @@ TRAIN_RECORD_FILENAME = "train.json"  # resolved config, MLflow run id, timings
 HISTORY_FILENAME = "history.csv"  # per-iteration training loss and batch s_p / s_n
 METRICS_FILENAME = "metrics.json"  # evaluation result of the run
 SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the report's figures
+PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one array per metric it averages to

@@ -74,3 +74,97 @@ def similarity_targets(params: dict[str, Any]) -> list[str]:
 def history_targets(params: dict[str, Any]) -> list[str]:
     """Every run's training history: what the report's dynamics figure reads."""
     return run_outputs(params, HISTORY_FILENAME)
+
+
+# --- Cluster resources (profiles/slurm) ----------------------------------------------------------
+# An experiment's `resources` in params.yaml say what one of its training jobs needs; the functions
+# below turn that into the resource names of snakemake-executor-plugin-slurm (2.8): slurm_partition,
+# runtime (minutes), mem_mb, cpus_per_task, gpu (sbatch --gpus=N) and nodes. Local runs
+# (profiles/default) ignore them: Snakemake constrains only --cores and what --resources names.
+
+TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
+    "gpus": 0,  # the demo and mini experiments train on the CPU
+    "cpus_per_gpu": 1,  # per GPU; a CPU job (gpus: 0) gets this many for its one process
+    "mem_mb_per_gpu": 4000,  # likewise per GPU, or for the one process of a CPU job
+    "runtime_min": 60,
+    "partition": None,  # no partition of its own: see train_rule_resources
+}
+"""What a training job asks for when its experiment's ``resources`` leave a key out."""
+
+STEP_RESOURCES: dict[str, dict[str, int]] = {
+    "prepare_data": {"runtime": 60, "mem_mb": 4000, "cpus_per_task": 1},
+    "evaluate": {"runtime": 30, "mem_mb": 8000, "cpus_per_task": 1},
+    "report": {"runtime": 30, "mem_mb": 4000, "cpus_per_task": 1},
+}
+"""The fixed, modest resources of the CPU-only steps, by rule name."""
+
+
+def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """An experiment's ``resources`` from params.yaml with the defaults filled in."""
+    return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
+
+
+def train_resources(params: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """The Snakemake resources of one training job of ``experiment``, in the slurm plugin's names.
+
+    A training job is one task on one node: ``torchrun`` (more than one GPU) starts one process per
+    GPU itself, so the job asks for ``gpus x cpus_per_gpu`` CPUs and ``gpus x mem_mb_per_gpu``
+    memory for that task, and sets no ``tasks`` (the plugin would turn it into ``--ntasks-per-gpu``).
+    ``slurm_partition`` is present only when the experiment names one.
+    """
+    request = train_resource_request(params, experiment)
+    workers = max(request["gpus"], 1)
+    resources: dict[str, Any] = {
+        "runtime": request["runtime_min"],
+        "mem_mb": request["mem_mb_per_gpu"] * workers,
+        "cpus_per_task": request["cpus_per_gpu"] * workers,
+        "nodes": 1,
+    }
+    if request["gpus"] > 0:
+        resources["gpu"] = request["gpus"]
+    if request["partition"] is not None:
+        resources["slurm_partition"] = request["partition"]
+    return resources
+
+
+def train_rule_resources(params: dict[str, Any]) -> dict[str, Any]:
+    """The train rule's ``resources:``: one function of the wildcards per resource name.
+
+    Names are the union over the params' experiments; an experiment without a name (a CPU job's
+    ``gpu``, an unset ``slurm_partition``) gets None, which Snakemake drops. A name no experiment
+    uses is not declared at all, so the profile's default-resources still apply to it. Hence a
+    ``partition: null`` job goes to the profile's default ``slurm_partition`` when no experiment of
+    the run names a partition, and to the cluster's default partition when another one does.
+    """
+    names = sorted({name for experiment in params["experiments"] for name in train_resources(params, experiment)})
+
+    def resource(name: str) -> Any:
+        def value(wildcards: Any) -> Any:
+            return train_resources(params, wildcards.experiment).get(name)
+
+        value.__name__ = f"train_{name}"
+        return value
+
+    return {name: resource(name) for name in names}
+
+
+def step_resources(rule: str) -> dict[str, int]:
+    """The declared resources of a CPU-only step (``prepare_data``, ``evaluate``, ``report``)."""
+    return dict(STEP_RESOURCES[rule])
+
+
+def train_launch_prefix(params: dict[str, Any], experiment: str) -> str:
+    """The command that, followed by ``train ...``, starts a training job of ``experiment``.
+
+    More than one GPU: ``torchrun`` on one node, one process per GPU, each running the CLI module;
+    otherwise the plain ``circle-repro`` entry point.
+    """
+    gpus = train_resource_request(params, experiment)["gpus"]
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} -m circle_repro.cli"
+    return "circle-repro"
+
+
+def train_launcher_args(params: dict[str, Any], experiment: str) -> str:
+    """The options that tell ``circle-repro train`` how it was launched (empty for one process)."""
+    return "--launcher pytorch" if train_resource_request(params, experiment)["gpus"] > 1 else ""

@@ -66,6 +66,43 @@ def test_killed_run_resumes_to_bit_identical_weights_in_the_same_mlflow_run(
     assert len(runs) == 2, "the resumed run continued its MLflow run instead of opening a third"
 
 
+@HOOKS.register_module(force=True)
+class KillAfterIteration4Hook(Hook):
+    """Ends training right after iteration 4 and its checkpoint (mid-epoch: 3 batches per epoch)."""
+
+    priority = "LOWEST"  # after CheckpointHook
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == 4:
+            raise Killed
+
+
+def _iteration_config(repo_params):
+    config = _config(repo_params)
+    config["train"] = {**config["train"], "iterations": 8, "checkpoint_interval": 2, "amp": "bf16"}
+    del config["train"]["epochs"]
+    config["train"]["lr_schedule"] = {"type": "multistep", "milestones": [0.6]}
+    return config
+
+
+def test_iteration_based_run_resumes_mid_epoch_to_bit_identical_weights(
+    tmp_path, repo_params, prepared_mnist5k, monkeypatch
+):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    straight_path = train_run(_iteration_config(repo_params), prepared_mnist5k, tmp_path / "a", uri)
+    straight = torch.load(straight_path, weights_only=True)
+    with monkeypatch.context() as patch:
+        _with_hook(patch, "KillAfterIteration4Hook")
+        with pytest.raises(Killed):
+            train_run(_iteration_config(repo_params), prepared_mnist5k, tmp_path / "b", uri)
+    assert latest_checkpoint(tmp_path / "b" / "work").endswith("iter_4.pth")
+    resumed = torch.load(train_run(_iteration_config(repo_params), prepared_mnist5k, tmp_path / "b", uri), weights_only=True)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    history_a = (tmp_path / "a" / "history.csv").read_text()
+    assert history_a == (tmp_path / "b" / "history.csv").read_text()
+    assert len(history_a.splitlines()) == 9
+
+
 def test_changed_settings_never_resume_old_checkpoints(tmp_path, repo_params, prepared_mnist5k):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     train_run(_config(repo_params, epochs=1), prepared_mnist5k, tmp_path, uri)

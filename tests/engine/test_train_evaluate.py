@@ -3,6 +3,7 @@
 import json
 from importlib import metadata
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,8 +15,10 @@ from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_content_hash
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.engine.evaluate import embed_split, evaluate_run, load_trained_model
+from circle_repro.engine.protocols import pair_correctness, retrieval_per_query
 from circle_repro.engine.train import model_config, train_run
-from circle_repro.evaluation.retrieval import recall_at_k
+from circle_repro.evaluation.retrieval import recall_at_k, retrieval_metrics
+from circle_repro.evaluation.verification import kfold_accuracy
 from support import tiny_params
 
 
@@ -67,7 +70,41 @@ def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     assert logged.data.tags["version.torch"] == metadata.version("torch")
     assert {"git_commit", "device", "world_size"} <= set(logged.data.tags)
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(result["mlflow_run_id"])}
-    assert "config.py" in artifacts and "metrics.json" in artifacts
+    assert "config.py" in artifacts and "metrics.json" in artifacts and "per_query.npz" in artifacts
+    assert on_disk["provenance"] == record["provenance"]
+
+
+def test_per_query_file_averages_to_the_metrics(trained_circle):
+    _, _, run_dir, _, result = trained_circle
+    with np.load(run_dir / "per_query.npz") as per_query:
+        assert sorted(per_query.files) == ["MAP@R", "R@1", "ids"]
+        assert np.array_equal(per_query["ids"], np.arange(2500)), "no test digit is alone in its class"
+        assert per_query["R@1"].mean() == pytest.approx(result["metrics"]["R@1"], abs=1e-12)
+        assert per_query["MAP@R"].mean() == pytest.approx(result["metrics"]["MAP@R"], abs=1e-12)
+
+
+def test_retrieval_per_query_agrees_with_retrieval_metrics_on_lone_labels_and_ties():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(60, 8)).astype(np.float32)
+    embeddings[10:20] = embeddings[0]  # exact similarity ties
+    labels = np.repeat(np.arange(12), 5)
+    labels[[3, 17]] = [100, 101]  # two lone queries: left out of both
+    per_query = retrieval_per_query(embeddings, labels, ks=[1, 8])
+    expected = retrieval_metrics(embeddings, labels, ks=[1, 8])
+    assert np.array_equal(per_query["ids"], np.setdiff1d(np.arange(60), [3, 17]))
+    assert per_query["R@1"].mean() == pytest.approx(expected["R@1"], abs=1e-12)
+    assert per_query["MAP@R"].mean() == pytest.approx(expected["MAP@R"], abs=1e-12)
+
+
+@pytest.mark.parametrize("n_pairs", [200, 347])
+def test_pair_correctness_reproduces_the_kfold_accuracies(n_pairs):
+    rng = np.random.default_rng(n_pairs)
+    issame = rng.uniform(size=n_pairs) < 0.5
+    scores = np.clip(rng.normal(np.where(issame, 0.6, 0.2), 0.25), -1, 1)
+    correct = pair_correctness(scores, issame, n_folds=10)
+    fold_accuracies = [fold.mean() for fold in np.array_split(correct, 10)]  # KFold(10) fold sizes
+    assert set(np.unique(correct)) <= {0.0, 1.0}
+    assert (np.mean(fold_accuracies), np.std(fold_accuracies)) == pytest.approx(kfold_accuracy(scores, issame), abs=1e-12)
 
 
 def test_weights_are_plain_tensors_loadable_with_weights_only(trained_circle):
@@ -108,5 +145,7 @@ def test_class_level_head_trains_and_evaluates_on_verification_pairs(tmp_path, r
     result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), tmp_path)
     assert list(result["metrics"]) == ["accuracy", "accuracy_std", "TAR@FAR=0.001", "TAR@FAR=0.01", "TAR@FAR=0.1"]
     assert 0.5 < result["metrics"]["accuracy"] <= 1.0
+    with np.load(tmp_path / "per_query.npz") as per_pair:
+        assert per_pair["accuracy"].mean() == pytest.approx(result["metrics"]["accuracy"], abs=1e-12)  # equal folds
     logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"]).data.metrics
     assert logged["TAR_at_FAR_0.01"] == pytest.approx(result["metrics"]["TAR@FAR=0.01"])

@@ -53,8 +53,20 @@ def test_triplet_and_boundaries_by_hand():
     assert boundary[0] == pytest.approx(1 - np.sqrt(2) * 0.25) and np.isnan(boundary[1])
 
 
-def test_figure_is_written(tmp_path, repo_params):
-    from circle_repro.report.figures import gradient_maps
+@pytest.mark.parametrize("m", [0.25, 0.325, 0.4, -0.1])
+def test_circle_arc_points_lie_on_eq_8(m):
+    s_n, s_p = gradients.circle_arc(m, num=101)
+    assert np.allclose(s_n**2 + (s_p - 1) ** 2, 2 * m**2, atol=1e-12)
+    assert np.all(s_p <= 1 + 1e-12) and np.all(np.diff(s_n) > 0)
+    assert (s_n[0], s_n[-1]) == pytest.approx((-np.sqrt(2) * abs(m), np.sqrt(2) * abs(m)))
+    # the same arc as the function-of-s_n form used by the Fig. 2 heat maps
+    assert np.allclose(gradients.circle_boundary(s_n[1:-1], m), s_p[1:-1], atol=1e-9)  # ends: rounding gives NaN
 
-    path = gradient_maps(repo_params["report"]["gradient_maps"], tmp_path / "g.png", resolution=21)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+def test_circle_m_0325_is_tangent_to_the_line_m_035():
+    """Spec §4 (Fig. 5): the distance from (0, 1) to s_p - s_n = 0.35 is 0.65/sqrt(2) = sqrt(2) * 0.325."""
+    s_n, s_p = gradients.circle_arc(0.325, num=100_001)
+    margin = s_p - s_n
+    assert margin.min() == pytest.approx(0.35, abs=1e-9)
+    touching = margin.argmin()
+    assert (s_n[touching], s_p[touching]) == pytest.approx((0.325, 0.675), abs=1e-4)

@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from circle_repro.report.targets import CELL_COLUMNS, load_paper_targets, paper_table
+from circle_repro.report.targets import (
+    CELL_COLUMNS,
+    REPO_BACKBONES,
+    load_paper_targets,
+    paper_loss_id,
+    paper_table,
+    repo_metric_name,
+)
 
 
 @pytest.fixture(scope="module")
@@ -371,3 +378,39 @@ def test_bad_protocol_rejected(tmp_path, yaml_doc):
     doc["tables"]["table3"]["protocol"] = "ijb-c"
     with pytest.raises(ValueError, match=r"table 'table3'.*unknown protocol"):
         load_paper_targets(_write(tmp_path, doc))
+
+
+def test_unknown_table_key_rejected(tmp_path, yaml_doc):
+    doc = _copy(yaml_doc)
+    doc["tables"]["table5"]["substitute"] = "typo of substitute_data"
+    with pytest.raises(ValueError, match=r"table 'table5'.*unknown keys \['substitute'\]"):
+        load_paper_targets(_write(tmp_path, doc))
+
+
+# ------------------------------------------------- substitute data, vocabulary
+
+
+def test_face_tables_are_marked_substitute_data(targets):
+    tables = targets.attrs["tables"]
+    for tid in ("table1", "table2", "table3"):
+        assert "never released" in tables[tid]["substitute_data"] and "MS1MV2" in tables[tid]["substitute_data"]
+    assert tables["table4"]["substitute_data"] is None and tables["table5"]["substitute_data"] is None
+
+
+@pytest.mark.parametrize(
+    ("paper", "repo"),
+    [("recall_at_1", "R@1"), ("recall_at_1000", "R@1000"), ("accuracy", "accuracy"),
+     ("tar_far_1e-3", "TAR@FAR=0.001"), ("tar_far_1e-4", "TAR@FAR=0.0001"), ("tar_far_1e-6", "TAR@FAR=1e-06"),
+     ("r1", "R-1"), ("map", "mAP"), ("rank1", "rank-1")],
+)  # fmt: skip
+def test_repo_metric_names(paper, repo):
+    assert repo_metric_name(paper) == repo
+
+
+def test_every_paper_metric_has_a_repo_name_and_loss_ids_map(targets):
+    assert all(repo_metric_name(metric) for metric in targets["metric"].unique())
+    assert f"TAR@FAR={0.001:g}" == repo_metric_name("tar_far_1e-3"), "evaluate names TAR@FAR with :g"
+    assert [paper_loss_id(t) for t in ("circle", "circle_classifier", "lifted_structure", "arcface")] == [
+        "circle", "circle", "lifted_struct", "arcface",
+    ]  # fmt: skip
+    assert set(REPO_BACKBONES) >= set(targets["backbone"].dropna())

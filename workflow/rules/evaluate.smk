@@ -7,13 +7,18 @@ rule evaluate:
     output:
         metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",
         similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
+        per_query="runs/{experiment}/{loss}/seed{seed}/per_query.npz",
+    log:
+        "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
+    threads: 1
+    resources:
+        **wf.step_resources("evaluate"),
     params:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],
-        trigger=lambda w: wf.eval_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),
-    threads: 1
-    log:
-        "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
+        trigger=lambda w: wf.eval_trigger(
+            PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
+        ),
     shell:
         "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file} --profile {params.profile}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"

@@ -8,11 +8,13 @@ rule report:
         html="reports/report.html",
         csv="reports/results.csv",
         metrics="reports/metrics.json",
+    log:
+        "logs/report.log",
+    resources:
+        **wf.step_resources("report"),
     params:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],
         trigger=wf.report_trigger(PARAMS),
-    log:
-        "logs/report.log",
     shell:
         "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports > {log} 2>&1"

@@ -1,3 +1,5 @@
+# One training run per job. Resources and the launch line come from the experiment's `resources`
+# in params.yaml (circle_repro.workflow): more than one GPU starts torchrun on one node.
 rule train:
     input:
         manifest=lambda w: wf.prepared_dir(PARAMS, w.experiment) / "manifest.parquet",
@@ -6,14 +8,20 @@ rule train:
         initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
         record="runs/{experiment}/{loss}/seed{seed}/train.json",
         history="runs/{experiment}/{loss}/seed{seed}/history.csv",
+    log:
+        "logs/train/{experiment}/{loss}/seed{seed}.log",
+    threads: 1
+    resources:
+        **wf.train_rule_resources(PARAMS),
     params:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],
-        trigger=lambda w: wf.train_trigger(PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)),
-    threads: 1
-    log:
-        "logs/train/{experiment}/{loss}/seed{seed}.log",
+        trigger=lambda w: wf.train_trigger(
+            PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
+        ),
+        launch=lambda w: wf.train_launch_prefix(PARAMS, w.experiment),
+        launcher=lambda w: wf.train_launcher_args(PARAMS, w.experiment),
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro train --params {params.params_file} --profile {params.profile}"
+        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file} --profile {params.profile}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
-        " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) > {log} 2>&1"
+        " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} > {log} 2>&1"

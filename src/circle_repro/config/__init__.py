@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -43,11 +44,44 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     return select_profile(params, profile, source=str(path))
 
 
+SWEPT_PARAMETERS = ("gamma", "m")
+
+
+def sweep_loss_name(loss: str, parameter: str, value: float) -> str:
+    """The loss row name of one swept value, e.g. ``CircleLoss-gamma128`` or ``CircleLoss-m-0.2``."""
+    return f"{loss}-{parameter}{value:g}"
+
+
+def expand_sweeps(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each sweep turned into an experiment: the base experiment with one loss row per
+    swept value, the sweep's seeds, and a ``sweep`` entry naming each row's parameter and value."""
+    experiments = dict(params["experiments"])
+    for name, sweep in params.get("sweeps", {}).items():
+        base = params["experiments"][sweep["base"]]
+        base_loss = base["losses"][sweep["loss"]]
+        losses, points = {}, {}
+        for parameter in SWEPT_PARAMETERS:
+            for value in sweep.get(parameter, ()):
+                row = sweep_loss_name(sweep["loss"], parameter, value)
+                losses[row] = {**base_loss, parameter: value}
+                points[row] = {"parameter": parameter, "value": value}
+        experiments[name] = {
+            **copy.deepcopy(base),
+            "description": sweep["description"],
+            "seeds": list(sweep["seeds"]),
+            "losses": losses,
+            "sweep": {"base": sweep["base"], "loss": sweep["loss"], "metric": sweep["metric"], "points": points},
+        }
+    return {**params, "experiments": experiments}
+
+
 def select_profile(params: dict[str, Any], profile: str | None = None, source: str = "params.yaml") -> dict[str, Any]:
-    """``params`` with only the experiments of ``profile`` (default: the file's ``profile`` key).
+    """``params`` with only the experiments of ``profile`` (default: the file's ``profile`` key), its
+    sweeps expanded into experiments (:func:`expand_sweeps`).
 
     ``profile`` in the result names the selected profile; data sets and the other sections are kept.
     """
+    params = expand_sweeps(params)
     name = params["profile"] if profile is None else profile
     if name not in params["profiles"]:
         raise ConfigError(f"{source}: unknown profile {name!r}; defined profiles: {sorted(params['profiles'])}")
@@ -85,12 +119,22 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     problems = []
     if params["profile"] not in params["profiles"]:
         problems.append(f"profile: {params['profile']!r} is not defined under profiles; allowed: {sorted(params['profiles'])}")
+    sweeps = params.get("sweeps", {})
+    runnable = sorted({*params["experiments"], *sweeps})
     for name, profile in params["profiles"].items():
-        unknown = [exp for exp in profile["experiments"] if exp not in params["experiments"]]
+        unknown = [exp for exp in profile["experiments"] if exp not in runnable]
         if unknown:
-            problems.append(
-                f"profiles.{name}.experiments: {unknown} not defined under experiments; allowed: {sorted(params['experiments'])}"
-            )
+            problems.append(f"profiles.{name}.experiments: {unknown} not defined under experiments or sweeps; allowed: {runnable}")
+    for name, sweep in sweeps.items():
+        if name in params["experiments"]:
+            problems.append(f"sweeps.{name}: an experiment has the same name; rename one of them")
+        base = params["experiments"].get(sweep["base"])
+        if base is None:
+            problems.append(f"sweeps.{name}.base: {sweep['base']!r} is not an experiment; allowed: {sorted(params['experiments'])}")
+        elif sweep["loss"] not in base["losses"]:
+            problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} is not a loss of {sweep['base']}; allowed: {sorted(base['losses'])}")
+        elif base["losses"][sweep["loss"]]["type"] not in ("circle", "circle_classifier", "am_softmax", "arcface", "normface"):
+            problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {base['losses'][sweep['loss']]['type']})")
     for name, spec in params["datasets"].items():
         if "train_classes" not in spec:
             continue

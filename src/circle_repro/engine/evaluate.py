@@ -1,9 +1,14 @@
-"""Evaluate one trained run on its data set's test split."""
+"""Evaluate one trained run on its data set's test split: the orchestrator.
+
+Load the run's model (trained and initial weights), build an :data:`~circle_repro.engine.protocols.Embedder`
+from it (the data set's test transform, batches through a DataLoader, flip = horizontal flip of the
+input tensor), run the data set's protocol (:mod:`circle_repro.engine.protocols`) on both, and write
+metrics.json, per_query.npz and similarities.npz (atomically) before logging to the run's MLflow run.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,25 +16,32 @@ import numpy as np
 import pandas as pd
 import torch
 from mmengine.registry import MODELS
-from torch.utils.data import DataLoader
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as TF
 
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest_dataset import ManifestDataset
+from circle_repro.data.transforms import IMAGE_MODES, build_transform
 from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.model import EmbeddingModel
+from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
 from circle_repro.engine.tracking import log_to_run
-from circle_repro.data.pairs import read_pairs
-from circle_repro.evaluation.retrieval import retrieval_metrics
-from circle_repro.evaluation.verification import kfold_accuracy, tar_at_far
-from circle_repro.evaluation.similarity import sample_pair_similarities
+from circle_repro.evaluation.similarity import sample_anchor_pairs, sample_pair_similarities
 from circle_repro.io import atomic_path, write_json
 from circle_repro.layout import (
     INITIAL_WEIGHTS_FILENAME,
     METRICS_FILENAME,
+    PER_QUERY_FILENAME,
     SIMILARITIES_FILENAME,
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
 )
+
+#: Keys of an ``evaluation:`` mapping that the orchestrator reads; the rest are the protocol's settings.
+ORCHESTRATOR_KEYS = ("protocol",)
+SIMILARITY_PAIRS = 20_000
+SIMILARITY_ANCHORS = 5_000
 
 
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
@@ -54,49 +66,115 @@ def embed_split(model: EmbeddingModel, dataset: ManifestDataset, batch_size: int
     return torch.cat(chunks).numpy(), dataset.labels
 
 
-def _retrieval(embeddings: np.ndarray, dataset: ManifestDataset, settings: dict[str, Any]) -> dict[str, float]:
-    """R@K, MAP@R and R-precision with query = every test image, gallery = all others."""
-    return retrieval_metrics(embeddings, dataset.labels, ks=settings["ks"])
+class _RowImages(Dataset):
+    """The images of some manifest rows through a transform, in row order."""
+
+    def __init__(self, root: Path, paths: list[str], transform: Any, image_mode: str) -> None:
+        self.root, self.paths, self.transform, self.image_mode = root, paths, transform, image_mode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.root / self.paths[index]) as image:
+            return self.transform(image.convert(self.image_mode))
 
 
-def _verification_pairs(embeddings: np.ndarray, dataset: ManifestDataset, settings: dict[str, Any]) -> dict[str, float]:
-    """10-fold accuracy and TAR@FAR on the pairs saved with the prepared data (cosine scores)."""
-    pairs = read_pairs(dataset.data_root, known_paths=dataset.frame["path"])
-    row_of = pd.Series(np.arange(len(dataset.frame)), index=dataset.frame["path"])
-    first, second = embeddings[row_of[pairs["path_a"]].to_numpy()], embeddings[row_of[pairs["path_b"]].to_numpy()]
-    scores = np.einsum("ij,ij->i", first, second)
-    issame = pairs["issame"].to_numpy()
-    mean, std = kfold_accuracy(scores, issame, n_folds=settings["n_folds"])
-    tars = tar_at_far(scores, issame, settings["fars"])
-    return {"accuracy": mean, "accuracy_std": std} | {f"TAR@FAR={far:g}": tar for far, tar in tars.items()}
+def model_embedder(
+    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = 512, num_workers: int = 0
+) -> Embedder:
+    """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
+
+    Images go through the test version of ``transform`` (a key of ``data.transforms.TRANSFORMS``), in
+    batches of ``batch_size`` on the model's device; ``flip`` flips each input tensor horizontally
+    (torchvision). Features are the backbone's output in at least float32, before the L2
+    normalisation of ``EmbeddingModel.embed`` (a model without a ``backbone`` gives ``embed``).
+    """
+    root = Path(data_root)
+    test_transform, image_mode = build_transform(transform, train=False), IMAGE_MODES[transform]
+    backbone = getattr(model, "backbone", None)
+    features_of = backbone if backbone is not None else model.embed
+
+    @torch.no_grad()
+    def embed(rows: pd.DataFrame, flip: bool = False) -> np.ndarray:
+        if len(rows) == 0:
+            raise ValueError("embed: no rows to embed")
+        model.eval()
+        device = next(model.parameters()).device
+        images = _RowImages(root, rows["path"].tolist(), test_transform, image_mode)
+        chunks = []
+        for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+            inputs = inputs.to(device)
+            if flip:
+                inputs = TF.horizontal_flip(inputs)
+            features = features_of(inputs)
+            chunks.append(features.to(torch.promote_types(features.dtype, torch.float32)).cpu())
+        return torch.cat(chunks).numpy()
+
+    return embed
 
 
-PROTOCOLS: dict[str, Callable[[np.ndarray, ManifestDataset, dict[str, Any]], dict[str, float]]] = {
-    "retrieval": _retrieval,
-    "verification_pairs": _verification_pairs,
-}
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` to a compressed .npz, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return path
 
 
-def evaluate_run(run_dir: str | Path, data_root: str | Path, eval_config: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Embed the test split, compute the protocol's metrics, write metrics.json and log to the run's MLflow run.
+def _has_identity_pairs(labels: np.ndarray) -> bool:
+    """At least two labels, one of them on two or more items: positive and negative pairs exist."""
+    _, counts = np.unique(labels, return_counts=True)
+    return len(counts) >= 2 and int(counts.max()) >= 2
+
+
+def _save_similarities(path: Path, result: ProtocolResult) -> Path | None:
+    """Sampled s_p / s_n of the protocol's identity-labelled features, or (none) remove a stale file."""
+    inputs = result.similarity_inputs
+    if inputs is None or not _has_identity_pairs(inputs[1]):
+        path.unlink(missing_ok=True)
+        return None
+    features, labels = inputs
+    positives, negatives = sample_pair_similarities(features, labels, n_pairs=SIMILARITY_PAIRS, seed=0)
+    anchor_s_n, anchor_s_p = sample_anchor_pairs(features, labels, n_anchors=SIMILARITY_ANCHORS, seed=0)
+    return _save_npz(path, {"s_p": positives, "s_n": negatives, "anchor_s_n": anchor_s_n, "anchor_s_p": anchor_s_p})
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_root: str | Path,
+    eval_config: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 512,
+) -> dict[str, Any]:
+    """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
+    the run's training provenance), per_query.npz and similarities.npz; log metrics.json and
+    per_query.npz to the run's MLflow run.
 
     The same metrics of the run's initial (untrained, seeded) weights go beside them as the reference
-    that shows what training added.
+    that shows what training added. similarities.npz is written only where the test labels are
+    identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
     entry = get_dataset(eval_config["dataset"])
-    settings = eval_config["evaluation"]
-    protocol = PROTOCOLS[settings["protocol"]]
-    dataset = ManifestDataset(data_root, split="test", transform=entry.transform, train=False)
-    embeddings, labels = embed_split(load_trained_model(run_dir), dataset)
-    metrics = protocol(embeddings, dataset, settings)
-    initial_embeddings, _ = embed_split(load_trained_model(run_dir, INITIAL_WEIGHTS_FILENAME), dataset)
-    untrained = protocol(initial_embeddings, dataset, settings)
-    positives, negatives = sample_pair_similarities(embeddings, labels, n_pairs=20_000, seed=0)
-    with atomic_path(out_dir / SIMILARITIES_FILENAME) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, s_p=positives, s_n=negatives)
+    evaluation = eval_config["evaluation"]
+    protocol_name = evaluation["protocol"]
+    protocol = get_protocol(protocol_name)
+    settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    test = TestSet.load(data_root)
+
+    def run_on(weights_file: str) -> ProtocolResult:
+        model = load_trained_model(run_dir, weights_file).to(device)
+        return protocol(model_embedder(model, data_root, entry.transform, batch_size=batch_size), test, settings)
+
+    trained = run_on(WEIGHTS_FILENAME)
+    untrained = run_on(INITIAL_WEIGHTS_FILENAME)
+    _save_similarities(out_dir / SIMILARITIES_FILENAME, trained)
+    per_query_path = _save_npz(out_dir / PER_QUERY_FILENAME, trained.per_query)
     result = {
         "run_id": record["run_id"],
         "experiment": record["config"]["experiment"],
@@ -104,16 +182,17 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, eval_config: dict[s
         "seed": record["config"]["seed"],
         "table": record["config"]["table"],
         "dataset": eval_config["dataset"],
-        "protocol": settings["protocol"],
+        "protocol": protocol_name,
         "split": "test",
-        "n_images": int(len(labels)),
-        "metrics": metrics,
-        "untrained_metrics": untrained,
+        "n_images": int(len(test.frame)),
+        "metrics": trained.metrics,
+        "untrained_metrics": untrained.metrics,
         "mlflow_run_id": record["mlflow_run_id"],
         "config_hash": record["config_hash"],
+        "provenance": record["provenance"],
     }
     metrics_path = out_dir / METRICS_FILENAME
     write_json(metrics_path, result)
-    logged = metrics | {f"untrained_{name}": value for name, value in untrained.items()}
-    log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=(metrics_path,))
+    logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained.metrics.items()}
+    log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=(metrics_path, per_query_path))
     return result

@@ -1,4 +1,5 @@
-"""mmengine hooks of circle-repro: exact-resume RNG state, the NaN guard and throughput."""
+"""mmengine hooks of circle-repro: exact-resume RNG state, the NaN guard, throughput, and the
+checkpoint hook that saves sharded heads whole."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
+
+from circle_repro.engine.checkpoint import gather_sharded_state, insert_full_state, shard_checkpoint, unwrap_model
 
 
 @HOOKS.register_module()
@@ -40,29 +43,71 @@ class RngStateHook(Hook):
 
 @HOOKS.register_module()
 class NonFiniteGuardHook(Hook):
-    """Stop training at the first iteration whose loss or logged statistic is NaN or infinite."""
+    """Stop training at the first iteration whose loss is NaN or infinite, naming the iteration,
+    the output (``loss``...) and, under mixed precision, the autocast dtype.
+
+    Under fp16 a non-finite *gradient* is not an error: the gradient scaler skips that step and
+    lowers its scale. The loss itself is computed in float32 under autocast, so a non-finite loss
+    means the run diverged.
+    """
 
     priority = "HIGHEST"
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         for name, value in (outputs or {}).items():
-            if name.startswith("loss") and not math.isfinite(float(torch.as_tensor(value).detach())):
-                raise FloatingPointError(
-                    f"{runner.experiment_name}: iteration {runner.iter + 1} (epoch {runner.epoch + 1}) gave "
-                    f"{name} = {float(torch.as_tensor(value).detach())}; training stopped. Check the learning rate, the loss's gamma and "
-                    "the input data; the last checkpoint is left for inspection."
-                )
+            if not name.startswith("loss"):
+                continue
+            number = float(torch.as_tensor(value).detach().float())
+            if math.isfinite(number):
+                continue
+            dtype = getattr(runner.optim_wrapper, "cast_dtype", None)
+            precision = f" under {str(dtype).removeprefix('torch.')} autocast" if dtype is not None else ""
+            hint = " (fp16 overflows easily: try amp: bf16)" if dtype == torch.float16 else ""
+            raise FloatingPointError(
+                f"{runner.experiment_name}: iteration {runner.iter + 1} (epoch {runner.epoch + 1}) gave "
+                f"{name} = {number}{precision}; training stopped. Check the learning rate, the loss's gamma and "
+                f"the input data{hint}; the last checkpoint is left for inspection."
+            )
 
 
 @HOOKS.register_module()
 class ThroughputHook(Hook):
-    """Training images per second of this process (a resumed run counts only its own iterations),
-    left in the message hub as ``throughput_images_per_s``."""
+    """Training images per second of all ranks together (a resumed run counts only its own
+    iterations), left in the message hub as ``throughput_images_per_s``."""
 
     def before_train(self, runner: Any) -> None:
         self._start = (runner.iter, time.perf_counter())
 
     def after_train(self, runner: Any) -> None:
         start_iter, start_time = self._start
-        images = (runner.iter - start_iter) * runner.train_dataloader.batch_size
+        images = (runner.iter - start_iter) * runner.train_dataloader.batch_size * runner.world_size
         runner.message_hub.update_info("throughput_images_per_s", images / max(time.perf_counter() - start_time, 1e-9))
+
+
+@HOOKS.register_module()
+class FullStateCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook, with sharded class-level heads saved whole.
+
+    Before rank 0 writes a checkpoint, every rank contributes its proxy shard and that shard's
+    optimizer state (a collective: this runs on every rank), so the checkpoint holds the full
+    model, as a single process would have it. On loading, each rank keeps its own rows. Without
+    sharded heads on several ranks it is the plain CheckpointHook.
+    """
+
+    _gathered: dict[str, Any] | None = None
+
+    def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
+        optimizer = getattr(runner.optim_wrapper, "optimizer", None)
+        self._gathered = gather_sharded_state(runner.model, optimizer)
+        try:
+            super()._save_checkpoint_with_step(runner, step, meta)
+        finally:
+            self._gathered = None
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        if self._gathered:
+            insert_full_state(checkpoint, self._gathered)
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        optimizer = getattr(runner.optim_wrapper, "optimizer", None)
+        shard_checkpoint(checkpoint, unwrap_model(runner.model), optimizer)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
+from torch.nn.parallel import DistributedDataParallel
 
 from circle_repro.losses import build_loss
 from circle_repro.losses.proxy import is_class_level
@@ -20,20 +21,45 @@ class EmbeddingModel(BaseModel):
 
     A class-level loss (a proxy head) gets ``embedding_dim`` and ``num_classes`` (the training
     classes); a pair-wise loss ignores ``num_classes``.
+
+    ``pretrained`` is a local weights file (or folder) for the backbone, passed to it as its
+    ``weights`` argument; ``backbone_options`` are the backbone's other keyword arguments
+    (``width``, ``last_stride``, ``bnneck``, ``input_size``, ``dropout``, ... as each backbone
+    takes them; an option it does not take is an error naming the ones it does).
+
+    Rank-local state (the proxy shards of a sharded class-level head) is registered with DDP as
+    "ignored": DDP neither broadcasts it from rank 0 nor averages its gradients.
     """
 
     def __init__(
-        self, backbone: str, in_channels: int, embedding_dim: int, num_classes: int, loss: dict[str, Any]
+        self,
+        backbone: str,
+        in_channels: int,
+        embedding_dim: int,
+        num_classes: int,
+        loss: dict[str, Any],
+        pretrained: str | None = None,
+        backbone_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = build_backbone(backbone, in_channels=in_channels, embedding_dim=embedding_dim)
+        options = dict(backbone_options or {})
+        if pretrained is not None:
+            options["weights"] = pretrained
+        self.backbone = build_backbone(backbone, in_channels=in_channels, embedding_dim=embedding_dim, **options)
         if is_class_level(loss):
             loss = {**loss, "embedding_dim": embedding_dim, "num_classes": num_classes}
         self.loss = build_loss(loss)
+        rank_local = [f"loss.{name}" for name in getattr(self.loss, "rank_local_state_names", list)()]
+        if rank_local:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, rank_local)
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings of a batch of images."""
-        return F.normalize(self.backbone(inputs), dim=1)
+        """Unit-norm embeddings of a batch of images (normalised in float32, or float64 for a
+        float64 model, also under autocast)."""
+        features = self.backbone(inputs)
+        features = features.to(torch.promote_types(features.dtype, torch.float32))
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return F.normalize(features, dim=1)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, mode: str = "tensor") -> Any:
         embeddings = self.embed(inputs)
@@ -48,7 +74,8 @@ class EmbeddingModel(BaseModel):
 
 def _batch_similarity_means(embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean within-class (s_p) and between-class (s_n) cosine similarity of a batch, self pairs excluded."""
-    similarity = embeddings @ embeddings.T
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        similarity = embeddings @ embeddings.T
     same = labels[:, None] == labels[None, :]
     not_self = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     positives, negatives = same & not_self, ~same

@@ -59,6 +59,10 @@ class MegaFaceResult:
     threshold: float
     n_probe_pairs: int
     n_distractors: int
+    # Only with ``evaluate(..., pair_hits=True)``: every ordered (probe, gallery probe) pair of one
+    # identity as rows of probe indices, sorted, and whether it is a rank-1 success (mean: ``rank1``).
+    probe_pairs: np.ndarray | None = None
+    pair_hits: np.ndarray | None = None
 
 
 def _features(values: object, name: str, normalize: bool) -> np.ndarray:
@@ -176,6 +180,7 @@ def evaluate(
     normalize: bool = True,
     chunk_size: int | None = None,
     max_chunk_bytes: int = 256 * 2**20,
+    pair_hits: bool = False,
 ) -> MegaFaceResult:
     """Rank-1 identification and TAR@``far`` of FaceScrub probes against MegaFace distractors.
 
@@ -184,7 +189,8 @@ def evaluate(
     scored ``chunk_size`` at a time (default: as many as keep the probes x chunk score block, a
     boolean mask and a copy of it, plus the normalised chunk, within ``max_chunk_bytes``; at
     least one); ``distractor_feats`` is never copied whole (a memory map works). Results do not
-    depend on the chunking.
+    depend on the chunking. ``pair_hits=True`` also returns the rank-1 decision of every
+    (probe, gallery probe) pair (``MegaFaceResult.probe_pairs`` / ``pair_hits``).
     """
     probes = _features(probe_feats, "probe_feats", normalize)
     distractors = to_numpy(distractor_feats)  # validated and normalised chunk by chunk: no full copy
@@ -239,13 +245,23 @@ def evaluate(
         del block
 
     successes = genuine_total = 0
-    genuine = []
+    genuine, pairs, hits = [], [], []
     for members in groups:
         block = _scores(left[members], _augmented(probes[members], probe_half_sq[members], "right"))
         off_diagonal = ~np.eye(len(members), dtype=bool)
-        successes += int(np.count_nonzero((block > best[members][:, None]) & off_diagonal))
+        beats = (block > best[members][:, None]) & off_diagonal
+        successes += int(np.count_nonzero(beats))
         genuine_total += len(members) * (len(members) - 1)
         genuine.append(block[off_diagonal])
+        if pair_hits:
+            rows, cols = np.nonzero(off_diagonal)
+            pairs.append(np.stack([members[rows], members[cols]], axis=1))
+            hits.append(beats[off_diagonal])
+    probe_pairs = hit_flags = None
+    if pair_hits:
+        probe_pairs, hit_flags = np.concatenate(pairs), np.concatenate(hits)
+        order = np.lexsort((probe_pairs[:, 1], probe_pairs[:, 0]))
+        probe_pairs, hit_flags = probe_pairs[order], hit_flags[order]
     genuine_scores = np.concatenate(genuine)
     if keep <= n_negative:
         threshold = float(top.min())
@@ -260,4 +276,6 @@ def evaluate(
         threshold=threshold,
         n_probe_pairs=genuine_total,
         n_distractors=n_d,
+        probe_pairs=probe_pairs,
+        pair_hits=hit_flags,
     )

@@ -68,10 +68,30 @@ class ReidResult:
     mINP: float
     n_valid_queries: int
     n_skipped_queries: int
+    per_query: ReidPerQuery | None = None  # only with ``evaluate(..., per_query=True)``
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (CMC at k)."""
         return float(self.cmc[k - 1])
+
+
+@dataclass(frozen=True, eq=False)
+class ReidPerQuery:
+    """Per valid query, in ascending query index: the values that :class:`ReidResult` averages.
+
+    ``first_match_rank`` is the 1-based rank of the query's first true match among the kept
+    gallery items (Rank-k hit: ``first_match_rank <= k``); ``average_precision`` and
+    ``inverse_negative_penalty`` average exactly (same order) to ``mAP`` and ``mINP``.
+    """
+
+    query_indices: np.ndarray
+    first_match_rank: np.ndarray
+    average_precision: np.ndarray
+    inverse_negative_penalty: np.ndarray
+
+    def hits(self, k: int) -> np.ndarray:
+        """1.0 where the first true match is within the top ``k``, else 0.0; its mean is Rank-k."""
+        return (self.first_match_rank <= k).astype(np.float64)
 
 
 def _similarity_block(queries: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
@@ -365,6 +385,7 @@ def evaluate(
     g_flipped_feats: ArrayLike | None = None,
     query_expansion: QueryExpansion | None = None,
     reranking: Reranking | None = None,
+    per_query: bool = False,
 ) -> ReidResult:
     """CMC (Rank-1..``max_rank``), mAP and mINP of a query set against a gallery.
 
@@ -380,6 +401,9 @@ def evaluate(
     ``query_expansion`` expands both feature sets (:func:`average_query_expansion`);
     ``reranking`` ranks by :func:`re_ranking` of the cosine distances 1 - cos, which holds
     the (n_q + n_g)^2 distances and an n_q x n_g float64 result in memory at once.
+
+    ``per_query=True`` also returns every valid query's first-match rank, AP and INP
+    (:class:`ReidPerQuery`), for paired comparisons over queries.
     """
     if (q_flipped_feats is None) != (g_flipped_feats is None):
         raise ValueError("q_flipped_feats and g_flipped_feats go together: pass both or neither")
@@ -449,6 +473,7 @@ def evaluate(
     first_rank_hist = np.zeros(max_rank + 2, dtype=np.int64)
     average_precision = np.empty(n_q)
     inverse_negative_penalty = np.empty(n_q)
+    first_match_rank = np.empty(n_q, dtype=np.int64)
     for start in range(0, n_valid, rows_per_chunk):
         queries = valid[start : start + rows_per_chunk]
         n_rows = len(queries)
@@ -497,14 +522,24 @@ def evaluate(
         precision = np.where(in_slot, np.arange(1, r_max + 1) / ranks, 0.0)
         average_precision[queries] = precision.sum(axis=1) / counts
         inverse_negative_penalty[queries] = counts / ranks[np.arange(n_rows), counts - 1]
+        first_match_rank[queries] = ranks[:, 0]
         first_rank_hist += np.bincount(np.minimum(ranks[:, 0], max_rank + 1), minlength=max_rank + 2)
 
     cmc = np.cumsum(first_rank_hist[1 : max_rank + 1]) / n_valid
     in_query_order = np.sort(valid)  # sums in a fixed order: identical for any chunking
+    details = None
+    if per_query:
+        details = ReidPerQuery(
+            query_indices=in_query_order,
+            first_match_rank=first_match_rank[in_query_order],
+            average_precision=average_precision[in_query_order],
+            inverse_negative_penalty=inverse_negative_penalty[in_query_order],
+        )
     return ReidResult(
         cmc=cmc,
         mAP=float(average_precision[in_query_order].mean()),
         mINP=float(inverse_negative_penalty[in_query_order].mean()),
         n_valid_queries=n_valid,
         n_skipped_queries=n_q - n_valid,
+        per_query=details,
     )

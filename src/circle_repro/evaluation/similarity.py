@@ -32,3 +32,38 @@ def sample_pair_similarities(
         if sum(map(len, positives)) >= n_pairs and sum(map(len, negatives)) >= n_pairs:
             break
     return np.concatenate(positives)[:n_pairs], np.concatenate(negatives)[:n_pairs]
+
+
+def sample_anchor_pairs(
+    embeddings: np.ndarray, labels: np.ndarray, n_anchors: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(s_n, s_p) of ``n_anchors`` random anchors (drawn with replacement among those having a positive
+    and a negative): each anchor's cosine to one random different-class item and to one random
+    same-class item other than itself. The paper's Fig. 5 plots such per-anchor pairs."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    if embeddings.ndim != 2 or len(embeddings) != len(labels):
+        raise ValueError(f"embeddings must be (n, d) with n = len(labels); got {embeddings.shape} and {labels.shape}")
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    eligible = np.flatnonzero((counts[inverse] >= 2) & (counts[inverse] < len(labels)))
+    if len(eligible) == 0:
+        raise ValueError("no item has both a same-class and a different-class partner")
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    order = np.argsort(inverse, kind="stable")  # items grouped by class
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rng = np.random.default_rng(seed)
+    anchors = rng.choice(eligible, size=n_anchors)
+    cls = inverse[anchors]
+    # A same-class partner other than the anchor: a random slot among the class's other members.
+    rank_in_class = np.empty(len(labels), dtype=np.int64)
+    rank_in_class[order] = np.arange(len(labels)) - np.repeat(starts, counts)
+    slot = rng.integers(0, counts[cls] - 1)
+    slot += slot >= rank_in_class[anchors]
+    positives = order[starts[cls] + slot]
+    # A different-class partner: a random position outside the anchor's class block of ``order``.
+    slot = rng.integers(0, len(labels) - counts[cls])
+    slot += np.where(slot >= starts[cls], counts[cls], 0)
+    negatives = order[slot]
+    s_p = np.einsum("ij,ij->i", unit[anchors], unit[positives])
+    s_n = np.einsum("ij,ij->i", unit[anchors], unit[negatives])
+    return s_n, s_p

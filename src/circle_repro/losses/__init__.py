@@ -10,6 +10,7 @@ from circle_repro.losses.margin_softmax import (
 )
 from circle_repro.losses.multi_similarity import MultiSimilarityLoss, MultiSimilarityMiner
 from circle_repro.losses.pair_utils import EmptyBatchWarning, PairwiseLoss
+from circle_repro.losses.partial_fc import ShardedClassifier
 from circle_repro.losses.proxy import ProxyClassifier
 from circle_repro.losses.registry import LOSSES, build_loss, register_loss
 from circle_repro.losses.triplet import TripletMarginLoss
@@ -27,6 +28,7 @@ __all__ = [
     "NormFaceClassifier",
     "PairwiseLoss",
     "ProxyClassifier",
+    "ShardedClassifier",
     "SoftmaxClassifier",
     "TripletMarginLoss",
     "build_loss",

@@ -63,6 +63,70 @@ def _all_gather_detached(tensor: Tensor, world_size: int) -> list[Tensor]:
     return buffers
 
 
+def check_same_batch_shape(
+    embeddings: Tensor, labels: Tensor, world_size: int, what: str = "all_gather=True"
+) -> None:
+    """ValueError on every rank unless all ranks pass the same (B, D) and B labels.
+
+    One small all-gather of the shapes, so that mismatched ranks fail instead of hanging in
+    the real gather.
+    """
+    shape = torch.tensor(
+        [embeddings.shape[0], embeddings.shape[1], labels.shape[0]],
+        dtype=torch.long,
+        device=embeddings.device,
+    )
+    shapes = [tuple(s.tolist()) for s in _all_gather_detached(shape, world_size)]
+    if any(s != shapes[0] for s in shapes):
+        sizes = ", ".join(f"rank {r}: B={s[0]}, D={s[1]}" for r, s in enumerate(shapes))
+        raise ValueError(
+            f"{what} needs the same batch size and embedding dimension on every "
+            f"rank (pad or drop the last batch); got {sizes}"
+        )
+
+
+def gather_labels(labels: Tensor) -> Tensor:
+    """``labels`` of all ranks concatenated in rank order (no gradient); the input itself
+    without a process group. The ranks' sizes must agree (see :func:`check_same_batch_shape`)."""
+    world_size = distributed_world_size()
+    if world_size == 1:
+        return labels
+    return torch.cat(_all_gather_detached(labels, world_size))
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """All-gather of equal-sized row blocks; the backward sums the gathered gradient over
+    ranks and returns this rank's block of it, times ``gradient_scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gradient_scale: float) -> Tensor:  # type: ignore[override]
+        world_size, rank = dist.get_world_size(), dist.get_rank()
+        ctx.rank, ctx.rows, ctx.gradient_scale = rank, x.shape[0], gradient_scale
+        return torch.cat(_all_gather_detached(x, world_size))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every rank's contribution to every gathered row
+        local = grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+        return local * ctx.gradient_scale, None
+
+
+def all_gather_rows(x: Tensor, gradient_scale: float = 1.0) -> Tensor:
+    """``x`` (B, ...) of all ranks concatenated in rank order (W·B, ...), differentiable.
+
+    Unlike :func:`gather_batch`, the gradient that reaches ``x`` is the gradient of the
+    gathered tensor **summed over ranks** (an all-reduce in back-prop), restricted to this
+    rank's rows and multiplied by ``gradient_scale``. That is what model-parallel heads need:
+    each rank computes only part of the loss (its class shard) from all rows, so every rank
+    sends gradient to every row. All ranks must pass the same shape, and every rank must run
+    the backward (it is a collective). Without a process group, ``x`` is returned as is.
+    """
+    if distributed_world_size() == 1:
+        return x
+    return _AllGatherRows.apply(x, gradient_scale)
+
+
 def gather_batch(embeddings: Tensor, labels: Tensor) -> GatheredBatch:
     """All-gather ``embeddings`` (B, D) and ``labels`` (B,) over the default process group.
 
@@ -74,18 +138,7 @@ def gather_batch(embeddings: Tensor, labels: Tensor) -> GatheredBatch:
     if world_size == 1:
         return GatheredBatch(embeddings, labels, 0, 1)
     rank = dist.get_rank()
-    shape = torch.tensor(
-        [embeddings.shape[0], embeddings.shape[1], labels.shape[0]],
-        dtype=torch.long,
-        device=embeddings.device,
-    )
-    shapes = [tuple(s.tolist()) for s in _all_gather_detached(shape, world_size)]
-    if any(s != shapes[0] for s in shapes):
-        sizes = ", ".join(f"rank {r}: B={s[0]}, D={s[1]}" for r, s in enumerate(shapes))
-        raise ValueError(
-            "all_gather=True needs the same batch size and embedding dimension on every "
-            f"rank (pad or drop the last batch); got {sizes}"
-        )
+    check_same_batch_shape(embeddings, labels, world_size)
     emb_buffers = _all_gather_detached(embeddings, world_size)
     label_buffers = _all_gather_detached(labels, world_size)
     emb_buffers[rank] = embeddings

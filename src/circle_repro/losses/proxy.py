@@ -70,7 +70,11 @@ class ProxyClassifier(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Logits (N, num_classes) whose softmax cross-entropy with ``labels`` is the loss."""
+        """Logits (N, num_classes) whose softmax cross-entropy with ``labels`` is the loss.
+
+        A label of :data:`NO_TARGET` (−1) means the sample's class is none of these columns:
+        its row carries no margin (used by the sharded head for classes held elsewhere).
+        """
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy of :meth:`logits` against ``labels``."""
@@ -80,14 +84,36 @@ class ProxyClassifier(nn.Module, abc.ABC):
         return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
 
 
+NO_TARGET = -1
+"""A label meaning "this sample's class is not among these logits' columns": the row gets no
+target modification. The sharded head (:mod:`circle_repro.losses.partial_fc`) passes it for the
+samples whose class lives on another rank's shard, or was not sampled."""
+
+
 def replace_target(logits: Tensor, labels: Tensor, target: Tensor) -> Tensor:
-    """``logits`` (N, C) with entry (i, labels[i]) replaced by ``target[i]`` (out of place)."""
-    return logits.scatter(1, labels.long()[:, None], target[:, None].to(logits.dtype))
+    """``logits`` (N, C) with entry (i, labels[i]) replaced by ``target[i]`` (out of place).
+
+    Rows labelled :data:`NO_TARGET` (−1) are left unchanged (``target[i]`` is ignored there).
+    """
+    labels = labels.long()
+    index = labels.clamp_min(0)[:, None]
+    if logits.shape[1] == 0:
+        return logits
+    target = target[:, None].to(logits.dtype)
+    # Rows without a target write their own column-0 value back: same value, same gradient path.
+    target = torch.where(labels[:, None] >= 0, target, logits.gather(1, index))
+    return logits.scatter(1, index, target)
 
 
 def target_values(values: Tensor, labels: Tensor) -> Tensor:
-    """Entries (i, labels[i]) of ``values`` (N, C), as a vector (N,)."""
-    return values.gather(1, labels.long()[:, None])[:, 0]
+    """Entries (i, labels[i]) of ``values`` (N, C), as a vector (N,).
+
+    For rows labelled :data:`NO_TARGET` (−1) the entry is ``values[i, 0]``, a real (finite)
+    value that :func:`replace_target` then discards; with no column at all it is 0.
+    """
+    if values.shape[1] == 0:
+        return values.new_zeros(values.shape[0])
+    return values.gather(1, labels.long().clamp_min(0)[:, None])[:, 0]
 
 
 def is_class_level(loss_config: Mapping[str, Any]) -> bool:

@@ -29,8 +29,17 @@ def register_loss(name: str) -> Callable[[_LossT], _LossT]:
     return decorator
 
 
+SHARDING_KEYS = ("sharded", "sample_rate", "seed")
+"""Config keys of the model-parallel wrapper (:mod:`circle_repro.losses.partial_fc`), not of the head."""
+
+
 def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build the loss named by ``cfg["type"]``; the other keys are constructor arguments."""
+    """Build the loss named by ``cfg["type"]``; the other keys are constructor arguments.
+
+    A class-level head with ``sharded: true`` is built as a
+    :class:`~circle_repro.losses.partial_fc.ShardedClassifier` around that head; ``sample_rate``
+    (fraction of classes per step) and ``seed`` (of that sampling) then belong to the wrapper.
+    """
     kwargs = dict(cfg)
     allowed = ", ".join(sorted(_REGISTRY))
     if "type" not in kwargs:
@@ -39,6 +48,24 @@ def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
     cls = _REGISTRY.get(loss_type) if isinstance(loss_type, str) else None
     if cls is None:
         raise ValueError(f"unknown loss type {loss_type!r}; allowed types: {allowed}")
+    sharded = kwargs.pop("sharded", False)
+    if not isinstance(sharded, bool):
+        raise ValueError(f"invalid arguments for loss {loss_type!r}: sharded must be a bool, got {sharded!r}")
+    wrapper_keys = [key for key in SHARDING_KEYS[1:] if key in kwargs]
+    if sharded:
+        from circle_repro.losses.partial_fc import ShardedClassifier
+        from circle_repro.losses.proxy import ProxyClassifier
+
+        if not issubclass(cls, ProxyClassifier):
+            raise ValueError(f"invalid arguments for loss {loss_type!r}: sharded: true needs a class-level head")
+        wrapper = {key: kwargs.pop(key) for key in wrapper_keys}
+        try:
+            inspect.signature(cls).bind(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"invalid arguments for loss {loss_type!r}: {exc}") from None
+        return ShardedClassifier(loss_type, **wrapper, **kwargs)
+    if wrapper_keys:
+        raise ValueError(f"invalid arguments for loss {loss_type!r}: {wrapper_keys} need sharded: true")
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as exc:

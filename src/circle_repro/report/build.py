@@ -1,51 +1,61 @@
-"""Assemble reports/: the demo tables beside the published ones, figures, provenance, long-form results."""
+"""Assemble reports/: every paper cell against this repository's runs, the demo versions, paired
+comparisons, figures, per-run provenance and the long-form results.csv."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from circle_repro.data.status import DatasetStatus, data_status
 from circle_repro.io import atomic_open, write_json
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
 from circle_repro.provenance import git_commit
-from circle_repro.report.figures import gradient_maps, similarity_distributions, training_dynamics
+from circle_repro.report.figures import (
+    FIGURES,
+    gradient_maps,
+    load_pair_sample,
+    roc_curves,
+    sensitivity,
+    similarity_distributions,
+    similarity_pairs,
+    training_dynamics,
+)
 from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
-from circle_repro.report.results import UNTRAINED, load_results, summarise
-from circle_repro.report.targets import load_paper_targets, paper_table
+from circle_repro.report.results import (
+    UNTRAINED,
+    Results,
+    RunResult,
+    experiment_metrics,
+    load_results,
+    per_query_pairs,
+    seed_values,
+)
+from circle_repro.report.stats import Interval, paired_bootstrap, t_interval
+from circle_repro.report.targets import REPO_BACKBONES, load_paper_targets, paper_loss_id, repo_metric_name
 
-def _mean_std(mean: float, std: float, n: int) -> str:
-    spread = "n/a" if n < 2 or np.isnan(std) else f"{100 * std:.2f}"
-    return f"{100 * mean:.2f} ± {spread}"
-
-
-def table_metrics(summary: pd.DataFrame, experiment: str) -> list[str]:
-    """An experiment's metrics in the order its evaluation reports them; the first is its headline.
-
-    Per-fold spreads (``*_std``) are left to results.csv: the tables show the spread over seeds.
-    """
-    metrics = summary.loc[summary["experiment"] == experiment, "metric"]
-    return [m for m in dict.fromkeys(metrics) if not m.endswith("_std")]
-
-
-def reproduced_table(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -> pd.DataFrame:
-    """Rows = losses (params order), columns = metrics; cells 'mean ± std' in percent, plus the seed count."""
-    part = summary[summary["experiment"] == experiment]
-    columns = table_metrics(summary, experiment)
-    if not columns:
-        return pd.DataFrame({"status": "not run"}, index=pd.Index(list(losses), name="Loss"))
-    table = pd.DataFrame(index=pd.Index(list(losses), name="Loss"), columns=[*columns, "seeds"], dtype=object)
-    for loss in losses:
-        rows = part[part["loss"] == loss].set_index("metric")
-        if rows.empty:
-            table.loc[loss] = ["not run"] * len(columns) + [0]
-            continue
-        table.loc[loss] = [_mean_std(*rows.loc[c, ["mean", "std", "n"]]) for c in columns] + [int(rows["n"].max())]
-    return table
+#: The status of a paper cell.
+STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data")
+#: Data sets of these access kinds that are not on disk make their cells "data unavailable".
+UNAVAILABLE_ACCESS = ("manual", "withdrawn")
+#: How a demo experiment is titled, by the paper table it mirrors.
+DEMO_STYLE = {
+    "table1": "Table 1 style",
+    "table2": "Tables 2–3 style",
+    "table3": "Tables 2–3 style",
+    "table4": "Table 4 style",
+    "table5": "Table 5 style",
+}
+CSV_COLUMNS = (
+    "kind", "table", "experiment", "row", "column", "metric", "published", "mean", "ci_low", "ci_high", "n",
+    "delta", "status", "source", "mlflow_run_ids", "note",
+)  # fmt: skip
 
 
 def table_label(table_id: str) -> str:
@@ -53,63 +63,529 @@ def table_label(table_id: str) -> str:
     return "Table " + table_id.removeprefix("table")
 
 
-def published_table(table_id: str, targets: pd.DataFrame) -> pd.DataFrame:
-    """A paper table as printed: the table's own number of decimals, '-' where the paper has none."""
-    table = paper_table(table_id, targets)
-    table.index.name = "Loss"
-    decimals = max(len(repr(float(v)).split(".")[1]) for v in targets.loc[targets["table"] == table_id, "value"])
-    return table.map(lambda v: "-" if pd.isna(v) else f"{v:.{decimals}f}")
+def provenance_anchor(experiment: str, loss: str) -> str:
+    """The HTML id of a loss row's provenance section."""
+    return f"provenance-{experiment}/{loss}"
 
 
-def _comparison(summary: pd.DataFrame, experiment: str, losses: Sequence[str]) -> str | None:
-    metrics = table_metrics(summary, experiment)
-    if not metrics:
+def interval_text(interval: Interval) -> str:
+    """'91.00 ± 12.71 (n=2)': mean ± half-width of the 95 % Student-t interval, in percent."""
+    if interval.n == 0:
+        return "no result"
+    if not interval.has_interval:
+        return f"{interval.estimate:.2f} (n=1, no CI)"
+    return f"{interval.estimate:.2f} ± {interval.high - interval.estimate:.2f} (n={interval.n})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One metric of one loss row over seeds (percent), and the runs behind it."""
+
+    interval: Interval
+    runs: tuple[RunResult, ...]
+    anchor: str | None
+
+    @property
+    def notes(self) -> str:
+        return "; ".join(f"seed {r.run.seed}: {r.note}" for r in self.runs if r.note)
+
+    @property
+    def source(self) -> str:
+        return " + ".join(sorted({r.source for r in self.runs if r.source})) or "none"
+
+    @property
+    def mlflow_run_ids(self) -> str:
+        return ";".join(r.mlflow_run_id for r in self.runs if r.metrics and r.mlflow_run_id)
+
+
+def row_cell(results: Results, experiment: str, loss: str, metric: str) -> Cell:
+    """``metric`` of a loss row (or of the ``UNTRAINED`` row) over its seeds."""
+    values = seed_values(results, experiment, loss, metric)
+    interval = t_interval([100 * values[seed] for seed in sorted(values)])
+    if loss == UNTRAINED:
+        return Cell(interval, (), None)
+    return Cell(interval, tuple(results.of(experiment, loss)), provenance_anchor(experiment, loss))
+
+
+@dataclass(frozen=True)
+class PaperCell:
+    """A published cell, and what this repository reproduced of it."""
+
+    table: str
+    row: str
+    column: str
+    metric: str
+    published: float
+    decimals: int
+    status: str
+    experiment: str  # the experiment that fills the cell; "" when none is configured
+    cell: Cell | None
+    note: str
+
+    @property
+    def delta(self) -> float:
+        if self.cell is None or self.cell.interval.n == 0:
+            return math.nan
+        return self.cell.interval.estimate - self.published
+
+    @property
+    def text(self) -> str:
+        published = f"{self.published:.{self.decimals}f}"
+        if math.isnan(self.delta):
+            return f"{published} · {self.status}"
+        assert self.cell is not None
+        return f"{published} → {interval_text(self.cell.interval)} · Δ {self.delta:+.2f} · {self.status}"
+
+
+def _decimals(values: pd.Series) -> int:
+    """The number of decimals a table prints (its most precise value)."""
+    return max(len(repr(float(v)).split(".")[1]) for v in values)
+
+
+def _fillers(params: dict[str, Any], targets: pd.DataFrame) -> list[list[tuple[str, str]]]:
+    """Per target row: the (experiment, loss row) pairs of params that reproduce it.
+
+    An experiment fills a cell of its ``table`` when its data set is the cell's and a loss row's type
+    is the cell's loss; the backbone must match too where the table has the same loss, data set and
+    metric on several backbones (ResNet34 / ResNet100, ResNet50 / MGN).
+    """
+    by_backbone = targets.groupby(["table", "dataset", "metric", "loss"])["backbone"].transform("size") > 1
+    fillers = []
+    for target, needs_backbone in zip(targets.itertuples(index=False), by_backbone, strict=True):
+        matches = []
+        for name, spec in params["experiments"].items():
+            if spec["table"] != target.table or spec["dataset"] != target.dataset:
+                continue
+            if needs_backbone and REPO_BACKBONES.get(target.backbone) != spec["model"]["backbone"]:
+                continue
+            losses = spec["losses"].items()
+            matches += [(name, loss) for loss, cfg in losses if paper_loss_id(cfg["type"]) == target.loss]
+        fillers.append(matches)
+    return fillers
+
+
+def _unavailable(status: DatasetStatus | None) -> bool:
+    return status is not None and status.access in UNAVAILABLE_ACCESS and status.state == "missing"
+
+
+def paper_cells(
+    params: dict[str, Any], results: Results, targets: pd.DataFrame, statuses: Mapping[str, DatasetStatus]
+) -> list[PaperCell]:
+    """Every published cell with its status (one of ``STATUSES``).
+
+    No configured experiment: ``not run``. Configured but without results: ``data unavailable`` when
+    its data set is a manual or withdrawn one that is not on disk, else ``not run``. With results: the
+    table's ``substitute_data`` makes it ``substitute data``; otherwise the mean is compared with the
+    published value using params ``report.tolerance`` (percentage points).
+    """
+    tables = targets.attrs["tables"]
+    decimals = {table: _decimals(group["value"]) for table, group in targets.groupby("table")}
+    cells = []
+    for target, fillers in zip(targets.itertuples(index=False), _fillers(params, targets), strict=True):
+        metric = repo_metric_name(target.metric)
+        common = dict(table=target.table, row=target.row, column=target.column, metric=metric,
+                      published=target.value, decimals=decimals[target.table])  # fmt: skip
+        if not fillers:
+            cells.append(PaperCell(**common, status="not run", experiment="", cell=None, note=""))
+            continue
+        experiment, loss = fillers[0]
+        notes = [f"also configured: {', '.join(f'{e}/{l}' for e, l in fillers[1:])}"] if len(fillers) > 1 else []
+        cell = row_cell(results, experiment, loss, metric)
+        if cell.interval.n == 0:
+            dataset = params["experiments"][experiment]["dataset"]
+            if _unavailable(statuses.get(dataset)):
+                status = "data unavailable"
+                access = statuses[dataset].access
+                notes.append(f"{dataset} ({access}) is not on disk; see `circle-repro data status`")
+            else:
+                status = "not run"
+                evaluated = any(r.metrics for r in cell.runs)
+                notes.append(f"{experiment} does not report {metric}" if evaluated else cell.notes)
+        elif tables[target.table]["substitute_data"]:
+            status = "substitute data"
+        else:
+            tolerance = params["report"]["tolerance"][target.table]
+            delta = cell.interval.estimate - target.value
+            status = "within tolerance" if abs(delta) <= tolerance else ("below" if delta < 0 else "above")
+        if cell.interval.n and cell.notes:
+            notes.append(cell.notes)
+        note = "; ".join(n for n in notes if n)
+        cells.append(PaperCell(**common, status=status, experiment=experiment, cell=cell, note=note))
+    return cells
+
+
+def _paper_table(cells: Sequence[PaperCell], meta: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table in its printed shape (cell texts, '-' where the paper prints none) and its cell links."""
+    index = pd.Index(meta["rows"], name="Loss")
+    frame = pd.DataFrame("-", index=index, columns=meta["columns"], dtype=object)
+    links = pd.DataFrame(None, index=index, columns=meta["columns"], dtype=object)
+    for cell in cells:
+        frame.loc[cell.row, cell.column] = cell.text
+        if cell.cell is not None:
+            links.loc[cell.row, cell.column] = cell.cell.anchor
+    return frame, links
+
+
+def _data_line(datasets: Sequence[str], statuses: Mapping[str, DatasetStatus]) -> str:
+    if not statuses:
+        return ""
+    parts = [
+        f"{name}: {statuses[name].access}, {statuses[name].state}" if name in statuses else f"{name}: not declared"
+        for name in datasets
+    ]
+    return " Data sets here: " + "; ".join(parts) + "."
+
+
+def comparison(results: Results, params: dict[str, Any], experiment: str) -> str | None:
+    """Circle against the best other loss at the experiment's headline metric, with a paired bootstrap
+    interval over queries (stats.paired_bootstrap); None without a Circle row or any result."""
+    spec = params["experiments"][experiment]
+    metrics = experiment_metrics(results, experiment)
+    circles = [name for name, cfg in spec["losses"].items() if paper_loss_id(cfg["type"]) == "circle"]
+    if not metrics or not circles:
         return None
     headline = metrics[0]
-    r1 = summary[(summary["experiment"] == experiment) & (summary["metric"] == headline)].set_index("loss")
-    circle = [name for name in losses if name.lower().startswith("circle") and name in r1.index]
-    others = [name for name in losses if name not in circle and name != UNTRAINED and name in r1.index]
-    if not circle or not others:
-        return None
-    best = max(others, key=lambda name: r1.loc[name, "mean"])
-    delta = 100 * (r1.loc[circle[0], "mean"] - r1.loc[best, "mean"])
-    spread = 100 * max(r1.loc[circle[0], "std"], r1.loc[best, "std"])
-    verdict = "within" if abs(delta) <= 2 * spread else "beyond"
-    return (
-        f"{circle[0]} minus the best other loss ({best}) at {headline}: {delta:+.2f} points; the larger seed "
-        f"standard deviation is {spread:.2f} points, so the difference is {verdict} twice the seed spread. "
-        "This is a rough reading over few seeds, not a significance test."
+    means = {
+        loss: float(np.mean(list(values.values())))
+        for loss in spec["losses"]
+        if (values := seed_values(results, experiment, loss, headline))
+    }
+    circle = next((name for name in circles if name in means), None)
+    others = [name for name in means if name not in circles]
+    if circle is None or not others:
+        missing = "no Circle loss row" if circle is None else "no other loss"
+        return f"No comparison at {headline}: {missing} has results."
+    best = max(others, key=means.__getitem__)
+    seeds, first, second, missing = per_query_pairs(
+        results.of(experiment, circle), results.of(experiment, best), headline
     )
-
-
-def _provenance(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per trained run: its headline metric, MLflow run id and config hash."""
-    trained = results[results["loss"] != UNTRAINED]
-    headline = trained.drop_duplicates("run_id").sort_values("run_id")
-    return pd.DataFrame(
-        {
-            "headline metric": headline["metric"].to_numpy(),
-            "value (%)": (100 * headline["value"]).map(lambda v: f"{v:.2f}").to_numpy(),
-            "MLflow run": headline["mlflow_run_id"].to_numpy(),
-            "config hash": headline["config_hash"].to_numpy(),
-        },
-        index=pd.Index(headline["run_id"].to_numpy(), name="Run"),
+    lead = f"{circle} minus the best other loss ({best}) at {headline}"
+    if not seeds:
+        return (
+            f"{lead}: {100 * (means[circle] - means[best]):+.2f} points (seed means); no paired interval: "
+            f"per-query results are missing for {', '.join(missing) or 'every seed'}."
+        )
+    settings = params["report"]["bootstrap"]
+    interval = paired_bootstrap(first, second, resamples=settings["resamples"], seed=settings["seed"])
+    unit = "queries" if spec["evaluation"]["protocol"] == "retrieval" else "pairs"
+    per_seed = ", ".join(f"{100 * (a.mean() - b.mean()):+.2f} (seed {s})" for s, a, b in zip(seeds, first, second))
+    if interval.contains(0.0):
+        verdict = "The interval includes 0: the difference is within noise."
+    else:
+        direction = "better" if interval.estimate > 0 else "worse"
+        verdict = f"The interval excludes 0: {circle} is {direction} than {best} beyond query-sampling noise."
+    text = (
+        f"{lead}: {100 * interval.estimate:+.2f} points over {len(seeds)} seed(s) × {len(first[0]):,} {unit} "
+        f"(per seed: {per_seed}); 95 % paired bootstrap interval [{100 * interval.low:+.2f}, "
+        f"{100 * interval.high:+.2f}] from {settings['resamples']:,} resamples of the {unit} within each seed, "
+        "the same draw for both losses. "
+        f"{verdict} Seed-to-seed variation is not in this interval; it shows in each cell's interval over seeds."
     )
+    if missing:
+        text += f" Left out for lack of per-query results: {', '.join(missing)}."
+    return text
 
 
-def _lowest_seed_run_dirs(results: pd.DataFrame) -> dict[str, Path]:
-    """Per trained loss, the folder of its lowest-seed run."""
-    trained = results[results["loss"] != UNTRAINED]
-    first_runs = trained.drop_duplicates("run_id").sort_values("seed").drop_duplicates("loss")
-    return {loss: Path(source).parent for loss, source in zip(first_runs["loss"], first_runs["source"], strict=True)}
+def demo_table(
+    results: Results, params: dict[str, Any], experiment: str
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str], Cell]]:
+    """Rows = loss rows (+ the untrained network), columns = metrics as mean ± 95 % CI (n), source, notes;
+    with the cell links and the cells by (row, metric)."""
+    spec = params["experiments"][experiment]
+    has_untrained = any(r.untrained for r in results.runs if r.run.experiment == experiment)
+    rows = list(spec["losses"]) + ([UNTRAINED] if has_untrained else [])
+    columns = experiment_metrics(results, experiment) or ["result"]
+    index = pd.Index(rows, name="Loss")
+    frame = pd.DataFrame("", index=index, columns=[*columns, "source", "notes"], dtype=object)
+    links = pd.DataFrame(None, index=index, columns=frame.columns, dtype=object)
+    cells = {(loss, metric): row_cell(results, experiment, loss, metric) for loss in rows for metric in columns}
+    for loss in rows:
+        row = [cells[loss, metric] for metric in columns]
+        frame.loc[loss, columns] = [interval_text(cell.interval) for cell in row]
+        links.loc[loss, columns] = [cell.anchor for cell in row]
+        if loss == UNTRAINED:
+            frame.loc[loss, ["source", "notes"]] = ["initial weights of the runs above", "-"]
+        else:
+            frame.loc[loss, ["source", "notes"]] = [row[0].source, row[0].notes or "-"]
+    return frame, links, cells
 
 
-def _similarity_samples(run_dirs: dict[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _figure_run_dirs(results: Results, experiment: str) -> tuple[dict[str, list[Path]], list[str]]:
+    """Per loss, the folders of its evaluated runs holding the figures' inputs (lowest seed first);
+    the evaluated losses without one."""
+    found: dict[str, list[Path]] = {}
+    for result in sorted(results.runs, key=lambda r: r.run.seed):
+        run_dir = result.run_dir
+        if result.run.experiment != experiment or run_dir is None or not result.metrics:
+            continue
+        if (run_dir / SIMILARITIES_FILENAME).is_file() and (run_dir / HISTORY_FILENAME).is_file():
+            found.setdefault(result.run.loss, []).append(run_dir)
+    losses = dict.fromkeys(r.run.loss for r in results.runs if r.run.experiment == experiment and r.metrics)
+    return found, [loss for loss in losses if loss not in found]
+
+
+def _boundary_margins(losses: Mapping[str, Mapping[str, Any]]) -> tuple[float | None, float | None]:
+    """The Circle m and the AM-Softmax (else triplet) margin of an experiment's losses, for Figs. 1/5."""
+    by_type = {spec["type"]: spec for spec in losses.values()}
+    circle = by_type.get("circle") or by_type.get("circle_classifier")
+    circle_m = circle.get("m", 0.25) if circle else None
+    if "am_softmax" in by_type:
+        return circle_m, by_type["am_softmax"].get("m", 0.35)
+    return circle_m, by_type["triplet"].get("margin", 0.1) if "triplet" in by_type else None
+
+
+def _figures(results: Results, params: Mapping[str, Any], experiment: str, figure_dir: Path) -> list[Block]:
+    run_dirs, lacking = _figure_run_dirs(results, experiment)
+    if not run_dirs:
+        return []
     samples = {}
-    for loss, run_dir in run_dirs.items():
-        with np.load(run_dir / SIMILARITIES_FILENAME) as data:
+    for loss, dirs in run_dirs.items():
+        with np.load(dirs[0] / SIMILARITIES_FILENAME) as data:
             samples[loss] = (data["s_p"], data["s_n"])
-    return samples
+    histories = {loss: [pd.read_csv(d / HISTORY_FILENAME) for d in dirs] for loss, dirs in run_dirs.items()}
+    spec = params["experiments"][experiment]
+    blocks: list[Block] = [
+        Figure(
+            similarity_distributions(samples, figure_dir / f"{experiment}_similarities.png"),
+            f"{experiment}, lowest seed per loss. {FIGURES['similarity_distributions'].caption}",
+        ),
+        Figure(
+            training_dynamics(histories, figure_dir / f"{experiment}_dynamics.png"),
+            f"{experiment}, Fig. 4 style. {FIGURES['training_dynamics'].caption}",
+        ),
+    ]
+    circle_m, line_m = _boundary_margins(spec["losses"])
+    if circle_m is not None or line_m is not None:
+        pairs = {loss: load_pair_sample(dirs[0]) for loss, dirs in run_dirs.items()}
+        blocks.append(
+            Figure(
+                similarity_pairs(pairs, figure_dir / f"{experiment}_pairs.png", circle_m=circle_m, line_m=line_m),
+                f"{experiment}, Figs. 1 and 5 style, lowest seed per loss (Circle m = {circle_m}, line margin "
+                f"{line_m}). {FIGURES['similarity_pairs'].caption}",
+            )
+        )
+    if spec["evaluation"]["protocol"] == "verification_pairs":
+        blocks.append(
+            Figure(
+                roc_curves(samples, figure_dir / f"{experiment}_roc.png"),
+                f"{experiment}, lowest seed per loss. {FIGURES['roc_curves'].caption}",
+            )
+        )
+    if lacking:
+        blocks.append(
+            Paragraph(f"Not in these figures (no {SIMILARITIES_FILENAME} and {HISTORY_FILENAME}): {', '.join(lacking)}.")
+        )
+    return blocks
+
+
+def _provenance(results: Results, experiment: str, loss: str) -> list[Block]:
+    """A loss row's details section (the target of its cells' links): every seed's run and its origin."""
+    runs = results.of(experiment, loss)
+    frame = pd.DataFrame(
+        {
+            "source": [r.source or "none" for r in runs],
+            "MLflow run": [r.mlflow_run_id or "-" for r in runs],
+            "git commit": [r.provenance.get("git_commit") or "-" for r in runs],
+            "config hash": [r.provenance.get("config_hash") or "-" for r in runs],
+            "data hash": [r.provenance.get("data_hash") or "-" for r in runs],
+            "device": [r.provenance.get("device") or "-" for r in runs],
+            "note": [r.note or "-" for r in runs],
+        },
+        index=pd.Index([r.run.run_id for r in runs], name="Run"),
+    )
+    return [
+        Heading(f"{experiment} / {loss}", 3, anchor=provenance_anchor(experiment, loss)),
+        Table(frame, caption=f"Runs of {experiment} / {loss}, one per seed"),
+    ]
+
+
+def _csv_number(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)
+
+
+def _csv_row(
+    kind: str,
+    table: str,
+    experiment: str,
+    row: str,
+    column: str,
+    metric: str,
+    cell: Cell | None,
+    *,
+    status: str,
+    note: str,
+    published: float = math.nan,
+    delta: float = math.nan,
+) -> dict[str, Any]:
+    """One line of results.csv (``CSV_COLUMNS``); numbers in percent, empty where there are none."""
+    interval = cell.interval if cell is not None else t_interval([])
+    return {
+        "kind": kind,
+        "table": table,
+        "experiment": experiment,
+        "row": row,
+        "column": column,
+        "metric": metric,
+        "published": _csv_number(published),
+        "mean": _csv_number(interval.estimate),
+        "ci_low": _csv_number(interval.low),
+        "ci_high": _csv_number(interval.high),
+        "n": interval.n,
+        "delta": _csv_number(delta),
+        "status": status,
+        "source": cell.source if cell is not None else "",
+        "mlflow_run_ids": cell.mlflow_run_ids if cell is not None else "",
+        "note": note,
+    }
+
+
+_STATUS_LEGEND = (
+    "Each cell: published → reproduced · Δ · status. Status: within tolerance / below / above (|Δ| against "
+    "params.yaml report.tolerance), substitute data (the paper's training data was never released), not run (no "
+    "experiment of this profile fills the cell, or it has no results yet), data unavailable (the data set must be "
+    "obtained by hand and is not on disk)."
+)
+
+
+def _paper_section(
+    params: dict[str, Any],
+    results: Results,
+    targets: pd.DataFrame,
+    cells: Sequence[PaperCell],
+    statuses: Mapping[str, DatasetStatus],
+    demo: Sequence[str],
+) -> tuple[list[Block], list[dict[str, Any]]]:
+    """Every paper table in its printed shape, cell by cell, with the comparisons of the experiments filling it."""
+    blocks: list[Block] = [Heading("The paper's tables, cell by cell"), Paragraph(_STATUS_LEGEND)]
+    rows = []
+    for table_id, meta in targets.attrs["tables"].items():
+        table_cells = [cell for cell in cells if cell.table == table_id]
+        counts = pd.Series([cell.status for cell in table_cells]).value_counts()
+        if any(cell.cell is not None and cell.cell.interval.n for cell in table_cells):
+            badge = "paper vs reproduced"
+        elif any(params["experiments"][name]["table"] == table_id for name in demo):
+            badge = "paper, different data"
+        else:
+            badge = "paper, not run"
+        intro = f"Paper training data: {meta['training_data']}."
+        if meta["substitute_data"]:
+            intro += f" Substitute data: {meta['substitute_data']}"
+        intro += _data_line(list(dict.fromkeys(targets.loc[targets["table"] == table_id, "dataset"])), statuses)
+        intro += f" Tolerance: ±{params['report']['tolerance'][table_id]:g} points. Cells: "
+        intro += ", ".join(f"{count} {status}" for status, count in counts.items()) + "."
+        frame, links = _paper_table(table_cells, meta)
+        blocks += [
+            Heading(f"Paper {table_label(table_id)}: {meta['title']}", 3),
+            Paragraph(intro),
+            Table(frame, f"Paper {table_label(table_id)}: published vs reproduced", badge, reference=True, links=links),
+        ]
+        noted = [f"{cell.row} / {cell.column}: {cell.note}" for cell in table_cells if cell.note]
+        if noted:
+            blocks.append(Paragraph("Notes. " + " | ".join(noted)))
+        for experiment in dict.fromkeys(cell.experiment for cell in table_cells if cell.experiment):
+            text = comparison(results, params, experiment)
+            blocks += [Paragraph(f"{experiment}: {text}")] if text else []
+        rows += [
+            _csv_row("paper", table_id, cell.experiment, cell.row, cell.column, cell.metric, cell.cell,
+                     status=cell.status, note=cell.note, published=cell.published, delta=cell.delta)  # fmt: skip
+            for cell in table_cells
+        ]
+    return blocks, rows
+
+
+_NO_CAMERA_IDS = (
+    "Not applicable: no camera ids. The re-ID protocol of Table 4 drops, for every query, the gallery images of its "
+    "identity taken by its own camera; the demo data sets carry no camera ids, so no demo version of Table 4 is run."
+)
+
+
+def _demo_section(
+    params: dict[str, Any], results: Results, demo: Sequence[str], figure_dir: Path
+) -> tuple[list[Block], list[dict[str, Any]]]:
+    """The experiments on other data than the paper's, each in the style of the table it mirrors."""
+    blocks: list[Block] = [Heading("Demo versions (other data: not comparable with the published numbers)")]
+    rows = []
+    for experiment in demo:
+        spec = params["experiments"][experiment]
+        label = table_label(spec["table"])
+        frame, links, cells = demo_table(results, params, experiment)
+        blocks += [
+            Heading(f"{DEMO_STYLE[spec['table']]} (demo version): {experiment}", 3),
+            Paragraph(
+                f"{spec.get('description', experiment)}. Data: {spec['dataset']} test split "
+                f"({spec['evaluation']['protocol']} protocol); mirrors paper {label}."
+            ),
+            Table(
+                frame,
+                f"Demo version of paper {label} on {spec['dataset']}: mean ± 95 % CI over seeds (n)",
+                "demo version",
+                links=links,
+            ),
+        ]
+        text = comparison(results, params, experiment)
+        blocks += [Paragraph(text)] if text else []
+        if UNTRAINED in frame.index:
+            blocks.append(
+                Paragraph(
+                    f"The '{UNTRAINED}' row evaluates each seed's initial weights, before any training: "
+                    "what the architecture alone gives on these data."
+                )
+            )
+        blocks += _figures(results, params, experiment, figure_dir)
+        rows += [
+            _csv_row("demo", spec["table"], experiment, loss, metric, metric, cell,
+                     status="demo" if cell.interval.n else "not run", note=cell.notes)  # fmt: skip
+            for (loss, metric), cell in cells.items()
+        ]
+    if not any(params["experiments"][name]["table"] == "table4" for name in demo):
+        blocks += [Heading("Table 4 style (demo version): not applicable: no camera ids", 3), Paragraph(_NO_CAMERA_IDS)]
+    return blocks, rows
+
+
+def _sensitivity_section(
+    params: dict[str, Any], results: Results, experiment: str, figure_dir: Path
+) -> tuple[list[Block], list[dict[str, Any]]]:
+    """Fig. 3 from a sweep experiment: its metric against each swept value, mean ± 95 % CI over seeds."""
+    spec = params["experiments"][experiment]
+    sweep = spec["sweep"]
+    metric = sweep["metric"]
+    rows, csv_rows, frame_rows = [], [], []
+    for loss, point in sweep["points"].items():
+        cell = row_cell(results, experiment, loss, metric)
+        rows.append({"parameter": point["parameter"], "value": f"{point['value']:g}", metric: interval_text(cell.interval)})
+        frame_rows += [
+            {"parameter": point["parameter"], "value": point["value"], "metric": 100 * value, "seed": seed,
+             "loss": sweep["loss"]}  # fmt: skip
+            for seed, value in seed_values(results, experiment, loss, metric).items()
+        ]
+        csv_rows.append(
+            _csv_row("sweep", "figure3", experiment, loss, f"{point['parameter']}={point['value']:g}", metric, cell,
+                     status="sweep" if cell.interval.n else "not run", note=cell.notes)  # fmt: skip
+        )
+    base = sweep["base"]
+    blocks: list[Block] = [
+        Heading(f"Sensitivity to γ and m (paper Fig. 3): {experiment}", 2),
+        Paragraph(
+            f"{spec['description']}. One run per value and seed ({len(spec['seeds'])} seed(s)); every other setting "
+            f"is {base}'s {sweep['loss']} row ({', '.join(f'{k}={v}' for k, v in params['experiments'][base]['losses'][sweep['loss']].items() if k != 'type')})."
+        ),
+        Table(pd.DataFrame(rows).set_index("parameter"), f"{experiment}: {metric} (%) per swept value, mean ± 95 % CI over seeds (n)"),
+    ]
+    if frame_rows:
+        figure = sensitivity(pd.DataFrame(frame_rows), figure_dir / f"{experiment}_sensitivity.png", metric_label=f"{metric} (%)")
+        blocks.append(Figure(figure, f"{experiment}. {FIGURES['sensitivity'].caption}"))
+    else:
+        blocks.append(Paragraph(f"No run of {experiment} has a result yet: not run."))
+    return blocks, csv_rows
+
+
+_GRADIENT_CAPTION = (
+    "Gradient magnitudes of triplet, AM-Softmax and Circle loss for one s_p and one s_n, from the closed forms "
+    "(spec §4); white dashed: the decision boundary (a line s_p - s_n = m for triplet and AM-Softmax, the circle "
+    "s_n² + (s_p - 1)² = 2m² for Circle). AM-Softmax pushes s_p and s_n equally everywhere; Circle weights each by "
+    "its distance from the optimum. The paper does not state its γ and m; these are params.yaml's "
+    "report.gradient_maps."
+)
 
 
 def build_report(
@@ -117,124 +593,91 @@ def build_report(
     metrics_files: Sequence[str | Path],
     out_dir: str | Path,
     *,
+    tracking_uri: str | None = None,
+    data_root: str | Path | None = None,
     generated: str | None = None,
     commit: str | None = None,
 ) -> list[Path]:
-    """Write report.md, report.html, results.csv and metrics.json (per-loss means) into ``out_dir``.
+    """Write report.md, report.html, results.csv (every cell, long form) and metrics.json into ``out_dir``.
 
-    ``generated`` and ``commit`` default to now and the checkout's HEAD (fixed in golden tests).
+    Results come from the MLflow store at ``tracking_uri`` with ``metrics_files`` as the fallback (None:
+    the files only); ``data_root`` (holding raw/ and prepared/) tells which data sets are on disk (None:
+    not checked). ``generated`` and ``commit`` default to now and the checkout's HEAD (fixed in golden tests).
     """
     out_dir = Path(out_dir)
-    results, problems = load_results(metrics_files)
-    summary = summarise(results)
+    figure_dir = out_dir / "figures"
+    results = load_results(params, metrics_files, tracking_uri)
     targets = load_paper_targets()
+    statuses = {s.name: s for s in data_status(data_root)} if data_root is not None else {}
+    sweeps = [name for name, spec in params["experiments"].items() if "sweep" in spec]
+    tables_params = {**params, "experiments": {k: v for k, v in params["experiments"].items() if k not in sweeps}}
+    cells = paper_cells(tables_params, results, targets, statuses)
+    filling = {cell.experiment for cell in cells if cell.experiment}
+    demo = [name for name in tables_params["experiments"] if name not in filling]
     title = params["report"].get("title", "Circle loss reproduction")
+    if "profile" in params:
+        title += f": {params['profile']} profile"
     generated = generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    commit = commit or git_commit()
+    evaluated = sum(1 for r in results.runs if r.metrics)
     blocks: list[Block] = [
         Heading(title, 1),
         Paragraph(
-            f"{results['run_id'].nunique()} runs evaluated; generated {generated} from commit {commit}. "
-            "Cells are mean ± standard deviation over seeds, in percent. Every run is an MLflow run "
-            f"(store: {params['tracking']['uri']}, experiment: {params['tracking']['experiment']}); "
-            "see the provenance table for run ids."
+            f"{evaluated} of {len(results.runs)} runs have results; generated {generated} from commit "
+            f"{commit or git_commit()}. {results.source} A reproduced number is the mean over seeds ± the "
+            "half-width of its 95 % Student-t interval, with n = the number of seeds (n=1: no interval), in "
+            "percent; Δ = reproduced − published, in percentage points. In the HTML report every reproduced "
+            "cell links to the runs behind it."
         ),
     ]
-    if problems:
-        blocks += [Heading("Problems"), *(Paragraph(problem) for problem in problems)]
-    figure_dir = out_dir / "figures"
-    for experiment, spec in params["experiments"].items():
-        part = results[results["experiment"] == experiment]
-        rows = list(spec["losses"]) + ([UNTRAINED] if (part["loss"] == UNTRAINED).any() else [])
-        blocks.append(Heading(f"{experiment}: {spec.get('description', '')}".rstrip(": ")))
-        blocks.append(
-            Table(
-                reproduced_table(summary, experiment, rows),
-                caption=f"Reproduced, {spec['dataset']} test classes (shape of paper {table_label(spec['table'])})",
-                label="this repository",
-            )
-        )
-        comparison = _comparison(summary, experiment, list(spec["losses"]))
-        if comparison:
-            blocks.append(Paragraph(comparison))
-        if UNTRAINED in rows:
-            blocks.append(
-                Paragraph(
-                    f"The '{UNTRAINED}' row evaluates each seed's initial weights, before any training: "
-                    "what the architecture alone gives on these data."
-                )
-            )
-        table_meta = targets.attrs["tables"][spec["table"]]
-        blocks.append(
-            Table(
-                published_table(spec["table"], targets),
-                caption=f"Paper {table_label(spec['table'])} as published: {table_meta['title']}",
-                label="paper, different data",
-                reference=True,
-            )
-        )
-        if not part.empty:
-            run_dirs = _lowest_seed_run_dirs(part)
-            figure = similarity_distributions(_similarity_samples(run_dirs), figure_dir / f"{experiment}_similarities.png")
-            blocks.append(
-                Figure(
-                    figure,
-                    f"{experiment}: test-set cosine similarities of same-class (s_p) and different-class (s_n) "
-                    "pairs, 20,000 random pairs each, lowest seed per loss. Circle loss aims at s_p > 1 - m "
-                    "and s_n < m.",
-                )
-            )
-            histories = {loss: pd.read_csv(run_dir / HISTORY_FILENAME) for loss, run_dir in run_dirs.items()}
-            blocks.append(
-                Figure(
-                    training_dynamics(histories, figure_dir / f"{experiment}_dynamics.png"),
-                    f"{experiment}: mean s_p (same class) and s_n (different class) of each training batch over "
-                    "iterations, lowest seed per loss (the paper's Fig. 4 compares Circle with AM-Softmax this way).",
-                )
-            )
+    if results.problems:
+        blocks += [Heading("Problems"), *(Paragraph(problem) for problem in results.problems)]
+    paper_blocks, csv_rows = _paper_section(tables_params, results, targets, cells, statuses, demo)
+    blocks += paper_blocks
+    if demo:
+        demo_blocks, demo_rows = _demo_section(tables_params, results, demo, figure_dir)
+        blocks += demo_blocks
+        csv_rows += demo_rows
+    for sweep in sweeps:
+        sweep_blocks, sweep_rows = _sensitivity_section(params, results, sweep, figure_dir)
+        blocks += sweep_blocks
+        csv_rows += sweep_rows
     if "gradient_maps" in params["report"]:
-        settings = params["report"]["gradient_maps"]
-        blocks += [
-            Heading("Gradients of the binary losses (paper Fig. 2)"),
-            Figure(
-                gradient_maps(settings, figure_dir / "gradient_maps.png"),
-                "Gradient magnitudes of triplet, AM-Softmax and Circle loss for one s_p and one s_n, from the "
-                "closed forms (spec §4); white dashed: the decision boundary (a line s_p - s_n = m for triplet "
-                "and AM-Softmax, the circle s_n² + (s_p - 1)² = 2m² for Circle). AM-Softmax pushes s_p and s_n "
-                "equally everywhere; Circle weights each by its distance from the optimum. The paper does not "
-                "state its γ and m; these are params.yaml's report.gradient_maps.",
-            ),
-        ]
-    if not results.empty:
-        blocks += [Heading("Provenance"), Table(_provenance(results), caption="Every evaluated run")]
-    not_run = sorted(set(targets["table"]) - {spec["table"] for spec in params["experiments"].values()})
-    if not_run:
-        blocks.append(
-            Paragraph(
-                "Not run in this profile: paper "
-                + ", ".join(table_label(t) for t in not_run)
-                + " (face recognition and person re-ID need data sets and GPUs outside the demo)."
-            )
-        )
+        figure = gradient_maps(params["report"]["gradient_maps"], figure_dir / "gradient_maps.png")
+        blocks += [Heading("Gradients of the binary losses (paper Fig. 2)"), Figure(figure, _GRADIENT_CAPTION)]
+    blocks += [
+        Heading("Provenance"),
+        Paragraph(
+            "Per loss row, every seed's run: where its result was read, its MLflow run, the code commit, the "
+            "hash of its training config, the content hash of its prepared data and the device it trained on."
+        ),
+    ]
+    for experiment, spec in params["experiments"].items():
+        for loss in spec["losses"]:
+            blocks += _provenance(results, experiment, loss)
+
     outputs = [out_dir / "report.md", out_dir / "report.html", out_dir / "results.csv", out_dir / "metrics.json"]
     with atomic_open(outputs[0]) as fh:
         fh.write(render_markdown(blocks, out_dir))
     with atomic_open(outputs[1]) as fh:
         fh.write(render_html(blocks, title))
     with atomic_open(outputs[2]) as fh:
-        results.drop(columns="source").to_csv(fh, index=False)
-    write_json(outputs[3], _summary_metrics(summary))
+        pd.DataFrame(csv_rows, columns=list(CSV_COLUMNS)).to_csv(fh, index=False)
+    write_json(outputs[3], _summary_metrics(results))
     return outputs
 
 
-def _summary_metrics(summary: pd.DataFrame) -> dict[str, Any]:
-    """{experiment: {loss: {metric: {mean, std, n}}}}, the file `dvc metrics show` reads."""
+def _summary_metrics(results: Results) -> dict[str, Any]:
+    """{experiment: {loss: {metric: {mean, std, n}}}} as fractions, the file `dvc metrics show` reads."""
     nested: dict[str, Any] = {}
-    for row in summary.itertuples(index=False):
-        std = None if np.isnan(row.std) else round(float(row.std), 6)
-        nested.setdefault(row.experiment, {}).setdefault(row.loss, {})[row.metric] = {
-            "mean": round(float(row.mean), 6),
-            "std": std,
-            "n": int(row.n),
-        }
+    for result in results.runs:
+        experiment, loss = result.run.experiment, result.run.loss
+        for row, names in ((loss, result.metrics), (UNTRAINED, result.untrained)):
+            for metric in names:
+                values = list(seed_values(results, experiment, row, metric).values())
+                std = round(float(np.std(values, ddof=1)), 6) if len(values) > 1 else None
+                nested.setdefault(experiment, {}).setdefault(row, {})[metric] = {
+                    "mean": round(float(np.mean(values)), 6),
+                    "std": std,
+                    "n": len(values),
+                }
     return nested

@@ -40,3 +40,13 @@ def circle_boundary(s_n: np.ndarray, m: float) -> np.ndarray:
     inside = 2 * m**2 - s_n**2
     with np.errstate(invalid="ignore"):
         return np.where(inside >= 0, 1 - np.sqrt(inside), np.nan)
+
+
+def circle_arc(m: float, num: int = 361) -> tuple[np.ndarray, np.ndarray]:
+    """``num`` points (s_n, s_p) on the lower half (s_p <= 1) of the Circle boundary, the circle of
+    Eq. 8 centred at (0, 1) with radius sqrt(2)|m|, ordered by increasing s_n."""
+    if num < 2:
+        raise ValueError(f"circle_arc needs at least 2 points; got num={num}")
+    theta = np.linspace(np.pi, 2 * np.pi, num)
+    radius = np.sqrt(2) * abs(m)
+    return radius * np.cos(theta), 1 + radius * np.sin(theta)

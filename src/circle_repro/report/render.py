@@ -1,4 +1,8 @@
-"""A small document model rendered to Markdown and to one self-contained HTML page."""
+"""A small document model rendered to Markdown and to one self-contained HTML page.
+
+In HTML a heading may carry an ``anchor`` (its id) and a table cell may link to one (``Table.links``);
+Markdown keeps plain text.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import pandas as pd
 class Heading:
     text: str
     level: int = 2
+    anchor: str | None = None  # HTML id, the target of cell links
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Table:
     caption: str
     label: str | None = None  # a badge beside the caption, e.g. "paper, different data"
     reference: bool = False  # the badge marks published numbers rather than this repository's
+    links: pd.DataFrame | None = None  # same index and columns as frame: a Heading anchor, or None for no link
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 h1{border-bottom:2px solid #2a9d8f;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-variant-numeric:tabular-nums;font-size:.92rem}
 th,td{border:1px solid #d5dbe3;padding:.3rem .6rem;text-align:right}
+td a{color:inherit;text-decoration:none;border-bottom:1px dotted #2a9d8f}
+.table-wrap{overflow-x:auto}
 th:first-child,td:first-child{text-align:left}
 thead th{background:#eef3f7}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3rem 0}
@@ -79,16 +87,30 @@ p{line-height:1.5}
 """
 
 
+def _html_cell(value: object, anchor: object) -> str:
+    text = html.escape(str(value))
+    if isinstance(anchor, str) and anchor:
+        text = f'<a href="#{html.escape(anchor)}">{text}</a>'
+    return f"<td>{text}</td>"
+
+
 def _html_table(table: Table) -> str:
     frame = table.frame
+    links = table.links if table.links is not None else pd.DataFrame(None, index=frame.index, columns=frame.columns)
     badge_class = "badge reference" if table.reference else "badge"
     badge = f'<span class="{badge_class}">{html.escape(table.label)}</span>' if table.label else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [index, *row]) + "</tr>"
-        for index, row in frame.iterrows()
+        "<tr>"
+        + f"<td>{html.escape(str(index))}</td>"
+        + "".join(_html_cell(frame.iat[i, j], links.iat[i, j]) for j in range(frame.shape[1]))
+        + "</tr>"
+        for i, index in enumerate(frame.index)
     )
-    return f"<table><caption>{html.escape(table.caption)}{badge}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f'<div class="table-wrap"><table><caption>{html.escape(table.caption)}{badge}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def render_html(blocks: list[Block], title: str) -> str:
@@ -96,8 +118,9 @@ def render_html(blocks: list[Block], title: str) -> str:
     parts = []
     for block in blocks:
         match block:
-            case Heading(text, level):
-                parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+            case Heading(text, level, anchor):
+                id_attribute = f' id="{html.escape(anchor)}"' if anchor else ""
+                parts.append(f"<h{level}{id_attribute}>{html.escape(text)}</h{level}>")
             case Paragraph(text):
                 parts.append(f"<p>{html.escape(text)}</p>")
             case Table():

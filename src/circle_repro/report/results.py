@@ -1,47 +1,314 @@
-"""Evaluated runs as one long table: a row per (run, metric).
+"""Every run the params define, with its evaluation result read from MLflow or its metrics.json.
 
-Each run's metrics of its initial, untrained weights become rows of the pseudo-loss
-``UNTRAINED``, one per (experiment, seed): runs that share a seed share their initial weights.
+MLflow is asked first: the newest run of the tracking experiment tagged with the run's ``run_id``
+and its current ``config_hash``, whose ``metrics.json`` (and ``per_query.npz``) artifacts hold the
+result. The run's own metrics.json file is the fallback. A missing store, a run without metrics, a
+half-written, malformed or stale file each leave the run without metrics and with a ``note`` that
+says why, so the report can print it where the run's numbers would stand; no run is dropped.
+
+Each run's metrics of its initial, untrained weights stand for the pseudo-loss ``UNTRAINED``, one
+per (experiment, seed): runs that share a seed share their initial weights.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
+import numpy as np
+
+from circle_repro.config import RunSpec, config_hash, expand_runs, train_config
+from circle_repro.engine.tracking import SQLITE_PREFIX
+from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME
 
 UNTRAINED = "untrained network"
-RESULT_COLUMNS = ("experiment", "table", "dataset", "loss", "seed", "metric", "value", "run_id", "mlflow_run_id", "config_hash")
+PROVENANCE_KEYS = ("git_commit", "config_hash", "data_hash", "device")
 
 
-def load_results(metrics_files: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
-    """Read metrics.json files into the long results table (values as fractions; ``source`` = the file).
+@dataclass(frozen=True)
+class RunResult:
+    """One run and what the report could read of it; ``metrics`` is empty when nothing usable was found."""
 
-    A missing, half-written or malformed file does not stop the report: it is skipped and
-    described in the returned list of problems, which the report prints.
-    """
-    rows, problems = [], []
-    for path in metrics_files:
+    run: RunSpec
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    untrained: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""  # "MLflow" or "metrics.json"; "" without metrics
+    mlflow_run_id: str = ""
+    provenance: Mapping[str, str] = field(default_factory=dict)  # PROVENANCE_KEYS, "" where unknown
+    per_query: Mapping[str, np.ndarray] | None = None  # ids + per-query arrays (layout.PER_QUERY_FILENAME)
+    run_dir: Path | None = None  # the folder of the run's metrics.json, for the figures' inputs
+    note: str = ""  # why metrics are missing, or where they came from when MLflow had none
+
+
+@dataclass(frozen=True)
+class Results:
+    """All runs of the params in ``expand_runs`` order, where they were read from, and report-wide problems."""
+
+    runs: list[RunResult]
+    source: str
+    problems: list[str]
+
+    def of(self, experiment: str, loss: str) -> list[RunResult]:
+        """The runs of one loss row, in seed order."""
+        return [r for r in self.runs if r.run.experiment == experiment and r.run.loss == loss]
+
+
+class StoreUnavailable(Exception):
+    """The MLflow tracking store cannot be read; the message says why."""
+
+
+def load_results(
+    params: dict[str, Any], metrics_files: Iterable[str | Path], tracking_uri: str | None = None
+) -> Results:
+    """Read the result of every run of ``params``: MLflow at ``tracking_uri`` first (None: files only)."""
+    runs = expand_runs(params)
+    files, problems = _files_by_run(metrics_files, {run.run_id for run in runs})
+    store: _Store | None = None
+    store_note = ""
+    if tracking_uri is None:
+        source = "Results are read from the runs' metrics.json files (no MLflow store given)."
+    else:
         try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            problems.append(f"{path}: not a readable metrics.json ({exc}); re-run `circle-repro evaluate`")
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
-            problems.append(f"{path}: no 'metrics' mapping in this metrics.json; re-run `circle-repro evaluate`")
-            continue
-        base = {key: record.get(key) for key in RESULT_COLUMNS} | {"source": str(path)}
-        for metric, value in record["metrics"].items():
-            rows.append(base | {"metric": metric, "value": value})
-        for metric, value in record.get("untrained_metrics", {}).items():
-            rows.append(base | {"loss": UNTRAINED, "metric": metric, "value": value})
-    frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "source"])
-    return frame.drop_duplicates(["experiment", "loss", "seed", "metric"], ignore_index=True), problems
+            store = _Store(tracking_uri, params["tracking"]["experiment"])
+            source = (
+                f"Results are read from the MLflow store {tracking_uri} (experiment "
+                f"{params['tracking']['experiment']!r}, runs found by their run_id and config_hash tags), "
+                "with the runs' metrics.json files as the fallback."
+            )
+        except StoreUnavailable as exc:
+            store_note = str(exc)
+            source = f"{exc}: results are read from the runs' metrics.json files instead."
+    results = []
+    for run in runs:
+        expected_hash = config_hash(train_config(params, run))
+        path = files.get(run.run_id)
+        notes = [store_note]
+        result = None
+        if store is not None:
+            result, why = store.result(run, expected_hash)
+            notes.append(why)
+        if result is None:
+            result, why = _from_file(run, path, expected_hash) if path else (None, "no metrics.json given")
+            notes.append(why)
+        note = "; ".join(n for n in notes if n)
+        results.append(replace(result or RunResult(run), note=note, run_dir=path.parent if path else None))
+    return Results(results, source, problems)
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation (ddof=1) and count over seeds per (experiment, loss, metric)."""
-    grouped = results.groupby(["experiment", "loss", "metric"], sort=False)["value"]
-    return grouped.agg(mean="mean", std="std", n="count").reset_index()
+def _run_of_path(path: Path) -> str | None:
+    """``experiment/loss/seedN`` from a path ending in ``<experiment>/<loss>/seed<N>/metrics.json``."""
+    parts = path.parts
+    if len(parts) >= 4 and parts[-1] == METRICS_FILENAME and re.fullmatch(r"seed\d+", parts[-2]):
+        return "/".join(parts[-4:-1])
+    return None
+
+
+def _files_by_run(metrics_files: Iterable[str | Path], known: set[str]) -> tuple[dict[str, Path], list[str]]:
+    """Map each metrics file to its run id (from its content, else its path); list the files that fit no run."""
+    files, problems = {}, []
+    for name in metrics_files:
+        path = Path(name)
+        record = _read_json(path)
+        run_id = record.get("run_id") if isinstance(record, dict) else None
+        run_id = run_id if isinstance(run_id, str) and run_id in known else _run_of_path(path)
+        if run_id not in known:
+            problems.append(f"{path}: belongs to no run of the params; ignored")
+        elif run_id in files:
+            problems.append(f"{path}: a second metrics file for run {run_id} (first: {files[run_id]}); ignored")
+        else:
+            files[run_id] = path
+    return files, problems
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_record(record: Any, where: str, expected_hash: str) -> str:
+    """Why ``record`` cannot serve as the run's result ('' when it can)."""
+    if not isinstance(record, dict):
+        return f"{where} is not a JSON object"
+    metrics, untrained = record.get("metrics"), record.get("untrained_metrics") or {}
+    if not isinstance(metrics, dict) or not metrics:
+        return f"{where} has no metrics; re-run `circle-repro evaluate`"
+    if not isinstance(untrained, dict) or not isinstance(record.get("provenance", {}), dict):
+        return f"{where} is malformed: 'untrained_metrics' and 'provenance' must be mappings"
+    numbers = {**metrics, **untrained}.values()
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+        return f"{where} holds a metric that is not a finite number"
+    if record.get("config_hash") != expected_hash:
+        return (
+            f"{where} is stale: trained with config hash {record.get('config_hash')}, the params now give "
+            f"{expected_hash}; re-run train and evaluate"
+        )
+    return ""
+
+
+def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult | None, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, f"no metrics.json at {path} (not evaluated)"
+    except OSError as exc:
+        return None, f"{path} cannot be read ({exc})"
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return None, f"{path} is half-written or not JSON ({exc}); re-run `circle-repro evaluate`"
+    problem = _check_record(record, str(path), expected_hash)
+    if problem:
+        return None, problem
+    provenance = {key: str(record.get("provenance", {}).get(key, "")) for key in PROVENANCE_KEYS}
+    provenance["config_hash"] = record["config_hash"]
+    result = RunResult(
+        run,
+        metrics=record["metrics"],
+        untrained=record.get("untrained_metrics") or {},
+        source="metrics.json",
+        mlflow_run_id=str(record.get("mlflow_run_id") or ""),
+        provenance=provenance,
+        per_query=load_per_query(path.parent / PER_QUERY_FILENAME),
+    )
+    return result, ""
+
+
+def load_per_query(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a per_query.npz, or None when it is absent or unreadable."""
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+class _Store:
+    """The runs of one MLflow experiment, grouped by their ``run_id`` tag, newest first."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX) :]).is_file():
+            raise StoreUnavailable(f"MLflow store {uri} not found")
+        self._errors = (MlflowException, OSError, SQLAlchemyError)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                raise StoreUnavailable(f"MLflow store {uri} has no experiment {experiment!r}")
+            runs, token = [], None
+            while True:
+                page = self.client.search_runs(
+                    [found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000, page_token=token
+                )
+                runs += list(page)
+                token = page.token
+                if not token:
+                    break
+        except self._errors as exc:
+            raise StoreUnavailable(f"MLflow store {uri} cannot be read ({exc})") from exc
+        self.by_run_id: dict[str, list[Any]] = {}
+        for mlflow_run in runs:
+            self.by_run_id.setdefault(mlflow_run.data.tags.get("run_id", ""), []).append(mlflow_run)
+
+    def _artifact(self, mlflow_run_id: str, name: str, folder: str) -> Path | None:
+        try:
+            return Path(self.client.download_artifacts(mlflow_run_id, name, folder))
+        except self._errors:
+            return None
+
+    def result(self, run: RunSpec, expected_hash: str) -> tuple[RunResult | None, str]:
+        """The newest MLflow run of ``run`` with the current settings that holds a metrics.json, or why none."""
+        candidates = self.by_run_id.get(run.run_id, [])
+        if not candidates:
+            return None, "no MLflow run"
+        current = [c for c in candidates if c.data.tags.get("config_hash") == expected_hash]
+        if not current:
+            hashes = sorted({c.data.tags.get("config_hash", "?") for c in candidates})
+            return None, f"MLflow has this run only with other settings (config hash {', '.join(hashes)})"
+        problem = ""
+        for mlflow_run in current:
+            run_id = mlflow_run.info.run_id
+            with tempfile.TemporaryDirectory() as folder:
+                path = self._artifact(run_id, METRICS_FILENAME, folder)
+                if path is None:
+                    problem = problem or f"MLflow run {run_id} has no evaluation metrics (no {METRICS_FILENAME})"
+                    continue
+                record = _read_json(path)
+                problem = _check_record(record, f"{METRICS_FILENAME} of MLflow run {run_id}", expected_hash)
+                if problem:
+                    continue
+                per_query_path = self._artifact(run_id, PER_QUERY_FILENAME, folder)
+                per_query = load_per_query(per_query_path) if per_query_path else None
+            tags = mlflow_run.data.tags
+            return (
+                RunResult(
+                    run,
+                    metrics=record["metrics"],
+                    untrained=record.get("untrained_metrics") or {},
+                    source="MLflow",
+                    mlflow_run_id=run_id,
+                    provenance={key: tags.get(key, "") for key in PROVENANCE_KEYS},
+                    per_query=per_query,
+                ),
+                "",
+            )
+        return None, problem
+
+
+def seed_values(results: Results, experiment: str, loss: str, metric: str) -> dict[int, float]:
+    """``{seed: value}`` of one metric of a loss row (the ``UNTRAINED`` row: the first loss with that seed)."""
+    values: dict[int, float] = {}
+    for result in results.runs:
+        if result.run.experiment != experiment:
+            continue
+        if loss == UNTRAINED:
+            if metric in result.untrained:
+                values.setdefault(result.run.seed, float(result.untrained[metric]))
+        elif result.run.loss == loss and metric in result.metrics:
+            values[result.run.seed] = float(result.metrics[metric])
+    return values
+
+
+def experiment_metrics(results: Results, experiment: str) -> list[str]:
+    """An experiment's metrics in evaluation order (the first is its headline), without per-fold spreads."""
+    names: dict[str, None] = {}
+    for result in results.runs:
+        if result.run.experiment == experiment:
+            names.update(dict.fromkeys(result.metrics))
+    return [name for name in names if not name.endswith("_std")]
+
+
+def per_query_pairs(
+    first: Sequence[RunResult], second: Sequence[RunResult], metric: str
+) -> tuple[list[int], list[np.ndarray], list[np.ndarray], list[str]]:
+    """Per-query arrays of ``metric`` for the seeds both rows have, paired by query id; and what was missing."""
+    by_seed = {r.run.seed: r for r in second}
+    seeds, a_arrays, b_arrays, missing = [], [], [], []
+    for a in first:
+        b = by_seed.get(a.run.seed)
+        if b is None or not a.metrics or not b.metrics:
+            continue
+        unusable = [r for r in (a, b) if r.per_query is None or metric not in r.per_query or "ids" not in r.per_query]
+        if unusable:
+            missing += [f"{r.run.run_id} (no per-query {metric})" for r in unusable]
+            continue
+        assert a.per_query is not None and b.per_query is not None
+        if not np.array_equal(a.per_query["ids"], b.per_query["ids"]):
+            missing.append(f"seed {a.run.seed} (the two runs were scored on different queries)")
+            continue
+        seeds.append(a.run.seed)
+        a_arrays.append(np.asarray(a.per_query[metric], dtype=np.float64))
+        b_arrays.append(np.asarray(b.per_query[metric], dtype=np.float64))
+    return seeds, a_arrays, b_arrays, missing

@@ -12,15 +12,21 @@ Long format (one row per published cell), columns :data:`CELL_COLUMNS`::
 ``row_index`` / ``column_index`` are the positions of the cell's row and
 column in the paper's printed order.  Cells printed as "-" in the paper are
 absent from the long format and appear as NaN in :func:`paper_table`.
-The per-table metadata (title, protocol, training_data, notes, unit,
-metric_labels, rows, columns) is kept in ``df.attrs["tables"]`` and the
-citation in ``df.attrs["source"]``.
+The per-table metadata (title, protocol, training_data, substitute_data,
+notes, unit, metric_labels, rows, columns) is kept in ``df.attrs["tables"]``
+and the citation in ``df.attrs["source"]``.  ``substitute_data`` (or None)
+says why any reproduction of that table is on stand-in data.
+
+The paper's vocabulary (metric ids, loss ids, backbone labels) maps onto this
+repository's names through :func:`repo_metric_name`, :func:`paper_loss_id`
+and :data:`REPO_BACKBONES`.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import math
+import re
 from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
@@ -32,8 +38,11 @@ import yaml
 __all__ = [
     "CELL_COLUMNS",
     "PROTOCOLS",
+    "REPO_BACKBONES",
     "load_paper_targets",
+    "paper_loss_id",
     "paper_table",
+    "repo_metric_name",
 ]
 
 _RESOURCE = "paper_targets.yaml"
@@ -42,6 +51,7 @@ _RESOURCE = "paper_targets.yaml"
 _REQUIRED_CELL_KEYS = ("table", "row", "column", "dataset", "metric", "backbone", "loss", "is_ours", "value")
 _OPTIONAL_CELL_KEYS = ("embedding_dim",)
 _REQUIRED_TABLE_KEYS = ("title", "protocol", "training_data", "unit", "rows", "columns", "cells")
+_OPTIONAL_TABLE_KEYS = ("notes", "metric_labels", "substitute_data")
 
 #: Allowed values of a table's ``protocol``.
 PROTOCOLS = frozenset({"megaface", "verification_pairs", "ijb", "reid", "retrieval"})
@@ -114,6 +124,12 @@ def _parse(path: Path, doc: Any) -> tuple[str, dict[str, dict[str, Any]], list[d
         missing = [k for k in _REQUIRED_TABLE_KEYS if k not in tbl]
         if missing:
             raise _fail(path, where, f"missing keys {missing}")
+        unknown = sorted(set(tbl) - set(_REQUIRED_TABLE_KEYS) - set(_OPTIONAL_TABLE_KEYS))
+        if unknown:
+            raise _fail(path, where, f"unknown keys {unknown}")
+        substitute = tbl.get("substitute_data")
+        if substitute is not None and (not isinstance(substitute, str) or not substitute):
+            raise _fail(path, where, f"'substitute_data' must be a non-empty string or absent, got {substitute!r}")
         if tbl["protocol"] not in PROTOCOLS:
             raise _fail(path, where, f"unknown protocol {tbl['protocol']!r} (expected one of {sorted(PROTOCOLS)})")
         if tbl["unit"] != "percent":
@@ -185,6 +201,7 @@ def _parse(path: Path, doc: Any) -> tuple[str, dict[str, dict[str, Any]], list[d
             "title": tbl["title"],
             "protocol": tbl["protocol"],
             "training_data": tbl["training_data"],
+            "substitute_data": substitute,
             "notes": list(tbl.get("notes") or []),
             "unit": tbl["unit"],
             "metric_labels": dict(metric_labels),
@@ -242,3 +259,38 @@ def paper_table(table_id: str, targets: pd.DataFrame | None = None) -> pd.DataFr
     wide.index.name = "row"
     wide.columns.name = "column"
     return wide
+
+
+#: Paper backbone labels -> this repository's backbone names (circle_repro.models); a label not
+#: listed here matches no experiment.
+REPO_BACKBONES = {
+    "ResNet34": "iresnet34",
+    "ResNet100": "iresnet100",
+    "ResNet50": "resnet50",
+    "BN-Inception": "bn_inception",
+    "MGN": "mgn",
+    "PCB": "pcb",
+}
+
+#: Loss types of params.yaml whose paper id differs from the type name.
+_PAPER_LOSS_OF_TYPE = {"circle_classifier": "circle", "lifted_structure": "lifted_struct"}
+
+#: Paper metric ids -> metrics.json keys, where not a pattern below.
+_REPO_METRIC = {"accuracy": "accuracy", "r1": "R-1", "map": "mAP", "rank1": "rank-1"}
+
+
+def paper_loss_id(loss_type: str) -> str:
+    """The paper's loss id of a params.yaml loss ``type`` (both Circle forms are ``circle``)."""
+    return _PAPER_LOSS_OF_TYPE.get(loss_type, loss_type)
+
+
+def repo_metric_name(paper_metric: str) -> str:
+    """The metrics.json key of a paper metric id: ``recall_at_4`` -> ``R@4``, ``tar_far_1e-4`` -> ``TAR@FAR=0.0001``."""
+    if match := re.fullmatch(r"recall_at_(\d+)", paper_metric):
+        return f"R@{match[1]}"
+    if match := re.fullmatch(r"tar_far_(.+)", paper_metric):
+        return f"TAR@FAR={float(match[1]):g}"
+    try:
+        return _REPO_METRIC[paper_metric]
+    except KeyError:
+        raise KeyError(f"paper metric {paper_metric!r} has no metrics.json name") from None
