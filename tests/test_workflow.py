@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from circle_repro import workflow as wf
-from circle_repro.config import expand_runs
+from circle_repro.config import expand_runs, select_profile
 from support import REPO_ROOT
 
 BIN = Path(sys.executable).parent
@@ -69,7 +69,9 @@ def _with_resources(params, experiment, **resources):
 def test_experiments_without_resources_train_on_one_cpu_with_the_defaults(repo_params):
     defaults = wf.TRAIN_RESOURCE_DEFAULTS
     assert defaults["gpus"] == 0
-    for experiment in repo_params["experiments"]:
+    cpu_only = [name for name, spec in repo_params["experiments"].items() if "resources" not in spec]
+    assert "demo_retrieval" in cpu_only and "mini_verification" in cpu_only
+    for experiment in cpu_only:
         assert wf.train_resources(repo_params, experiment) == {
             "runtime": defaults["runtime_min"],
             "mem_mb": defaults["mem_mb_per_gpu"],
@@ -107,6 +109,7 @@ def test_partial_resources_keep_the_other_defaults_and_one_gpu_needs_no_torchrun
 
 
 def test_train_rule_declares_only_names_some_experiment_uses(repo_params):
+    repo_params = select_profile(repo_params, "demo")  # its experiments declare no resources
     assert set(wf.train_rule_resources(repo_params)) == {"runtime", "mem_mb", "cpus_per_task", "nodes"}
     params = _with_resources(repo_params, "demo_retrieval", gpus=2, partition="gpu")
     declared = wf.train_rule_resources(params)

@@ -7,10 +7,13 @@ settings it depends on: editing one loss's gamma retrains that loss's runs and n
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from circle_repro.config import RunSpec, eval_config, expand_runs, train_config
+from circle_repro.data.sources import load_sources
+from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import HISTORY_FILENAME, METRICS_FILENAME, SIMILARITIES_FILENAME
 
 PREPARED_ROOT = Path("data/prepared")
@@ -54,6 +57,43 @@ def report_trigger(params: dict[str, Any]) -> str:
         for name, exp in params["experiments"].items()
     }
     return _as_trigger({"report": params["report"], "tracking": params["tracking"], "experiments": layout})
+
+
+TABLES = ("table1", "table2", "table3", "table4", "table5")
+
+
+def blocked_experiments(params: dict[str, Any], data_root: str | Path = "data") -> dict[str, str]:
+    """Experiments whose data set is manual or withdrawn and not placed: name -> what to place where.
+
+    They are left out of the default targets (the report marks their cells "data unavailable");
+    asking for their table explicitly fails with the reason (:func:`table_targets`).
+    """
+    sources = load_sources()
+    reasons = {name: unavailable_reason(sources[name], data_root) for name in {e["dataset"] for e in params["experiments"].values()}}
+    return {exp: reasons[spec["dataset"]] for exp, spec in params["experiments"].items() if reasons[spec["dataset"]]}
+
+
+def without(params: dict[str, Any], experiments: Iterable[str]) -> dict[str, Any]:
+    """``params`` minus the named experiments."""
+    drop = set(experiments)
+    return {**params, "experiments": {k: v for k, v in params["experiments"].items() if k not in drop}}
+
+
+def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -> list[str]:
+    """The metrics files of every run that fills a paper table; ValueError saying why when none can."""
+    experiments = [name for name, spec in params["experiments"].items() if spec["table"] == table and "sweep" not in spec]
+    if not experiments:
+        raise ValueError(f"{table}: profile {params['profile']!r} has no experiment for it (see params.yaml profiles)")
+    reasons = [f"{name}: {blocked[name]}" for name in experiments if name in blocked]
+    if reasons:
+        raise ValueError(f"{table} cannot run: " + "; ".join(reasons))
+    runnable = {**params, "experiments": {name: params["experiments"][name] for name in experiments}}
+    return metrics_targets(runnable)
+
+
+def data_targets(params: dict[str, Any]) -> list[str]:
+    """The manifest of every data set the params' experiments use."""
+    return sorted({(PREPARED_ROOT / spec["dataset"] / "manifest.parquet").as_posix() for spec in params["experiments"].values()})
 
 
 def run_outputs(params: dict[str, Any], filename: str) -> list[str]:

@@ -1,8 +1,8 @@
 rule report:
     input:
-        metrics=wf.metrics_targets(PARAMS),
-        similarities=wf.similarity_targets(PARAMS),
-        histories=wf.history_targets(PARAMS),
+        metrics=wf.metrics_targets(RUNNABLE),
+        similarities=wf.similarity_targets(RUNNABLE),
+        histories=wf.history_targets(RUNNABLE),
     output:
         md="reports/report.md",
         html="reports/report.html",

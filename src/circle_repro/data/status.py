@@ -100,6 +100,24 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+UNAVAILABLE_ACCESS = ("manual", "withdrawn")
+
+
+def unavailable_reason(source: Source, data_root: str | Path) -> str | None:
+    """Why a manual or withdrawn data set cannot be prepared here (its required raw files are not
+    all placed and it is not prepared), or None when it can. Cheap: looks at paths only."""
+    name = source.name
+    if source.access not in UNAVAILABLE_ACCESS or (prepared_dir(data_root, name) / MANIFEST_NAME).is_file():
+        return None
+    required = [f for f in source.files if not f.optional] or list(source.files)
+    paths = [_file_path(data_root, name, f) for f in required]
+    placed = all(p.exists() for p in paths) if any(not f.optional for f in source.files) else any(p.exists() for p in paths)
+    if placed:
+        return None
+    where = ", ".join(str(p) for p in paths) if len(paths) < 4 else f"{raw_dir(data_root, name)}/"
+    return f"{source.title} ({name}) is {source.access} and not placed: put {where} in place (circle-repro data status; instructions in sources.yaml)"
+
+
 def dataset_status(source: Source, data_root: str | Path) -> DatasetStatus:
     """The state of one data set under ``data_root``."""
     name = source.name
