@@ -8,6 +8,7 @@ optional evaluation columns ``camera``, ``role`` (query/gallery), ``template``, 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,27 @@ def write_manifest(frame: pd.DataFrame, prepared_dir: str | Path) -> Path:
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False)
     return target
+
+
+def write_side_table(frame: pd.DataFrame, prepared_dir: str | Path, filename: str) -> Path:
+    """Write an evaluation table beside the manifest (pairs, template pairs, noise lists) atomically."""
+    target = Path(prepared_dir) / filename
+    with atomic_path(target) as tmp:
+        frame.reset_index(drop=True).to_parquet(tmp, index=False)
+    return target
+
+
+def read_side_table(prepared_dir: str | Path, filename: str, columns: Sequence[str], if_missing: str) -> pd.DataFrame:
+    """Read an evaluation table beside the manifest; ManifestError when it or one of ``columns`` is absent
+    (``if_missing``: what the user should do about a missing file)."""
+    source = Path(prepared_dir) / filename
+    if not source.is_file():
+        raise ManifestError(f"{source}: not found; {if_missing}")
+    frame = pd.read_parquet(source)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"{source}: missing column(s) {missing}; expected {list(columns)}")
+    return frame
 
 
 def read_content_hash(prepared_dir: str | Path) -> str:

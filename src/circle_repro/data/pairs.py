@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from circle_repro.data.manifest import ManifestError
-from circle_repro.io import atomic_path
+from circle_repro.data.manifest import ManifestError, read_side_table, write_side_table
 
 PAIRS_FILENAME = "pairs.parquet"
 PAIR_COLUMNS = ("path_a", "path_b", "issame")
@@ -41,21 +40,13 @@ def sample_pairs(frame: pd.DataFrame, n_pairs: int, seed: int = 0) -> pd.DataFra
 
 def write_pairs(pairs: pd.DataFrame, prepared_dir: str | Path) -> Path:
     """Write the pairs file of a prepared data set atomically."""
-    target = Path(prepared_dir) / PAIRS_FILENAME
-    with atomic_path(target) as tmp:
-        pairs.reset_index(drop=True).to_parquet(tmp, index=False)
-    return target
+    return write_side_table(pairs, prepared_dir, PAIRS_FILENAME)
 
 
 def read_pairs(prepared_dir: str | Path, known_paths: pd.Series | None = None) -> pd.DataFrame:
     """Read and check a pairs file; ``known_paths`` (the manifest's) must contain every pair path."""
+    pairs = read_side_table(prepared_dir, PAIRS_FILENAME, PAIR_COLUMNS, "this prepared data set has no verification pairs")
     source = Path(prepared_dir) / PAIRS_FILENAME
-    if not source.is_file():
-        raise ManifestError(f"{source}: not found; this prepared data set has no verification pairs")
-    pairs = pd.read_parquet(source)
-    missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
-    if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; a pairs file needs {list(PAIR_COLUMNS)}")
     if not pd.api.types.is_bool_dtype(pairs["issame"]):
         raise ManifestError(f"{source}: column 'issame' must be boolean, found {pairs['issame'].dtype}")
     if known_paths is not None:

@@ -42,10 +42,9 @@ from circle_repro.data.acquire import first_present, obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.face_alignment import align_face
 from circle_repro.data.image_store import JPEG_QUALITY
-from circle_repro.data.manifest import ManifestError, write_manifest
+from circle_repro.data.manifest import read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
-from circle_repro.io import atomic_path
 
 SOURCE = load_sources()["ijbc"]  # accepted archive/folder and instructions: data/sources.yaml
 ARCHIVE_NAME = "IJB_release.tar"
@@ -53,6 +52,7 @@ ROOT_NAME = "IJBC"
 TEMPLATE_MEDIA_FILE = "ijbc_face_tid_mid.txt"
 LANDMARKS_FILE = "ijbc_name_5pts_score.txt"
 PAIRS_FILE = "ijbc_template_pair_label.txt"
+REPREPARE = "re-run `circle-repro data prepare` for ijbc"
 TEMPLATE_PAIRS_FILENAME = "template_pairs.parquet"
 DETECTOR_SCORES_FILENAME = "detector_scores.parquet"
 NO_IDENTITY = -1
@@ -203,11 +203,6 @@ def _ijbc_root(raw_dir: Path, out_dir: Path) -> Iterator[Path]:
         yield root
 
 
-def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        frame.to_parquet(tmp, index=False)
-
-
 def _aligned_or_reason(file: Path, landmarks: np.ndarray) -> tuple[bytes | None, str]:
     """The aligned JPEG of one crop, or None and why it could not be decoded or aligned."""
     raw = file.read_bytes()
@@ -262,9 +257,9 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     if lost.any():
         warnings.warn(f"{out_dir}: {int(lost.sum())} template pair(s) dropped: a template lost all its images "
                       "(undecodable crops, see skipped_images.json)", stacklevel=2)
-    _write_parquet(pairs[~lost].reset_index(drop=True), out_dir / TEMPLATE_PAIRS_FILENAME)
+    write_side_table(pairs[~lost].reset_index(drop=True), out_dir, TEMPLATE_PAIRS_FILENAME)
     scores = kept[["path", "detector_score"]].astype({"detector_score": np.float32})
-    _write_parquet(scores, out_dir / DETECTOR_SCORES_FILENAME)
+    write_side_table(scores, out_dir, DETECTOR_SCORES_FILENAME)
     frame = pd.DataFrame({
         "path": kept["path"],
         "label": np.full(len(kept), NO_IDENTITY, dtype=np.int64),
@@ -282,25 +277,14 @@ def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None 
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, workers=workers)
 
 
-def _read_side_file(prepared_dir: str | Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    source = Path(prepared_dir) / name
-    if not source.is_file():
-        raise ManifestError(f"{source}: not found; re-run `circle-repro data prepare` for ijbc")
-    frame = pd.read_parquet(source)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; expected {list(columns)}")
-    return frame
-
-
 def read_template_pairs(prepared_dir: str | Path) -> pd.DataFrame:
     """The template pairs of a prepared IJB-C: ``t1``, ``t2``, ``label`` (1 = genuine), in file order."""
-    return _read_side_file(prepared_dir, TEMPLATE_PAIRS_FILENAME, ("t1", "t2", "label"))
+    return read_side_table(prepared_dir, TEMPLATE_PAIRS_FILENAME, ("t1", "t2", "label"), REPREPARE)
 
 
 def read_detector_scores(prepared_dir: str | Path) -> pd.DataFrame:
     """The detector (faceness) score of each prepared image: ``path``, ``detector_score``."""
-    return _read_side_file(prepared_dir, DETECTOR_SCORES_FILENAME, ("path", "detector_score"))
+    return read_side_table(prepared_dir, DETECTOR_SCORES_FILENAME, ("path", "detector_score"), REPREPARE)
 
 
 ENTRY = DatasetEntry(name="ijbc", prepare=prepare, transform="face", in_channels=3, protocol="ijb")

@@ -45,10 +45,10 @@ import pandas as pd
 
 from circle_repro.data.acquire import obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.manifest import ManifestError, write_manifest
+from circle_repro.data.manifest import read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store
 from circle_repro.data.sources import load_sources
-from circle_repro.io import atomic_path, write_json
+from circle_repro.io import write_json
 
 SOURCE = load_sources()["megaface"]  # files, instructions and substitutes: data/sources.yaml
 PROBE_LIST, DISTRACTOR_LIST = "facescrub_lst", "megaface_lst"
@@ -197,8 +197,7 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         + _noise_rows("megaface", distractor_noises, marked_distractors),
         columns=list(NOISE_COLUMNS),
     )
-    with atomic_path(out_dir / NOISES_FILENAME) as tmp:
-        noises.to_parquet(tmp, index=False)
+    write_side_table(noises, out_dir, NOISES_FILENAME)
     write_json(out_dir / IDENTITIES_FILENAME, identities)
     frame = pd.DataFrame(rows, columns=["path", "label", "role"]).astype({"label": np.int64})
     frame.insert(2, "split", "test")
@@ -214,14 +213,7 @@ def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None 
 
 def read_noises(prepared_dir: str | Path) -> pd.DataFrame:
     """The parsed noise lists of a prepared MegaFace: ``list``, ``entry``, ``path`` (null: no prepared image)."""
-    source = Path(prepared_dir) / NOISES_FILENAME
-    if not source.is_file():
-        raise ManifestError(f"{source}: not found; re-run `circle-repro data prepare` for megaface")
-    noises = pd.read_parquet(source)
-    missing = [c for c in NOISE_COLUMNS if c not in noises.columns]
-    if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; expected {list(NOISE_COLUMNS)}")
-    return noises
+    return read_side_table(prepared_dir, NOISES_FILENAME, NOISE_COLUMNS, "re-run `circle-repro data prepare` for megaface")
 
 
 def noise_flags(prepared_dir: str | Path, paths: pd.Series | list[str]) -> np.ndarray:

@@ -44,10 +44,9 @@ import pandas as pd
 from circle_repro.data.acquire import first_present, missing_error
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.image_store import SkippedImagesWarning
-from circle_repro.data.manifest import ManifestError, write_manifest
+from circle_repro.data.manifest import ManifestError, read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
-from circle_repro.io import atomic_path
 
 SOURCE = load_sources()["ytf"]
 ARCHIVE = "YouTubeFaces.tar.gz"
@@ -188,22 +187,13 @@ def read_splits(root: Path) -> list[VideoPair]:
 
 def write_video_pairs(pairs: pd.DataFrame, prepared_dir: str | Path) -> Path:
     """Write ``video_pairs.parquet`` of a prepared data set atomically."""
-    target = Path(prepared_dir) / VIDEO_PAIRS_FILENAME
-    with atomic_path(target) as tmp:
-        pairs.reset_index(drop=True)[list(VIDEO_PAIR_COLUMNS)].to_parquet(tmp, index=False)
-    return target
+    return write_side_table(pairs[list(VIDEO_PAIR_COLUMNS)], prepared_dir, VIDEO_PAIRS_FILENAME)
 
 
 def read_video_pairs(prepared_dir: str | Path, known_templates: pd.Series | None = None) -> pd.DataFrame:
     """Read and check ``video_pairs.parquet``; ``known_templates`` (the manifest's) must hold every pair's videos."""
     source = Path(prepared_dir) / VIDEO_PAIRS_FILENAME
-    if not source.is_file():
-        raise ManifestError(f"{source}: not found; prepare the ytf data set first")
-    pairs = pd.read_parquet(source)
-    missing = [c for c in VIDEO_PAIR_COLUMNS if c not in pairs.columns]
-    if missing:
-        raise ManifestError(f"{source}: missing column(s) {missing}; a video pairs file needs "
-                            f"{list(VIDEO_PAIR_COLUMNS)}")
+    pairs = read_side_table(prepared_dir, VIDEO_PAIRS_FILENAME, VIDEO_PAIR_COLUMNS, "prepare the ytf data set first")
     if known_templates is not None:
         unknown = sorted((set(pairs["template_a"]) | set(pairs["template_b"])) - set(known_templates))
         if unknown:
