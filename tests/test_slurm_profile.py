@@ -331,6 +331,7 @@ def test_killed_training_job_is_resubmitted_and_resumes_from_its_checkpoint(tmp_
     experiment["losses"] = {"CircleLoss": experiment["losses"]["CircleLoss"]}
     params["experiments"] = {"demo_retrieval": experiment}
     params["profiles"] = {"demo": {**params["profiles"]["demo"], "experiments": ["demo_retrieval"]}}
+    params.pop("sweeps")  # they build on the experiments removed above
     bin_dir = _stub_bin(tmp_path)
     (bin_dir / "circle-repro").write_text(KILL_FIRST_TRAIN)
     (bin_dir / "circle-repro").chmod(0o755)
