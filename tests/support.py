@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +24,13 @@ def tiny_params(params: dict[str, Any], epochs: int = 1, max_images: int | None 
             train["epochs"] = epochs
         train["max_images"] = max_images
     return tiny
+
+
+def spawn_ranks(worker: Callable[[int, str, str], None], folder: Path, world_size: int) -> list[dict]:
+    """Run ``worker(rank, init_file, out_dir)`` in ``world_size`` processes; return what each saved as
+    ``out_dir/rank<r>.pt`` (a dict), in rank order."""
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(worker, args=(str(folder / "init"), str(folder)), nprocs=world_size, join=True)
+    return [torch.load(folder / f"rank{rank}.pt", weights_only=False) for rank in range(world_size)]

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from circle_repro.engine.checkpoint import full_model_state, gather_sharded_state, shard_checkpoint
 from circle_repro.engine.model import EmbeddingModel
+from support import spawn_ranks
 
 WORLD_SIZE = 2
 LOCAL_BATCH = 8
@@ -114,8 +115,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD_SIZE, join=True)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
+    return spawn_ranks(_worker, tmp, WORLD_SIZE)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

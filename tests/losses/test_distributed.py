@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from circle_repro.losses import (
@@ -27,6 +26,7 @@ from circle_repro.losses import (
     TripletMarginLoss,
 )
 from circle_repro.losses.distributed import gather_batch
+from support import spawn_ranks
 
 WORLD_SIZE = 2
 LOCAL_BATCH = 10
@@ -114,8 +114,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD_SIZE, join=True)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
+    return spawn_ranks(_worker, tmp, WORLD_SIZE)
 
 
 def single_process(name: str) -> tuple[float, torch.Tensor, torch.Tensor]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from circle_repro.losses import LOSSES, ShardedClassifier, build_loss
 from circle_repro.losses.partial_fc import full_state_names, shard_range, sharded_cross_entropy
 from circle_repro.losses.proxy import NO_TARGET, ProxyClassifier, replace_target, target_values
+from support import spawn_ranks
 
 HEADS = {
     "softmax": {},
@@ -219,8 +219,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("partial_fc")
-    mp.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD_SIZE, join=True)
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
+    return spawn_ranks(_worker, tmp, WORLD_SIZE)
 
 
 @pytest.mark.parametrize(("name", "rate"), CASES)
