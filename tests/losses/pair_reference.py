@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -28,3 +29,13 @@ def anchor_sets(matrix: list[list[float]], labels: torch.Tensor, ref_labels: tor
         positives = [v for j, v in enumerate(row) if r_labels[j] == q_labels[a] and not (exclude_self and j == a)]
         negatives = [v for j, v in enumerate(row) if r_labels[j] != q_labels[a]]
         yield positives, negatives
+
+
+def assert_matches_reference(ours: torch.Tensor, ours_x: torch.Tensor, ref: torch.Tensor, ref_x: torch.Tensor) -> None:
+    """Our loss equals a reference implementation's to rel 1e-5, and so do the input gradients
+    (absolute slack 1e-5 of the largest reference gradient); both losses are back-propagated here."""
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    ours.backward()
+    ref.backward()
+    atol = 1e-5 * ref_x.grad.abs().max().item()
+    torch.testing.assert_close(ours_x.grad, ref_x.grad, rtol=1e-5, atol=atol)
