@@ -23,7 +23,9 @@ overhead = plain images/s / mmengine images/s (above 1: the mmengine path is slo
 Without mmengine installed (a GPU box with torch only) the plain loop runs alone and the output
 says so. mmengine's AmpOptimWrapper refuses the CPU, so ``--device cpu --amp ...`` is plain-only.
 Peak memory (CUDA) is torch.cuda.max_memory_allocated over both loops. Compare ratios and
-figures from the same device only.
+figures from the same device only. ``benchmarks/compare_throughput.py RESULTS.json`` sets a CUDA
+results file beside the published insightface / fast-reid figures in
+``benchmarks/published_throughput.yaml``.
 """
 
 from __future__ import annotations

@@ -7,14 +7,21 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+import yaml
+
+from circle_repro.config import INHERITED_FROM_TRAINER, expand_trained_by
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_params(params: dict[str, Any], epochs: int = 1, max_images: int | None = 400) -> dict[str, Any]:
     """The committed params cut down to one seed, ``epochs`` epochs (2 iterations for an
-    iteration-based recipe) and a training subset."""
+    iteration-based recipe) and a training subset; ``trained_by`` experiments completed from their
+    cut-down trainers."""
     tiny = copy.deepcopy(params)
     for experiment in tiny["experiments"].values():
+        if "trained_by" in experiment:
+            continue
         experiment["seeds"] = experiment["seeds"][:1]
         train = experiment["train"]
         if "iterations" in train:
@@ -23,7 +30,19 @@ def tiny_params(params: dict[str, Any], epochs: int = 1, max_images: int | None 
         else:
             train["epochs"] = epochs
         train["max_images"] = max_images
-    return tiny
+    return expand_trained_by(tiny)
+
+
+def write_params(params: dict[str, Any], path: Path) -> Path:
+    """Write ``params`` as a params.yaml holds them: a ``trained_by`` experiment without what it takes
+    from its trainer (see :func:`circle_repro.config.expand_trained_by`)."""
+    inherited = {*INHERITED_FROM_TRAINER, "train_dataset"}
+    experiments = {
+        name: {key: value for key, value in spec.items() if key not in inherited} if "trained_by" in spec else spec
+        for name, spec in params["experiments"].items()
+    }
+    path.write_text(yaml.safe_dump({**params, "experiments": experiments}, sort_keys=False))
+    return path
 
 
 def spawn_ranks(worker: Callable[[int, str, str], None], folder: Path, world_size: int) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from circle_repro.config import expand_runs, load_params
+from circle_repro.config import RunSpec, expand_runs, experiment_datasets, load_params, training_run
 from circle_repro.workflow import TABLES
 from support import REPO_ROOT
 
@@ -31,14 +31,25 @@ def _jobs(output: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M) if rule != "total"}
 
 
-def _runs(table: str | None = None) -> int:
-    return sum(1 for run in expand_runs(PAPER) if table is None or PAPER["experiments"][run.experiment]["table"] == table)
+def _runs(table: str | None = None, sweeps: bool = True) -> list[RunSpec]:
+    """The evaluated runs of a table (None: every table), with or without the sweep's."""
+    return [
+        run
+        for run in expand_runs(PAPER)
+        if (table is None or PAPER["experiments"][run.experiment]["table"] == table)
+        and (sweeps or "sweep" not in PAPER["experiments"][run.experiment])
+    ]
+
+
+def _counts(runs: list[RunSpec]) -> dict[str, int]:
+    """Train and evaluate jobs of some runs: one evaluation each, one training per distinct trainer run."""
+    return {"train": len({training_run(PAPER, run) for run in runs}), "evaluate": len(runs)}
 
 
 @pytest.fixture
 def placed(tmp_path):
     """Every paper data set prepared: a stand-in manifest per data set (a dry run reads none)."""
-    for dataset in {spec["dataset"] for spec in PAPER["experiments"].values()}:
+    for dataset in {name for spec in PAPER["experiments"].values() for name in experiment_datasets(spec)}:
         manifest = tmp_path / "data" / "prepared" / dataset / "manifest.parquet"
         manifest.parent.mkdir(parents=True)
         manifest.write_bytes(b"")
@@ -49,22 +60,23 @@ def test_all_lists_every_run_of_the_paper_profile(placed):
     result = _dry_run(placed)
     assert result.returncode == 0, result.stderr
     jobs = _jobs(result.stdout)
-    assert jobs == {"all": 1, "report": 1, "train": _runs(), "evaluate": _runs()}
+    assert jobs == {"all": 1, "report": 1} | _counts(_runs())
     assert "skipping" not in result.stderr
 
 
-@pytest.mark.parametrize("table", ["table4", "table5"])
+def test_the_face_tables_share_one_training_per_backbone_loss_and_seed():
+    face = _runs("table1") + _runs("table2") + _runs("table3")
+    trainers = {training_run(PAPER, run).experiment for run in face if "sweep" not in PAPER["experiments"][run.experiment]}
+    assert trainers == {"table1_megaface_r34", "table1_megaface_r100"}
+    # 5 losses x 3 seeds per backbone train; R34 is evaluated on 5 test sets, R100 on 2; the sweep trains its own
+    assert _counts(_runs("table1", sweeps=False) + _runs("table2") + _runs("table3")) == {"train": 30, "evaluate": 105}
+
+
+@pytest.mark.parametrize("table", TABLES)
 def test_each_table_target_lists_its_runs(placed, table):
     result = _dry_run(placed, table)
     assert result.returncode == 0, result.stderr
-    assert _jobs(result.stdout) == {table: 1, "train": _runs(table), "evaluate": _runs(table)}
-
-
-@pytest.mark.parametrize("table", [t for t in TABLES if t not in ("table4", "table5")])
-def test_a_table_without_experiments_says_so(placed, table):
-    result = _dry_run(placed, table)
-    assert result.returncode != 0
-    assert f"{table}: profile 'paper' has no experiment for it" in result.stdout + result.stderr
+    assert _jobs(result.stdout) == {table: 1} | _counts(_runs(table, sweeps=False))
 
 
 def test_without_data_the_manual_sets_are_skipped_with_the_reason(tmp_path):
@@ -74,9 +86,11 @@ def test_without_data_the_manual_sets_are_skipped_with_the_reason(tmp_path):
     for experiment, spec in PAPER["experiments"].items():
         if spec["dataset"] in ("market1501", "msmt17", "cars196"):
             assert re.search(rf"skipping {experiment}: .*\({spec['dataset']}\) is (manual|withdrawn) and not placed", log)
+        if spec.get("train_dataset") == "ms1mv2":  # every face experiment: the training set is manual
+            assert re.search(rf"skipping {experiment}: .*\(ms1mv2\) is manual and not placed", log)
     downloadable = [name for name, spec in PAPER["experiments"].items() if spec["dataset"] in ("cub200", "sop")]
-    runs = sum(1 for run in expand_runs(PAPER) if run.experiment in downloadable)
-    assert _jobs(result.stdout) == {"all": 1, "report": 1, "prepare_data": 2, "train": runs, "evaluate": runs}
+    runs = [run for run in expand_runs(PAPER) if run.experiment in downloadable]
+    assert _jobs(result.stdout) == {"all": 1, "report": 1, "prepare_data": 2} | _counts(runs)
 
 
 def test_asking_for_a_table_whose_data_is_missing_fails_at_once_saying_what_to_place(tmp_path):

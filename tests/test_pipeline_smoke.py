@@ -5,15 +5,18 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from circle_repro.config import expand_runs, load_params
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.sources import load_sources
+from circle_repro.plan import experiment_group
 from fixtures.formats import build_verification_bin
-from support import REPO_ROOT, tiny_params
+from support import REPO_ROOT, tiny_params, write_params
 
 DATA_PIPELINE = Path("datasets") / "dvc.yaml"  # the paper data sets' stages, apart from the demo's dvc.yaml
 ENV = os.environ | {
@@ -47,14 +50,10 @@ def _planned_jobs(output: str) -> dict[str, int]:
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M) if rule != "total"}
 
 
-def _write_params(path, params):
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture
 def tiny(tmp_path, repo_params):
     params = tiny_params(repo_params, epochs=1, max_images=400)
-    _write_params(tmp_path / "params.yaml", params)
+    write_params(params, tmp_path / "params.yaml")
     return tmp_path, params
 
 
@@ -67,16 +66,28 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
     assert (workdir / "reports" / "report.html").stat().st_size > 10_000
     assert (workdir / "mlflow.db").is_file()
     assert "Traceback" not in out.stderr
+    # planned against actual: every run's jobs left a Snakemake benchmark file that the report read
+    demo = load_params(workdir / "params.yaml")
+    runs = {table: sum(1 for run in expand_runs(demo) if experiment_group(demo["experiments"][run.experiment]) == table)
+            for table in ("table5", "figures")}  # fmt: skip
+    assert f"| Table 5 | {runs['table5']} | 0.00 | 0.00 | " in report
+    assert f"| {runs['table5']} of {runs['table5']} |" in report and f"| {runs['figures']} of {runs['figures']} |" in report
+
+    _snakemake(workdir, "--report", "reports/snakemake_report.zip")
+    with zipfile.ZipFile(workdir / "reports" / "snakemake_report.zip") as archive:
+        names = archive.namelist()
+    assert any(name.endswith("/report.html") and "/data/" in name for name in names), names
+    assert any(name.endswith("/results.csv") for name in names), names
 
     assert "Nothing to be done" in _snakemake(workdir, "--dry-run").stdout
 
     params["experiments"]["demo_retrieval"]["losses"]["CircleLoss"]["gamma"] = 64
-    _write_params(workdir / "params.yaml", params)
+    write_params(params, workdir / "params.yaml")
     planned = _planned_jobs(_snakemake(workdir, "--dry-run").stdout)
     assert planned == {"train": 1, "evaluate": 1, "report": 1, "all": 1}
 
     params["experiments"]["demo_retrieval"]["evaluation"]["ks"] = [1, 2, 4]
-    _write_params(workdir / "params.yaml", params)
+    write_params(params, workdir / "params.yaml")
     planned = _planned_jobs(_snakemake(workdir, "--dry-run").stdout)
     assert planned == {"train": 1, "evaluate": 2, "report": 1, "all": 1}
 
@@ -84,7 +95,7 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
 def test_bad_params_stop_snakemake_before_any_work(tiny):
     workdir, params = tiny
     params["experiments"]["demo_retrieval"]["sampler"]["k"] = 1
-    _write_params(workdir / "params.yaml", params)
+    write_params(params, workdir / "params.yaml")
     result = _snakemake(workdir, check=False)
     assert result.returncode != 0
     assert "experiments.demo_retrieval.sampler.k: 1 is less than the minimum of 2" in result.stdout + result.stderr

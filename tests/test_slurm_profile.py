@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from support import REPO_ROOT, tiny_params
+from support import REPO_ROOT, tiny_params, write_params
 
 VENV_BIN = Path(sys.executable).parent
 ACCOUNT = "circle_test"  # what the stub sacct guesses and sacctmgr accepts
@@ -197,7 +196,7 @@ def _project(root: Path, params: dict[str, Any]) -> Path:
     shutil.copy(REPO_ROOT / "Snakefile", project / "Snakefile")
     shutil.copytree(REPO_ROOT / "workflow", project / "workflow")
     shutil.copytree(REPO_ROOT / "profiles", project / "profiles")
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(params, project / "params.yaml")
     return project
 
 

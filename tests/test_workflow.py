@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from circle_repro import workflow as wf
-from circle_repro.config import expand_runs, select_profile
+from circle_repro.config import RunSpec, expand_runs, expand_trained_by, select_profile
 from support import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 
 
 def _triggers(params):
+    params = expand_trained_by(params)
     runs = expand_runs(params)
     return (
         {run: wf.train_trigger(params, run) for run in runs},
@@ -51,10 +52,68 @@ def test_report_title_moves_only_the_report(repo_params):
 
 
 def test_targets_cover_every_run(repo_params):
-    metrics = wf.metrics_targets(repo_params)
-    assert len(metrics) == len(expand_runs(repo_params))
+    params = expand_trained_by(repo_params)
+    metrics = wf.metrics_targets(params)
+    assert len(metrics) == len(expand_runs(params))
     assert "runs/demo_retrieval/CircleLoss/seed0/metrics.json" in metrics
-    assert wf.prepared_dir(repo_params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
+    assert wf.test_data_dir(params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
+    assert wf.train_data_dir(params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
+
+
+# --- Experiments that evaluate another experiment's weights (trained_by) -------------------------
+
+
+def test_a_trained_by_experiment_evaluates_its_trainers_weights_on_its_own_data(repo_params):
+    params = select_profile(repo_params, "paper")
+    assert wf.train_data_dir(params, "table2_lfw_r34").as_posix() == "data/prepared/ms1mv2"
+    assert wf.test_data_dir(params, "table2_lfw_r34").as_posix() == "data/prepared/lfw"
+    assert wf.evaluate_inputs(params, "table2_lfw_r34", "ArcFace", "1") == {
+        "manifest": "data/prepared/lfw/manifest.parquet",
+        "weights": "runs/table1_megaface_r34/ArcFace/seed1/model.pth",
+        "initial_weights": "runs/table1_megaface_r34/ArcFace/seed1/model_init.pth",
+        "record": "runs/table1_megaface_r34/ArcFace/seed1/train.json",
+    }
+    assert wf.evaluate_inputs(params, "table5_sop", "CircleLoss", 0)["weights"] == "runs/table5_sop/CircleLoss/seed0/model.pth"
+    assert "data/prepared/ms1mv2/manifest.parquet" in wf.data_targets(params)
+    # the trainer validates on the three verification packs during training: train inputs and data targets
+    assert wf.train_inputs(params, "table1_megaface_r34") == {
+        "manifest": "data/prepared/ms1mv2/manifest.parquet",
+        "validation_lfw": "data/prepared/lfw/manifest.parquet",
+        "validation_cfp_fp": "data/prepared/cfp_fp/manifest.parquet",
+        "validation_agedb_30": "data/prepared/agedb_30/manifest.parquet",
+    }
+    assert wf.train_inputs(params, "table5_sop") == {"manifest": "data/prepared/sop/manifest.parquet"}
+    assert "data/prepared/agedb_30/manifest.parquet" in wf.data_targets(params)
+    # its metrics are its own; the training history is the trainer's, listed once
+    assert "runs/table2_lfw_r34/ArcFace/seed1/metrics.json" in wf.metrics_targets(params)
+    histories = wf.history_targets(params)
+    assert "runs/table1_megaface_r34/ArcFace/seed1/history.csv" in histories
+    assert not any(path.startswith("runs/table2_") for path in histories)
+    assert len(histories) == len(set(histories))
+
+
+def test_a_trainer_setting_moves_the_evaluations_of_its_weights_too(repo_params):
+    changed = copy.deepcopy(repo_params)
+    r34 = changed["experiments"]["table1_megaface_r34"]
+    r34["losses"] = copy.deepcopy(r34["losses"])  # its own copy: R100 shares the YAML anchor's mapping
+    r34["losses"]["CircleLoss"]["gamma"] = 128
+    (train_a, eval_a, _), (train_b, eval_b, _) = _triggers(repo_params), _triggers(changed)
+    moved = {run for run in train_a if train_a[run] != train_b[run]}
+    trained_by_r34 = {"table1_megaface_r34", "table2_lfw_r34", "table2_ytf_r34", "table2_cfp_fp_r34", "table3_ijbc_r34"}
+    assert {run.experiment for run in moved} == trained_by_r34
+    assert {run.loss for run in moved} == {"CircleLoss"}
+    assert eval_a == eval_b
+    run = RunSpec("table2_lfw_r34", "CircleLoss", 0)
+    assert train_b[run] == train_b[RunSpec("table1_megaface_r34", "CircleLoss", 0)]
+
+
+def test_blocked_experiments_name_a_missing_training_set_too(repo_params, tmp_path):
+    params = select_profile(repo_params, "paper")
+    (tmp_path / "prepared" / "lfw").mkdir(parents=True)  # the test set prepared, the training set not placed
+    (tmp_path / "prepared" / "lfw" / "manifest.parquet").write_bytes(b"")
+    blocked = wf.blocked_experiments(params, tmp_path)
+    assert "(ms1mv2) is manual and not placed" in blocked["table2_lfw_r34"]
+    assert "(lfw)" not in blocked["table2_lfw_r34"]
 
 
 # --- Cluster resources and the launch line (profiles/slurm) --------------------------------------

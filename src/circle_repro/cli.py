@@ -10,6 +10,7 @@ from pathlib import Path
 from circle_repro.config import ConfigError, eval_config, expand_runs, find_run, load_params, train_config
 from circle_repro.data.manifest import ManifestError
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
+from circle_repro.plan import DEFAULT_THROUGHPUT
 
 
 def _params_arg(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,16 @@ def _cmd_validate(args: argparse.Namespace) -> None:
 def _cmd_runs(args: argparse.Namespace) -> None:
     for run in expand_runs(load_params(args.params, args.profile)):
         print(run.run_id)
+
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    from circle_repro.plan import format_plan, load_throughput, make_plan, write_plan
+
+    params = load_params(args.params, args.profile)
+    plan = make_plan(params, load_throughput(args.throughput), data_root=args.data_root)
+    print(format_plan(plan))
+    if args.out is not None:
+        print(f"plan written: {write_plan(plan, args.out)}")
 
 
 def _cmd_data_prepare(args: argparse.Namespace) -> None:
@@ -51,8 +62,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     run = find_run(params, args.run)
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     weights = train_run(
-        train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher
-    )
+        train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher,
+        validation_root=args.prepared_root,
+    )  # fmt: skip
     print(f"trained {run.run_id}: {weights}")
 
 
@@ -61,7 +73,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
-    result = evaluate_run(args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=args.run_dir)
+    out_dir = args.out or args.run_dir
+    result = evaluate_run(args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir)
     summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
     print(f"evaluated {run.run_id}: {summary}")
 
@@ -74,8 +87,9 @@ def _cmd_report(args: argparse.Namespace) -> None:
     metrics_files = args.metrics or metrics_targets(params)
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     outputs = build_report(
-        params, metrics_files=metrics_files, out_dir=args.out, tracking_uri=uri, data_root=args.data_root
-    )
+        params, metrics_files=metrics_files, out_dir=args.out, tracking_uri=uri, data_root=args.data_root,
+        throughput_file=args.throughput, benchmark_root=args.benchmarks,
+    )  # fmt: skip
     print("report written: " + ", ".join(str(path) for path in outputs))
 
 
@@ -91,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     runs = verbs.add_parser("runs", help="list the run ids the params define")
     _params_arg(runs)
     runs.set_defaults(func=_cmd_runs)
+
+    plan = verbs.add_parser(
+        "plan", help="per paper table: runs, GPU-hours from measured throughput, disk for data and checkpoints, missing data"
+    )
+    plan.add_argument(
+        "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
+        help="a benchmarks/train_throughput.py --out file: images/s per backbone on one GPU",
+    )  # fmt: skip
+    plan.add_argument("--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/ (default: data)")
+    plan.add_argument("--out", type=Path, default=None, help="also write the plan as JSON here")
+    _params_arg(plan)
+    plan.set_defaults(func=_cmd_plan)
 
     data = verbs.add_parser("data", help="data set steps").add_subparsers(dest="data_verb", required=True)
     prepare = data.add_parser("prepare", help="turn a data set's raw layout into a manifest")
@@ -109,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True, help="prepared data folder")
     train.add_argument("--out", type=Path, required=True, help="run folder")
     train.add_argument(
+        "--prepared-root", type=Path, help="holds the prepared train.validation sets (default: the folder holding --data)"
+    )
+    train.add_argument(
         "--launcher",
         choices=("none", "pytorch", "slurm"),
         default="none",
@@ -121,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = verbs.add_parser("evaluate", help="evaluate one trained run")
     evaluate.add_argument("--run", required=True, help="run id: experiment/loss/seedN")
     evaluate.add_argument("--data", type=Path, required=True, help="prepared data folder")
-    evaluate.add_argument("--run-dir", type=Path, required=True, help="the run folder holding model.pth")
+    evaluate.add_argument(
+        "--run-dir", type=Path, required=True, help="the folder of the run that trained the weights (model.pth)"
+    )
+    evaluate.add_argument("--out", type=Path, help="where metrics.json and the arrays go (default: --run-dir)")
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
@@ -135,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/: which data sets are on disk"
     )
+    report.add_argument(
+        "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
+        help="measured training throughput for the planned hours (a missing file: nothing estimated)",
+    )  # fmt: skip
+    report.add_argument(
+        "--benchmarks", type=Path, default=Path("."),
+        help="the workflow's working directory: its logs/benchmarks/ holds the jobs' Snakemake benchmark files",
+    )  # fmt: skip
     _params_arg(report)
     report.set_defaults(func=_cmd_report)
     return parser

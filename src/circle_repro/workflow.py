@@ -11,10 +11,26 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import RunSpec, eval_config, expand_runs, train_config
+from circle_repro.config import (
+    RunSpec,
+    eval_config,
+    expand_runs,
+    experiment_datasets,
+    train_config,
+    train_dataset,
+    training_run,
+    validation_datasets,
+)
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
-from circle_repro.layout import HISTORY_FILENAME, METRICS_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.layout import (
+    HISTORY_FILENAME,
+    INITIAL_WEIGHTS_FILENAME,
+    METRICS_FILENAME,
+    SIMILARITIES_FILENAME,
+    TRAIN_RECORD_FILENAME,
+    WEIGHTS_FILENAME,
+)
 
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
@@ -30,9 +46,33 @@ def run_from_wildcards(experiment: str, loss: str, seed: str | int) -> RunSpec:
     return RunSpec(experiment, loss, int(seed))
 
 
-def prepared_dir(params: dict[str, Any], experiment: str) -> Path:
-    """The prepared data folder an experiment trains and evaluates on."""
+def test_data_dir(params: dict[str, Any], experiment: str) -> Path:
+    """The prepared data folder an experiment evaluates on."""
     return PREPARED_ROOT / params["experiments"][experiment]["dataset"]
+
+
+def train_data_dir(params: dict[str, Any], experiment: str) -> Path:
+    """The prepared data folder an experiment trains on."""
+    return PREPARED_ROOT / train_dataset(params["experiments"][experiment])
+
+
+def train_inputs(params: dict[str, Any], experiment: str) -> dict[str, str]:
+    """The train rule's inputs: the training set's manifest and those of its validation sets (beside it)."""
+    spec = params["experiments"][experiment]
+    inputs = {"manifest": (train_data_dir(params, experiment) / "manifest.parquet").as_posix()}
+    return inputs | {f"validation_{name}": (PREPARED_ROOT / name / "manifest.parquet").as_posix() for name in validation_datasets(spec)}
+
+
+def evaluate_inputs(params: dict[str, Any], experiment: str, loss: str, seed: str | int) -> dict[str, str]:
+    """The evaluate rule's inputs for one run: its test set's manifest, and the weights, initial weights
+    and train record of the run that trained them (itself, or its trainer's run for ``trained_by``)."""
+    weights_dir = training_run(params, run_from_wildcards(experiment, loss, seed)).run_dir(RUNS_ROOT)
+    return {
+        "manifest": (test_data_dir(params, experiment) / "manifest.parquet").as_posix(),
+        "weights": (weights_dir / WEIGHTS_FILENAME).as_posix(),
+        "initial_weights": (weights_dir / INITIAL_WEIGHTS_FILENAME).as_posix(),
+        "record": (weights_dir / TRAIN_RECORD_FILENAME).as_posix(),
+    }
 
 
 def dataset_trigger(params: dict[str, Any], dataset: str) -> str:
@@ -69,8 +109,10 @@ def blocked_experiments(params: dict[str, Any], data_root: str | Path = "data") 
     asking for their table explicitly fails with the reason (:func:`table_targets`).
     """
     sources = load_sources()
-    reasons = {name: unavailable_reason(sources[name], data_root) for name in {e["dataset"] for e in params["experiments"].values()}}
-    return {exp: reasons[spec["dataset"]] for exp, spec in params["experiments"].items() if reasons[spec["dataset"]]}
+    needed = {exp: experiment_datasets(spec) for exp, spec in params["experiments"].items()}
+    reasons = {name: unavailable_reason(sources[name], data_root) for names in needed.values() for name in names}
+    blocked = {exp: "; ".join(reasons[name] for name in names if reasons[name]) for exp, names in needed.items()}
+    return {exp: reason for exp, reason in blocked.items() if reason}
 
 
 def without(params: dict[str, Any], experiments: Iterable[str]) -> dict[str, Any]:
@@ -92,8 +134,9 @@ def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -
 
 
 def data_targets(params: dict[str, Any]) -> list[str]:
-    """The manifest of every data set the params' experiments use."""
-    return sorted({(PREPARED_ROOT / spec["dataset"] / "manifest.parquet").as_posix() for spec in params["experiments"].values()})
+    """The manifest of every data set the params' experiments train or evaluate on."""
+    names = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
+    return sorted((PREPARED_ROOT / name / "manifest.parquet").as_posix() for name in names)
 
 
 def run_outputs(params: dict[str, Any], filename: str) -> list[str]:
@@ -112,8 +155,9 @@ def similarity_targets(params: dict[str, Any]) -> list[str]:
 
 
 def history_targets(params: dict[str, Any]) -> list[str]:
-    """Every run's training history: what the report's dynamics figure reads."""
-    return run_outputs(params, HISTORY_FILENAME)
+    """The training history of every run that trains: what the report's dynamics figure reads."""
+    runs = {training_run(params, run) for run in expand_runs(params)}
+    return [(run.run_dir(RUNS_ROOT) / HISTORY_FILENAME).as_posix() for run in sorted(runs)]
 
 
 # --- Cluster resources (profiles/slurm) ----------------------------------------------------------

@@ -5,12 +5,16 @@ import pytest
 from circle_repro.config import (
     ConfigError,
     RunSpec,
+    config_hash,
+    eval_config,
     expand_runs,
+    expand_trained_by,
     find_run,
     load_params,
     params_schema,
     select_profile,
     train_config,
+    training_run,
     validate_params,
 )
 from circle_repro.losses import LOSSES, build_loss
@@ -98,6 +102,7 @@ def test_schema_loss_types_are_registered_and_build():
 
 
 def test_runs_and_configs(repo_params):
+    repo_params = expand_trained_by(repo_params)
     runs = expand_runs(repo_params)
     assert runs == sorted(runs)
     run = find_run(repo_params, "demo_retrieval/CircleLoss/seed1")
@@ -136,3 +141,55 @@ def test_hostile_profile_or_experiment_names_are_refused(repo_params):
     hostile = copy.deepcopy(repo_params)
     hostile["experiments"]["x;touch pwned"] = hostile["experiments"]["demo_retrieval"]
     assert "does not match" in _error(hostile)
+
+
+# --- trained_by: one training, several test sets (the face tables) --------------------------------
+
+
+def test_a_trained_by_experiment_takes_its_trainers_runs_and_config(repo_params):
+    params = select_profile(repo_params, "paper")
+    lfw, trainer = params["experiments"]["table2_lfw_r34"], params["experiments"]["table1_megaface_r34"]
+    for key in ("seeds", "model", "sampler", "train", "losses", "resources"):
+        assert lfw[key] == trainer[key]
+    assert (lfw["dataset"], lfw["train_dataset"], lfw["table"]) == ("lfw", "ms1mv2", "table2")
+    run = RunSpec("table2_lfw_r34", "CircleLoss", 2)
+    assert training_run(params, run) == RunSpec("table1_megaface_r34", "CircleLoss", 2)
+    # the same weights: the same train config and hash, so results are matched to the training run
+    assert train_config(params, run) == train_config(params, training_run(params, run))
+    assert config_hash(train_config(params, run)) == config_hash(train_config(params, training_run(params, run)))
+    assert train_config(params, run)["dataset"] == "ms1mv2"
+    evaluation = eval_config(params, run)
+    assert (evaluation["run_id"], evaluation["trained_by"]) == (run.run_id, "table1_megaface_r34/CircleLoss/seed2")
+    assert (evaluation["dataset"], evaluation["table"]) == ("lfw", "table2")
+    # a plain experiment trains its own weights
+    plain = RunSpec("table5_sop", "CircleLoss", 0)
+    assert training_run(params, plain) == plain and eval_config(params, plain)["trained_by"] == plain.run_id
+
+
+def test_a_trained_by_experiment_may_only_name_its_test_set(repo_params):
+    bad = copy.deepcopy(repo_params)
+    bad["experiments"]["table2_lfw_r34"]["seeds"] = [7]
+    assert "experiments.table2_lfw_r34: Additional properties are not allowed ('seeds' was unexpected)" in _error(bad)
+    del bad["experiments"]["table2_lfw_r34"]["seeds"]
+    del bad["experiments"]["table2_lfw_r34"]["evaluation"]
+    assert "experiments.table2_lfw_r34: 'evaluation' is a required property" in _error(bad)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p["experiments"]["table2_lfw_r34"].update(trained_by="nope"),
+         "experiments.table2_lfw_r34.trained_by: 'nope' is not an experiment"),
+        (lambda p: p["experiments"]["table2_ytf_r34"].update(trained_by="table2_lfw_r34"),
+         "experiments.table2_ytf_r34.trained_by: 'table2_lfw_r34' does not train (it has trained_by 'table1_megaface_r34')"),
+        (lambda p: p["profiles"]["paper"]["experiments"].remove("table1_megaface_r100"),
+         "profiles.paper.experiments: table3_ijbc_r100 evaluates the weights of table1_megaface_r100, which the "
+         "profile does not list; add table1_megaface_r100"),
+        (lambda p: p["sweeps"]["figure3_megaface_r34"].update(base="table2_lfw_r34"),
+         "sweeps.figure3_megaface_r34.base: 'table2_lfw_r34' trains nothing (trained_by)"),
+    ],
+)
+def test_trained_by_cross_references_are_checked(repo_params, edit, message):
+    bad = copy.deepcopy(repo_params)
+    edit(bad)
+    assert message in _error(bad)

@@ -427,6 +427,10 @@ def _fake_run(run_dir):
     (run_dir / TRAIN_RECORD_FILENAME).write_text(json.dumps(record))
 
 
+_RUN = {"run_id": "exp/CircleLoss/seed0", "experiment": "exp", "loss_name": "CircleLoss", "seed": 0, "table": "table3",
+        "trained_by": "exp/CircleLoss/seed0"}  # fmt: skip
+
+
 def test_evaluate_run_writes_results_and_skips_similarities_without_identities(prepared, tmp_path, monkeypatch):
     logged = []
     monkeypatch.setattr(evaluate_module, "log_to_run", lambda *args, **kwargs: logged.append((args, kwargs)))
@@ -434,7 +438,7 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
     _fake_run(run_dir)
     (run_dir / SIMILARITIES_FILENAME).write_bytes(b"stale")
 
-    config = {"dataset": "ijbc", "evaluation": {"protocol": "ijb", "fars": [0.5]}}
+    config = _RUN | {"dataset": "ijbc", "evaluation": {"protocol": "ijb", "fars": [0.5]}}
     result = evaluate_run(run_dir, prepared("ijbc"), config, run_dir, device="cpu")
     assert result["protocol"] == "ijb" and result["n_images"] == 8
     assert list(result["metrics"]) == list(result["untrained_metrics"]) == ["TAR@FAR=0.5"]
@@ -445,7 +449,7 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
     (_, _, metrics), _ = logged[-1]
     assert set(metrics) == {"TAR@FAR=0.5", "untrained_TAR@FAR=0.5"}
 
-    config = {"dataset": "megaface", "evaluation": {"protocol": "megaface", "fars": [0.1]}}
+    config = _RUN | {"dataset": "megaface", "evaluation": {"protocol": "megaface", "fars": [0.1]}}
     result = evaluate_run(run_dir, prepared("megaface"), config, run_dir, device="cpu")
     assert list(result["metrics"]) == ["rank-1", "TAR@FAR=0.1"]
     with np.load(run_dir / SIMILARITIES_FILENAME) as similarities:
@@ -455,4 +459,4 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
         assert per_query["rank-1"].mean() == pytest.approx(result["metrics"]["rank-1"], abs=1e-12)
 
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
-        evaluate_run(run_dir, prepared("megaface"), {"dataset": "megaface", "evaluation": {"protocol": "x"}}, run_dir)
+        evaluate_run(run_dir, prepared("megaface"), _RUN | {"dataset": "megaface", "evaluation": {"protocol": "x"}}, run_dir)

@@ -1,5 +1,6 @@
 """Training through mmengine's Runner, evaluation, and the MLflow records both leave."""
 
+import copy
 import json
 from importlib import metadata
 
@@ -149,3 +150,49 @@ def test_class_level_head_trains_and_evaluates_on_verification_pairs(tmp_path, r
         assert per_pair["accuracy"].mean() == pytest.approx(result["metrics"]["accuracy"], abs=1e-12)  # equal folds
     logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"]).data.metrics
     assert logged["TAR_at_FAR_0.01"] == pytest.approx(result["metrics"]["TAR@FAR=0.01"])
+
+
+def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(trained_circle, prepared_mnist5k, tmp_path):
+    """trained_by: the Circle run's weights scored again, on the demo's verification pairs, as the face
+    tables score one training on several test sets."""
+    from circle_repro.config import expand_trained_by
+    from circle_repro.report.results import load_results
+
+    params, trained, run_dir, uri, trained_result = trained_circle
+    params = copy.deepcopy(params)
+    params["experiments"]["demo_pairs"] = {
+        "trained_by": "demo_retrieval", "table": "table2", "dataset": "mnist5k",
+        "evaluation": {"protocol": "verification_pairs", "n_folds": 10, "fars": [0.01]},
+    }  # fmt: skip
+    params = expand_trained_by(params)
+    run = find_run(params, "demo_pairs/CircleLoss/seed0")
+    out_dir = tmp_path / "demo_pairs"
+
+    with pytest.raises(ValueError, match=r"holds run 'demo_retrieval/CircleLoss/seed0', but demo_pairs/CircleLoss/seed0 evaluates the weights of 'other/CircleLoss/seed0'"):
+        evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run) | {"trained_by": "other/CircleLoss/seed0"}, out_dir)
+    result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), out_dir)
+
+    assert (result["run_id"], result["experiment"], result["table"]) == (run.run_id, "demo_pairs", "table2")
+    assert result["trained_by"] == trained.run_id and result["config_hash"] == trained_result["config_hash"]
+    assert set(result["metrics"]) == {"accuracy", "accuracy_std", "TAR@FAR=0.01"}
+    assert json.loads((out_dir / "metrics.json").read_text()) == json.loads(json.dumps(result))
+    assert not (run_dir / "metrics.json").read_text().count("demo_pairs")  # the trainer's own result untouched
+
+    client = MlflowClient(tracking_uri=uri)
+    child = client.get_run(result["mlflow_run_id"])
+    assert child.info.run_id != trained_result["mlflow_run_id"]
+    assert child.data.tags["mlflow.parentRunId"] == trained_result["mlflow_run_id"]
+    assert child.data.tags["run_id"] == run.run_id and child.data.tags["trained_by"] == trained.run_id
+    assert child.data.tags["config_hash"] == trained_result["config_hash"]
+    assert child.data.tags["git_commit"] == client.get_run(trained_result["mlflow_run_id"]).data.tags["git_commit"]
+    assert child.data.metrics["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+    assert child.info.status == "FINISHED"
+
+    only_these = {**params, "experiments": {name: params["experiments"][name] for name in ("demo_retrieval", "demo_pairs")}}
+    for tracking_uri, source, mlflow_id in ((uri, "MLflow", result["mlflow_run_id"]), (None, "metrics.json", result["mlflow_run_id"])):
+        results = load_results(only_these, [run_dir / "metrics.json", out_dir / "metrics.json"], tracking_uri)
+        (found,) = results.of("demo_pairs", "CircleLoss")
+        assert (found.source, found.mlflow_run_id) == (source, mlflow_id)
+        assert found.metrics["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+        (own,) = results.of("demo_retrieval", "CircleLoss")
+        assert own.metrics["R@1"] == pytest.approx(trained_result["metrics"]["R@1"])

@@ -3,6 +3,8 @@ rule prepare_data:
         "data/prepared/{dataset}/manifest.parquet",
     log:
         "logs/data/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/data/{dataset}.tsv"
     resources:
         **wf.step_resources("prepare_data"),
     params:

@@ -1,15 +1,15 @@
 rule evaluate:
     input:
-        manifest=lambda w: wf.prepared_dir(PARAMS, w.experiment) / "manifest.parquet",
-        weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
-        initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
-        record="runs/{experiment}/{loss}/seed{seed}/train.json",
+        # the test set, and the weights of the run that trained them (its own, or its trainer's)
+        unpack(lambda w: wf.evaluate_inputs(PARAMS, w.experiment, w.loss, w.seed)),
     output:
         metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",
         similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
         per_query="runs/{experiment}/{loss}/seed{seed}/per_query.npz",
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{experiment}/{loss}/seed{seed}.tsv"
     threads: 1
     resources:
         **wf.step_resources("evaluate"),
@@ -22,4 +22,5 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file} --profile {params.profile}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
-        " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights}) > {log} 2>&1"
+        " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights})"
+        " --out $(dirname {output.metrics}) > {log} 2>&1"

@@ -1,3 +1,6 @@
+from circle_repro.plan import DEFAULT_THROUGHPUT
+
+
 rule report:
     input:
         metrics=wf.metrics_targets(RUNNABLE),
@@ -5,8 +8,16 @@ rule report:
         histories=wf.history_targets(RUNNABLE),
     output:
         md="reports/report.md",
-        html="reports/report.html",
-        csv="reports/results.csv",
+        html=report(
+            "reports/report.html",
+            caption="../report/report_html.rst",
+            category="Report",
+        ),
+        csv=report(
+            "reports/results.csv",
+            caption="../report/results_csv.rst",
+            category="Report",
+        ),
         metrics="reports/metrics.json",
     log:
         "logs/report.log",
@@ -16,5 +27,10 @@ rule report:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],
         trigger=wf.report_trigger(PARAMS),
+        # measured training throughput, for the planned hours (a missing file: nothing estimated). The
+        # actual hours are read from the jobs' benchmark files under logs/benchmarks/ where they lie:
+        # as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
+        throughput=f"{workflow.basedir}/{DEFAULT_THROUGHPUT}",
     shell:
-        "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports > {log} 2>&1"
+        "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports"
+        " --throughput {params.throughput} > {log} 2>&1"

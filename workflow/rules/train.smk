@@ -2,7 +2,8 @@
 # in params.yaml (circle_repro.workflow): more than one GPU starts torchrun on one node.
 rule train:
     input:
-        manifest=lambda w: wf.prepared_dir(PARAMS, w.experiment) / "manifest.parquet",
+        # the training set, and the validation sets of train.validation (prepared beside it)
+        unpack(lambda w: wf.train_inputs(PARAMS, w.experiment)),
     output:
         weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
         initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
@@ -10,6 +11,8 @@ rule train:
         history="runs/{experiment}/{loss}/seed{seed}/history.csv",
     log:
         "logs/train/{experiment}/{loss}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
     threads: 1
     resources:
         **wf.train_rule_resources(PARAMS),

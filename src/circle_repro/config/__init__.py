@@ -75,13 +75,50 @@ def expand_sweeps(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, "experiments": experiments}
 
 
+#: What an experiment with ``trained_by`` takes from the experiment that trains its weights.
+INHERITED_FROM_TRAINER = ("seeds", "model", "sampler", "train", "losses", "resources")
+
+
+def train_dataset(experiment: dict[str, Any]) -> str:
+    """The data set an experiment's runs train on: ``train_dataset``, else its ``dataset``."""
+    return experiment.get("train_dataset", experiment["dataset"])
+
+
+def validation_datasets(experiment: dict[str, Any]) -> list[str]:
+    """The data sets an experiment's training validates on (``train.validation.sets``)."""
+    return list(experiment["train"].get("validation", {}).get("sets", {}))
+
+
+def experiment_datasets(experiment: dict[str, Any]) -> list[str]:
+    """The data sets an experiment needs: its test set, its training set and its validation sets."""
+    return list(dict.fromkeys([experiment["dataset"], train_dataset(experiment), *validation_datasets(experiment)]))
+
+
+def expand_trained_by(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each ``trained_by`` experiment completed from its trainer: the trainer's seeds,
+    model, sampler, train settings, losses and resources, and its training data as ``train_dataset``.
+
+    Such an experiment evaluates the trainer's weights on its own test set (``dataset``, ``evaluation``)
+    for its own ``table``: one face training, five face test sets (Tables 1-3).
+    """
+    experiments = dict(params["experiments"])
+    for name, spec in params["experiments"].items():
+        if "trained_by" not in spec:
+            continue
+        trainer = params["experiments"][spec["trained_by"]]
+        inherited = {key: copy.deepcopy(trainer[key]) for key in INHERITED_FROM_TRAINER if key in trainer}
+        experiments[name] = {**inherited, "train_dataset": train_dataset(trainer), **spec}
+    return {**params, "experiments": experiments}
+
+
 def select_profile(params: dict[str, Any], profile: str | None = None, source: str = "params.yaml") -> dict[str, Any]:
     """``params`` with only the experiments of ``profile`` (default: the file's ``profile`` key), its
-    sweeps expanded into experiments (:func:`expand_sweeps`).
+    ``trained_by`` experiments completed (:func:`expand_trained_by`) and its sweeps expanded into
+    experiments (:func:`expand_sweeps`).
 
     ``profile`` in the result names the selected profile; data sets and the other sections are kept.
     """
-    params = expand_sweeps(params)
+    params = expand_sweeps(expand_trained_by(params))
     name = params["profile"] if profile is None else profile
     if name not in params["profiles"]:
         raise ConfigError(f"{source}: unknown profile {name!r}; defined profiles: {sorted(params['profiles'])}")
@@ -125,12 +162,32 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
         unknown = [exp for exp in profile["experiments"] if exp not in runnable]
         if unknown:
             problems.append(f"profiles.{name}.experiments: {unknown} not defined under experiments or sweeps; allowed: {runnable}")
+    experiments = params["experiments"]
+    for name, spec in experiments.items():
+        trainer = spec.get("trained_by")
+        if trainer is None:
+            continue
+        if trainer not in experiments:
+            problems.append(f"experiments.{name}.trained_by: {trainer!r} is not an experiment; allowed: {sorted(experiments)}")
+        elif "trained_by" in experiments[trainer]:
+            problems.append(
+                f"experiments.{name}.trained_by: {trainer!r} does not train (it has trained_by "
+                f"{experiments[trainer]['trained_by']!r}); name the experiment that trains the weights"
+            )
+        for profile_name, profile in params["profiles"].items():
+            if name in profile["experiments"] and trainer not in profile["experiments"]:
+                problems.append(
+                    f"profiles.{profile_name}.experiments: {name} evaluates the weights of {trainer}, "
+                    f"which the profile does not list; add {trainer}"
+                )
     for name, sweep in sweeps.items():
         if name in params["experiments"]:
             problems.append(f"sweeps.{name}: an experiment has the same name; rename one of them")
         base = params["experiments"].get(sweep["base"])
         if base is None:
             problems.append(f"sweeps.{name}.base: {sweep['base']!r} is not an experiment; allowed: {sorted(params['experiments'])}")
+        elif "trained_by" in base:
+            problems.append(f"sweeps.{name}.base: {sweep['base']!r} trains nothing (trained_by); sweep {base['trained_by']!r} instead")
         elif sweep["loss"] not in base["losses"]:
             problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} is not a loss of {sweep['base']}; allowed: {sorted(base['losses'])}")
         elif base["losses"][sweep["loss"]]["type"] not in ("circle", "circle_classifier", "am_softmax", "arcface", "normface"):
@@ -145,11 +202,13 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
                 "the retrieval protocol needs class-disjoint splits"
             )
     for name, exp in params["experiments"].items():
-        n_train = len(params["datasets"].get(exp["dataset"], {}).get("train_classes", ()))
+        if "trained_by" in exp:
+            continue
+        n_train = len(params["datasets"].get(train_dataset(exp), {}).get("train_classes", ()))
         if n_train and exp["sampler"]["p"] > n_train:
             problems.append(
                 f"experiments.{name}.sampler.p: {exp['sampler']['p']} classes per batch, but "
-                f"{exp['dataset']} has only {n_train} training classes; allowed: 2..{n_train}"
+                f"{train_dataset(exp)} has only {n_train} training classes; allowed: 2..{n_train}"
             )
     return problems
 
@@ -188,8 +247,18 @@ def expand_runs(params: dict[str, Any]) -> list[RunSpec]:
     )
 
 
+def training_run(params: dict[str, Any], run: RunSpec) -> RunSpec:
+    """The run that trains ``run``'s weights: its trainer's run (``trained_by``), else ``run`` itself."""
+    trainer = params["experiments"][run.experiment].get("trained_by", run.experiment)
+    return RunSpec(trainer, run.loss, run.seed)
+
+
 def train_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
-    """Everything one run's training depends on, and nothing else (a rerun trigger)."""
+    """Everything the training of ``run``'s weights depends on, and nothing else (a rerun trigger).
+
+    A ``trained_by`` run gets its trainer's config: the same weights, the same config hash.
+    """
+    run = training_run(params, run)
     exp = params["experiments"][run.experiment]
     return {
         "run_id": run.run_id,
@@ -197,7 +266,7 @@ def train_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
         "loss_name": run.loss,
         "seed": run.seed,
         "table": exp["table"],
-        "dataset": exp["dataset"],
+        "dataset": train_dataset(exp),
         "model": exp["model"],
         "sampler": exp["sampler"],
         "train": exp["train"],
@@ -207,9 +276,19 @@ def train_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
 
 
 def eval_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
-    """Everything one run's evaluation depends on beyond its checkpoint."""
+    """Everything one run's evaluation depends on beyond its checkpoint; ``trained_by`` names the run
+    whose weights it evaluates (itself, unless the experiment has ``trained_by``)."""
     exp = params["experiments"][run.experiment]
-    return {"run_id": run.run_id, "dataset": exp["dataset"], "evaluation": exp["evaluation"]}
+    return {
+        "run_id": run.run_id,
+        "experiment": run.experiment,
+        "loss_name": run.loss,
+        "seed": run.seed,
+        "table": exp["table"],
+        "trained_by": training_run(params, run).run_id,
+        "dataset": exp["dataset"],
+        "evaluation": exp["evaluation"],
+    }
 
 
 def config_hash(config: Any) -> str:

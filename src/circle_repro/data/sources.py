@@ -19,7 +19,7 @@ ACCESS_KINDS = ("download", "manual", "withdrawn", "embedded")
 TABLE_IDS = ("table1", "table2", "table3", "table4", "table5")
 
 _REQUIRED_KEYS = ("title", "access", "licence", "tables", "homepage", "files")
-_OPTIONAL_KEYS = ("instructions", "substitutes", "expected", "notes")
+_OPTIONAL_KEYS = ("instructions", "substitutes", "expected", "notes", "training_only")
 _FILE_REQUIRED = ("name", "url")
 _FILE_OPTIONAL = ("alt_urls", "size_bytes", "md5", "sha256", "content_sha256", "content_bytes", "optional")
 _HEX_LENGTHS = {"md5": 32, "sha256": 64, "content_sha256": 64}
@@ -72,10 +72,26 @@ class Source:
     substitutes: tuple[str, ...] = ()
     expected: tuple[tuple[str, int], ...] = ()
     notes: str | None = None
+    training_only: bool = False
 
     @property
     def expected_counts(self) -> dict[str, int]:
         return dict(self.expected)
+
+    @property
+    def train_images(self) -> int | None:
+        """Documented training images: ``expected.train_images``, or ``images`` of a training-only set."""
+        counts = self.expected_counts
+        return counts.get("images") if self.training_only else counts.get("train_images")
+
+    @property
+    def train_classes(self) -> int | None:
+        """Documented training classes: ``expected.train_classes`` (``train_identities`` for re-ID), or
+        ``classes`` of a training-only set."""
+        counts = self.expected_counts
+        if self.training_only:
+            return counts.get("classes")
+        return counts.get("train_classes", counts.get("train_identities"))
 
 
 def _fail(path: Path, where: str, message: str) -> SourcesError:
@@ -193,6 +209,9 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
     expected_entry = entry.get("expected") or {}
     if not isinstance(expected_entry, dict):
         raise _fail(path, f"{name}.expected", f"expected a mapping of counts, got {expected_entry!r}")
+    training_only = entry.get("training_only", False)
+    if not isinstance(training_only, bool):
+        raise _fail(path, f"{name}.training_only", f"expected true or false, got {training_only!r}")
     expected = []
     for key, value in expected_entry.items():
         count = _count(path, f"{name}.expected.{key}", value)
@@ -211,6 +230,7 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
         substitutes=substitutes,
         expected=tuple(expected),
         notes=_string(path, f"{name}.notes", entry.get("notes"), nullable=True),
+        training_only=training_only,
     )
 
 

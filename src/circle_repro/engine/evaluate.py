@@ -9,6 +9,7 @@ metrics.json, per_query.npz and similarities.npz (atomically) before logging to 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from circle_repro.data.transforms import IMAGE_MODES, build_transform
 from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
-from circle_repro.engine.tracking import log_to_run
+from circle_repro.engine.tracking import log_to_child_run, log_to_run
 from circle_repro.evaluation.similarity import sample_anchor_pairs, sample_pair_similarities
 from circle_repro.io import atomic_path, write_json
 from circle_repro.layout import (
@@ -114,6 +115,17 @@ def model_embedder(
     return embed
 
 
+def evaluate_model(
+    model: torch.nn.Module, data_root: str | Path, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512
+) -> ProtocolResult:
+    """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of a prepared test set,
+    on ``model``'s embeddings as it is now (on its device)."""
+    protocol = get_protocol(evaluation["protocol"])
+    settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
+    embedder = model_embedder(model, data_root, get_dataset(dataset).transform, batch_size=batch_size)
+    return protocol(embedder, TestSet.load(data_root), settings)
+
+
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` to a compressed .npz, atomically."""
     with atomic_path(path) as tmp:
@@ -154,45 +166,58 @@ def evaluate_run(
     per_query.npz to the run's MLflow run.
 
     The same metrics of the run's initial (untrained, seeded) weights go beside them as the reference
-    that shows what training added. similarities.npz is written only where the test labels are
+    that shows what training added. A run that evaluates another run's weights (``trained_by`` in
+    ``eval_config``, the run of ``run_dir``) logs to a new MLflow run nested under that run's. similarities.npz is written only where the test labels are
     identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
-    entry = get_dataset(eval_config["dataset"])
+    if record["run_id"] != eval_config["trained_by"]:
+        raise ValueError(
+            f"{run_dir / TRAIN_RECORD_FILENAME}: holds run {record['run_id']!r}, but {eval_config['run_id']} "
+            f"evaluates the weights of {eval_config['trained_by']!r}; pass that run's folder as --run-dir"
+        )
     evaluation = eval_config["evaluation"]
-    protocol_name = evaluation["protocol"]
-    protocol = get_protocol(protocol_name)
-    settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    test = TestSet.load(data_root)
 
     def run_on(weights_file: str) -> ProtocolResult:
         model = load_trained_model(run_dir, weights_file).to(device)
-        return protocol(model_embedder(model, data_root, entry.transform, batch_size=batch_size), test, settings)
+        return evaluate_model(model, data_root, eval_config["dataset"], evaluation, batch_size=batch_size)
 
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)
     _save_similarities(out_dir / SIMILARITIES_FILENAME, trained)
     per_query_path = _save_npz(out_dir / PER_QUERY_FILENAME, trained.per_query)
     result = {
-        "run_id": record["run_id"],
-        "experiment": record["config"]["experiment"],
-        "loss": record["config"]["loss_name"],
-        "seed": record["config"]["seed"],
-        "table": record["config"]["table"],
+        "run_id": eval_config["run_id"],
+        "experiment": eval_config["experiment"],
+        "loss": eval_config["loss_name"],
+        "seed": eval_config["seed"],
+        "table": eval_config["table"],
+        "trained_by": record["run_id"],
         "dataset": eval_config["dataset"],
-        "protocol": protocol_name,
+        "protocol": evaluation["protocol"],
         "split": "test",
-        "n_images": int(len(test.frame)),
+        "n_images": int(len(TestSet.load(data_root).frame)),
         "metrics": trained.metrics,
         "untrained_metrics": untrained.metrics,
         "mlflow_run_id": record["mlflow_run_id"],
         "config_hash": record["config_hash"],
         "provenance": record["provenance"],
     }
-    metrics_path = out_dir / METRICS_FILENAME
-    write_json(metrics_path, result)
     logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained.metrics.items()}
-    log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=(metrics_path, per_query_path))
+    metrics_path = out_dir / METRICS_FILENAME
+    if record["run_id"] == eval_config["run_id"]:
+        write_json(metrics_path, result)
+        log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=(metrics_path, per_query_path))
+        return result
+    # Another test set of a training run's weights: its own MLflow run, nested under the training run.
+    tags = {key: str(eval_config[key]) for key in ("run_id", "experiment", "table", "dataset", "trained_by")}
+    with tempfile.TemporaryDirectory() as folder:
+        staged = Path(folder) / METRICS_FILENAME
+        write_json(staged, result)
+        result["mlflow_run_id"] = log_to_child_run(
+            record["tracking_uri"], record["mlflow_run_id"], tags, logged, artifacts=(staged, per_query_path)
+        )
+    write_json(metrics_path, result)
     return result

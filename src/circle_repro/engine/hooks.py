@@ -1,11 +1,12 @@
-"""mmengine hooks of circle-repro: exact-resume RNG state, the NaN guard, throughput, and the
-checkpoint hook that saves sharded heads whole."""
+"""mmengine hooks of circle-repro: exact-resume RNG state, the NaN guard, throughput, validation
+during training, and the checkpoint hook that saves sharded heads whole."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
 from circle_repro.engine.checkpoint import gather_sharded_state, insert_full_state, shard_checkpoint, unwrap_model
+from circle_repro.engine.tracking import metric_key
 
 
 @HOOKS.register_module()
@@ -82,6 +84,48 @@ class ThroughputHook(Hook):
         start_iter, start_time = self._start
         images = (runner.iter - start_iter) * runner.train_dataloader.batch_size * runner.world_size
         runner.message_hub.update_info("throughput_images_per_s", images / max(time.perf_counter() - start_time, 1e-9))
+
+
+@HOOKS.register_module()
+class PeriodicValidationHook(Hook):
+    """Every ``interval`` iterations and after the last one, run each validation set's protocol on the
+    model as it is (rank 0; the other ranks wait) and log the metrics as ``val/<set>/<metric>``.
+
+    ``sets`` maps a prepared data set under ``prepared_root`` to its ``evaluation:`` mapping. The RNG
+    states are restored afterwards and the model is put back in training mode, so a run with
+    validation trains exactly as one without.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, prepared_root: str, sets: dict[str, dict[str, Any]], interval: int) -> None:
+        self.prepared_root, self.sets, self.interval = Path(prepared_root), sets, interval
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if not (self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner)):
+            return
+        if runner.rank == 0:
+            self._validate(runner)
+        if runner.world_size > 1:
+            torch.distributed.barrier()
+
+    def _validate(self, runner: Any) -> None:
+        from circle_repro.engine.evaluate import evaluate_model
+
+        model = unwrap_model(runner.model)
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        scalars = {}
+        with torch.random.fork_rng(devices=devices):
+            for name, evaluation in self.sets.items():
+                result = evaluate_model(model, self.prepared_root / name, name, evaluation)
+                scalars |= {f"val/{name}/{metric_key(metric)}": value for metric, value in result.metrics.items()}
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        model.train()
+        runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
+        shown = ", ".join(f"{key.removeprefix('val/')} {value:.4f}" for key, value in scalars.items())
+        runner.logger.info(f"validation at iteration {runner.iter + 1}: {shown}")
 
 
 @HOOKS.register_module()

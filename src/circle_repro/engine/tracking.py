@@ -51,13 +51,37 @@ def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: t
 
     client = MlflowClient(tracking_uri=uri)
     for name, value in metrics.items():
-        client.log_metric(run_id, _metric_key(name), float(value))
+        client.log_metric(run_id, metric_key(name), float(value))
     for artifact in artifacts:
         client.log_artifact(run_id, str(artifact))
 
 
-def _metric_key(name: str) -> str:
-    # MLflow keys allow alphanumerics, _ - . space / only: "R@1" -> "R_at_1", "TAR@FAR=0.001" -> "TAR_at_FAR_0.001".
+def log_to_child_run(
+    uri: str, parent_run_id: str, tags: Mapping[str, str], metrics: Mapping[str, float], artifacts: tuple[Path, ...] = ()
+) -> str:
+    """Log metrics and artifacts to a new, finished MLflow run nested under ``parent_run_id``; its id.
+
+    The child copies the parent's tags (provenance, config hash) with ``tags`` on top: an evaluation of
+    a training run's weights on another test set gets a run of its own under the training run.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(parent_run_id)
+    inherited = {key: value for key, value in parent.data.tags.items() if not key.startswith("mlflow.")}
+    child = client.create_run(
+        parent.info.experiment_id,
+        tags={**inherited, **tags, "mlflow.parentRunId": parent_run_id},
+        run_name=tags.get("run_id"),
+    )
+    log_to_run(uri, child.info.run_id, metrics, artifacts)
+    client.set_terminated(child.info.run_id)
+    return child.info.run_id
+
+
+def metric_key(name: str) -> str:
+    """An MLflow metric key for a metric name: MLflow allows alphanumerics, _ - . space / only, so
+    "R@1" -> "R_at_1", "TAR@FAR=0.001" -> "TAR_at_FAR_0.001"."""
     return name.replace("@", "_at_").replace("=", "_")
 
 

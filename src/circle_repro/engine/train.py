@@ -262,6 +262,21 @@ def _model_wrapper_config(launcher: str) -> dict[str, Any] | None:
     return config
 
 
+def _validation_hooks(train: dict[str, Any], validation_root: Path) -> list[dict[str, Any]]:
+    """The validation hook of a ``train.validation`` section (none without one)."""
+    validation = train.get("validation")
+    if validation is None:
+        return []
+    missing = [name for name in validation["sets"] if not (validation_root / name / "manifest.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{validation_root}: no prepared {', '.join(missing)} for train.validation; "
+            f"run `circle-repro data prepare {missing[0]}` (or snakemake data) first"
+        )
+    return [dict(type="PeriodicValidationHook", prepared_root=str(validation_root), sets=validation["sets"],
+                 interval=validation["interval"])]  # fmt: skip
+
+
 def runner_config(
     run_config: dict[str, Any],
     data_root: Path,
@@ -271,8 +286,12 @@ def runner_config(
     provenance: dict[str, str],
     launcher: str = "none",
     per_epoch: int | None = None,
+    validation_root: Path | None = None,
 ) -> Config:
     """The full mmengine config of one training run; ``provenance`` becomes MLflow tags.
+
+    ``validation_root`` holds the prepared data sets of ``train.validation`` (default: beside
+    ``data_root``, as under data/prepared/).
 
     ``per_epoch`` (P x K batches per epoch and rank) places the lr milestones of epoch-based
     runs; it is computed from the data when not given. ``launcher`` is mmengine's.
@@ -284,6 +303,7 @@ def runner_config(
     if per_epoch is None:
         per_epoch = iterations_per_epoch(run_config, data_root, get_dist_info()[1])
     loops = _loop_configs(train, per_epoch)
+    validation_root = Path(data_root).parent if validation_root is None else Path(validation_root)
     pk_sampler = dict(type="PKSampler", p=sampler["p"], k=sampler["k"])
     tags = {key: str(run_config[key]) for key in ("run_id", "experiment", "loss_name", "seed", "table", "dataset")}
     tags["config_hash"] = config_hash(run_config)
@@ -308,7 +328,8 @@ def runner_config(
             checkpoint=loops["checkpoint"],
         ),
         log_processor=loops["log_processor"],
-        custom_hooks=[dict(type="RngStateHook"), dict(type="NonFiniteGuardHook"), dict(type="ThroughputHook")],
+        custom_hooks=[dict(type="RngStateHook"), dict(type="NonFiniteGuardHook"), dict(type="ThroughputHook")]
+        + _validation_hooks(train, validation_root),
         visualizer=dict(
             type="Visualizer",
             vis_backends=[
@@ -435,9 +456,11 @@ def train_run(
     out_dir: str | Path,
     tracking_uri: str,
     launcher: str = "none",
+    validation_root: str | Path | None = None,
 ) -> Path:
     """Train one run; write ``model_init.pth``, ``model.pth`` (weights only), ``history.csv`` and
-    ``train.json`` into ``out_dir``.
+    ``train.json`` into ``out_dir``. ``validation_root``: where the ``train.validation`` sets are
+    prepared (default: beside ``data_root``).
 
     A run started again (after a crash, a kill or a SLURM requeue) resumes from its latest
     checkpoint in ``out_dir/work`` and continues the same MLflow run.
@@ -465,7 +488,10 @@ def train_run(
             stacklevel=2,
         )
     per_epoch = iterations_per_epoch(run_config, data_root, world_size)
-    config = runner_config(run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch)
+    config = runner_config(
+        run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch,
+        None if validation_root is None else Path(validation_root),
+    )  # fmt: skip
     state_file = work_dir / RESUME_STATE_FILENAME
     previous = json.loads(state_file.read_text()) if main and state_file.is_file() else {}
     if main and previous.get("config_hash") != config_hash(run_config):

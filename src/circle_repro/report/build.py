@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from circle_repro.config import experiment_datasets
 from circle_repro.data.status import DatasetStatus, data_status
 from circle_repro.io import atomic_open, write_json
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
@@ -192,11 +193,10 @@ def paper_cells(
         notes = [f"also configured: {', '.join(f'{e}/{l}' for e, l in fillers[1:])}"] if len(fillers) > 1 else []
         cell = row_cell(results, experiment, loss, metric)
         if cell.interval.n == 0:
-            dataset = params["experiments"][experiment]["dataset"]
-            if _unavailable(statuses.get(dataset)):
+            missing = [name for name in experiment_datasets(params["experiments"][experiment]) if _unavailable(statuses.get(name))]
+            if missing:
                 status = "data unavailable"
-                access = statuses[dataset].access
-                notes.append(f"{dataset} ({access}) is not on disk; see `circle-repro data status`")
+                notes += [f"{name} ({statuses[name].access}) is not on disk; see `circle-repro data status`" for name in missing]
             else:
                 status = "not run"
                 evaluated = any(r.metrics for r in cell.runs)
@@ -588,6 +588,57 @@ _GRADIENT_CAPTION = (
 )
 
 
+def _compute_section(
+    params: dict[str, Any], throughput_file: str | Path | None, benchmark_root: str | Path | None, data_root: str | Path | None
+) -> list[Block]:
+    """Per table: training GPU-hours planned from measured throughput (circle_repro.plan) against the hours
+    the Snakemake benchmark files of its jobs recorded; "not run" where none of its runs has one."""
+    from circle_repro.plan import BENCHMARK_DIR, load_throughput, planned_vs_actual
+
+    throughput = None
+    if throughput_file is None:
+        source = "no throughput file given: nothing estimated"
+    elif not Path(throughput_file).is_file():
+        source = f"{throughput_file} not found: nothing estimated"
+    else:
+        throughput = load_throughput(throughput_file)
+        source = (
+            f"{throughput.device}, amp {throughput.amp}, batch {throughput.batch}, {throughput.source}; compute only: "
+            "forward, loss, backward and optimizer step, without data loading"
+        )
+    where = f"under {Path(benchmark_root, BENCHMARK_DIR)}/" if benchmark_root is not None else "(no folder given: none read)"
+    rows, notes = {}, []
+    for row in planned_vs_actual(params, throughput, benchmark_root, data_root):
+        actual, measured = row.actual, row.actual.runs_measured > 0
+        walls = (actual.train_hours, actual.evaluate_hours, actual.data_hours)
+        planned = f"{row.planned_gpu_hours:.2f}" + (f" + {len(row.not_estimated)} not estimated" if row.not_estimated else "")
+        label = table_label(row.table) if row.table.startswith("table") else "Figures (sweeps)"
+        rows[label] = {
+            "runs": actual.runs,
+            "planned GPU-h (training)": planned if actual.runs else "no experiment",
+            "actual GPU-h (training)": f"{actual.train_gpu_hours:.2f}" if measured else "not run",
+            "actual wall time h:mm:ss (train / evaluate / data)": (
+                " / ".join(str(dt.timedelta(seconds=round(3600 * hours))) for hours in walls) if measured else "not run"
+            ),
+            "runs with a benchmark file": f"{actual.runs_measured} of {actual.runs}",
+        }
+        notes += [f"{name}: {text}" for name, text in row.notes.items()]
+        notes += [f"unreadable benchmark file: {path}" for path in actual.unreadable]
+    blocks: list[Block] = [
+        Heading("Planned against actual compute"),
+        Paragraph(
+            f"Planned: the training GPU-hours `circle-repro plan` estimates from measured throughput ({source}). "
+            f"Actual: the Snakemake benchmark files of the train, evaluate and prepare_data jobs {where} (wall-clock "
+            "time; GPU-hours = a training job's wall time × its experiment's GPUs; a resubmitted job keeps only its "
+            "last attempt's file; a data set several tables use counts in each)."
+        ),
+        Table(pd.DataFrame.from_dict(rows, orient="index").rename_axis("Table"), "Planned against actual hours per table"),
+    ]
+    if notes:
+        blocks.append(Paragraph("Notes. " + " | ".join(notes)))
+    return blocks
+
+
 def build_report(
     params: dict[str, Any],
     metrics_files: Sequence[str | Path],
@@ -595,6 +646,8 @@ def build_report(
     *,
     tracking_uri: str | None = None,
     data_root: str | Path | None = None,
+    throughput_file: str | Path | None = None,
+    benchmark_root: str | Path | None = None,
     generated: str | None = None,
     commit: str | None = None,
 ) -> list[Path]:
@@ -602,7 +655,10 @@ def build_report(
 
     Results come from the MLflow store at ``tracking_uri`` with ``metrics_files`` as the fallback (None:
     the files only); ``data_root`` (holding raw/ and prepared/) tells which data sets are on disk (None:
-    not checked). ``generated`` and ``commit`` default to now and the checkout's HEAD (fixed in golden tests).
+    not checked). ``throughput_file`` (benchmarks/train_throughput.py output) and ``benchmark_root`` (the
+    workflow's working directory, holding logs/benchmarks/) feed the planned-against-actual section (None:
+    nothing estimated, nothing read). ``generated`` and ``commit`` default to now and the checkout's HEAD
+    (fixed in golden tests).
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
@@ -644,6 +700,7 @@ def build_report(
     if "gradient_maps" in params["report"]:
         figure = gradient_maps(params["report"]["gradient_maps"], figure_dir / "gradient_maps.png")
         blocks += [Heading("Gradients of the binary losses (paper Fig. 2)"), Figure(figure, _GRADIENT_CAPTION)]
+    blocks += _compute_section(params, throughput_file, benchmark_root, data_root)
     blocks += [
         Heading("Provenance"),
         Paragraph(
