@@ -253,6 +253,17 @@ def training_run(params: dict[str, Any], run: RunSpec) -> RunSpec:
     return RunSpec(trainer, run.loss, run.seed)
 
 
+def _identity(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
+    """Which run a config belongs to, and the table it fills."""
+    return {
+        "run_id": run.run_id,
+        "experiment": run.experiment,
+        "loss_name": run.loss,
+        "seed": run.seed,
+        "table": params["experiments"][run.experiment]["table"],
+    }
+
+
 def train_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
     """Everything the training of ``run``'s weights depends on, and nothing else (a rerun trigger).
 
@@ -260,12 +271,7 @@ def train_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
     """
     run = training_run(params, run)
     exp = params["experiments"][run.experiment]
-    return {
-        "run_id": run.run_id,
-        "experiment": run.experiment,
-        "loss_name": run.loss,
-        "seed": run.seed,
-        "table": exp["table"],
+    return _identity(params, run) | {
         "dataset": train_dataset(exp),
         "model": exp["model"],
         "sampler": exp["sampler"],
@@ -279,12 +285,7 @@ def eval_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
     """Everything one run's evaluation depends on beyond its checkpoint; ``trained_by`` names the run
     whose weights it evaluates (itself, unless the experiment has ``trained_by``)."""
     exp = params["experiments"][run.experiment]
-    return {
-        "run_id": run.run_id,
-        "experiment": run.experiment,
-        "loss_name": run.loss,
-        "seed": run.seed,
-        "table": exp["table"],
+    return _identity(params, run) | {
         "trained_by": training_run(params, run).run_id,
         "dataset": exp["dataset"],
         "evaluation": exp["evaluation"],
