@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -36,8 +37,6 @@ class AnchorPairs:
     same: Tensor
     self_cols: Tensor | None
     valid: Tensor
-    own_reference: bool = False
-    """True when the batch is its own reference set: self pairs on the diagonal of ``same``."""
 
     @cached_property
     def pos(self) -> Tensor:
@@ -75,40 +74,71 @@ def check_bool(name: str, value: object) -> bool:
 _NORM_EPS = 1e-12  # as F.normalize
 
 
-class _CosineGram(torch.autograd.Function):
-    """Cosines x̂ x̂ᵀ of the rows of ``x`` with x̂ = x / max(‖x‖, ε), as ``F.normalize``.
+def normalize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Unit rows x̂ = x / max(‖x‖, ε), as ``F.normalize``, and the clamped norms (N, 1)."""
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
+    return x / norm, norm
 
-    The backward uses the symmetry of the product, one matmul (G + Gᵀ) x̂, and the closed
-    form of the normalisation's Jacobian, (g − x̂⟨x̂, g⟩) / ‖x‖ (g / ε where ‖x‖ ≤ ε).
+
+def gram_grad_matrix(grad_sym: Tensor, sim: Tensor, norm: Tensor) -> Tensor:
+    """For sim = x̂ x̂ᵀ (x̂, norm from :func:`normalize_rows`) and the symmetrised gradient
+    G + Gᵀ w.r.t. ``sim`` (``grad_sym``, overwritten and returned): the matrix A with
+    gradient A x̂ / ‖x‖ w.r.t. x.
+
+    With g = (G + Gᵀ) x̂ the normalisation's Jacobian gives (g − x̂⟨x̂, g⟩) / ‖x‖, and
+    ⟨x̂ᵢ, gᵢ⟩ = Σⱼ (G + Gᵀ)ᵢⱼ sᵢⱼ = rᵢ, so A = G + Gᵀ − diag(r). Rows with ‖x‖ ≤ ε get
+    g / ε (rᵢ = 0), as ``F.normalize``.
+    """
+    radial = torch.linalg.vecdot(grad_sym, sim)
+    grad_sym.diagonal().sub_(torch.where(norm[:, 0] > _NORM_EPS, radial, 0.0))
+    return grad_sym
+
+
+def similarity_dtype(*tensors: Tensor) -> torch.dtype:
+    """Float64 if any of ``tensors`` is float64, else float32 (fp16/bf16 are cast up)."""
+    dtype = torch.float32
+    for tensor in tensors:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
+def autocast_off(device: torch.device) -> AbstractContextManager:
+    """A context with autocast disabled on ``device``'s type (a no-op when it is not on)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return nullcontext()
+
+
+class _CosineGram(torch.autograd.Function):
+    """Cosines x̂ x̂ᵀ of the rows of ``x`` (:func:`normalize_rows`).
+
+    The backward uses the symmetry of the product: one matmul, :func:`gram_grad_matrix`.
     Not twice differentiable.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
-        unit = x / norm
-        ctx.save_for_backward(unit, norm)
-        return unit @ unit.T
+        unit, norm = normalize_rows(x)
+        sim = unit @ unit.T
+        ctx.save_for_backward(sim, unit, norm)
+        return sim
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        unit, norm = ctx.saved_tensors
-        grad_unit = (grad + grad.T) @ unit
-        radial = torch.linalg.vecdot(grad_unit, unit, dim=1)[:, None]
-        radial = torch.where(norm > _NORM_EPS, radial, 0.0)
-        return grad_unit.addcmul_(unit, radial, value=-1).div_(norm)
+        sim, unit, norm = ctx.saved_tensors
+        return (gram_grad_matrix(grad + grad.T, sim, norm) @ unit).div_(norm)
 
 
 def cosine_similarity_matrix(x: Tensor, y: Tensor) -> Tensor:
     """Cosine similarities between the rows of ``x`` and ``y``.
 
-    Computed in float64 if either input is float64, else in float32 (fp16/bf16 are cast up),
-    with autocast disabled so that large scale factors never overflow. When ``y is x`` the
-    rows are normalised once and the fused :class:`_CosineGram` is used.
+    Computed in :func:`similarity_dtype`, with autocast disabled so that large scale
+    factors never overflow. When ``y is x`` the rows are normalised once and the fused
+    :class:`_CosineGram` is used.
     """
-    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    dtype = similarity_dtype(x, y)
+    with autocast_off(x.device):
         if y is x:
             return _CosineGram.apply(x.to(dtype))
         return F.normalize(x.to(dtype), dim=1) @ F.normalize(y.to(dtype), dim=1).T
@@ -165,7 +195,7 @@ def anchor_pairs(
             n_other = n_other - (1 - self_same)
     valid = (n_same > 0) & (n_other > 0)
     sim = cosine_similarity_matrix(embeddings, ref_embeddings)
-    return AnchorPairs(sim, same, self_cols, valid, own_reference=ref_labels is labels)
+    return AnchorPairs(sim, same, self_cols, valid)
 
 
 def masked_logsumexp(x: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
@@ -200,9 +230,10 @@ def warn_if_no_valid_anchor(loss: nn.Module, valid: Tensor) -> None:
 class PairwiseLoss(nn.Module):
     """Common forward pass of the pair-wise losses (every batch sample is an anchor).
 
-    Subclasses implement :meth:`per_anchor_loss`. The loss is the mean of it over anchors
-    having at least one positive and one negative; 0 (attached to the graph) when there is
-    none, with one :class:`EmptyBatchWarning` per instance. With ``all_gather=True`` and an
+    Subclasses implement :meth:`per_anchor_loss` (and may override :meth:`batch_loss` with
+    a fused equivalent). The loss is the mean of it over anchors having at least one
+    positive and one negative; 0 (attached to the graph) when there is none, with one
+    :class:`EmptyBatchWarning` per instance. With ``all_gather=True`` and an
     initialised process group of world size > 1, the batch of all ranks is the anchor and
     reference set (see :mod:`circle_repro.losses.distributed` for the exact semantics).
     Similarities and everything after them run in float32 (float64 for float64 inputs) with
@@ -243,11 +274,28 @@ class PairwiseLoss(nn.Module):
                 )
             check_batch(embeddings, labels)
             embeddings, labels, _, _ = gather_batch(embeddings, labels)
-        pairs = anchor_pairs(embeddings, labels, ref_embeddings, ref_labels, ref_includes_query)
-        with torch.autocast(device_type=pairs.sim.device.type, enabled=False):
-            per_anchor = self.per_anchor_loss(pairs)
-        loss = mean_over_valid(per_anchor, pairs.valid)
-        warn_if_no_valid_anchor(self, pairs.valid)
+        loss, valid = self.batch_loss(
+            embeddings, labels, ref_embeddings, ref_labels, ref_includes_query
+        )
+        warn_if_no_valid_anchor(self, valid)
         if world_size > 1:
             loss = scale_gradient(loss, world_size)
         return loss
+
+    def batch_loss(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None,
+        ref_labels: Tensor | None,
+        ref_includes_query: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Mean of :meth:`per_anchor_loss` over the valid anchors, and the valid mask (N,).
+
+        Arguments as :meth:`forward`, after any all-gather; subclasses may override it
+        with a fused computation of the same value.
+        """
+        pairs = anchor_pairs(embeddings, labels, ref_embeddings, ref_labels, ref_includes_query)
+        with autocast_off(pairs.sim.device):
+            per_anchor = self.per_anchor_loss(pairs)
+        return mean_over_valid(per_anchor, pairs.valid), pairs.valid
