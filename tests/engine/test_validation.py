@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from circle_repro.config import find_run, train_config
 from circle_repro.engine.evaluate import evaluate_model, load_trained_model
+from circle_repro.engine.protocols import TestSet
 from circle_repro.engine.train import train_run
 from support import tiny_params
 
@@ -41,7 +42,7 @@ def test_validation_is_logged_every_interval_and_leaves_training_unchanged(tmp_p
     assert [m.step for m in history] == expected_steps
     assert {"val/mnist5k/accuracy_std", "val/mnist5k/TAR_at_FAR_0.01"} <= set(record.get_run(mlflow_run_id).data.metrics)
     # the last validation scored the final weights: the same number as evaluating them afterwards
-    final = evaluate_model(load_trained_model(run_dir), prepared_mnist5k, "mnist5k", PAIRS)
+    final = evaluate_model(load_trained_model(run_dir), TestSet.load(prepared_mnist5k), "mnist5k", PAIRS)
     assert history[-1].value == pytest.approx(final.metrics["accuracy"], abs=1e-12)
 
 

@@ -116,14 +116,14 @@ def model_embedder(
 
 
 def evaluate_model(
-    model: torch.nn.Module, data_root: str | Path, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512
+    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512
 ) -> ProtocolResult:
-    """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of a prepared test set,
-    on ``model``'s embeddings as it is now (on its device)."""
+    """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of data set ``dataset``'s
+    prepared test set, on ``model``'s embeddings as it is now (on its device)."""
     protocol = get_protocol(evaluation["protocol"])
     settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
-    embedder = model_embedder(model, data_root, get_dataset(dataset).transform, batch_size=batch_size)
-    return protocol(embedder, TestSet.load(data_root), settings)
+    embedder = model_embedder(model, test.root, get_dataset(dataset).transform, batch_size=batch_size)
+    return protocol(embedder, test, settings)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -179,10 +179,11 @@ def evaluate_run(
         )
     evaluation = eval_config["evaluation"]
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    test = TestSet.load(data_root)
 
     def run_on(weights_file: str) -> ProtocolResult:
         model = load_trained_model(run_dir, weights_file).to(device)
-        return evaluate_model(model, data_root, eval_config["dataset"], evaluation, batch_size=batch_size)
+        return evaluate_model(model, test, eval_config["dataset"], evaluation, batch_size=batch_size)
 
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)
@@ -198,7 +199,7 @@ def evaluate_run(
         "dataset": eval_config["dataset"],
         "protocol": evaluation["protocol"],
         "split": "test",
-        "n_images": int(len(TestSet.load(data_root).frame)),
+        "n_images": int(len(test.frame)),
         "metrics": trained.metrics,
         "untrained_metrics": untrained.metrics,
         "mlflow_run_id": record["mlflow_run_id"],

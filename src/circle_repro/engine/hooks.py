@@ -100,6 +100,7 @@ class PeriodicValidationHook(Hook):
 
     def __init__(self, prepared_root: str, sets: dict[str, dict[str, Any]], interval: int) -> None:
         self.prepared_root, self.sets, self.interval = Path(prepared_root), sets, interval
+        self._tests: dict[str, Any] = {}  # each set's TestSet, read at its first validation
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         if not (self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner)):
@@ -111,6 +112,7 @@ class PeriodicValidationHook(Hook):
 
     def _validate(self, runner: Any) -> None:
         from circle_repro.engine.evaluate import evaluate_model
+        from circle_repro.engine.protocols import TestSet
 
         model = unwrap_model(runner.model)
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
@@ -118,7 +120,9 @@ class PeriodicValidationHook(Hook):
         scalars = {}
         with torch.random.fork_rng(devices=devices):
             for name, evaluation in self.sets.items():
-                result = evaluate_model(model, self.prepared_root / name, name, evaluation)
+                if name not in self._tests:
+                    self._tests[name] = TestSet.load(self.prepared_root / name)
+                result = evaluate_model(model, self._tests[name], name, evaluation)
                 scalars |= {f"val/{name}/{metric_key(metric)}": value for metric, value in result.metrics.items()}
         random.setstate(python_state)
         np.random.set_state(numpy_state)
