@@ -4,7 +4,7 @@
 # Scale: --config profile=demo|mini|... (default: the params file's `profile`)
 
 from circle_repro.config import ConfigError, load_params
-from circle_repro import workflow as wf
+from circle_repro import plan, workflow as wf
 
 PARAMS_FILE = config.get("params", "params.yaml")
 try:

@@ -256,17 +256,15 @@ def test_actual_hours_per_table_from_the_rules_benchmark_paths(params_file, tmp_
 
 
 def test_the_rules_write_benchmarks_where_the_plan_reads_them():
+    """The rules take their benchmark paths from circle_repro.plan, the one place that names them."""
     rules = {path.stem: path.read_text() for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk")}
     declared = {
-        name: re.search(r"^    benchmark:\n        \"(.+?)\"", text, flags=re.M).group(1)
+        name: re.search(r"^    benchmark:\n        (.+?)$", text, flags=re.M).group(1)
         for name, text in rules.items()
         if name in ("train", "evaluate", "data")
     }
-    assert declared == {
-        "train": planning.TRAIN_BENCHMARK,
-        "evaluate": planning.EVALUATE_BENCHMARK,
-        "data": planning.DATA_BENCHMARK,
-    }
+    assert declared == {"train": "plan.TRAIN_BENCHMARK", "evaluate": "plan.EVALUATE_BENCHMARK", "data": "plan.DATA_BENCHMARK"}
+    assert planning.TRAIN_BENCHMARK == "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
 
 
 def test_report_section_puts_planned_beside_actual(params_file, throughput_file, tmp_path):

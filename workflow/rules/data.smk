@@ -4,7 +4,7 @@ rule prepare_data:
     log:
         "logs/data/{dataset}.log",
     benchmark:
-        "logs/benchmarks/data/{dataset}.tsv"
+        plan.DATA_BENCHMARK
     resources:
         **wf.step_resources("prepare_data"),
     params:

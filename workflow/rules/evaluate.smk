@@ -9,7 +9,7 @@ rule evaluate:
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/evaluate/{experiment}/{loss}/seed{seed}.tsv"
+        plan.EVALUATE_BENCHMARK
     threads: 1
     resources:
         **wf.step_resources("evaluate"),

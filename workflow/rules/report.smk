@@ -1,6 +1,3 @@
-from circle_repro.plan import DEFAULT_THROUGHPUT
-
-
 rule report:
     input:
         metrics=wf.metrics_targets(RUNNABLE),
@@ -30,7 +27,7 @@ rule report:
         # measured training throughput, for the planned hours (a missing file: nothing estimated). The
         # actual hours are read from the jobs' benchmark files under logs/benchmarks/ where they lie:
         # as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
-        throughput=f"{workflow.basedir}/{DEFAULT_THROUGHPUT}",
+        throughput=f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
     shell:
         "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports"
         " --throughput {params.throughput} > {log} 2>&1"

@@ -12,7 +12,7 @@ rule train:
     log:
         "logs/train/{experiment}/{loss}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
+        plan.TRAIN_BENCHMARK
     threads: 1
     resources:
         **wf.train_rule_resources(PARAMS),
