@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from circle_repro.losses.pair_utils import check_real
+from circle_repro.losses.pair_utils import autocast_off, check_real, similarity_dtype
 from circle_repro.losses.proxy import ProxyClassifier, replace_target, target_values
 from circle_repro.losses.registry import register_loss
 
@@ -48,11 +48,9 @@ class SoftmaxClassifier(ProxyClassifier):
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Inner-product logits W x + b (N, C), in float32 (float64 for float64 inputs)."""
         self.check_inputs(embeddings, labels)
-        dtype = torch.promote_types(
-            torch.promote_types(embeddings.dtype, self.weight.dtype), torch.float32
-        )
+        dtype = similarity_dtype(embeddings, self.weight)
         bias = None if self.class_bias is None else self.class_bias.to(dtype)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        with autocast_off(embeddings.device):
             return F.linear(embeddings.to(dtype), self.weight.to(dtype), bias)
 
     def extra_repr(self) -> str:

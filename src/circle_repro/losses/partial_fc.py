@@ -52,7 +52,7 @@ from circle_repro.losses.distributed import (
     distributed_world_size,
     gather_labels,
 )
-from circle_repro.losses.pair_utils import check_batch
+from circle_repro.losses.pair_utils import autocast_off, check_batch
 from circle_repro.losses.proxy import NO_TARGET, ProxyClassifier
 
 
@@ -122,7 +122,7 @@ def sharded_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 
     Without a process group it is ``F.cross_entropy(logits, target)`` up to rounding.
     """
-    with torch.autocast(device_type=logits.device.type, enabled=False):
+    with autocast_off(logits.device):
         return _ShardedCrossEntropy.apply(logits, target.long())
 
 
