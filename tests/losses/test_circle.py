@@ -317,6 +317,39 @@ def test_classifier_gradient_is_that_of_eq6_with_alpha_frozen():
     torch.testing.assert_close(head.weight.grad, grad_w, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize(("m", "gamma"), [(0.25, 256.0), (-0.2, 64.0), (0.4, 80.0)])
+def test_classifier_forward_equals_cross_entropy_of_its_logits(m, gamma):
+    """The fused forward (loss and gradient formed together) against its logits then
+    F.cross_entropy under autograd, with target cosines near +1 and −1 (logits ≈ −1000 at
+    γ=256) and int32 labels."""
+    torch.manual_seed(4)
+    head = CircleClassifier(embedding_dim=8, num_classes=6, m=m, gamma=gamma).double()
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1, 2], dtype=torch.int32)
+    x = torch.randn(9, 8, dtype=torch.float64)
+    w = head.weight.detach()
+    x[:2] = 5 * w[labels[:2].long()]  # s_p ≈ 1
+    x[2:4] = -5 * w[labels[2:4].long()]  # s_p ≈ −1
+    results = []
+    for fused in (True, False):
+        head.zero_grad()
+        xs = x.clone().requires_grad_(True)
+        loss = head(xs, labels) if fused else F.cross_entropy(head.logits(xs, labels), labels.long())
+        (3 * loss).backward()
+        results.append((loss.detach(), xs.grad, head.weight.grad.clone()))
+    for ours, reference in zip(*results, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_classifier_without_gradient_gives_the_same_loss():
+    torch.manual_seed(5)
+    head = CircleClassifier(embedding_dim=4, num_classes=3, gamma=16).double()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        loss = head(x, labels)
+    assert loss.item() == pytest.approx(brute_classifier(x, head.weight, labels, 0.25, 16), rel=1e-10)
+
+
 def test_classifier_half_precision_input():
     head = CircleClassifier(embedding_dim=16, num_classes=10)
     x = torch.randn(8, 16).half()

@@ -347,10 +347,11 @@ def test_circle_with_alpha_frozen_to_one_is_am_softmax_with_margin_1_minus_2m(
     assert F.cross_entropy(frozen, labels).item() == pytest.approx(
         am(x, labels).item(), rel=1e-10
     )
-    # The same through CircleClassifier itself, with its α frozen to 1.
+    # The same through CircleClassifier.logits (whose CE the fused forward equals), α frozen to 1.
     monkeypatch.setattr(circle_module, "positive_logits", lambda s_p, m_, gamma_: gamma_ * (s_p - (1 - m_)))
     monkeypatch.setattr(circle_module, "negative_logits", lambda s_n, m_, gamma_: gamma_ * (s_n - m_))
-    assert circle(x, labels).item() == pytest.approx(am(x, labels).item(), rel=1e-10)
+    frozen_circle = F.cross_entropy(circle.logits(x, labels), labels)
+    assert frozen_circle.item() == pytest.approx(am(x, labels).item(), rel=1e-10)
     monkeypatch.undo()
     assert circle(x, labels).item() != pytest.approx(am(x, labels).item(), rel=1e-3)
 

@@ -109,7 +109,8 @@ def test_identical_embeddings_are_finite(name, kind):
 @pytest.mark.parametrize("tiny", [0.0, 1e-14])
 def test_tiny_embedding_row_matches_plain_autograd(name, tiny):
     # The batch-against-itself path uses a fused normalise + Gram with a hand-written
-    # backward; the reference-set path uses F.normalize and autograd. With the batch given
+    # backward; the reference-set path the two-set cosine (itself checked against
+    # F.normalize and autograd in test_pair_utils.py). With the batch given
     # again as its own reference (self pairs excluded) both compute the same function, also
     # at a zero or tiny row, where F.normalize divides by ε = 1e-12 instead of the norm.
     x, labels = pk_batch(4, 3, 6, seed=8, dtype=torch.float64)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -130,6 +129,42 @@ class _CosineGram(torch.autograd.Function):
         return (gram_grad_matrix(grad + grad.T, sim, norm) @ unit).div_(norm)
 
 
+def _normalize_backward(grad_unit: Tensor, unit: Tensor, norm: Tensor) -> Tensor:
+    """Gradient w.r.t. x of x̂ = x / max(‖x‖, ε) (:func:`normalize_rows`), given the gradient
+    w.r.t. x̂ (``grad_unit``, overwritten and returned): (g − x̂⟨x̂, g⟩) / ‖x‖, and g / ε on
+    rows with ‖x‖ ≤ ε, as ``F.normalize``."""
+    radial = torch.linalg.vecdot(grad_unit, unit)
+    radial = torch.where(norm[:, 0] > _NORM_EPS, radial, 0.0)
+    return grad_unit.addcmul_(unit, radial[:, None], value=-1).div_(norm)
+
+
+class _Cosine(torch.autograd.Function):
+    """Cosines x̂ ŷᵀ between the rows of ``x`` and ``y`` (:func:`normalize_rows`).
+
+    The backward takes three passes over each input for its normalisation, where the
+    autograd graph of ``F.normalize`` takes about eight: with the class weights as ``y``,
+    that cost is of the order of the matmuls. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        unit_x, norm_x = normalize_rows(x)
+        unit_y, norm_y = normalize_rows(y)
+        ctx.save_for_backward(unit_x, norm_x, unit_y, norm_y)
+        return unit_x @ unit_y.T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        unit_x, norm_x, unit_y, norm_y = ctx.saved_tensors
+        grad_x = grad_y = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _normalize_backward(grad @ unit_y, unit_x, norm_x)
+        if ctx.needs_input_grad[1]:
+            grad_y = _normalize_backward(grad.T @ unit_x, unit_y, norm_y)
+        return grad_x, grad_y
+
+
 def cosine_similarity_matrix(x: Tensor, y: Tensor) -> Tensor:
     """Cosine similarities between the rows of ``x`` and ``y``.
 
@@ -141,7 +176,7 @@ def cosine_similarity_matrix(x: Tensor, y: Tensor) -> Tensor:
     with autocast_off(x.device):
         if y is x:
             return _CosineGram.apply(x.to(dtype))
-        return F.normalize(x.to(dtype), dim=1) @ F.normalize(y.to(dtype), dim=1).T
+        return _Cosine.apply(x.to(dtype), y.to(dtype))
 
 
 def check_batch(embeddings: Tensor, labels: Tensor, what: str = "embeddings") -> None:
