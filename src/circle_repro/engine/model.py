@@ -11,6 +11,7 @@ from mmengine.registry import MODELS
 from torch.nn.parallel import DistributedDataParallel
 
 from circle_repro.losses import build_loss
+from circle_repro.losses.pair_utils import autocast_off, similarity_dtype
 from circle_repro.losses.proxy import is_class_level
 from circle_repro.models import build_backbone
 
@@ -57,8 +58,8 @@ class EmbeddingModel(BaseModel):
         """Unit-norm embeddings of a batch of images (normalised in float32, or float64 for a
         float64 model, also under autocast)."""
         features = self.backbone(inputs)
-        features = features.to(torch.promote_types(features.dtype, torch.float32))
-        with torch.autocast(device_type=features.device.type, enabled=False):
+        features = features.to(similarity_dtype(features))
+        with autocast_off(features.device):
             return F.normalize(features, dim=1)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, mode: str = "tensor") -> Any:
@@ -74,7 +75,7 @@ class EmbeddingModel(BaseModel):
 
 def _batch_similarity_means(embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean within-class (s_p) and between-class (s_n) cosine similarity of a batch, self pairs excluded."""
-    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+    with autocast_off(embeddings.device):
         similarity = embeddings @ embeddings.T
     same = labels[:, None] == labels[None, :]
     not_self = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
