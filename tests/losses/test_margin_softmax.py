@@ -476,6 +476,18 @@ def test_single_class_gives_zero_loss_and_zero_gradient(cls, kwargs):
     assert torch.equal(head.weight.grad, torch.zeros_like(head.weight))
 
 
+@pytest.mark.parametrize(("cls", "kwargs"), AUTOCAST_HEADS)
+def test_empty_batch_gives_what_cross_entropy_gives(cls, kwargs):
+    """NaN (the mean over no rows), as F.cross_entropy, and a zero weight gradient."""
+    head = cls(4, 3, **kwargs)
+    x = torch.zeros(0, 4, requires_grad=True)
+    labels = torch.zeros(0, dtype=torch.long)
+    loss = head(x, labels)
+    assert math.isnan(loss.item()) and math.isnan(F.cross_entropy(head.logits(x, labels), labels).item())
+    loss.backward()
+    assert torch.equal(head.weight.grad, torch.zeros_like(head.weight))
+
+
 # --- validation and registry ---------------------------------------------------------------
 
 

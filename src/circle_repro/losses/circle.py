@@ -224,9 +224,10 @@ class _CircleCrossEntropy(torch.autograd.Function):
         loss = (sum_exp.log2() + row_max - logit_p).sum() / (rows * _LOG2E)
         if ctx.needs_input_grad[0]:
             softmax_p = exp.gather(1, target) / sum_exp
-            scale = (gamma / rows) / sum_exp
+            gamma_mean = gamma / max(rows, 1)  # an empty batch: NaN loss, as F.cross_entropy
+            scale = gamma_mean / sum_exp
             grad = exp.mul_(torch.addcmul(scale * m, alpha_n, scale, out=alpha_n))
-            grad.scatter_(1, target, (softmax_p - 1).mul_(alpha_p).mul_(gamma / rows))
+            grad.scatter_(1, target, (softmax_p - 1).mul_(alpha_p).mul_(gamma_mean))
             ctx.save_for_backward(grad)
         return loss
 

@@ -170,7 +170,7 @@ def cosine_similarity_matrix(x: Tensor, y: Tensor) -> Tensor:
 
     Computed in :func:`similarity_dtype`, with autocast disabled so that large scale
     factors never overflow. When ``y is x`` the rows are normalised once and the fused
-    :class:`_CosineGram` is used.
+    :class:`_CosineGram` is used; otherwise :class:`_Cosine`.
     """
     dtype = similarity_dtype(x, y)
     with autocast_off(x.device):
