@@ -33,6 +33,15 @@ def test_unknown_run_and_missing_data_are_clear(tmp_path, capsys):
     assert "manifest.parquet: not found; run `circle-repro data prepare`" in err
 
 
+def test_paper_runs_list_the_fig3_baseline_sweeps(capsys):
+    assert main(["runs", "--params", str(REPO_ROOT / "params.yaml"), "--profile", "paper"]) == 0
+    runs = capsys.readouterr().out.split()
+    fig3 = {run.split("/")[1] for run in runs if run.startswith("figure3_megaface_r34/")}
+    assert {row for row in fig3 if not row.startswith("CircleLoss")} == {
+        "AM-Softmax-gamma32", "AM-Softmax-gamma128", "AM-Softmax-gamma256", "AM-Softmax-gamma512",
+        "AM-Softmax-gamma1024", "ArcFace-gamma32", "ArcFace-gamma128"}
+
+
 def test_profile_option_picks_the_runs(capsys):
     params = str(REPO_ROOT / "params.yaml")
     assert main(["runs", "--params", params, "--profile", "mini"]) == 0

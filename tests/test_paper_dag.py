@@ -99,3 +99,15 @@ def test_asking_for_a_table_whose_data_is_missing_fails_at_once_saying_what_to_p
     log = result.stdout + result.stderr
     assert "table4 cannot run" in log
     assert "put data/raw/market1501/Market-1501-v15.09.15.zip in place" in log
+
+
+def test_fig3_trains_the_am_softmax_and_arcface_gamma_sweeps(placed):
+    """Fig. 3 (paper §4.5): besides Circle's gamma and m sweeps, AM-Softmax over gamma 32 ... 1024 and ArcFace over
+    {32, 64, 128}; the base values (64) are table1_megaface_r34's own runs, so they are not trained again."""
+    result = _dry_run(placed)
+    assert result.returncode == 0, result.stderr
+    trained = set(re.findall(r"runs/figure3_megaface_r34/([\w.-]+)/seed0/", result.stdout))
+    assert {row for row in trained if row.startswith(("AM-Softmax", "ArcFace"))} == {
+        "AM-Softmax-gamma32", "AM-Softmax-gamma128", "AM-Softmax-gamma256", "AM-Softmax-gamma512",
+        "AM-Softmax-gamma1024", "ArcFace-gamma32", "ArcFace-gamma128"}
+    assert re.search(r"runs/table1_megaface_r34/AM-Softmax/seed0/", result.stdout)

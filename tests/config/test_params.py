@@ -193,3 +193,47 @@ def test_trained_by_cross_references_are_checked(repo_params, edit, message):
     bad = copy.deepcopy(repo_params)
     edit(bad)
     assert message in _error(bad)
+
+
+def test_figure3_sweeps_circle_and_the_baselines_over_the_papers_grids(repo_params):
+    """Fig. 3 (paper §4.5): Circle and AM-Softmax over gamma 32 ... 1024, ArcFace over {32, 64, 128}, Circle over m
+    -0.2 ... 0.3 by 0.05; the base experiment's own runs give the missing base values (256 / 0.25, 64, 64)."""
+    spec = select_profile(repo_params, "paper")["experiments"]["figure3_megaface_r34"]
+    sweep = spec["sweep"]
+    grid = {}
+    for row, point in sweep["points"].items():
+        grid.setdefault((point["loss"], point["parameter"]), set()).add(point["value"])
+        base_row = repo_params["experiments"]["table1_megaface_r34"]["losses"][point["loss"]]
+        assert spec["losses"][row] == base_row | {point["parameter"]: point["value"]}
+    for (loss, parameter), own in {("CircleLoss", "gamma"): 256, ("CircleLoss", "m"): 0.25, ("AM-Softmax", "gamma"): 64,
+                                   ("ArcFace", "gamma"): 64}.items():
+        assert sweep["base_values"][loss][parameter] == own
+        grid[loss, parameter].add(own)
+    powers = {2.0**k for k in range(5, 11)}
+    assert grid == {
+        ("CircleLoss", "gamma"): powers,
+        ("AM-Softmax", "gamma"): powers,
+        ("ArcFace", "gamma"): {32, 64, 128},
+        ("CircleLoss", "m"): {round(-0.2 + 0.05 * k, 2) for k in range(11)},
+    }
+    assert sweep["baselines"] == ["AM-Softmax", "ArcFace"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["baselines"].update(Softmax={}), "sweeps.figure3_megaface_r34.baselines.Softmax: 'Softmax' has no "
+                                                      "gamma to sweep (type softmax)"),
+        (lambda s: s["baselines"].update(Nope={}), "sweeps.figure3_megaface_r34.baselines.Nope: not a loss of "
+                                                   "table1_megaface_r34"),
+        (lambda s: s["baselines"].update(CircleLoss={}), "baselines.CircleLoss: the swept loss itself"),
+        (lambda s: s["baselines"]["ArcFace"].update(gamma=[32, 64]),
+         "sweeps.figure3_megaface_r34.baselines.ArcFace.gamma: 64 is table1_megaface_r34's own ArcFace setting"),
+        (lambda s: s.update(m=[0.25]), "sweeps.figure3_megaface_r34.m: 0.25 is table1_megaface_r34's own CircleLoss"),
+        (lambda s: s["baselines"]["ArcFace"].update(m=[0.3]), "baselines.ArcFace: Additional properties are not allowed"),
+    ],
+)
+def test_sweep_baselines_are_checked(repo_params, edit, message):
+    bad = copy.deepcopy(repo_params)
+    edit(bad["sweeps"]["figure3_megaface_r34"])
+    assert message in _error(bad)

@@ -104,12 +104,13 @@ def _smoke_params(experiment: str, data_root: Path) -> dict:
 
 
 def _smoke_rows(spec: dict) -> list[str]:
-    """The loss rows smoke-run: all of an experiment; of a sweep, the extreme values of each parameter."""
+    """The loss rows smoke-run: all of an experiment; of a sweep, the extreme values of each loss's parameters."""
     if "sweep" not in spec:
         return list(spec["losses"])
     rows = []
-    for parameter in {point["parameter"] for point in spec["sweep"]["points"].values()}:
-        swept = sorted((p["value"], row) for row, p in spec["sweep"]["points"].items() if p["parameter"] == parameter)
+    points = spec["sweep"]["points"]
+    for loss, parameter in {(point["loss"], point["parameter"]) for point in points.values()}:
+        swept = sorted((p["value"], row) for row, p in points.items() if (p["loss"], p["parameter"]) == (loss, parameter))
         rows += [swept[0][1], swept[-1][1]]
     return sorted(rows)
 
@@ -163,4 +164,5 @@ def test_every_paper_data_set_has_a_fixture():
 
 def test_a_sweep_smoke_runs_the_extremes_of_each_parameter():
     rows = _smoke_rows(_PAPER["experiments"]["figure3_megaface_r34"])
-    assert rows == ["CircleLoss-gamma1024", "CircleLoss-gamma32", "CircleLoss-m-0.2", "CircleLoss-m0.3"]
+    assert rows == ["AM-Softmax-gamma1024", "AM-Softmax-gamma32", "ArcFace-gamma128", "ArcFace-gamma32",
+                    "CircleLoss-gamma1024", "CircleLoss-gamma32", "CircleLoss-m-0.2", "CircleLoss-m0.3"]

@@ -4,6 +4,7 @@ import inspect
 from pathlib import Path
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,12 +14,14 @@ from circle_repro.report import figures
 from circle_repro.report.figures import (
     FIGURES,
     PairSample,
+    best_over_gamma,
     gradient_maps,
     load_pair_sample,
     mean_ci,
     moving_band,
     roc_curves,
     sensitivity,
+    sensitivity_figure,
     similarity_distributions,
     similarity_pairs,
     training_dynamics,
@@ -166,6 +169,46 @@ def test_sensitivity(tmp_path):
         sensitivity(pd.concat([frame, frame.iloc[:1]]), tmp_path / "e.png")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lr'\]"):
         sensitivity(frame.assign(parameter="lr"), tmp_path / "e.png")
+
+
+def figure3_frame() -> pd.DataFrame:
+    """Fig. 3 as the paper sweeps it: Circle over gamma and m, AM-Softmax over gamma, ArcFace at 32, 64, 128."""
+    rows = [
+        {"loss": loss, "parameter": "gamma", "value": gamma, "seed": 0, "metric": 90 - abs(np.log2(gamma / peak)) - shift}
+        for loss, gammas, peak, shift in (
+            ("CircleLoss", (32, 64, 128, 256, 512, 1024), 256, 0.0),
+            ("AM-Softmax", (32, 64, 128, 256, 512, 1024), 64, 1.0),
+            ("ArcFace", (32, 64, 128), 128, 0.5),
+        )
+        for gamma in gammas
+    ]
+    rows += [{"loss": "CircleLoss", "parameter": "m", "value": m, "seed": 0, "metric": 90 - 20 * (m - 0.2) ** 2}
+             for m in np.round(np.arange(-0.2, 0.31, 0.05), 2)]
+    return pd.DataFrame(rows)
+
+
+def test_sensitivity_draws_the_baselines_in_both_panels():
+    figure = sensitivity_figure(figure3_frame(), metric_label="rank-1 (%)")
+    gamma_axis, m_axis = figure.axes
+    assert gamma_axis.get_xlabel() == "scale γ" and m_axis.get_xlabel() == "margin m"
+    curves = {container.get_label(): container.lines[0].get_xydata() for container in gamma_axis.containers}
+    assert set(curves) == {"CircleLoss", "AM-Softmax", "ArcFace"}
+    assert curves["ArcFace"][:, 0].tolist() == [32, 64, 128]
+    assert curves["AM-Softmax"][:, 0].tolist() == [32, 64, 128, 256, 512, 1024]
+    assert [container.get_label() for container in m_axis.containers] == ["CircleLoss"]
+    best = {line.get_label(): line.get_ydata()[0] for line in m_axis.lines if line.get_linestyle() == "--"}
+    assert best == {"best AM-Softmax (γ=64)": pytest.approx(89.0), "best ArcFace (γ=128)": pytest.approx(89.5)}
+    legend = {text.get_text() for text in figure.legends[0].get_texts()}
+    assert {"CircleLoss", "AM-Softmax", "ArcFace", "best AM-Softmax (γ=64)", "best ArcFace (γ=128)"} <= legend
+    plt.close(figure)
+
+
+def test_best_over_gamma_takes_the_highest_mean_per_loss():
+    frame = figure3_frame()
+    frame = pd.concat([frame, frame.assign(seed=1, metric=frame["metric"] - 2)])
+    best = best_over_gamma(mean_ci(frame)).set_index("loss")
+    assert best.loc["AM-Softmax", "value"] == 64 and best.loc["AM-Softmax", "mean"] == pytest.approx(88.0)
+    assert best.loc["CircleLoss", "value"] == 256 and best.loc["ArcFace", "value"] == 128
 
 
 def test_mean_ci_is_the_t_interval_over_seeds():

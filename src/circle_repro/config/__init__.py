@@ -54,23 +54,31 @@ def sweep_loss_name(loss: str, parameter: str, value: float) -> str:
 
 def expand_sweeps(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with each sweep turned into an experiment: the base experiment with one loss row per
-    swept value, the sweep's seeds, and a ``sweep`` entry naming each row's parameter and value."""
+    swept value (of the swept loss and of each baseline), the sweep's seeds, and a ``sweep`` entry naming
+    each row's loss, parameter and value (``points``), the baselines and the base rows' own gamma and m
+    (``base_values``: the runs of the base experiment that complete each curve)."""
     experiments = dict(params["experiments"])
     for name, sweep in params.get("sweeps", {}).items():
         base = params["experiments"][sweep["base"]]
-        base_loss = base["losses"][sweep["loss"]]
+        swept = {sweep["loss"]: sweep, **sweep.get("baselines", {})}
         losses, points = {}, {}
-        for parameter in SWEPT_PARAMETERS:
-            for value in sweep.get(parameter, ()):
-                row = sweep_loss_name(sweep["loss"], parameter, value)
-                losses[row] = {**base_loss, parameter: value}
-                points[row] = {"parameter": parameter, "value": value}
+        for loss, values in swept.items():
+            for parameter in SWEPT_PARAMETERS:
+                for value in values.get(parameter, ()):
+                    row = sweep_loss_name(loss, parameter, value)
+                    losses[row] = {**base["losses"][loss], parameter: value}
+                    points[row] = {"loss": loss, "parameter": parameter, "value": value}
+        base_values = {
+            loss: {key: base["losses"][loss][key] for key in SWEPT_PARAMETERS if key in base["losses"][loss]}
+            for loss in swept
+        }
         experiments[name] = {
             **copy.deepcopy(base),
             "description": sweep["description"],
             "seeds": list(sweep["seeds"]),
             "losses": losses,
-            "sweep": {"base": sweep["base"], "loss": sweep["loss"], "metric": sweep["metric"], "points": points},
+            "sweep": {"base": sweep["base"], "loss": sweep["loss"], "metric": sweep["metric"], "points": points,
+                      "baselines": list(sweep.get("baselines", {})), "base_values": base_values},
         }
     return {**params, "experiments": experiments}
 
@@ -141,6 +149,33 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return message + (f" ({hint})" if hint else "")
 
 
+_SCALED_LOSSES = ("circle", "circle_classifier", "am_softmax", "arcface", "normface")
+
+
+def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """What is wrong with a sweep's loss and baselines, given its base experiment."""
+    problems = []
+    losses = base["losses"]
+    if losses[sweep["loss"]]["type"] not in _SCALED_LOSSES:
+        problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {losses[sweep['loss']]['type']})")
+    for baseline in sweep.get("baselines", {}):
+        where = f"sweeps.{name}.baselines.{baseline}"
+        if baseline == sweep["loss"]:
+            problems.append(f"{where}: the swept loss itself; a baseline is another loss row of {sweep['base']}")
+        elif baseline not in losses:
+            problems.append(f"{where}: not a loss of {sweep['base']}; allowed: {sorted(set(losses) - {sweep['loss']})}")
+        elif losses[baseline]["type"] not in _SCALED_LOSSES:
+            problems.append(f"{where}: {baseline!r} has no gamma to sweep (type {losses[baseline]['type']})")
+    for loss, values in {sweep["loss"]: sweep, **sweep.get("baselines", {})}.items():
+        for parameter in SWEPT_PARAMETERS:
+            own = losses.get(loss, {}).get(parameter)
+            if own is not None and own in values.get(parameter, ()):
+                where = f"sweeps.{name}" + ("" if loss == sweep["loss"] else f".baselines.{loss}")
+                problems.append(f"{where}.{parameter}: {own:g} is {sweep['base']}'s own {loss} setting, whose runs "
+                                "the sweep reuses; leave it out")
+    return problems
+
+
 def validate_params(params: Any, source: str = "params.yaml") -> None:
     """Check params against the schema and the cross-field rules; raise ConfigError listing every problem."""
     validator = jsonschema.Draft202012Validator(params_schema())
@@ -190,8 +225,8 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
             problems.append(f"sweeps.{name}.base: {sweep['base']!r} trains nothing (trained_by); sweep {base['trained_by']!r} instead")
         elif sweep["loss"] not in base["losses"]:
             problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} is not a loss of {sweep['base']}; allowed: {sorted(base['losses'])}")
-        elif base["losses"][sweep["loss"]]["type"] not in ("circle", "circle_classifier", "am_softmax", "arcface", "normface"):
-            problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {base['losses'][sweep['loss']]['type']})")
+        else:
+            problems += _sweep_loss_problems(name, sweep, base)
     for name, spec in params["datasets"].items():
         if "train_classes" not in spec:
             continue
