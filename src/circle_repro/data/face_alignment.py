@@ -1,4 +1,4 @@
-"""5-point face alignment to the 112 x 112 ArcFace template (numpy only).
+"""5-point face alignment to the 112 x 112 ArcFace template (numpy; PIL for the JPEG round trip).
 
 insightface aligns a loose face crop by estimating the least-squares similarity transform
 (rotation + uniform scale + shift, no reflection: Umeyama 1991, as ``skimage``'s
@@ -12,7 +12,12 @@ coordinates; samples outside the image read 0). References: insightface
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from PIL import Image
+
+from circle_repro.data.image_store import JPEG_QUALITY
 
 ALIGNED_SIZE = 112
 # insightface's arcface_dst: the 5 reference points of a 112 x 112 aligned face, (x, y) in pixels.
@@ -93,4 +98,16 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZ
     return warp_affine(image, estimate_similarity(points, ARCFACE_DST * (size / ALIGNED_SIZE)), size)
 
 
-__all__ = ["ALIGNED_SIZE", "ARCFACE_DST", "align_face", "estimate_similarity", "warp_affine"]
+def aligned_jpeg(data: bytes, landmarks: np.ndarray) -> bytes:
+    """An encoded image and its 5 landmarks (10 numbers, x then y per point) -> the 112 x 112 ArcFace-aligned
+    face as JPEG bytes (RGB)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        pixels = np.asarray(image.convert("RGB"))
+    buffer = io.BytesIO()
+    Image.fromarray(align_face(pixels, np.asarray(landmarks).reshape(5, 2))).save(buffer, format="JPEG",
+                                                                                 quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+__all__ = ["ALIGNED_SIZE", "ARCFACE_DST", "align_face", "aligned_jpeg", "estimate_similarity", "warp_affine"]

@@ -1,14 +1,27 @@
 """YouTube Faces: aligned frames -> test images (person label, video template/media); video pairs in split order."""
 
+import io
 import json
+import re
 
+import numpy as np
 import pytest
-from fixtures.face import YTF_VIDEOS, build_youtube_faces, evil_tar, write_corrected_splits, ytf_pairs
+from fixtures.face import (
+    YTF_VIDEOS,
+    build_youtube_faces,
+    evil_tar,
+    write_corrected_splits,
+    write_ytf_landmarks,
+    ytf_pairs,
+)
 from fixtures.formats import truncate
+from PIL import Image
+from scipy import ndimage
 from support import REPO_ROOT
 
 from circle_repro.data.archive import CorruptArchiveError, UnsafeArchiveError
 from circle_repro.data.datasets import ytf
+from circle_repro.data.face_alignment import ALIGNED_SIZE, ARCFACE_DST, aligned_jpeg
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
 
@@ -51,7 +64,11 @@ def test_prepare_from_the_tarball(tmp_path):
         assert row.template == row.media == VIDEO_ORDER.index(video)
         assert row.label == PERSON[video.split("/")[0]]
     name, data = built.frames["Al_Gore/12"][1]
-    assert (tmp_path / "out" / "images" / "Al_Gore" / "12" / name).read_bytes() == data
+    stored = (tmp_path / "out" / "images" / "Al_Gore" / "12" / name).read_bytes()
+    assert stored == aligned_jpeg(data, built.landmarks[f"Al_Gore/12/{name}"])
+    for path in frame["path"]:
+        with Image.open(tmp_path / "out" / path) as image:
+            assert (image.size, image.mode) == ((ALIGNED_SIZE, ALIGNED_SIZE), "RGB")
     pairs = _pairs_of(tmp_path / "out")
     assert pairs == _expected_pairs(ytf_pairs())
     assert [fold for *_, fold in pairs] == sorted(fold for *_, fold in pairs)  # positional folds = the 10 splits
@@ -155,6 +172,7 @@ def test_truncated_tarball_is_refused_and_leaves_nothing(tmp_path):
 def test_link_in_the_tarball_is_refused(tmp_path):
     (tmp_path / "raw").mkdir()
     evil_tar(tmp_path / "raw" / "YouTubeFaces.tar.gz")
+    write_ytf_landmarks(tmp_path / "raw", {"Zico/0/aligned_detect_0.98.jpg": np.ones((5, 2))})
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         ytf.prepare(tmp_path / "out", tmp_path / "raw")
     _assert_nothing_written(tmp_path / "out")
@@ -190,3 +208,100 @@ def test_real_ytf_counts():
     assert len(pairs) == expected["pairs"] and {pair.fold for pair in pairs} == set(range(1, expected["folds"] + 1))
     known = {video.video_id for video in videos}
     assert all(pair.first in known and pair.second in known for pair in pairs)
+
+
+def _dots(points: np.ndarray, size: tuple[int, int], sigma: float) -> bytes:
+    """A black JPEG frame (width, height) with a bright Gaussian dot centred on each (x, y) point."""
+    ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(float)
+    pixels = sum(np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in points)
+    grey = np.clip(255 * pixels, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _dot_centres(image: np.ndarray) -> np.ndarray:
+    """The (x, y) intensity centroid of each bright blob of a greyscale image."""
+    blobs, count = ndimage.label(image > 60)
+    centres = ndimage.center_of_mass(image.astype(float), blobs, range(1, count + 1))
+    return np.array([(x, y) for y, x in centres]).reshape(-1, 2)
+
+
+def test_frames_come_out_in_the_training_crop_geometry(tmp_path):
+    """Landmarks at known places of a frame (the template turned 12 degrees, scaled 1.3, shifted) land on the
+    ArcFace 112 x 112 template within a pixel after preparation."""
+    built = build_youtube_faces(tmp_path / "raw", archive=False)
+    angle, scale = np.deg2rad(12), 1.3
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = scale * (ARCFACE_DST - ARCFACE_DST.mean(axis=0)) @ rotation.T + [83.4, 61.7]
+    key = "Zico/0/aligned_detect_0.98.jpg"
+    (built.path / "aligned_images_DB" / key).write_bytes(_dots(points, (160, 120), sigma=2.0))
+    write_ytf_landmarks(tmp_path / "raw", built.landmarks | {key: points})
+    manifest = ytf.prepare(tmp_path / "out", tmp_path / "raw")
+    with Image.open(manifest.parent / "images" / key) as image:
+        assert image.size == (ALIGNED_SIZE, ALIGNED_SIZE)
+        centres = _dot_centres(np.asarray(image.convert("L")))
+    assert len(centres) == 5
+    distances = np.linalg.norm(centres[:, None, :] - ARCFACE_DST[None, :, :], axis=-1)
+    nearest = distances.argmin(axis=1)
+    assert sorted(nearest.tolist()) == [0, 1, 2, 3, 4], "each dot on its own template point"
+    assert distances.min(axis=1).max() < 1.0, distances.min(axis=1)
+
+
+def test_missing_landmark_file_names_the_file_and_how_to_make_it(tmp_path):
+    build_youtube_faces(tmp_path / "raw")
+    (tmp_path / "raw" / "ytf_landmarks.txt").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        ytf.prepare(tmp_path / "out", tmp_path / "raw")
+    message = str(err.value)
+    assert f"{tmp_path / 'raw' / 'ytf_landmarks.txt'}: not found" in message
+    assert "5-point face detector" in message and "x1 y1 x2 y2 x3 y3 x4 y4 x5 y5" in message
+    _assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("Zico/0/aligned_detect_0.98.jpg 1 2 3", "expected 11 whitespace-separated fields"),
+    ("Zico/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 10",
+     "frame 'Zico/aligned_detect_0.98.jpg' is not '<person>/<video number>/<frame file>'"),
+    ("Zico/0/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 nan", "the ten coordinates must be finite numbers"),
+    ("Zico/0/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 x", "the ten coordinates must be finite numbers"),
+    ("Zico/0/aligned_detect_0.99.jpg 1 2 3 4 5 6 7 8 9 10", "frame 'Zico/0/aligned_detect_0.99.jpg' is listed twice"),
+])
+def test_malformed_landmark_line_is_named(tmp_path, line, message):
+    build_youtube_faces(tmp_path / "raw", archive=False)
+    path = tmp_path / "raw" / "ytf_landmarks.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, line]) + "\n")
+    with pytest.raises(ValueError, match=rf"ytf_landmarks.txt:{len(lines) + 1}: {re.escape(message)}"):
+        ytf.prepare(tmp_path / "out", tmp_path / "raw")
+    _assert_nothing_written(tmp_path / "out")
+
+
+def test_landmarks_of_an_unknown_frame_are_refused(tmp_path):
+    built = build_youtube_faces(tmp_path / "raw", archive=False)
+    write_ytf_landmarks(tmp_path / "raw", built.landmarks | {"Nobody/4/aligned_detect_4.1.jpg": np.ones((5, 2))})
+    with pytest.raises(ValueError, match=r"1 line\(s\) name a frame that is not in aligned_images_DB/"):
+        ytf.prepare(tmp_path / "out", tmp_path / "raw")
+    _assert_nothing_written(tmp_path / "out")
+
+
+def test_a_frame_without_landmarks_is_skipped_and_counted(tmp_path):
+    built = build_youtube_faces(tmp_path / "raw", archive=False)
+    missing = "Aaron_Eckhart/0/aligned_detect_0.99.jpg"
+    write_ytf_landmarks(tmp_path / "raw", {k: v for k, v in built.landmarks.items() if k != missing})
+    with pytest.warns(SkippedImagesWarning):
+        manifest = ytf.prepare(tmp_path / "out", tmp_path / "raw")
+    assert len(read_manifest(manifest.parent)) == 13
+    skipped = json.loads((tmp_path / "out" / "skipped_images.json").read_text())
+    assert skipped == [{"source": f"aligned_images_DB/{missing}", "reason": "no landmarks in ytf_landmarks.txt"}]
+
+
+def test_the_result_does_not_depend_on_the_number_of_workers(tmp_path):
+    build_youtube_faces(tmp_path / "raw", archive=False)
+    one = ytf.prepare(tmp_path / "one", tmp_path / "raw", workers=1).parent
+    three = ytf.prepare(tmp_path / "three", tmp_path / "raw", workers=3).parent
+    assert read_manifest(one).equals(read_manifest(three))
+    for path in read_manifest(one)["path"]:
+        assert (one / path).read_bytes() == (three / path).read_bytes()
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        ytf.prepare(tmp_path / "bad", tmp_path / "raw", workers=0)

@@ -26,7 +26,6 @@ meta names no subject), ``split`` = test, ``template``, ``media``, in the order 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import warnings
@@ -36,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from circle_repro.data.acquire import first_present, obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.face_alignment import align_face
-from circle_repro.data.image_store import JPEG_QUALITY
+from circle_repro.data.face_alignment import aligned_jpeg
 from circle_repro.data.manifest import read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
@@ -171,17 +169,6 @@ def read_meta(meta_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                              f"{TEMPLATE_MEDIA_FILE}; the meta files do not belong together")
     images = media.merge(landmarks, on="name", how="left", validate="one_to_one")
     return images, pairs.astype({"label": np.int8})
-
-
-def aligned_jpeg(data: bytes, landmarks: np.ndarray) -> bytes:
-    """A loose crop's encoded bytes -> its 112 x 112 ArcFace-aligned face as JPEG bytes (RGB)."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        pixels = np.asarray(image.convert("RGB"))
-    buffer = io.BytesIO()
-    Image.fromarray(align_face(pixels, np.asarray(landmarks).reshape(5, 2))).save(buffer, format="JPEG",
-                                                                                 quality=JPEG_QUALITY)
-    return buffer.getvalue()
 
 
 def _find_root(tree: Path) -> Path | None:

@@ -4,8 +4,21 @@ Raw (placed by hand after the form on the official page, datasets.md §10): ``da
 ``YouTubeFaces.tar.gz`` (extracted into a scratch folder with ``safe_extract``) or the already
 extracted ``YouTubeFaces/`` folder, which is used as it is when present.
 
-Frames: ``aligned_images_DB/<person>/<video>/aligned_detect_<video>.<frame>.jpg``. Manifest rows
-(``split`` = ``test``), videos in (person name, video number) order and frames in frame order:
+Frames: ``aligned_images_DB/<person>/<video>/aligned_detect_<video>.<frame>.jpg``, the database's own
+loose face crops. Each is aligned with five landmarks to the 112 x 112 ArcFace template, the geometry
+of the training faces (:mod:`circle_repro.data.face_alignment`), and stored as JPEG: insightface's YTF
+evaluation (``src/eval/ytf.py``) reads 112 x 112 frames aligned that way, listed from
+``aligned_images_DB`` by ``src/data/dir2lst_ytf.py`` without landmarks, which its MTCNN alignment
+(``src/align/``) then detects. The landmarks come from a file the user places,
+``data/raw/ytf/ytf_landmarks.txt`` (:data:`LANDMARKS_FILE`), one line per frame::
+
+    <person>/<video>/<frame file> x1 y1 x2 y2 x3 y3 x4 y4 x5 y5
+
+whitespace-separated; pixel coordinates in the ``aligned_images_DB`` frame of the left eye, right eye,
+nose tip, left and right mouth corner as seen in the image (the order of insightface's template), e.g.
+written by a 5-point detector such as MTCNN run over ``aligned_images_DB``. A frame without a line (no
+face detected) is skipped and counted like an undecodable one. Manifest rows (``split`` = ``test``),
+videos in (person name, video number) order and frames in frame order:
 
 - ``label``: the person's index among the sorted person names (as insightface ``dir2lst_ytf.py``);
 - ``template`` and ``media``: the video's index in that video order (one media per template);
@@ -27,22 +40,27 @@ frames of the video, L2-normalised again, scored by cosine similarity (datasets.
 ``src/eval/ytf.py`` ``get_feature``); this is
 ``evaluation.ijb.template_features(feats, template, media, norm_score=False)``.
 
-A frame that cannot be decoded is skipped and counted (``skipped_images.json``); a pair whose video
-has no frame left is left out with a warning.
+A frame that cannot be decoded or has no landmarks is skipped and counted (``skipped_images.json``); a
+pair whose video has no frame left is left out with a warning.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from PIL import UnidentifiedImageError
 
 from circle_repro.data.acquire import first_present, missing_error
 from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.face_alignment import aligned_jpeg
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import ManifestError, read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store, raw_tree
@@ -60,6 +78,11 @@ VIDEO_ID = re.compile(r"(?P<person>[^/]+)/(?P<video>\d+)")
 N_FOLDS = 10
 VIDEO_PAIRS_FILENAME = "video_pairs.parquet"
 VIDEO_PAIR_COLUMNS = ("template_a", "template_b", "issame", "fold")
+LANDMARKS_FILE = "ytf_landmarks.txt"
+LANDMARKS_LINE = "'<person>/<video>/<frame file> x1 y1 x2 y2 x3 y3 x4 y4 x5 y5'"
+FRAME_KEY = re.compile(r"[^/\s]+/\d+/[^/\s]+")
+DEFAULT_WORKERS = min(8, os.cpu_count() or 1)
+ALIGN_BATCH = 1024  # frames aligned per batch: bounds the aligned bytes held in memory
 
 
 class Video(NamedTuple):
@@ -185,6 +208,60 @@ def read_splits(root: Path) -> list[VideoPair]:
                             "the YouTubeFaces folder is incomplete")
 
 
+def landmarks_missing_error(path: Path) -> FileNotFoundError:
+    """The error for an absent landmark file: what it holds, how to make it and where it goes."""
+    return FileNotFoundError(
+        f"{path}: not found. The YTF frames are aligned to the 112 x 112 ArcFace template of the training faces, "
+        "which needs five landmarks per frame. Run a 5-point face detector (insightface aligns YTF with MTCNN) "
+        f"over YouTubeFaces/aligned_images_DB/ and write {path} with one line per frame: {LANDMARKS_LINE} "
+        "(pixels of that frame; left eye, right eye, nose tip, left and right mouth corner as seen in the image); "
+        "frames without a line are skipped"
+    )
+
+
+def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
+    """``{'<person>/<video>/<frame file>': 5 x 2 landmarks}`` of a landmark file (format: module docstring).
+
+    FileNotFoundError (saying how to make it) when absent; ValueError naming the line on a malformed or
+    repeated line."""
+    path = Path(path)
+    if not path.is_file():
+        raise landmarks_missing_error(path)
+    landmarks: dict[str, np.ndarray] = {}
+    with open(path, encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{path}:{number}"
+            if len(fields) != 11:
+                raise ValueError(f"{where}: expected 11 whitespace-separated fields {LANDMARKS_LINE}, got {line.strip()!r}")
+            if FRAME_KEY.fullmatch(fields[0]) is None:
+                raise ValueError(f"{where}: frame {fields[0]!r} is not '<person>/<video number>/<frame file>'")
+            try:
+                values = [float(value) for value in fields[1:]]
+            except ValueError:
+                values = [math.nan]
+            if not all(math.isfinite(value) for value in values):
+                raise ValueError(f"{where}: the ten coordinates must be finite numbers, got {' '.join(fields[1:])!r}")
+            if fields[0] in landmarks:
+                raise ValueError(f"{where}: frame {fields[0]!r} is listed twice")
+            landmarks[fields[0]] = np.array(values).reshape(5, 2)
+    if not landmarks:
+        raise ValueError(f"{path}: no landmark lines; expected {LANDMARKS_LINE}")
+    return landmarks
+
+
+def _aligned_or_reason(file: Path, landmarks: np.ndarray | None) -> tuple[bytes | None, str]:
+    """The aligned JPEG of one frame, or None and why it could not be aligned."""
+    if landmarks is None:
+        return None, f"no landmarks in {LANDMARKS_FILE}"
+    try:
+        return aligned_jpeg(file.read_bytes(), landmarks), ""
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        return None, f"{type(err).__name__}: {err}"
+
+
 def write_video_pairs(pairs: pd.DataFrame, prepared_dir: str | Path) -> Path:
     """Write ``video_pairs.parquet`` of a prepared data set atomically."""
     return write_side_table(pairs[list(VIDEO_PAIR_COLUMNS)], prepared_dir, VIDEO_PAIRS_FILENAME)
@@ -202,13 +279,17 @@ def read_video_pairs(prepared_dir: str | Path, known_templates: pd.Series | None
 
 
 def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
-                corrected_splits: bool = False) -> Path:
-    """Store every aligned frame, write ``video_pairs.parquet`` and the manifest; return the manifest path."""
+                corrected_splits: bool = False, workers: int = DEFAULT_WORKERS) -> Path:
+    """Align (``workers`` threads) and store every frame, write ``video_pairs.parquet`` and the manifest;
+    return the manifest path. ``resize_short_side`` rescales the aligned 112 x 112 frames (None keeps them)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     corrected = raw_dir / CORRECTED_SPLITS
     if corrected_splits and not corrected.is_file():
         raise missing_error(SOURCE, raw_dir, [CORRECTED_SPLITS])
     _, source = first_present(SOURCE, raw_dir, [FOLDER, ARCHIVE])
+    landmarks = read_landmarks(raw_dir / LANDMARKS_FILE)
     with raw_tree(source, out_dir) as tree:
         root = tree / FOLDER if (tree / FOLDER).is_dir() else tree
         pairs = read_splits_txt(corrected) if corrected_splits else read_splits(root)
@@ -221,14 +302,25 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
                                      f"{video!r}, which has no folder {root / ALIGNED / video}; the split file "
                                      "does not match the frames")
         label_of = {person: index for index, person in enumerate(sorted({video.person for video in videos}))}
+        frames = [(f"{video.video_id}/{file.name}", file, label_of[video.person], template)
+                  for template, video in enumerate(videos) for file in video.frames]
+        unknown = sorted(set(landmarks) - {key for key, *_ in frames})
+        if unknown:
+            raise ValueError(f"{raw_dir / LANDMARKS_FILE}: {len(unknown)} line(s) name a frame that is not in "
+                             f"{ALIGNED}/, e.g. {unknown[:3]}; the landmark file does not belong to these frames")
         rows = []
-        with committed_store(out_dir, resize_short_side) as store:
-            for template, video in enumerate(videos):
-                for frame in video.frames:
-                    path = store.add(f"{video.video_id}/{frame.name}", frame.read_bytes(),
-                                     source=f"{ALIGNED}/{video.video_id}/{frame.name}")
+        with committed_store(out_dir, resize_short_side) as store, ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(frames), ALIGN_BATCH):
+                batch = frames[start:start + ALIGN_BATCH]
+                aligned = pool.map(_aligned_or_reason, [file for _, file, *_ in batch],
+                                   [landmarks.get(key) for key, *_ in batch])
+                for (key, _, label, template), (data, reason) in zip(batch, aligned, strict=True):
+                    if data is None:
+                        store.skipped.append({"source": f"{ALIGNED}/{key}", "reason": reason})
+                        continue
+                    path = store.add(key, data, source=f"{ALIGNED}/{key}")
                     if path is not None:
-                        rows.append((path, label_of[video.person], template))
+                        rows.append((path, label, template))
     frame = pd.DataFrame(rows, columns=["path", "label", "template"]).astype({"label": "int64", "template": "int64"})
     frame = frame.assign(split="test", media=frame["template"])[["path", "label", "split", "template", "media"]]
     present = set(frame["template"])
@@ -243,15 +335,18 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
 
 
 def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None, corrected_splits: bool = False) -> Path:
+            resize_short_side: int | None = None, corrected_splits: bool = False,
+            workers: int = DEFAULT_WORKERS) -> Path:
     """``fetch_raw`` then ``prepare_raw``; return the manifest path."""
     fetch_raw(raw_dir, mirror)
-    return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, corrected_splits=corrected_splits)
+    return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, corrected_splits=corrected_splits,
+                       workers=workers)
 
 
 ENTRY = DatasetEntry(name="ytf", prepare=prepare, transform="face", in_channels=3, protocol="verification_pairs")
 
 __all__ = [
-    "ENTRY", "SOURCE", "VIDEO_PAIRS_FILENAME", "Video", "VideoPair", "fetch_raw", "prepare", "prepare_raw",
-    "read_splits", "read_splits_mat", "read_splits_txt", "read_video_pairs", "scan_videos", "write_video_pairs",
+    "ENTRY", "LANDMARKS_FILE", "SOURCE", "VIDEO_PAIRS_FILENAME", "Video", "VideoPair", "fetch_raw", "prepare",
+    "prepare_raw", "read_landmarks", "read_splits", "read_splits_mat", "read_splits_txt", "read_video_pairs",
+    "scan_videos", "write_video_pairs",
 ]
