@@ -93,6 +93,26 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print("report written: " + ", ".join(str(path) for path in outputs))
 
 
+def _cmd_recipe_card(args: argparse.Namespace) -> None:
+    from circle_repro.io import atomic_open
+    from circle_repro.report.recipes import card_blocks, missing_sources
+    from circle_repro.report.render import Heading, render_markdown
+
+    params = load_params(args.params, args.profile)
+    blocks = [Heading(f"Recipe cards: {params['profile']} profile", 1), *card_blocks(params)[1:]]
+    markdown = render_markdown(blocks, Path("."))
+    if args.out is None:
+        print(markdown, end="")
+    else:
+        with atomic_open(args.out) as fh:
+            fh.write(markdown)
+        print(f"recipe cards written: {args.out}")
+    missing = missing_sources(params) if params["profile"] == "paper" else []
+    if missing:
+        raise ValueError(f"{len(missing)} paper setting(s) have no source: {', '.join(missing)}; add each to "
+                         "src/circle_repro/report/recipe_sources.yaml (paper section, reference file or deviation)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``circle-repro``."""
     parser = argparse.ArgumentParser(prog="circle-repro", description=__doc__)
@@ -156,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="where metrics.json and the arrays go (default: --run-dir)")
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    recipe_card = verbs.add_parser(
+        "recipe-card", help="print each paper table's settings with their sources (paper, reference file, deviation)"
+    )
+    recipe_card.add_argument("--out", type=Path, default=None, help="write the Markdown here instead of printing it")
+    recipe_card.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    recipe_card.add_argument("--profile", default="paper", help="profile whose experiments get cards (default: paper)")
+    recipe_card.set_defaults(func=_cmd_recipe_card)
 
     report = verbs.add_parser(
         "report", help="build reports/ (md, html, results.csv) from the MLflow store, metrics files as the fallback"

@@ -28,6 +28,7 @@ from circle_repro.report.figures import (
     similarity_pairs,
     training_dynamics,
 )
+from circle_repro.report.recipes import card_blocks
 from circle_repro.report.render import Block, Figure, Heading, Paragraph, Table, render_html, render_markdown
 from circle_repro.report.results import (
     UNTRAINED,
@@ -708,6 +709,7 @@ def build_report(
     ]
     if results.problems:
         blocks += [Heading("Problems"), *(Paragraph(problem) for problem in results.problems)]
+    blocks += card_blocks(params)
     paper_blocks, csv_rows = _paper_section(tables_params, results, targets, cells, statuses, demo)
     blocks += paper_blocks
     if demo:
