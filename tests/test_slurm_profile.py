@@ -261,6 +261,7 @@ def _slurm_params(repo_params: dict[str, Any]) -> dict[str, Any]:
         "gpus": 2, "cpus_per_gpu": 3, "mem_mb_per_gpu": 5000, "runtime_min": 90, "partition": "gpu"
     }  # fmt: skip
     params["profiles"]["demo"]["experiments"] = ["demo_retrieval", "demo_verification"]
+    params["sweeps"].pop("demo_sensitivity")  # its baselines are among the losses removed above
     return params
 
 

@@ -237,3 +237,10 @@ def test_sweep_baselines_are_checked(repo_params, edit, message):
     bad = copy.deepcopy(repo_params)
     edit(bad["sweeps"]["figure3_megaface_r34"])
     assert message in _error(bad)
+
+
+def test_a_profile_with_a_sweep_lists_its_base(repo_params):
+    bad = copy.deepcopy(repo_params)
+    bad["profiles"]["demo"]["experiments"].remove("demo_verification")
+    assert ("profiles.demo.experiments: demo_sensitivity draws the runs of its base demo_verification at the base "
+            "settings, which the profile does not list; add demo_verification") in _error(bad)

@@ -227,6 +227,10 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
             problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} is not a loss of {sweep['base']}; allowed: {sorted(base['losses'])}")
         else:
             problems += _sweep_loss_problems(name, sweep, base)
+        for profile_name, profile in params["profiles"].items():
+            if name in profile["experiments"] and sweep["base"] not in profile["experiments"]:
+                problems.append(f"profiles.{profile_name}.experiments: {name} draws the runs of its base {sweep['base']} "
+                                f"at the base settings, which the profile does not list; add {sweep['base']}")
     for name, spec in params["datasets"].items():
         if "train_classes" not in spec:
             continue
