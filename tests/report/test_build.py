@@ -185,6 +185,27 @@ def test_results_csv_holds_every_cell_in_long_form(tmp_path, demo_params, metric
     assert summary["demo_retrieval"]["Triplet"]["R@1"] == {"mean": 0.82, "std": pytest.approx(0.02), "n": 3}
 
 
+def test_sweep_curves_take_the_base_runs_at_the_sweep_seeds(tmp_path, demo_params, metrics_files):
+    """Fig. 3: the swept rows, plus seed 0 of demo_verification's Circle (at its gamma and its m) and of the
+    AM-Softmax and ArcFace baselines (at their gamma), each in results.csv and drawn in the figure."""
+    out = build(demo_params, metrics_files, tmp_path / "r")
+    sweep = pd.read_csv(out[2]).query("kind == 'sweep'").set_index(["row", "column"])
+    base = {key: sweep.loc[key, ["mean", "n"]].tolist() for key in [
+        ("CircleLoss (demo_verification)", "gamma=256"), ("CircleLoss (demo_verification)", "m=0.25"),
+        ("AM-Softmax (demo_verification)", "gamma=64"), ("ArcFace (demo_verification)", "gamma=64")]}
+    runs = [json.loads(file.read_text()) for file in metrics_files]
+    accuracy = {run["loss"]: 100 * run["metrics"]["accuracy"] for run in runs
+                if run["experiment"] == "demo_verification" and run["seed"] == 0}
+    assert base == {
+        ("CircleLoss (demo_verification)", "gamma=256"): [pytest.approx(accuracy["CircleLoss"]), 1],
+        ("CircleLoss (demo_verification)", "m=0.25"): [pytest.approx(accuracy["CircleLoss"]), 1],
+        ("AM-Softmax (demo_verification)", "gamma=64"): [pytest.approx(accuracy["AM-Softmax"]), 1],
+        ("ArcFace (demo_verification)", "gamma=64"): [pytest.approx(accuracy["ArcFace"]), 1],
+    }
+    assert len(sweep) == 8 + 4 and (sweep["status"] == "sweep").all()
+    assert (tmp_path / "r" / "figures" / "demo_sensitivity_sensitivity.png").stat().st_size > 10_000
+
+
 def test_markdown_equals_the_golden_file(tmp_path, demo_params, metrics_files, update_golden):
     golden = Path(__file__).parent / "golden" / "report.md"
     # data_root=None: the golden file does not follow sources.yaml's access states

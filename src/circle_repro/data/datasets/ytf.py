@@ -6,19 +6,22 @@ extracted ``YouTubeFaces/`` folder, which is used as it is when present.
 
 Frames: ``aligned_images_DB/<person>/<video>/aligned_detect_<video>.<frame>.jpg``, the database's own
 loose face crops. Each is aligned with five landmarks to the 112 x 112 ArcFace template, the geometry
-of the training faces (:mod:`circle_repro.data.face_alignment`), and stored as JPEG: insightface's YTF
-evaluation (``src/eval/ytf.py``) reads 112 x 112 frames aligned that way, listed from
-``aligned_images_DB`` by ``src/data/dir2lst_ytf.py`` without landmarks, which its MTCNN alignment
-(``src/align/``) then detects. The landmarks come from a file the user places,
-``data/raw/ytf/ytf_landmarks.txt`` (:data:`LANDMARKS_FILE`), one line per frame::
+of the training faces (:mod:`circle_repro.data.face_alignment`), and stored as JPEG. insightface's YTF
+evaluation (``src/eval/ytf.py``) feeds 112 x 112 frames to the network as they are, listed from
+``aligned_images_DB`` by ``src/data/dir2lst_ytf.py``; its 5-point preprocessing
+(``src/common/face_preprocess.py``) warps a face with five detected landmarks onto this template, as the
+ArcFace, CosFace and SphereFace papers align their test faces (MTCNN landmarks, similarity transform).
+The landmarks come from a file the user places, ``data/raw/ytf/ytf_landmarks.txt``
+(:data:`LANDMARKS_FILE`), one line per frame::
 
     <person>/<video>/<frame file> x1 y1 x2 y2 x3 y3 x4 y4 x5 y5
 
 whitespace-separated; pixel coordinates in the ``aligned_images_DB`` frame of the left eye, right eye,
 nose tip, left and right mouth corner as seen in the image (the order of insightface's template), e.g.
-written by a 5-point detector such as MTCNN run over ``aligned_images_DB``. A frame without a line (no
-face detected) is skipped and counted like an undecodable one. Manifest rows (``split`` = ``test``),
-videos in (person name, video number) order and frames in frame order:
+written by a 5-point detector such as MTCNN run over ``aligned_images_DB`` (MTCNN returns x1..x5 then
+y1..y5: interleave them). A frame without a line (no face detected) is skipped and counted like an
+undecodable one. Manifest rows (``split`` = ``test``), videos in (person name, video number) order and
+frames in frame order:
 
 - ``label``: the person's index among the sorted person names (as insightface ``dir2lst_ytf.py``);
 - ``template`` and ``media``: the video's index in that video order (one media per template);
