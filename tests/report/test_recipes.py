@@ -105,6 +105,9 @@ def test_bad_sources_file_names_the_key(tmp_path):
     message = str(err.value)
     assert str(bad) in message and "experiments.x.seeds: Additional properties are not allowed ('papr'" in message
     assert "experiments.x.train.lr.paper: 'a | b' does not match" in message
+    bad.write_text("experiments: {x: [\n")
+    with pytest.raises(ValueError, match=rf"{bad}: not valid YAML"):
+        load_recipe_sources(bad)
 
 
 def test_docs_recipe_cards_are_the_current_rendering(tmp_path, capsys):

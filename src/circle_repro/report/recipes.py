@@ -47,6 +47,7 @@ class Source:
 
     @property
     def text(self) -> str:
+        """One line for the card: 'paper §…; <reference>; deviation: …'."""
         parts = [f"paper {self.paper}" if self.paper else "", self.reference or "",
                  f"deviation: {self.deviation}" if self.deviation else ""]
         return "; ".join(part for part in parts if part)
@@ -62,7 +63,10 @@ def load_recipe_sources(path: str | Path | None = None) -> Sources:
         text, name = resources.files(__package__).joinpath(SOURCES_RESOURCE).read_text(encoding="utf-8"), SOURCES_RESOURCE
     else:
         text, name = Path(path).read_text(encoding="utf-8"), str(path)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{name}: not valid YAML: {exc}") from None
     schema = yaml.safe_load(resources.files(__package__).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -94,7 +98,8 @@ def experiment_settings(params: dict[str, Any], experiment: str) -> dict[str, An
     """The settings of one experiment of (profile-selected) ``params``: dotted path -> value."""
     spec = params["experiments"][experiment]
     own = params["sweeps"][experiment] if "sweep" in spec else spec
-    return {path: value for path, value in flatten(own).items() if not path.startswith(NOT_SETTINGS)}
+    return {path: value for path, value in flatten(own).items()
+            if not any(path == key or path.startswith(f"{key}.") for key in NOT_SETTINGS)}
 
 
 def _inherited(setting: str) -> bool:
