@@ -104,10 +104,11 @@ def test_a_matching_experiment_fills_paper_cells_with_status_and_delta(tmp_path,
     lifted = cells.loc[("paper", "table5", "LiftedStruct^64", "CUB R@1")]
     assert (lifted["n"], lifted["mean"], math.isnan(lifted["ci_low"])) == (1, 43.0, True)
     assert "seed 1: no metrics.json given" in lifted["note"]
+    assert lifted["status"] == "different method" and "original lifted structure" in lifted["note"]
     assert cells.loc[("paper", "table5", "HDC^384", "CUB R@1"), "status"] == "not run"
     assert set(cells.loc["paper", "status"]) <= set(STATUSES)
     assert "66.7 → 66.70 ± " in markdown and "· Δ +0.00 · within tolerance" in markdown
-    assert "43.00 (n=1, no CI) · Δ -0.60 · within tolerance" in markdown
+    assert "43.00 (n=1, no CI) · Δ -0.60 · different method" in markdown
     assert "cub: Circle minus the best other loss (MS) at R@1:" in markdown
     assert "## Demo versions" in markdown and "demo version): cub" not in markdown
 

@@ -42,7 +42,7 @@ from circle_repro.report.stats import Interval, paired_bootstrap, t_interval
 from circle_repro.report.targets import REPO_BACKBONES, load_paper_targets, paper_loss_id, repo_metric_name
 
 #: The status of a paper cell.
-STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data")
+STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data", "different method")
 #: Data sets of these access kinds that are not on disk make their cells "data unavailable".
 UNAVAILABLE_ACCESS = ("manual", "withdrawn")
 #: How a demo experiment is titled, by the paper table it mirrors.
@@ -175,8 +175,9 @@ def paper_cells(
     """Every published cell with its status (one of ``STATUSES``).
 
     No configured experiment: ``not run``. Configured but without results: ``data unavailable`` when
-    its data set is a manual or withdrawn one that is not on disk, else ``not run``. With results: the
-    table's ``substitute_data`` makes it ``substitute data``; otherwise the mean is compared with the
+    its data set is a manual or withdrawn one that is not on disk, else ``not run``. With results: a row
+    the targets file lists under ``different_method`` is ``different method`` (the reason as its note),
+    the table's ``substitute_data`` makes it ``substitute data``; otherwise the mean is compared with the
     published value using params ``report.tolerance`` (percentage points).
     """
     tables = targets.attrs["tables"]
@@ -201,6 +202,9 @@ def paper_cells(
                 status = "not run"
                 evaluated = any(r.metrics for r in cell.runs)
                 notes.append(f"{experiment} does not report {metric}" if evaluated else cell.notes)
+        elif target.row in tables[target.table]["different_method"]:
+            status = "different method"
+            notes.append(tables[target.table]["different_method"][target.row])
         elif tables[target.table]["substitute_data"]:
             status = "substitute data"
         else:
@@ -443,7 +447,8 @@ _STATUS_LEGEND = (
     "Each cell: published → reproduced · Δ · status. Status: within tolerance / below / above (|Δ| against "
     "params.yaml report.tolerance), substitute data (the paper's training data was never released), not run (no "
     "experiment of this profile fills the cell, or it has no results yet), data unavailable (the data set must be "
-    "obtained by hand and is not on disk)."
+    "obtained by hand and is not on disk), different method (the row cites another variant or setting of the loss "
+    "than the one run here; the note says how, and the cell is not judged)."
 )
 
 
