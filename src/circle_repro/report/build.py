@@ -338,6 +338,35 @@ def _boundary_margins(losses: Mapping[str, Mapping[str, Any]]) -> tuple[float | 
     return circle_m, by_type["triplet"].get("margin", 0.1) if "triplet" in by_type else None
 
 
+COLLAPSED_S_N = 0.99
+"""A training batch whose mean different-class cosine s_n reaches this is collapsed: its images all
+point about one way, whatever their class."""
+
+
+def collapse_note(histories: Mapping[str, Sequence[pd.DataFrame]], losses: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Which losses trained through collapsed batches (:data:`COLLAPSED_S_N`), and when; None if none did.
+
+    ``histories``: per loss, its history.csv frames, one per seed (lowest seed first).
+    """
+    spans = {}
+    for loss, frames in histories.items():
+        seeds = [frame.loc[frame["s_n"] >= COLLAPSED_S_N, "iteration"] for frame in frames]
+        hit = [f"{int(its.min())}–{int(its.max())}" for its in seeds if len(its)]
+        if hit:
+            spans[loss] = f"{loss} at iterations {', '.join(hit)} ({len(hit)} of {len(frames)} seeds)"
+    if not spans:
+        return None
+    text = f"Collapsed training batches (batch mean s_n ≥ {COLLAPSED_S_N}): {'; '.join(spans.values())}."
+    if any(losses[loss]["type"] == "triplet" for loss in spans):
+        text += (
+            " Batch-hard triplet mining is known to collapse the embedding early in training (Schroff et al., "
+            "FaceNet, CVPR 2015, §3.2): when the initial embeddings are nearly collinear, every anchor's hardest "
+            "negative is about as close as its hardest positive, the loss stays near its margin and the gradient "
+            "through the unit-norm embeddings shrinks with their spread. Retrieval still ranks by the remaining spread."
+        )
+    return text
+
+
 def _figures(results: Results, params: Mapping[str, Any], experiment: str, figure_dir: Path) -> list[Block]:
     run_dirs, lacking = _figure_run_dirs(results, experiment)
     if not run_dirs:
@@ -358,6 +387,8 @@ def _figures(results: Results, params: Mapping[str, Any], experiment: str, figur
             f"{experiment}, Fig. 4 style. {FIGURES['training_dynamics'].caption}",
         ),
     ]
+    collapsed = collapse_note(histories, spec["losses"])
+    blocks += [Paragraph(collapsed)] if collapsed else []
     circle_m, line_m = _boundary_margins(spec["losses"])
     if circle_m is not None or line_m is not None:
         pairs = {loss: load_pair_sample(dirs[0]) for loss, dirs in run_dirs.items()}
