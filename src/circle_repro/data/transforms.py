@@ -39,14 +39,14 @@ class Normalisation(NamedTuple):
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    max_value: float = 1.0  # 1.0: pixels in [0, 1]; 255.0: pixels in [0, 255]
+    byte_scale: bool = False  # pixels in [0, 255] (else [0, 1])
     bgr: bool = False
 
 
 MNIST = Normalisation((0.1307,), (0.3081,))
 INSIGHTFACE = Normalisation((0.5,) * 3, (0.5,) * 3)
 IMAGENET = Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-CADENE_BN_INCEPTION = Normalisation((104.0, 117.0, 128.0), (1.0, 1.0, 1.0), max_value=255.0, bgr=True)
+CADENE_BN_INCEPTION = Normalisation((104.0, 117.0, 128.0), (1.0, 1.0, 1.0), byte_scale=True, bgr=True)
 
 #: The normalisation of each backbone's pretrained weights; None: trained from scratch, the style's.
 BACKBONE_NORMALISATION: dict[str, Normalisation | None] = {
@@ -69,7 +69,7 @@ def _to_bgr(image: torch.Tensor) -> torch.Tensor:
 
 def _to_float(normalisation: Normalisation) -> list[v2.Transform]:
     """uint8 image tensor -> float32 in the network's channel order, scale and normalisation."""
-    steps: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=normalisation.max_value == 1.0)]
+    steps: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=not normalisation.byte_scale)]
     if normalisation.bgr:
         steps.append(v2.Lambda(_to_bgr))
     return [*steps, v2.Normalize(normalisation.mean, normalisation.std)]

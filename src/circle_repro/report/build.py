@@ -362,7 +362,8 @@ def collapse_note(histories: Mapping[str, Sequence[pd.DataFrame]], losses: Mappi
             " Batch-hard triplet mining is known to collapse the embedding early in training (Schroff et al., "
             "FaceNet, CVPR 2015, §3.2): when the initial embeddings are nearly collinear, every anchor's hardest "
             "negative is about as close as its hardest positive, the loss stays near its margin and the gradient "
-            "through the unit-norm embeddings shrinks with their spread. Retrieval still ranks by the remaining spread."
+            "through the unit-norm embeddings shrinks with their spread. The test metrics above show how much ranking the "
+            "remaining spread keeps."
         )
     return text
 
