@@ -121,8 +121,9 @@ def train_class_count(params: dict[str, Any], dataset: str, source: Source) -> i
     return len(narrowed) if narrowed is not None else source.train_classes
 
 
-def training_input(dataset: str, probe: tuple[int, ...]) -> tuple[int, ...]:
-    """The (channels, height, width) the data set's train transform makes of an image of ``probe`` size."""
+def training_input(dataset: str, probe: tuple[int, ...], image_size: list[int] | None = None) -> tuple[int, ...]:
+    """The (channels, height, width) the data set's train transform (at ``model.image_size``, if set)
+    makes of an image of ``probe`` size."""
     from PIL import Image
 
     from circle_repro.data.datasets import get_dataset
@@ -130,7 +131,7 @@ def training_input(dataset: str, probe: tuple[int, ...]) -> tuple[int, ...]:
 
     transform = get_dataset(dataset).transform
     image = Image.new(IMAGE_MODES[transform], (probe[2], probe[1]))
-    return tuple(build_transform(transform, train=True)(image).shape)
+    return tuple(build_transform(transform, train=True, image_size=image_size)(image).shape)
 
 
 @cache
@@ -308,7 +309,7 @@ def plan_experiment(
     elif images_per_run is not None:
         hours_per_run = images_per_run / rate / 3600
         measured = throughput.inputs[backbone]
-        trains_at = training_input(dataset, measured)
+        trains_at = training_input(dataset, measured, spec["model"].get("image_size"))
         if trains_at != measured:
             shape = "x".join(map(str, measured))
             notes.append(f"throughput measured at {shape} input; trains at {'x'.join(map(str, trains_at))}")

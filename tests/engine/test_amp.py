@@ -64,9 +64,11 @@ def _batch():
     return {"inputs": torch.randn(8, 1, 28, 28, generator=gen), "labels": torch.arange(8) % 4}
 
 
+@pytest.mark.parametrize("loss", [{"type": "circle_classifier", "m": 0.25, "gamma": 64}, {"type": "softmax"}],
+                         ids=lambda loss: loss["type"])
 @pytest.mark.parametrize("dtype", AUTOCAST, ids=str)
-def test_model_loss_and_statistics_are_float32_under_autocast(dtype):
-    model = _model({"type": "circle_classifier", "m": 0.25, "gamma": 64})
+def test_model_loss_and_statistics_are_float32_under_autocast(dtype, loss):
+    model = _model(loss)
     with torch.autocast("cpu", dtype=dtype):
         out = model(**_batch(), mode="loss")
         embeddings = model(_batch()["inputs"])

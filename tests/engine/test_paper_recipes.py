@@ -96,6 +96,8 @@ def _smoke_params(experiment: str, data_root: Path) -> dict:
     per_class = train.groupby("label").size()
     spec["sampler"] = {"p": min(spec["sampler"]["p"], len(per_class)), "k": min(spec["sampler"]["k"], int(per_class.max()))}
     spec["model"] |= {"width": 0.0625, "pretrained": None}
+    if spec["model"].get("reduction") is False:  # the embedding is the narrowed trunk's own channels
+        spec["model"]["embedding_dim"] = round(spec["model"]["embedding_dim"] * spec["model"]["width"])
     spec["train"] = {key: value for key, value in spec["train"].items() if key not in ("epochs", "warmup")}
     spec["train"] |= {"iterations": 2, "checkpoint_interval": 2}
     if "validation" in spec["train"]:  # validate once, after the second iteration

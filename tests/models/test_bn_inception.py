@@ -93,3 +93,50 @@ def test_tiny_model_gives_the_requested_embedding() -> None:
     embeddings = model(torch.randn(2, 3, 64, 64))
     assert embeddings.shape == (2, 512)
     embeddings.sum().backward()
+
+
+def _bn_statistics(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in module.state_dict().items() if "running_" in name or "num_batches" in name}
+
+
+def _training_step(outer: torch.nn.Module) -> None:
+    """What mmengine's train loop does each iteration: ``model.train()`` on the outermost module, then a step."""
+    optimizer = torch.optim.SGD(outer.parameters(), lr=0.1)
+    outer.train()
+    outer(torch.randn(4, 3, 64, 64)).square().sum().backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_frozen_bn_keeps_its_statistics_through_train_calls_and_still_learns_its_affine(freeze_bn) -> None:
+    torch.manual_seed(0)
+    backbone = BNInceptionEmbedding(embedding_dim=8, width=TINY, freeze_bn=freeze_bn)
+    outer = torch.nn.Sequential(backbone)  # train() reaches the backbone through a container, as in the Runner
+    before = _bn_statistics(backbone)
+    gamma = backbone.trunk.conv1_7x7_s2.bn.weight.detach().clone()
+    _training_step(outer)
+    after = _bn_statistics(backbone)
+    unchanged = all(torch.equal(before[name], after[name]) for name in before)
+    assert unchanged == freeze_bn  # without freezing the same step moves the statistics
+    assert not torch.equal(gamma, backbone.trunk.conv1_7x7_s2.bn.weight)  # gamma trains either way
+    bns = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not bn.training for bn in bns) == freeze_bn
+    assert backbone.embedding.training and outer.training
+
+
+def test_max_pool_takes_the_channel_maxima_of_the_trunk_output() -> None:
+    torch.manual_seed(0)
+    model = BNInceptionEmbedding(embedding_dim=8, width=TINY, pool="max").eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.embedding(model.trunk(images).amax(dim=(2, 3)))
+        assert torch.allclose(model(images), expected)
+        assert not torch.allclose(BNInceptionEmbedding(embedding_dim=8, width=TINY).eval().pool(model.trunk(images)).flatten(1),
+                                  model.trunk(images).amax(dim=(2, 3)))
+
+
+def test_pool_and_freeze_bn_are_checked() -> None:
+    with pytest.raises(ValueError, match="pool must be one of"):
+        BNInceptionEmbedding(width=TINY, pool="gem")
+    with pytest.raises(ValueError, match="freeze_bn must be a bool"):
+        BNInceptionEmbedding(width=TINY, freeze_bn="yes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.models import ResNet50_Weights, resnet50
 
@@ -41,3 +42,17 @@ def test_bnneck_freezes_the_embedding_bn_bias() -> None:
     assert ResNet50Embedding(width=TINY).neck.bn.bias.requires_grad
     neck = ResNet50Embedding(width=TINY, last_stride=1, bnneck=True).neck
     assert not neck.bn.bias.requires_grad and neck.linear.bias is None
+
+
+def test_without_reduction_the_embedding_is_the_bn_of_the_pooled_channels() -> None:
+    torch.manual_seed(0)
+    model = ResNet50Embedding(embedding_dim=128, width=TINY, last_stride=1, bnneck=True, reduction=False).eval()
+    assert not any(name.startswith("neck.linear") for name, _ in model.named_parameters())
+    images = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(images), model.neck.bn(model.trunk(images).mean(dim=(2, 3))), atol=1e-6)
+
+
+def test_without_reduction_embedding_dim_must_match_the_trunk() -> None:
+    with pytest.raises(ValueError, match="set embedding_dim to 128"):
+        ResNet50Embedding(embedding_dim=512, width=TINY, reduction=False)

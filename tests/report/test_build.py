@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from circle_repro.config import RunSpec
-from circle_repro.report.build import STATUSES, build_report
+from circle_repro.report.build import STATUSES, build_report, collapse_note
 from circle_repro.report.targets import load_paper_targets
 
 from synthetic_runs import write_run
@@ -104,10 +104,11 @@ def test_a_matching_experiment_fills_paper_cells_with_status_and_delta(tmp_path,
     lifted = cells.loc[("paper", "table5", "LiftedStruct^64", "CUB R@1")]
     assert (lifted["n"], lifted["mean"], math.isnan(lifted["ci_low"])) == (1, 43.0, True)
     assert "seed 1: no metrics.json given" in lifted["note"]
+    assert lifted["status"] == "different method" and "original lifted structure" in lifted["note"]
     assert cells.loc[("paper", "table5", "HDC^384", "CUB R@1"), "status"] == "not run"
     assert set(cells.loc["paper", "status"]) <= set(STATUSES)
     assert "66.7 → 66.70 ± " in markdown and "· Δ +0.00 · within tolerance" in markdown
-    assert "43.00 (n=1, no CI) · Δ -0.60 · within tolerance" in markdown
+    assert "43.00 (n=1, no CI) · Δ -0.60 · different method" in markdown
     assert "cub: Circle minus the best other loss (MS) at R@1:" in markdown
     assert "## Demo versions" in markdown and "demo version): cub" not in markdown
 
@@ -214,3 +215,18 @@ def test_markdown_equals_the_golden_file(tmp_path, demo_params, metrics_files, u
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(markdown)
     assert markdown == golden.read_text(), "report.md changed; rerun with --update-golden if intended"
+
+
+def _history(s_n: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"iteration": range(1, len(s_n) + 1), "loss": 0.1, "s_p": 1.0, "s_n": s_n})
+
+
+def test_collapse_note_names_the_collapsed_losses_and_iterations_per_seed():
+    losses = {"Triplet": {"type": "triplet", "margin": 0.1}, "CircleLoss": {"type": "circle"}}
+    histories = {"Triplet": [_history([0.95, 0.99, 0.999, 0.5]), _history([0.9] * 4)], "CircleLoss": [_history([0.3] * 4)]}
+    note = collapse_note(histories, losses)
+    assert note.startswith("Collapsed training batches (batch mean s_n ≥ 0.99): Triplet at iterations 2–3 (1 of 2 seeds).")
+    assert "FaceNet" in note and "CircleLoss" not in note
+    assert collapse_note({"CircleLoss": [_history([0.3] * 4)]}, losses) is None
+    circle_only = collapse_note({"CircleLoss": [_history([0.995] * 2)]}, losses)
+    assert circle_only == "Collapsed training batches (batch mean s_n ≥ 0.99): CircleLoss at iterations 1–2 (1 of 1 seeds)."

@@ -387,7 +387,24 @@ def test_unknown_table_key_rejected(tmp_path, yaml_doc):
         load_paper_targets(_write(tmp_path, doc))
 
 
-# ------------------------------------------------- substitute data, vocabulary
+# ------------------------------------------------- substitute data, different method, vocabulary
+
+
+def test_only_the_original_lifted_structure_row_is_a_different_method(targets):
+    marked = {tid: meta["different_method"] for tid, meta in targets.attrs["tables"].items() if meta["different_method"]}
+    assert list(marked) == ["table5"] and list(marked["table5"]) == ["LiftedStruct^64"]
+    assert "original lifted structure" in marked["table5"]["LiftedStruct^64"]
+
+
+@pytest.mark.parametrize(
+    ("different_method", "message"),
+    [({"Lifted^64": "x"}, "unknown row 'Lifted\\^64'"), ({"HDC^384": ""}, "non-empty string"), (["HDC^384"], "must map rows")],
+)
+def test_bad_different_method_rejected(tmp_path, yaml_doc, different_method, message):
+    doc = _copy(yaml_doc)
+    doc["tables"]["table5"]["different_method"] = different_method
+    with pytest.raises(ValueError, match=message):
+        load_paper_targets(_write(tmp_path, doc))
 
 
 def test_face_tables_are_marked_substitute_data(targets):

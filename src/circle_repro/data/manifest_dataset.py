@@ -18,6 +18,8 @@ class ManifestDataset(Dataset):
     """Images and labels of one split; items are ``{"inputs": tensor, "labels": int}``.
 
     ``labels`` are class indices 0..C-1 in the order of ``classes`` (the sorted original ids).
+    ``transform`` names the task style; ``backbone`` and ``image_size`` complete it
+    (:func:`~circle_repro.data.transforms.build_transform`).
     """
 
     def __init__(
@@ -28,6 +30,8 @@ class ManifestDataset(Dataset):
         train: bool,
         max_images: int | None = None,
         seed: int = 0,
+        backbone: str | None = None,
+        image_size: list[int] | None = None,
     ) -> None:
         self.data_root = Path(data_root)
         frame = read_manifest(self.data_root, split=split)
@@ -40,7 +44,7 @@ class ManifestDataset(Dataset):
         self.classes = np.unique(frame["label"].to_numpy(dtype=np.int64))
         # Class-level heads need labels 0..C-1; the original ids stay in ``frame["label"]``.
         self.labels = np.searchsorted(self.classes, frame["label"].to_numpy(dtype=np.int64))
-        self.transform = build_transform(transform, train=train)
+        self.transform = build_transform(transform, train=train, backbone=backbone, image_size=image_size)
         self.image_mode = IMAGE_MODES[transform]
 
     def __len__(self) -> int:

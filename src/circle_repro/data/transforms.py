@@ -1,19 +1,28 @@
-"""Image transforms per task style, by name: train and test versions of each recipe's input pipeline.
+"""Image transforms per task style and backbone: train and test versions of each recipe's input pipeline.
 
-| style | input | train | test | normalisation |
+The style fixes the geometry and the augmentation:
+
+| style | input | train | test | source |
 |---|---|---|---|---|
-| mnist | 28×28 grey | affine jitter (±10°, ±10 %) | none | MNIST mean/std |
-| face | 112×112 RGB (aligned crops) | horizontal flip | none | to [−1, 1] (insightface) |
-| reid | 256×128 RGB | flip, pad 10 + random crop, random erasing p=0.5 | resize | ImageNet mean/std (fast-reid) |
-| retrieval | RGB, any size | resize 256, random crop 227, flip | resize 256, centre crop 227 | ImageNet mean/std |
+| mnist | 28×28 grey | affine jitter (±10°, ±10 %) | none | |
+| face | 112×112 RGB (aligned crops) | horizontal flip | none | insightface |
+| reid | 256×128 RGB | flip, pad 10 + random crop, random erasing p=0.5 | resize | fast-reid (Base-bagtricks.yml) |
+| retrieval | RGB, any size | resize 256, random resized crop 227 (scale 0.16-1), flip | resize 256, centre crop 227 | research-ms-loss (INPUT defaults) |
 
-Face images that are not 112×112 are resized to it. The paper states none of these pipelines
-beyond the input sizes (spec §2); they follow the reference code bases named above.
+The backbone fixes the pixel normalisation: the one its pretrained weights were trained with
+(:data:`BACKBONE_NORMALISATION`). Cadene's BN-Inception takes BGR in [0, 255] minus
+(104, 117, 128), std 1 (research-ms-loss ``INPUT.MODE 'BGR'``, ``PIXEL_MEAN``, ``PIXEL_STD``);
+torchvision's ResNet-50 (and MGN on it) RGB in [0, 1] with ImageNet mean/std; IResNet RGB mapped
+to [−1, 1] (insightface). A backbone trained from scratch (or none named) takes the style's own
+normalisation (:data:`STYLE_NORMALISATION`). Face images that are not 112×112 are resized to it;
+a re-ID ``image_size`` replaces 256×128 (fast-reid's MGN trains at 384×128). The paper states none
+of these pipelines beyond the input sizes (Sun et al. §4.1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -21,59 +30,126 @@ from torchvision.transforms import v2
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+class Normalisation(NamedTuple):
+    """How pixels reach a network: channel order, value scale, then ``(x - mean) / std`` per channel.
+
+    ``mean`` and ``std`` are in the network's channel order and on its value scale.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    byte_scale: bool = False  # pixels in [0, 255] (else [0, 1])
+    bgr: bool = False
+
+
+MNIST = Normalisation((0.1307,), (0.3081,))
+INSIGHTFACE = Normalisation((0.5,) * 3, (0.5,) * 3)
+IMAGENET = Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CADENE_BN_INCEPTION = Normalisation((104.0, 117.0, 128.0), (1.0, 1.0, 1.0), byte_scale=True, bgr=True)
+
+#: The normalisation of each backbone's pretrained weights; None: trained from scratch, the style's.
+BACKBONE_NORMALISATION: dict[str, Normalisation | None] = {
+    "small_cnn": None,
+    "resnet50": IMAGENET,
+    "mgn": IMAGENET,
+    "bn_inception": CADENE_BN_INCEPTION,
+    "iresnet34": INSIGHTFACE,
+    "iresnet100": INSIGHTFACE,
+}
+
 FACE_SIZE = (112, 112)
 REID_SIZE = (256, 128)
-RETRIEVAL_RESIZE, RETRIEVAL_CROP = 256, 227
+RETRIEVAL_RESIZE, RETRIEVAL_CROP, RETRIEVAL_CROP_SCALE = 256, 227, (0.16, 1.0)
 
 
-def _to_float(mean: tuple[float, ...], std: tuple[float, ...]) -> list[v2.Transform]:
-    return [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+def _to_bgr(image: torch.Tensor) -> torch.Tensor:
+    return image.flip(-3)
 
 
-def _mnist(train: bool) -> Transform:
+def _to_float(normalisation: Normalisation) -> list[v2.Transform]:
+    """uint8 image tensor -> float32 in the network's channel order, scale and normalisation."""
+    steps: list[v2.Transform] = [v2.ToDtype(torch.float32, scale=not normalisation.byte_scale)]
+    if normalisation.bgr:
+        steps.append(v2.Lambda(_to_bgr))
+    return [*steps, v2.Normalize(normalisation.mean, normalisation.std)]
+
+
+def _mnist(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
     augment = [v2.RandomAffine(degrees=10, translate=(0.1, 0.1))] if train else []
-    return v2.Compose([v2.PILToTensor(), *augment, *_to_float(MNIST_MEAN, MNIST_STD)[1:]])
+    return v2.Compose([v2.PILToTensor(), *augment, *_to_float(normalisation)])
 
 
-def _face(train: bool) -> Transform:
+def _face(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
     augment = [v2.RandomHorizontalFlip()] if train else []
-    return v2.Compose([v2.Resize(FACE_SIZE), *augment, *_to_float((0.5,) * 3, (0.5,) * 3)])
+    return v2.Compose([v2.Resize(FACE_SIZE), *augment, v2.PILToTensor(), *_to_float(normalisation)])
 
 
-def _reid(train: bool) -> Transform:
+def _reid(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
+    size = image_size or REID_SIZE
     if not train:
-        return v2.Compose([v2.Resize(REID_SIZE), *_to_float(IMAGENET_MEAN, IMAGENET_STD)])
+        return v2.Compose([v2.Resize(size), v2.PILToTensor(), *_to_float(normalisation)])
     return v2.Compose([
-        v2.Resize(REID_SIZE),
+        v2.Resize(size),
         v2.RandomHorizontalFlip(),
         v2.Pad(10),
-        v2.RandomCrop(REID_SIZE),
-        *_to_float(IMAGENET_MEAN, IMAGENET_STD),
+        v2.RandomCrop(size),
+        v2.PILToTensor(),
+        *_to_float(normalisation),
         v2.RandomErasing(p=0.5),
     ])
 
 
-def _retrieval(train: bool) -> Transform:
+def _retrieval(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
     if train:
-        steps = [v2.Resize(RETRIEVAL_RESIZE), v2.RandomCrop(RETRIEVAL_CROP), v2.RandomHorizontalFlip()]
+        steps = [
+            v2.Resize(RETRIEVAL_RESIZE),
+            v2.RandomResizedCrop(RETRIEVAL_CROP, scale=RETRIEVAL_CROP_SCALE),
+            v2.RandomHorizontalFlip(),
+        ]
     else:
         steps = [v2.Resize(RETRIEVAL_RESIZE), v2.CenterCrop(RETRIEVAL_CROP)]
-    return v2.Compose([*steps, *_to_float(IMAGENET_MEAN, IMAGENET_STD)])
+    return v2.Compose([*steps, v2.PILToTensor(), *_to_float(normalisation)])
 
 
-TRANSFORMS: dict[str, Callable[[bool], Transform]] = {
+TRANSFORMS: dict[str, Callable[[bool, Normalisation, tuple[int, int] | None], Transform]] = {
     "mnist": _mnist, "face": _face, "reid": _reid, "retrieval": _retrieval,
 }
+
+#: The normalisation of each style when the backbone brings none of its own.
+STYLE_NORMALISATION: dict[str, Normalisation] = {
+    "mnist": MNIST, "face": INSIGHTFACE, "reid": IMAGENET, "retrieval": IMAGENET,
+}
+
+#: The styles whose output size ``image_size`` may set.
+RESIZABLE_STYLES = ("reid",)
 
 # The image mode (PIL) each transform family expects.
 IMAGE_MODES: dict[str, str] = {"mnist": "L", "face": "RGB", "reid": "RGB", "retrieval": "RGB"}
 
 
-def build_transform(name: str, train: bool) -> Transform:
-    """The train or test transform of a task style."""
-    try:
-        return TRANSFORMS[name](train)
-    except KeyError:
-        raise ValueError(f"unknown transform {name!r}; allowed: {sorted(TRANSFORMS)}") from None
+def normalisation_for(name: str, backbone: str | None = None) -> Normalisation:
+    """The pixel normalisation of style ``name`` for ``backbone``: its pretrained weights', else the style's."""
+    if name not in TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; allowed: {sorted(TRANSFORMS)}")
+    if backbone is not None and backbone not in BACKBONE_NORMALISATION:
+        raise ValueError(f"unknown backbone {backbone!r} for the input normalisation; allowed: {sorted(BACKBONE_NORMALISATION)}")
+    own = BACKBONE_NORMALISATION[backbone] if backbone is not None else None
+    return own or STYLE_NORMALISATION[name]
+
+
+def build_transform(
+    name: str, train: bool, backbone: str | None = None, image_size: Sequence[int] | None = None
+) -> Transform:
+    """The train or test transform of a task style, normalised for ``backbone``'s weights.
+
+    ``image_size`` (height, width) replaces the style's output size (re-ID styles only).
+    """
+    normalisation = normalisation_for(name, backbone)
+    if image_size is not None:
+        if name not in RESIZABLE_STYLES:
+            raise ValueError(f"image_size is a setting of the {list(RESIZABLE_STYLES)} transforms, not of {name!r}")
+        if len(image_size) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in image_size):
+            raise ValueError(f"image_size must be [height, width] in pixels, got {image_size!r}")
+        image_size = (int(image_size[0]), int(image_size[1]))
+    return TRANSFORMS[name](train, normalisation, image_size)

@@ -86,13 +86,17 @@ def model_embedder(
 ) -> Embedder:
     """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
 
-    Images go through the test version of ``transform`` (a key of ``data.transforms.TRANSFORMS``), in
-    batches of ``batch_size`` on the model's device; ``flip`` flips each input tensor horizontally
-    (torchvision). Features are the backbone's output in at least float32, before the L2
-    normalisation of ``EmbeddingModel.embed`` (a model without a ``backbone`` gives ``embed``).
+    Images go through the test version of ``transform`` (a key of ``data.transforms.TRANSFORMS``) for
+    the model's ``backbone_name`` and ``image_size`` (when it has them), in batches of ``batch_size``
+    on the model's device; ``flip`` flips each input tensor horizontally (torchvision). Features are
+    the backbone's output in at least float32, before the L2 normalisation of
+    ``EmbeddingModel.embed`` (a model without a ``backbone`` gives ``embed``).
     """
     root = Path(data_root)
-    test_transform, image_mode = build_transform(transform, train=False), IMAGE_MODES[transform]
+    test_transform = build_transform(
+        transform, train=False, backbone=getattr(model, "backbone_name", None), image_size=getattr(model, "image_size", None)
+    )
+    image_mode = IMAGE_MODES[transform]
     backbone = getattr(model, "backbone", None)
     features_of = backbone if backbone is not None else model.embed
 

@@ -1,4 +1,4 @@
-"""The mmengine model: backbone -> L2-normalised embedding -> loss."""
+"""The mmengine model: backbone -> features -> loss (on unit vectors, or raw features for the heads that ask)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ class EmbeddingModel(BaseModel):
     """Maps images to unit-norm embeddings; in ``loss`` mode also returns batch s_p / s_n means.
 
     A class-level loss (a proxy head) gets ``embedding_dim`` and ``num_classes`` (the training
-    classes); a pair-wise loss ignores ``num_classes``.
+    classes); a pair-wise loss ignores ``num_classes``. The loss sees the backbone's features as
+    unit vectors, unless it declares ``takes_unit_embeddings = False`` (plain Softmax: inner
+    products W x + b on the raw features, Sun et al. §2); evaluation always uses unit vectors.
+
+    ``backbone`` and ``image_size`` (re-ID input [height, width], or None for the data set's own)
+    are kept as ``backbone_name`` and ``image_size``: they pick the input transform
+    (:func:`circle_repro.data.transforms.build_transform`) of training and evaluation alike.
 
     ``pretrained`` is a local weights file (or folder) for the backbone, passed to it as its
     ``weights`` argument; ``backbone_options`` are the backbone's other keyword arguments
@@ -41,8 +47,11 @@ class EmbeddingModel(BaseModel):
         loss: dict[str, Any],
         pretrained: str | None = None,
         backbone_options: dict[str, Any] | None = None,
+        image_size: list[int] | None = None,
     ) -> None:
         super().__init__()
+        self.backbone_name = backbone
+        self.image_size = None if image_size is None else list(image_size)
         options = dict(backbone_options or {})
         if pretrained is not None:
             options["weights"] = pretrained
@@ -54,22 +63,32 @@ class EmbeddingModel(BaseModel):
         if rank_local:
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, rank_local)
 
-    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings of a batch of images (normalised in float32, or float64 for a
-        float64 model, also under autocast)."""
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The backbone's features of a batch of images, not normalised, in float32 (float64 for a
+        float64 model) also under autocast."""
         features = self.backbone(inputs)
-        features = features.to(similarity_dtype(features))
+        return features.to(similarity_dtype(features))
+
+    @staticmethod
+    def _unit(features: torch.Tensor) -> torch.Tensor:
         with autocast_off(features.device):
             return F.normalize(features, dim=1)
 
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings of a batch of images (normalised in float32, or float64 for a
+        float64 model, also under autocast)."""
+        return self._unit(self.features(inputs))
+
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, mode: str = "tensor") -> Any:
-        embeddings = self.embed(inputs)
         if mode == "loss":
             if labels is None:
                 raise ValueError("EmbeddingModel in 'loss' mode needs labels")
-            return {"loss": self.loss(embeddings, labels), **_batch_similarity_means(embeddings.detach(), labels)}
+            features = self.features(inputs)
+            embeddings = self._unit(features)
+            loss_input = embeddings if self.loss.takes_unit_embeddings else features
+            return {"loss": self.loss(loss_input, labels), **_batch_similarity_means(embeddings.detach(), labels)}
         if mode in ("tensor", "predict"):
-            return embeddings
+            return self.embed(inputs)
         raise ValueError(f"unknown mode {mode!r}; allowed: 'loss', 'predict', 'tensor'")
 
 

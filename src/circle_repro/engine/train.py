@@ -48,7 +48,7 @@ LAUNCHERS = ("none", "pytorch", "slurm")
 slurm (srun's SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST/...)."""
 DEFAULT_CHECKPOINT_INTERVAL_ITERS = 2000
 """Checkpoint interval of iteration-based runs without ``train.checkpoint_interval`` (capped at the run's length)."""
-MODEL_KEYS = ("backbone", "embedding_dim", "pretrained")
+MODEL_KEYS = ("backbone", "embedding_dim", "pretrained", "image_size")
 """Keys of an experiment's ``model:`` read by the engine; every other key is a backbone option."""
 
 
@@ -56,8 +56,9 @@ def model_config(run_config: dict[str, Any], num_classes: int, load_pretrained: 
     """The mmengine model config of a run (what ``EmbeddingModel`` is built from).
 
     ``model.pretrained`` becomes the backbone's ``weights`` (left out with ``load_pretrained=False``:
-    the train record's copy, which evaluation rebuilds before loading the trained weights), and
-    every ``model:`` key besides backbone / embedding_dim / pretrained is passed to the backbone.
+    the train record's copy, which evaluation rebuilds before loading the trained weights),
+    ``model.image_size`` goes to the model (it picks the input transform), and every other
+    ``model:`` key besides backbone / embedding_dim is passed to the backbone.
     A sharded class-level loss gets the run's seed for its class sampling unless it sets one.
     """
     entry = get_dataset(run_config["dataset"])
@@ -73,6 +74,8 @@ def model_config(run_config: dict[str, Any], num_classes: int, load_pretrained: 
         "num_classes": num_classes,
         "loss": loss,
     }
+    if model.get("image_size") is not None:
+        config["image_size"] = list(model["image_size"])
     options = {key: value for key, value in model.items() if key not in MODEL_KEYS}
     if options:
         config["backbone_options"] = options
@@ -219,6 +222,8 @@ def _train_dataset(run_config: dict[str, Any], data_root: Path) -> dict[str, Any
         train=True,
         max_images=run_config["train"].get("max_images"),
         seed=run_config["seed"],
+        backbone=run_config["model"]["backbone"],
+        image_size=run_config["model"].get("image_size"),
     )
 
 

@@ -30,10 +30,11 @@ class SoftmaxClassifier(ProxyClassifier):
     The paper's "Softmax" baseline (§2, below Eq. 2: "inner products instead of cosines and
     γ=1"). ``bias`` is the constructor flag (kept as the attribute of that name, so configs
     round-trip); the bias vector itself, if any, is the parameter ``class_bias`` (C,),
-    initialised to zero.
+    initialised to zero. It takes the backbone's raw features (``takes_unit_embeddings`` False).
     """
 
     class_bias: nn.Parameter | None
+    takes_unit_embeddings = False
 
     def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True) -> None:
         super().__init__(embedding_dim, num_classes)

@@ -275,6 +275,9 @@ class PairwiseLoss(nn.Module):
     autocast off.
     """
 
+    takes_unit_embeddings: bool = True
+    """Whether the model hands this loss unit-norm embeddings (it normalises inside in any case)."""
+
     def __init__(self, all_gather: bool = False) -> None:
         super().__init__()
         self.all_gather = check_bool("all_gather", all_gather)

@@ -193,6 +193,11 @@ class ShardedClassifier(nn.Module):
         return self.head.embedding_dim
 
     @property
+    def takes_unit_embeddings(self) -> bool:
+        """The wrapped head's declaration (raw features for Softmax, unit vectors otherwise)."""
+        return self.head.takes_unit_embeddings
+
+    @property
     def num_classes(self) -> int:
         """All classes C (the shards together)."""
         return self.total_classes

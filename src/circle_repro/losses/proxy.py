@@ -33,6 +33,8 @@ class ProxyClassifier(nn.Module, abc.ABC):
     """
 
     weight: nn.Parameter
+    takes_unit_embeddings: bool = True
+    """Whether the model hands this head unit-norm embeddings (False: the backbone's raw features)."""
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()

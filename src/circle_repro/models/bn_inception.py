@@ -3,7 +3,12 @@
 This is the metric-learning variant (Lifted Structure, Multi-Similarity code): a 7x7/2 stem
 and a 1x1 -> 3x3 stem conv, both followed by 3x3/2 max pools with ceil mode; ten inception
 blocks 3a-5b (3c and 4e halve the resolution); every conv has a bias and is followed by BN and
-ReLU. The trunk gives 1024 channels, then global average pooling and a linear embedding.
+ReLU. The trunk gives 1024 channels, then global pooling and a linear embedding.
+
+research-ms-loss (``modeling/backbone/bninception.py``, ``heads/linear_norm.py``,
+``utils/freeze_bn.py``) trains it for retrieval with global **max** pooling, a Kaiming-initialised
+embedding and every BatchNorm kept in eval mode (running statistics frozen, affine parameters
+trained); ``pool="max"`` and ``freeze_bn=True`` select that recipe.
 
 Cadene's ImageNet checkpoint expects **BGR** images in [0, 255] minus the mean (104, 117, 128)
 (std 1), not torchvision's RGB normalisation; its BN vectors are stored as 1 x C.
@@ -152,11 +157,17 @@ def load_cadene_bn_inception(trunk: nn.Sequential, weights: WeightsPath) -> None
     )
 
 
+GLOBAL_POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+
+
 class BNInceptionEmbedding(nn.Module):
-    """BN-Inception trunk -> global average pooling -> linear ``embedding_dim`` (512 in the paper).
+    """BN-Inception trunk -> global pooling -> linear ``embedding_dim`` (512 in the paper).
 
     ``weights``: Cadene's local ImageNet checkpoint (file, or folder holding it under its
     published name); ``width`` scales every channel count (1.0 is the real network).
+    ``pool``: global ``"avg"`` (Cadene's ImageNet network) or ``"max"`` pooling (research-ms-loss).
+    ``freeze_bn``: every BatchNorm stays in eval mode, also after ``train()`` (research-ms-loss's
+    ``set_bn_eval``): batches neither update nor use their own statistics; gamma and beta still train.
     """
 
     def __init__(
@@ -165,13 +176,32 @@ class BNInceptionEmbedding(nn.Module):
         embedding_dim: int = 512,
         width: float = 1.0,
         weights: WeightsPath | None = None,
+        pool: str = "avg",
+        freeze_bn: bool = False,
     ) -> None:
         super().__init__()
+        if pool not in GLOBAL_POOLS:
+            raise ValueError(f"BN-Inception pool must be one of {sorted(GLOBAL_POOLS)}, got {pool!r}")
+        if not isinstance(freeze_bn, bool):
+            raise ValueError(f"BN-Inception freeze_bn must be a bool, got {freeze_bn!r}")
+        self.freeze_bn = freeze_bn
         self.trunk = bn_inception_trunk(in_channels, width)
         if weights is not None:
             load_cadene_bn_inception(self.trunk, weights)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GLOBAL_POOLS[pool](1)
         self.embedding = nn.Linear(self.trunk.out_channels, embedding_dim)
+        nn.init.kaiming_normal_(self.embedding.weight, mode="fan_out")  # research-ms-loss weights_init_kaiming
+        nn.init.zeros_(self.embedding.bias)
+        self.train()
+
+    def train(self, mode: bool = True) -> BNInceptionEmbedding:
+        """Set training mode; with ``freeze_bn`` every BatchNorm stays in eval mode."""
+        super().train(mode)
+        if self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.pool(self.trunk(images)).flatten(1))

@@ -3,7 +3,9 @@
 The trunk has torchvision's module names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``), so
 torchvision's published ImageNet checkpoints load into it. ``last_stride=1`` keeps ``layer4`` at
 1/16 resolution, as fast-reid does for re-ID. ``bnneck=True`` freezes the embedding BN's bias at
-zero (BNNeck, Luo et al. 2019), as fast-reid's re-ID heads do.
+zero (BNNeck, Luo et al. 2019), as fast-reid's re-ID heads do. ``reduction=False`` drops the linear
+projection: the embedding is the BN of the 2048 pooled channels, as fast-reid's bag-of-tricks
+``EmbeddingHead`` (no ``EMBEDDING_DIM``).
 """
 
 from __future__ import annotations
@@ -85,11 +87,22 @@ def load_torchvision_resnet50(trunk: nn.Sequential, weights: WeightsPath) -> Non
 
 
 class EmbeddingNeck(nn.Module):
-    """Linear projection to ``embedding_dim`` followed by BatchNorm1d (bias frozen at 0 for BNNeck)."""
+    """Linear projection to ``embedding_dim`` followed by BatchNorm1d (bias frozen at 0 for BNNeck).
 
-    def __init__(self, in_features: int, embedding_dim: int, bnneck: bool = False) -> None:
+    ``reduction=False``: no projection, BatchNorm1d on the input (``embedding_dim`` must equal ``in_features``).
+    """
+
+    def __init__(self, in_features: int, embedding_dim: int, bnneck: bool = False, reduction: bool = True) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, embedding_dim, bias=False)
+        if reduction:
+            self.linear: nn.Module = nn.Linear(in_features, embedding_dim, bias=False)
+        elif embedding_dim != in_features:
+            raise ValueError(
+                f"without a reduction the embedding is the {in_features} pooled channels, but embedding_dim is "
+                f"{embedding_dim}; set embedding_dim to {in_features} or reduction to true"
+            )
+        else:
+            self.linear = nn.Identity()
         self.bn = nn.BatchNorm1d(embedding_dim)
         if bnneck:
             self.bn.bias.requires_grad_(False)
@@ -103,7 +116,7 @@ class ResNet50Embedding(nn.Module):
 
     ``weights``: a local torchvision ImageNet checkpoint (file, or folder holding it under its
     published name); None keeps the random initialisation. ``width`` scales every channel count
-    (1.0 is the real network).
+    (1.0 is the real network). ``reduction=False``: no linear layer, BN on the pooled channels.
     """
 
     def __init__(
@@ -114,13 +127,16 @@ class ResNet50Embedding(nn.Module):
         bnneck: bool = False,
         width: float = 1.0,
         weights: WeightsPath | None = None,
+        reduction: bool = True,
     ) -> None:
         super().__init__()
         self.trunk = resnet50_trunk(in_channels, width, last_stride)
         if weights is not None:
             load_torchvision_resnet50(self.trunk, weights)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.neck = EmbeddingNeck(trunk_channels(self.trunk), embedding_dim, bnneck)
+        if not isinstance(reduction, bool):
+            raise ValueError(f"ResNet-50 reduction must be a bool, got {reduction!r}")
+        self.neck = EmbeddingNeck(trunk_channels(self.trunk), embedding_dim, bnneck, reduction)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.neck(self.pool(self.trunk(images)).flatten(1))

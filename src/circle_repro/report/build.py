@@ -43,7 +43,7 @@ from circle_repro.report.stats import Interval, paired_bootstrap, t_interval
 from circle_repro.report.targets import REPO_BACKBONES, load_paper_targets, paper_loss_id, repo_metric_name
 
 #: The status of a paper cell.
-STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data")
+STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data", "different method")
 #: Data sets of these access kinds that are not on disk make their cells "data unavailable".
 UNAVAILABLE_ACCESS = ("manual", "withdrawn")
 #: How a demo experiment is titled, by the paper table it mirrors.
@@ -176,8 +176,9 @@ def paper_cells(
     """Every published cell with its status (one of ``STATUSES``).
 
     No configured experiment: ``not run``. Configured but without results: ``data unavailable`` when
-    its data set is a manual or withdrawn one that is not on disk, else ``not run``. With results: the
-    table's ``substitute_data`` makes it ``substitute data``; otherwise the mean is compared with the
+    its data set is a manual or withdrawn one that is not on disk, else ``not run``. With results: a row
+    the targets file lists under ``different_method`` is ``different method`` (the reason as its note),
+    the table's ``substitute_data`` makes it ``substitute data``; otherwise the mean is compared with the
     published value using params ``report.tolerance`` (percentage points).
     """
     tables = targets.attrs["tables"]
@@ -202,6 +203,9 @@ def paper_cells(
                 status = "not run"
                 evaluated = any(r.metrics for r in cell.runs)
                 notes.append(f"{experiment} does not report {metric}" if evaluated else cell.notes)
+        elif target.row in tables[target.table]["different_method"]:
+            status = "different method"
+            notes.append(tables[target.table]["different_method"][target.row])
         elif tables[target.table]["substitute_data"]:
             status = "substitute data"
         else:
@@ -335,6 +339,36 @@ def _boundary_margins(losses: Mapping[str, Mapping[str, Any]]) -> tuple[float | 
     return circle_m, by_type["triplet"].get("margin", 0.1) if "triplet" in by_type else None
 
 
+COLLAPSED_S_N = 0.99
+"""A training batch whose mean different-class cosine s_n reaches this is collapsed: its images all
+point about one way, whatever their class."""
+
+
+def collapse_note(histories: Mapping[str, Sequence[pd.DataFrame]], losses: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Which losses trained through collapsed batches (:data:`COLLAPSED_S_N`), and when; None if none did.
+
+    ``histories``: per loss, its history.csv frames, one per seed (lowest seed first).
+    """
+    spans = {}
+    for loss, frames in histories.items():
+        seeds = [frame.loc[frame["s_n"] >= COLLAPSED_S_N, "iteration"] for frame in frames]
+        hit = [f"{int(its.min())}–{int(its.max())}" for its in seeds if len(its)]
+        if hit:
+            spans[loss] = f"{loss} at iterations {', '.join(hit)} ({len(hit)} of {len(frames)} seeds)"
+    if not spans:
+        return None
+    text = f"Collapsed training batches (batch mean s_n ≥ {COLLAPSED_S_N}): {'; '.join(spans.values())}."
+    if any(losses[loss]["type"] == "triplet" for loss in spans):
+        text += (
+            " Batch-hard triplet mining is known to collapse the embedding early in training (Schroff et al., "
+            "FaceNet, CVPR 2015, §3.2): when the initial embeddings are nearly collinear, every anchor's hardest "
+            "negative is about as close as its hardest positive, the loss stays near its margin and the gradient "
+            "through the unit-norm embeddings shrinks with their spread. The test metrics above show how much ranking the "
+            "remaining spread keeps."
+        )
+    return text
+
+
 def _figures(results: Results, params: Mapping[str, Any], experiment: str, figure_dir: Path) -> list[Block]:
     run_dirs, lacking = _figure_run_dirs(results, experiment)
     if not run_dirs:
@@ -355,6 +389,8 @@ def _figures(results: Results, params: Mapping[str, Any], experiment: str, figur
             f"{experiment}, Fig. 4 style. {FIGURES['training_dynamics'].caption}",
         ),
     ]
+    collapsed = collapse_note(histories, spec["losses"])
+    blocks += [Paragraph(collapsed)] if collapsed else []
     circle_m, line_m = _boundary_margins(spec["losses"])
     if circle_m is not None or line_m is not None:
         pairs = {loss: load_pair_sample(dirs[0]) for loss, dirs in run_dirs.items()}
@@ -444,7 +480,8 @@ _STATUS_LEGEND = (
     "Each cell: published → reproduced · Δ · status. Status: within tolerance / below / above (|Δ| against "
     "params.yaml report.tolerance), substitute data (the paper's training data was never released), not run (no "
     "experiment of this profile fills the cell, or it has no results yet), data unavailable (the data set must be "
-    "obtained by hand and is not on disk)."
+    "obtained by hand and is not on disk), different method (the row cites another variant or setting of the loss "
+    "than the one run here; the note says how, and the cell is not judged)."
 )
 
 

@@ -13,9 +13,12 @@ Long format (one row per published cell), columns :data:`CELL_COLUMNS`::
 column in the paper's printed order.  Cells printed as "-" in the paper are
 absent from the long format and appear as NaN in :func:`paper_table`.
 The per-table metadata (title, protocol, training_data, substitute_data,
-notes, unit, metric_labels, rows, columns) is kept in ``df.attrs["tables"]``
-and the citation in ``df.attrs["source"]``.  ``substitute_data`` (or None)
-says why any reproduction of that table is on stand-in data.
+notes, unit, metric_labels, rows, columns, different_method) is kept in
+``df.attrs["tables"]`` and the citation in ``df.attrs["source"]``.
+``substitute_data`` (or None) says why any reproduction of that table is on
+stand-in data; ``different_method`` maps a row to why this repository's loss
+of the same family is not the method that row cites (its cells are then
+reported as "different method", not judged against the published value).
 
 The paper's vocabulary (metric ids, loss ids, backbone labels) maps onto this
 repository's names through :func:`repo_metric_name`, :func:`paper_loss_id`
@@ -51,7 +54,7 @@ _RESOURCE = "paper_targets.yaml"
 _REQUIRED_CELL_KEYS = ("table", "row", "column", "dataset", "metric", "backbone", "loss", "is_ours", "value")
 _OPTIONAL_CELL_KEYS = ("embedding_dim",)
 _REQUIRED_TABLE_KEYS = ("title", "protocol", "training_data", "unit", "rows", "columns", "cells")
-_OPTIONAL_TABLE_KEYS = ("notes", "metric_labels", "substitute_data")
+_OPTIONAL_TABLE_KEYS = ("notes", "metric_labels", "substitute_data", "different_method")
 
 #: Allowed values of a table's ``protocol``.
 PROTOCOLS = frozenset({"megaface", "verification_pairs", "ijb", "reid", "retrieval"})
@@ -143,6 +146,15 @@ def _parse(path: Path, doc: Any) -> tuple[str, dict[str, dict[str, Any]], list[d
         if not isinstance(metric_labels, Mapping):
             raise _fail(path, where, "'metric_labels' must be a mapping")
 
+        different_method = tbl.get("different_method") or {}
+        if not isinstance(different_method, Mapping):
+            raise _fail(path, where, f"'different_method' must map rows to reasons, got {different_method!r}")
+        for row, reason in different_method.items():
+            if row not in rows:
+                raise _fail(path, where, f"'different_method' names unknown row {row!r} (declared rows: {rows})")
+            if not isinstance(reason, str) or not reason:
+                raise _fail(path, where, f"'different_method' reason of row {row!r} must be a non-empty string, got {reason!r}")
+
         row_pos = {r: i for i, r in enumerate(rows)}
         col_pos = {c: i for i, c in enumerate(columns)}
         seen: set[tuple[str, str]] = set()
@@ -207,6 +219,7 @@ def _parse(path: Path, doc: Any) -> tuple[str, dict[str, dict[str, Any]], list[d
             "metric_labels": dict(metric_labels),
             "rows": list(rows),
             "columns": list(columns),
+            "different_method": dict(different_method),
         }
     return source, meta, records
 
