@@ -1,4 +1,9 @@
-"""A torch Dataset over one split of a prepared data set's manifest."""
+"""A torch Dataset over one split of a prepared data set's manifest.
+
+Each item is read through :class:`~circle_repro.data.image_reader.ImageReader` (a loose file or a pack
+record), decoded to a uint8 tensor (:func:`~circle_repro.data.image_reader.decode_image`) and passed
+through the split's transform, which works on tensors as on PIL images.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from circle_repro.data.image_reader import ImageReader, decode_image
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 
@@ -42,11 +47,11 @@ class ManifestDataset(Dataset):
         self.labels = np.searchsorted(self.classes, frame["label"].to_numpy(dtype=np.int64))
         self.transform = build_transform(transform, train=train)
         self.image_mode = IMAGE_MODES[transform]
+        self.images = ImageReader(self.data_root, frame["path"].to_numpy())
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.labels)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        with Image.open(self.data_root / self.frame.at[index, "path"]) as image:
-            inputs = self.transform(image.convert(self.image_mode))
+        inputs = self.transform(decode_image(self.images.read(index), self.image_mode))
         return {"inputs": inputs, "labels": torch.tensor(self.labels[index])}

@@ -222,7 +222,8 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
                                      "does not match the frames")
         label_of = {person: index for index, person in enumerate(sorted({video.person for video in videos}))}
         rows = []
-        with committed_store(out_dir, resize_short_side) as store:
+        frames = sum(len(video.frames) for video in videos)
+        with committed_store(out_dir, resize_short_side, images=frames) as store:
             for template, video in enumerate(videos):
                 for frame in video.frames:
                     path = store.add(f"{video.video_id}/{frame.name}", frame.read_bytes(),
