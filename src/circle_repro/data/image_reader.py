@@ -10,6 +10,7 @@ an MS1M pack is read as it was downloaded. Packs are opened lazily in each proce
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from circle_repro.data.formats.recordio import RecordFile, RecordIOError, unpack
 
@@ -26,7 +26,6 @@ PACK_SUFFIX = ".rec"
 INDEX_SUFFIX = ".idx"
 KEY_SEPARATOR = "#"
 JPEG_SOI = b"\xff\xd8"
-_READ_MODES = {"RGB": ImageReadMode.RGB, "L": ImageReadMode.GRAY}
 
 
 class PackError(RecordIOError):
@@ -126,15 +125,20 @@ class ImageReader:
 def decode_image(data: bytes, mode: str) -> torch.Tensor:
     """Decoded pixels (uint8, channels x height x width) of an encoded image in PIL ``mode`` (``RGB`` or ``L``).
 
-    JPEGs go through torchvision's libjpeg-turbo decoder; other formats (and JPEGs it refuses) through PIL.
+    An RGB JPEG goes through torchvision's libjpeg-turbo decoder, which gives PIL's pixels without PIL's
+    per-image Python overhead; anything else (and a JPEG that decoder refuses) through PIL.
     """
-    if data[:2] == JPEG_SOI and mode in _READ_MODES:
+    if mode == "RGB" and data[:2] == JPEG_SOI:
         try:
-            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=_READ_MODES[mode])
+            with warnings.catch_warnings():  # torchvision >= 0.29 announces a move of its decoders to TorchCodec
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
         except RuntimeError:
-            pass  # e.g. a CMYK or progressive variant libjpeg-turbo's torchvision build rejects: PIL decides
+            pass  # e.g. a CMYK variant this build rejects: PIL decides
     with Image.open(io.BytesIO(data)) as image:
-        return pil_to_tensor(image.convert(mode))
+        pixels = np.array(image if image.mode == mode else image.convert(mode))
+    tensor = torch.from_numpy(pixels)
+    return tensor.permute(2, 0, 1).contiguous() if tensor.ndim == 3 else tensor.unsqueeze(0)
 
 
 __all__ = ["ImageReader", "PackError", "decode_image", "pack_member", "pack_offsets", "read_pack_index",

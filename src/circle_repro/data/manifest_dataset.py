@@ -2,7 +2,8 @@
 
 Each item is read through :class:`~circle_repro.data.image_reader.ImageReader` (a loose file or a pack
 record), decoded to a uint8 tensor (:func:`~circle_repro.data.image_reader.decode_image`) and passed
-through the split's transform, which works on tensors as on PIL images.
+through the split's transform, which works on tensors as on PIL images, with its float conversion and
+normalisation fused (:func:`~circle_repro.data.fused_transform.fuse_normalisation`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from circle_repro.data.fused_transform import fuse_normalisation
 from circle_repro.data.image_reader import ImageReader, decode_image
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
@@ -45,7 +47,7 @@ class ManifestDataset(Dataset):
         self.classes = np.unique(frame["label"].to_numpy(dtype=np.int64))
         # Class-level heads need labels 0..C-1; the original ids stay in ``frame["label"]``.
         self.labels = np.searchsorted(self.classes, frame["label"].to_numpy(dtype=np.int64))
-        self.transform = build_transform(transform, train=train)
+        self.transform = fuse_normalisation(build_transform(transform, train=train))
         self.image_mode = IMAGE_MODES[transform]
         self.images = ImageReader(self.data_root, frame["path"].to_numpy())
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from circle_repro.data.datasets import get_dataset
+from circle_repro.data.fused_transform import fuse_normalisation
 from circle_repro.data.image_reader import ImageReader, decode_image
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
@@ -103,7 +104,7 @@ def model_embedder(
     normalisation of ``EmbeddingModel.embed`` (a model without a ``backbone`` gives ``embed``).
     """
     root = Path(data_root)
-    test_transform, image_mode = build_transform(transform, train=False), IMAGE_MODES[transform]
+    test_transform, image_mode = fuse_normalisation(build_transform(transform, train=False)), IMAGE_MODES[transform]
     backbone = getattr(model, "backbone", None)
     features_of = backbone if backbone is not None else model.embed
 
