@@ -2,7 +2,7 @@
 
 ``build_transform`` ends its pipelines with ``ToDtype(float32, scale=...)`` then ``Normalize(mean, std)``:
 two passes over the image, each allocating a float image, plus the dispatch of two v2 transforms. On
-uint8 tensors (what :func:`~circle_repro.data.image_reader.decode_image` gives) the pair is the affine
+uint8 tensors (what :func:`~circle_repro.data.image_decode.decode_image` gives) the pair is the affine
 map ``x * scale / std - mean / std`` per channel, computed here in one pass; the values agree with the
 pair's to float32 rounding.
 """

@@ -1,4 +1,4 @@
-"""A prepared data set's images by manifest path: their encoded bytes and their decoded pixels.
+"""A prepared data set's images by manifest path: their encoded bytes (decoding: :mod:`.image_decode`).
 
 A manifest ``path`` names either a loose file under the prepared folder (``images/3/17.jpg``) or record
 ``<key>`` of a RecordIO pack in that folder: ``<pack>.rec#<key>``, with the pack's index ``<pack>.idx``
@@ -9,23 +9,17 @@ an MS1M pack is read as it was downloaded. Packs are opened lazily in each proce
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from circle_repro.data.formats.recordio import RecordFile, RecordIOError, unpack
 
 PACK_SUFFIX = ".rec"
 INDEX_SUFFIX = ".idx"
 KEY_SEPARATOR = "#"
-JPEG_SOI = b"\xff\xd8"
 
 
 class PackError(RecordIOError):
@@ -122,24 +116,5 @@ class ImageReader:
             raise PackError(f"{err}; {_refresh_hint(record.rec_path)}") from None
 
 
-def decode_image(data: bytes, mode: str) -> torch.Tensor:
-    """Decoded pixels (uint8, channels x height x width) of an encoded image in PIL ``mode`` (``RGB`` or ``L``).
-
-    An RGB JPEG goes through torchvision's libjpeg-turbo decoder, which gives PIL's pixels without PIL's
-    per-image Python overhead; anything else (and a JPEG that decoder refuses) through PIL.
-    """
-    if mode == "RGB" and data[:2] == JPEG_SOI:
-        try:
-            with warnings.catch_warnings():  # torchvision >= 0.29 announces a move of its decoders to TorchCodec
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        except RuntimeError:
-            pass  # e.g. a CMYK variant this build rejects: PIL decides
-    with Image.open(io.BytesIO(data)) as image:
-        pixels = np.array(image if image.mode == mode else image.convert(mode))
-    tensor = torch.from_numpy(pixels)
-    return tensor.permute(2, 0, 1).contiguous() if tensor.ndim == 3 else tensor.unsqueeze(0)
-
-
-__all__ = ["ImageReader", "PackError", "decode_image", "pack_member", "pack_offsets", "read_pack_index",
+__all__ = ["ImageReader", "PackError", "pack_member", "pack_offsets", "read_pack_index",
            "split_pack_member"]

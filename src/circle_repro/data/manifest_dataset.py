@@ -1,7 +1,7 @@
 """A torch Dataset over one split of a prepared data set's manifest.
 
 Each item is read through :class:`~circle_repro.data.image_reader.ImageReader` (a loose file or a pack
-record), decoded to a uint8 tensor (:func:`~circle_repro.data.image_reader.decode_image`) and passed
+record), decoded to a uint8 tensor (:func:`~circle_repro.data.image_decode.decode_image`) and passed
 through the split's transform, which works on tensors as on PIL images, with its float conversion and
 normalisation fused (:func:`~circle_repro.data.fused_transform.fuse_normalisation`).
 """
@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from circle_repro.data.fused_transform import fuse_normalisation
-from circle_repro.data.image_reader import ImageReader, decode_image
+from circle_repro.data.image_decode import decode_image
+from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 

@@ -22,7 +22,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.fused_transform import fuse_normalisation
-from circle_repro.data.image_reader import ImageReader, decode_image
+from circle_repro.data.image_decode import decode_image
+from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 from circle_repro.engine import registrations as _registrations  # noqa: F401

@@ -16,7 +16,7 @@ class is its IRHeader label (``label[0]`` of a vector), which must be an integer
 The pack is the prepared data: preparation links ``train.rec`` and ``train.idx`` into the prepared
 folder as ``images.rec`` / ``images.idx`` (a hard link where the file system allows, else a symbolic
 link; no image is copied) and indexes it into the manifest, reading every record once to check its
-framing, its class and its image (header and end marker; images are not decoded). With
+framing, its class and its image (its start and end markers; images are not decoded). With
 ``resize_short_side`` the images are re-encoded instead, through the image store (a pack for a
 large set).
 
@@ -26,7 +26,6 @@ resized), ``label``, ``split`` (``train`` for every image). No extra files.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import shutil
@@ -37,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
 from circle_repro.data.acquire import obtain
 from circle_repro.data.datasets.entry import DatasetEntry
@@ -51,20 +49,20 @@ from circle_repro.io import write_json
 from circle_repro.data.sources import Source, load_sources
 
 PACK_FILES = ("train.rec", "train.idx", "property")
+JPEG_START = b"\xff\xd8\xff"  # SOI, then the first segment's marker
 JPEG_END = b"\xff\xd9"
+PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 
 
 def _image_problem(image: bytes) -> str | None:
-    """Why a record's image is unusable (its header does not parse as an image, or a JPEG lacks its end
-    marker: cut short), or None."""
-    try:
-        with Image.open(io.BytesIO(image)) as opened:
-            image_format = opened.format
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        return f"{type(err).__name__}: {err}"
-    if image_format == "JPEG" and JPEG_END not in image[-16:]:
-        return "JPEG without its end marker (cut short)"
-    return None
+    """Why a record's image is unusable, or None: it must start and end as a JPEG (SOI ... EOI) or a PNG
+    (signature ... IEND), which catches records that are not images and images cut short (not decoded)."""
+    tail = image[-16:]
+    if image.startswith(JPEG_START):
+        return None if JPEG_END in tail else "JPEG without its end marker (cut short)"
+    if image.startswith(PNG_START):
+        return None if PNG_END in tail else "PNG without its IEND chunk (cut short)"
+    return f"neither a JPEG nor a PNG (starts with {image[:8]!r})"
 
 
 def _link(source: Path, target: Path) -> None:
