@@ -23,8 +23,11 @@ thread (DataLoader workers do too), so 0 workers and the baseline use one core a
 processes. After one warm-up pass of each, every repeat times each loader once, in turn (interleaved,
 so that load from other processes hits all of them alike); the table gives images/s as the median
 over repeats, with the minimum in brackets, and the ratio of the medians to the baseline (> 1: faster
-than the plain loop). Targets, with a verdict printed for each size: 0 workers >= 0.9 x the baseline
-(the loader's own cost per core), 2 workers >= 1.6 x (it scales with workers).
+than the plain loop). Beside it, images per CPU-second (user + system time of the process and of the
+loader's worker processes, from /proc), which other processes on the machine do not change: the
+loader's cost per core whatever the load. Targets, with a verdict printed for each size: 0 workers
+>= 0.9 x the baseline (wall clock, and per CPU-second), 2 workers >= 1.6 x (wall clock: it scales with
+workers, which needs two idle cores).
 
 Pack against loose files: the same images prepared twice, as loose files and as one pack
 (``images.rec``), read back as encoded bytes through ``ImageReader`` in one random order (the access
@@ -114,6 +117,19 @@ def make_prepared(root: Path, name: str, sizes: list[tuple[int, int]], n: int, s
     return out
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _worker_cpu_seconds(loader: DataLoader) -> float:
+    """CPU seconds (user + system) used so far by a persistent loader's worker processes (Linux /proc)."""
+    iterator = getattr(loader, "_iterator", None)
+    total = 0
+    for worker in getattr(iterator, "_workers", []):
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICKS
+
+
 def _loader_pass(loader: DataLoader) -> int:
     count = 0
     for batch in loader:
@@ -186,24 +202,35 @@ def run(images: int, repeats: int) -> None:
             for step in passes.values():  # warm-up: page cache, worker start-up, first-call costs
                 assert step() == len(paths)
             rates: dict[str, list[float]] = {label: [] for label in passes}
+            cpu_rates: dict[str, list[float]] = {label: [] for label in passes}
+            owners = [None, *loaders]  # whose workers each pass uses (none for the baseline)
             for _ in range(repeats):
-                for label, step in passes.items():
-                    start = time.perf_counter()
+                for (label, step), owner in zip(passes.items(), owners, strict=True):
+                    workers_before = _worker_cpu_seconds(owner) if owner is not None else 0.0
+                    cpu_start, start = time.process_time(), time.perf_counter()
                     step()
-                    rates[label].append(len(paths) / (time.perf_counter() - start))
-            del loaders  # shuts the persistent workers down
+                    wall = time.perf_counter() - start
+                    cpu = time.process_time() - cpu_start
+                    cpu += (_worker_cpu_seconds(owner) - workers_before) if owner is not None else 0.0
+                    rates[label].append(len(paths) / wall)
+                    cpu_rates[label].append(len(paths) / max(cpu, 1e-9))
+            del loaders, owners  # shuts the persistent workers down
             baseline = statistics.median(rates[next(iter(rates))])
+            cpu_baseline = statistics.median(cpu_rates[next(iter(cpu_rates))])
             print(f"\n== {name} JPEG ({style} test transform), {len(paths)} images, mean {mean_kib:.1f} KiB")
-            print(f"{'loader':<38} | {'images/s median [min]':>23} | ratio")
-            print("-" * 72)
+            print(f"{'loader':<38} | {'images/s median [min]':>23} | ratio | images/CPU-s | ratio")
+            print("-" * 96)
             for label, values in rates.items():
-                median = statistics.median(values)
-                print(f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f}")
+                median, cpu_median = statistics.median(values), statistics.median(cpu_rates[label])
+                print(f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f} | "
+                      f"{cpu_median:>12.0f} | {cpu_median / cpu_baseline:5.2f}")
             verdicts = []
             for workers, target in TARGETS.items():
                 ratio = statistics.median(rates[f"ManifestDataset, {workers} workers"]) / baseline
                 verdicts.append(f"{workers} workers {ratio:.2f} {_verdict(ratio, target)}")
-            print("verdict: " + "; ".join(verdicts))
+            cpu_ratio = statistics.median(cpu_rates["ManifestDataset, 0 workers"]) / cpu_baseline
+            print("verdict (wall clock): " + "; ".join(verdicts))
+            print(f"verdict (CPU time, 0 workers): {cpu_ratio:.2f} {_verdict(cpu_ratio, TARGETS[0])}")
         pack_vs_loose(Path(tmp) / "pack_vs_loose", images, repeats)
     print(f"\nload average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
