@@ -18,7 +18,12 @@ from circle_repro.data import image_store
 from circle_repro.data.datasets.ms1m import MS1MV2
 from circle_repro.data.fused_transform import ScaledNormalize, fuse_normalisation
 from circle_repro.data.image_decode import decode_image
-from circle_repro.data.image_reader import ImageReader, PackError, pack_member, split_pack_member
+from circle_repro.data.image_reader import (
+    ImageReader,
+    PackError,
+    pack_member,
+    split_pack_member,
+)
 from circle_repro.data.manifest import content_hash, read_manifest
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared

@@ -6,15 +6,19 @@ import copy
 import pytest
 import torch
 import yaml
+from support import REPO_ROOT, tiny_params
 from torch.utils.data import DataLoader
 
 from circle_repro.cli import main
 from circle_repro.config import find_run, train_config
 from circle_repro.engine import loader as loader_module
-from circle_repro.engine.loader import LoaderSettings, loader_settings, train_loader_settings
+from circle_repro.engine.loader import (
+    LoaderSettings,
+    loader_settings,
+    train_loader_settings,
+)
 from circle_repro.engine.train import runner_config
 from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
-from support import REPO_ROOT, tiny_params
 
 ENGINE = REPO_ROOT / "src" / "circle_repro" / "engine"
 LOADER_KEYWORDS = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor"}

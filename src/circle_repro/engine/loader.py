@@ -66,5 +66,11 @@ def process_loader_settings(device: torch.device) -> LoaderSettings:
     return loader_settings(process_cpus(), accelerator=device.type == "cuda")
 
 
-__all__ = ["LoaderSettings", "PREFETCH_BATCHES_PER_WORKER", "loader_settings", "process_cpus",
-           "process_loader_settings", "train_loader_settings"]
+__all__ = [
+    "PREFETCH_BATCHES_PER_WORKER",
+    "LoaderSettings",
+    "loader_settings",
+    "process_cpus",
+    "process_loader_settings",
+    "train_loader_settings",
+]

@@ -39,14 +39,24 @@ import pandas as pd
 
 from circle_repro.data.acquire import obtain
 from circle_repro.data.datasets.entry import DatasetEntry
-from circle_repro.data.formats.recordio import IRHeader, RecordIOError, RecordIOReader, read_property
+from circle_repro.data.formats.recordio import (
+    IRHeader,
+    RecordIOError,
+    RecordIOReader,
+    read_property,
+)
 from circle_repro.data.image_reader import pack_member
-from circle_repro.data.image_store import IMAGES_DIRNAME, PACK_FILENAME, PACK_INDEX_FILENAME, SKIPPED_FILENAME, \
-    SkippedImagesWarning
+from circle_repro.data.image_store import (
+    IMAGES_DIRNAME,
+    PACK_FILENAME,
+    PACK_INDEX_FILENAME,
+    SKIPPED_FILENAME,
+    SkippedImagesWarning,
+)
 from circle_repro.data.manifest import manifest_path, write_manifest
 from circle_repro.data.prepared import committed_store
-from circle_repro.io import write_json
 from circle_repro.data.sources import Source, load_sources
+from circle_repro.io import write_json
 
 PACK_FILES = ("train.rec", "train.idx", "property")
 JPEG_START = b"\xff\xd8\xff"  # SOI, then the first segment's marker
