@@ -1,6 +1,7 @@
-"""Decoding prepared images through ``ManifestDataset`` + a torch ``DataLoader``, against a plain PIL loop.
+"""Decoding prepared images through ``ManifestDataset`` + a torch ``DataLoader``, against a plain PIL loop;
+random reads from a pack against loose files.
 
-    python benchmarks/data_decode.py            # 512 images per size, 5 repeats (about a minute)
+    python benchmarks/data_decode.py            # 512 images per size, 5 repeats (about two minutes)
     python benchmarks/data_decode.py --quick    # 128 images per size, 3 repeats
 
 Three prepared data sets are made on the fly in a temporary folder, through the real preparation path
@@ -22,9 +23,20 @@ thread (DataLoader workers do too), so 0 workers and the baseline use one core a
 processes. After one warm-up pass of each, every repeat times each loader once, in turn (interleaved,
 so that load from other processes hits all of them alike); the table gives images/s as the median
 over repeats, with the minimum in brackets, and the ratio of the medians to the baseline (> 1: faster
-than the plain loop).
+than the plain loop). Beside it, images per CPU-second (user + system time of the process and of the
+loader's worker processes, from /proc), which other processes on the machine do not change: the
+loader's cost per core whatever the load. Targets, with a verdict printed for each size: 0 workers
+>= 0.9 x the baseline (wall clock, and per CPU-second), 2 workers >= 1.6 x (wall clock: it scales with
+workers, which needs two idle cores).
 
-Timings are wall-clock on whatever machine runs this; compare ratios, not absolutes.
+Pack against loose files: the same images prepared twice, as loose files and as one pack
+(``images.rec``), read back as encoded bytes through ``ImageReader`` in one random order (the access
+pattern of a shuffled epoch), from the page cache; the pack is read through a descriptor kept open,
+a loose file is opened, read and closed. Target: the pack at least as fast (ratio >= 1).
+
+Timings are wall-clock on whatever machine runs this; compare ratios, not absolutes. Other processes
+slow every loader alike, but 1 and 2 workers need idle cores: the load average is printed at the start
+and the end.
 """
 
 from __future__ import annotations
@@ -52,6 +64,9 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from circle_repro.data import image_store
+from circle_repro.data.image_reader import ImageReader
+from circle_repro.data.manifest import read_manifest
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared
 
@@ -66,6 +81,8 @@ SIZES = {
 }
 FULL = dict(images=512, repeats=5)
 QUICK = dict(images=128, repeats=3)
+TARGETS = {0: 0.9, 2: 1.6}  # workers -> ratio to the baseline the loader should reach
+PACK_TARGET = 1.0
 
 
 def _jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:
@@ -78,8 +95,10 @@ def _jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def make_prepared(root: Path, name: str, sizes: list[tuple[int, int]], n: int, seed: int) -> Path:
-    """A prepared data set of ``n`` synthetic JPEGs (10 classes, all ``test``) under ``root/<name>``."""
+def make_prepared(root: Path, name: str, sizes: list[tuple[int, int]], n: int, seed: int, *,
+                  pack: bool = False) -> Path:
+    """A prepared data set of ``n`` synthetic JPEGs (10 classes, all ``test``) under ``root/<name>``, as loose
+    files or (``pack``) in one pack."""
     rng = np.random.default_rng(seed)
     raw = root / "raw" / name
     raw.mkdir(parents=True)
@@ -89,8 +108,26 @@ def make_prepared(root: Path, name: str, sizes: list[tuple[int, int]], n: int, s
         file.write_bytes(_jpeg(rng, *sizes[i % len(sizes)]))
         samples.append(Sample(file, f"{i % 10}/{i:05d}.jpg", i % 10, "test", f"synthetic image {i}"))
     out = root / "prepared" / name
-    write_prepared(samples, out)
+    threshold = image_store.PACK_THRESHOLD
+    image_store.PACK_THRESHOLD = 0 if pack else n
+    try:
+        write_prepared(samples, out)
+    finally:
+        image_store.PACK_THRESHOLD = threshold
     return out
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _worker_cpu_seconds(loader: DataLoader) -> float:
+    """CPU seconds (user + system) used so far by a persistent loader's worker processes (Linux /proc)."""
+    iterator = getattr(loader, "_iterator", None)
+    total = 0
+    for worker in getattr(iterator, "_workers", []):
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICKS
 
 
 def _loader_pass(loader: DataLoader) -> int:
@@ -105,6 +142,41 @@ def _baseline_pass(paths: list[Path]) -> int:
         with Image.open(path) as image:
             to_tensor(image.convert("RGB"))
     return len(paths)
+
+
+def _read_pass(reader: ImageReader, order: np.ndarray) -> int:
+    for index in order:
+        reader.read(int(index))
+    return len(order)
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return f"{'meets' if ratio >= target else 'MISSES'} >= {target:.1f}"
+
+
+def pack_vs_loose(root: Path, images: int, repeats: int) -> None:
+    """Random reads of the same images from loose files and from a pack."""
+    name, (_, sizes) = "~500x375", SIZES["~500x375"]
+    folders = {kind: make_prepared(root / kind, name, sizes, images, seed=7, pack=kind == "pack")
+               for kind in ("loose", "pack")}
+    readers = {kind: ImageReader(folder, read_manifest(folder)["path"]) for kind, folder in folders.items()}
+    order = np.random.default_rng(0).permutation(images)
+    rates: dict[str, list[float]] = {kind: [] for kind in readers}
+    for reader in readers.values():
+        _read_pass(reader, order)  # warm-up: page cache, descriptors
+    for _ in range(repeats * 4):
+        for kind, reader in readers.items():
+            start = time.perf_counter()
+            _read_pass(reader, order)
+            rates[kind].append(images / (time.perf_counter() - start))
+    loose, pack = (statistics.median(rates[kind]) for kind in ("loose", "pack"))
+    print(f"\n== random reads of encoded images ({name} JPEG, {images} images, {repeats * 4} repeats)")
+    print(f"{'source':<38} | {'reads/s median [min]':>23} | ratio")
+    print("-" * 72)
+    for kind, label in (("loose", "loose files (open, read, close)"), ("pack", "pack (pread on an open descriptor)")):
+        median = statistics.median(rates[kind])
+        print(f"{label:<38} | {median:>10.0f} [{min(rates[kind]):>9.0f}] | {median / loose:5.2f}")
+    print(f"verdict: pack / loose {pack / loose:.2f}: {_verdict(pack / loose, PACK_TARGET)}")
 
 
 def run(images: int, repeats: int) -> None:
@@ -130,19 +202,36 @@ def run(images: int, repeats: int) -> None:
             for step in passes.values():  # warm-up: page cache, worker start-up, first-call costs
                 assert step() == len(paths)
             rates: dict[str, list[float]] = {label: [] for label in passes}
+            cpu_rates: dict[str, list[float]] = {label: [] for label in passes}
+            owners = [None, *loaders]  # whose workers each pass uses (none for the baseline)
             for _ in range(repeats):
-                for label, step in passes.items():
-                    start = time.perf_counter()
+                for (label, step), owner in zip(passes.items(), owners, strict=True):
+                    workers_before = _worker_cpu_seconds(owner) if owner is not None else 0.0
+                    cpu_start, start = time.process_time(), time.perf_counter()
                     step()
-                    rates[label].append(len(paths) / (time.perf_counter() - start))
-            del loaders  # shuts the persistent workers down
+                    wall = time.perf_counter() - start
+                    cpu = time.process_time() - cpu_start
+                    cpu += (_worker_cpu_seconds(owner) - workers_before) if owner is not None else 0.0
+                    rates[label].append(len(paths) / wall)
+                    cpu_rates[label].append(len(paths) / max(cpu, 1e-9))
+            del loaders, owners  # shuts the persistent workers down
             baseline = statistics.median(rates[next(iter(rates))])
+            cpu_baseline = statistics.median(cpu_rates[next(iter(cpu_rates))])
             print(f"\n== {name} JPEG ({style} test transform), {len(paths)} images, mean {mean_kib:.1f} KiB")
-            print(f"{'loader':<38} | {'images/s median [min]':>23} | ratio")
-            print("-" * 72)
+            print(f"{'loader':<38} | {'images/s median [min]':>23} | ratio | images/CPU-s | ratio")
+            print("-" * 96)
             for label, values in rates.items():
-                median = statistics.median(values)
-                print(f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f}")
+                median, cpu_median = statistics.median(values), statistics.median(cpu_rates[label])
+                print(f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f} | "
+                      f"{cpu_median:>12.0f} | {cpu_median / cpu_baseline:5.2f}")
+            verdicts = []
+            for workers, target in TARGETS.items():
+                ratio = statistics.median(rates[f"ManifestDataset, {workers} workers"]) / baseline
+                verdicts.append(f"{workers} workers {ratio:.2f} {_verdict(ratio, target)}")
+            cpu_ratio = statistics.median(cpu_rates["ManifestDataset, 0 workers"]) / cpu_baseline
+            print("verdict (wall clock): " + "; ".join(verdicts))
+            print(f"verdict (CPU time, 0 workers): {cpu_ratio:.2f} {_verdict(cpu_ratio, TARGETS[0])}")
+        pack_vs_loose(Path(tmp) / "pack_vs_loose", images, repeats)
     print(f"\nload average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

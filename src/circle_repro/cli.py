@@ -7,7 +7,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from circle_repro.config import ConfigError, eval_config, expand_runs, find_run, load_params, train_config
+from circle_repro.config import (
+    ConfigError,
+    eval_config,
+    expand_runs,
+    find_run,
+    load_params,
+    train_config,
+    training_run,
+)
 from circle_repro.data.manifest import ManifestError
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
 from circle_repro.plan import DEFAULT_THROUGHPUT
@@ -56,14 +64,17 @@ def _cmd_data_status(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from circle_repro.engine.loader import train_loader_settings
     from circle_repro.engine.train import train_run
+    from circle_repro.workflow import train_resource_request
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
+    loader = train_loader_settings(train_resource_request(params, training_run(params, run).experiment))
     weights = train_run(
         train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher,
-        validation_root=args.prepared_root,
+        validation_root=args.prepared_root, loader=loader,
     )  # fmt: skip
     print(f"trained {run.run_id}: {weights}")
 

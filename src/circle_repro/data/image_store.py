@@ -1,13 +1,16 @@
-"""Decode each raw image once, check it, optionally resize it, and store it under ``images/``.
+"""Decode each raw image once, check it, optionally resize it, and store it under ``images/`` or in ``images.rec``.
 
-Prepared images are loose encoded files (JPEG and PNG bytes are kept as they are unless resized;
-a resized PNG stays PNG, anything else becomes JPEG at quality 95): every file is independently seekable, so a loader with many
-workers reads them in parallel without a shared handle. A corrupt or undecodable image is
-**skipped and counted**: it gets no manifest row, and its name and reason go to
-``skipped_images.json`` beside the manifest and to a warning.
+Prepared images are encoded files (JPEG and PNG bytes are kept as they are unless resized; a resized
+PNG stays PNG, anything else becomes JPEG at quality 95). A data set of up to :data:`PACK_THRESHOLD`
+images stores them as loose files under ``images/``; a larger one writes them once into one RecordIO
+pack, ``images.rec`` with its index ``images.idx`` (manifest path ``images.rec#<key>``), because
+shared cluster file systems handle millions of small files badly. Either way every image is
+independently seekable, so a loader with many workers reads them in parallel without a shared
+handle. A corrupt or undecodable image is **skipped and counted**: it gets no manifest row, and its
+name and reason go to ``skipped_images.json`` beside the manifest and to a warning.
 
-Writing goes to ``images.partial/``, renamed onto ``images/`` only by :meth:`ImageStore.commit`,
-so a killed preparation never leaves a half-filled ``images/`` that a manifest points into.
+Writing goes to ``images.partial/``, moved into place only by :meth:`ImageStore.commit`, so a killed
+preparation never leaves a half-filled ``images/`` or pack that a manifest points into.
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ from types import TracebackType
 
 from PIL import Image, UnidentifiedImageError
 
+from circle_repro.data.formats.recordio import IRHeader, RecordIOWriter
+from circle_repro.data.image_reader import INDEX_SUFFIX, pack_member
 from circle_repro.io import write_json
 
 IMAGES_DIRNAME = "images"
+PACK_FILENAME = "images.rec"
+PACK_INDEX_FILENAME = "images" + INDEX_SUFFIX
+PACK_THRESHOLD = 100_000
+"""Data sets with more images than this store them in one pack instead of loose files."""
 SKIPPED_FILENAME = "skipped_images.json"
 JPEG_QUALITY = 95
 
@@ -44,25 +53,36 @@ class ImageStore:
 
     ``resize_short_side`` rescales every image so its shorter side has that many pixels
     (aspect kept); ``None`` stores the original bytes untouched after checking they decode.
+    ``pack`` writes the images into ``images.rec`` instead of loose files (see :func:`packs`).
     """
 
-    def __init__(self, out_dir: str | Path, resize_short_side: int | None = None) -> None:
+    def __init__(self, out_dir: str | Path, resize_short_side: int | None = None, pack: bool = False) -> None:
         if resize_short_side is not None and resize_short_side < 1:
             raise ValueError(f"resize_short_side must be a positive number of pixels, got {resize_short_side}")
         self.out_dir = Path(out_dir)
         self.resize_short_side = resize_short_side
+        self.pack = pack
         self.staging = self.out_dir / f"{IMAGES_DIRNAME}.partial"
         self.skipped: list[dict[str, str]] = []
         self.stored = 0
+        self._writer: RecordIOWriter | None = None
 
     def __enter__(self) -> ImageStore:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
+        if self.pack:
+            self._writer = RecordIOWriter(self.staging / PACK_FILENAME, self.staging / PACK_INDEX_FILENAME).__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is not None:
+            self._close_pack(exc_type, exc, tb)
             shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _close_pack(self, *exc: object) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.__exit__(*exc)
 
     def add(self, relative: str, data: bytes, source: str) -> str | None:
         """Store one encoded image as ``images/<relative>``; return its manifest path, or None if skipped.
@@ -80,6 +100,11 @@ class ImageStore:
             self.skipped.append({"source": source, "reason": f"{type(err).__name__}: {err}"})
             return None
         bytes_out, relative_path = stored
+        if self._writer is not None:
+            key = self.stored
+            self._writer.write_record(key, IRHeader(0, 0.0, key, 0), bytes_out)
+            self.stored += 1
+            return pack_member(PACK_FILENAME, key)
         target = self.staging.joinpath(*relative_path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(bytes_out)
@@ -106,7 +131,15 @@ class ImageStore:
             )
         final = self.out_dir / IMAGES_DIRNAME
         shutil.rmtree(final, ignore_errors=True)
-        self.staging.rename(final)
+        for name in (PACK_FILENAME, PACK_INDEX_FILENAME):
+            (self.out_dir / name).unlink(missing_ok=True)
+        if self.pack:
+            self._close_pack(None, None, None)
+            for name in (PACK_FILENAME, PACK_INDEX_FILENAME):
+                (self.staging / name).rename(self.out_dir / name)
+            self.staging.rmdir()
+        else:
+            self.staging.rename(final)
         skipped_file = self.out_dir / SKIPPED_FILENAME
         if self.skipped:
             write_json(skipped_file, self.skipped)
@@ -119,3 +152,8 @@ class ImageStore:
         else:
             skipped_file.unlink(missing_ok=True)
         return len(self.skipped)
+
+
+def packs(images: int) -> bool:
+    """Whether a data set of ``images`` images is stored in a pack (more than :data:`PACK_THRESHOLD`)."""
+    return images > PACK_THRESHOLD

@@ -1,7 +1,8 @@
 """The manifest: the one contract between prepared data and training/evaluation.
 
 A prepared data set is a folder holding ``manifest.parquet`` and the files it names. Each row is one
-image: ``path`` (relative to the folder), integer ``label`` and ``split`` (train/test), plus the
+image: ``path`` (relative to the folder: a loose file, or ``<pack>.rec#<key>`` for record ``key`` of a pack in
+the folder, see :mod:`circle_repro.data.image_reader`), integer ``label`` and ``split`` (train/test), plus the
 optional evaluation columns ``camera``, ``role`` (query/gallery), ``template``, ``media``, ``pair_id``.
 """
 
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from circle_repro.data.image_reader import ImageReader
 from circle_repro.io import atomic_open, atomic_path
 
 MANIFEST_FILENAME = "manifest.parquet"
-CONTENT_HASH_FILENAME = "content.sha256"  # sha256 over the manifest rows and the bytes of every file they name
+CONTENT_HASH_FILENAME = "content.sha256"  # sha256 over the manifest rows and the bytes of every image they name
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("camera", "role", "template", "media", "pair_id")
 REID_COLUMNS = (*REQUIRED_COLUMNS, "camera", "role")  # a re-ID manifest: camera id; role on test rows only
@@ -57,16 +59,18 @@ def validate_manifest(frame: pd.DataFrame, source: str | Path) -> None:
             raise ManifestError(f"{source}: column 'role' holds {bad_roles}; allowed values: {list(ROLES)}")
     if frame["path"].isna().any() or frame["path"].duplicated().any():
         raise ManifestError(f"{source}: column 'path' must be unique and non-empty")
-    if frame["path"].map(lambda p: Path(p).is_absolute() or ".." in Path(p).parts).any():
+    if (frame["path"].str.startswith("/") | frame["path"].str.contains(r"(?:^|/)\.\.(?:/|$)")).any():
         raise ManifestError(f"{source}: column 'path' must hold paths relative to the manifest's folder")
 
 
 def content_hash(frame: pd.DataFrame, prepared_dir: str | Path) -> str:
-    """sha256 over every manifest row (all columns, sorted by path) and the bytes of each file it names."""
+    """sha256 over every manifest row (all columns, sorted by path) and the bytes of each image it names."""
+    frame = frame.sort_values("path")
+    images = ImageReader(prepared_dir, frame["path"].to_numpy())
     digest = hashlib.sha256()
-    for row in frame.sort_values("path").itertuples(index=False):
+    for index, row in enumerate(frame.itertuples(index=False)):
         digest.update("\t".join(map(str, row)).encode() + b"\n")
-        digest.update(hashlib.sha256((Path(prepared_dir) / row.path).read_bytes()).digest())
+        digest.update(hashlib.sha256(images.read(index)).digest())
     return digest.hexdigest()
 
 

@@ -1,4 +1,10 @@
-"""A torch Dataset over one split of a prepared data set's manifest."""
+"""A torch Dataset over one split of a prepared data set's manifest.
+
+Each item is read through :class:`~circle_repro.data.image_reader.ImageReader` (a loose file or a pack
+record), decoded to a uint8 tensor (:func:`~circle_repro.data.image_decode.decode_image`) and passed
+through the split's transform, which works on tensors as on PIL images, with its float conversion and
+normalisation fused (:func:`~circle_repro.data.fused_transform.fuse_normalisation`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from circle_repro.data.fused_transform import fuse_normalisation
+from circle_repro.data.image_decode import decode_image
+from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 
@@ -44,13 +52,15 @@ class ManifestDataset(Dataset):
         self.classes = np.unique(frame["label"].to_numpy(dtype=np.int64))
         # Class-level heads need labels 0..C-1; the original ids stay in ``frame["label"]``.
         self.labels = np.searchsorted(self.classes, frame["label"].to_numpy(dtype=np.int64))
-        self.transform = build_transform(transform, train=train, backbone=backbone, image_size=image_size)
+        self.transform = fuse_normalisation(
+            build_transform(transform, train=train, backbone=backbone, image_size=image_size)
+        )
         self.image_mode = IMAGE_MODES[transform]
+        self.images = ImageReader(self.data_root, frame["path"].to_numpy())
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.labels)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        with Image.open(self.data_root / self.frame.at[index, "path"]) as image:
-            inputs = self.transform(image.convert(self.image_mode))
+        inputs = self.transform(decode_image(self.images.read(index), self.image_mode))
         return {"inputs": inputs, "labels": torch.tensor(self.labels[index])}

@@ -22,7 +22,7 @@ import pandas as pd
 
 from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.archive import safe_extract
-from circle_repro.data.image_store import ImageStore
+from circle_repro.data.image_store import ImageStore, packs
 from circle_repro.data.manifest import manifest_path, write_manifest
 
 # --- scratch extraction ---------------------------------------------------------------------------
@@ -70,13 +70,15 @@ def raw_tree(source: Path, out_dir: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def committed_store(out_dir: str | Path, resize_short_side: int | None = None) -> Iterator[ImageStore]:
-    """An :class:`ImageStore` committed when the block succeeds (and discarded when it fails).
+def committed_store(out_dir: str | Path, resize_short_side: int | None = None, *,
+                    images: int = 0) -> Iterator[ImageStore]:
+    """An :class:`ImageStore` committed when the block succeeds (and discarded when it fails); ``images``:
+    how many images the block adds, so that a large data set goes into a pack (:func:`packs`).
 
     The stale manifest is removed just before the commit: it must not name the new images. Write the
     extra evaluation files and then the manifest (last) after the block.
     """
-    with ImageStore(out_dir, resize_short_side) as store:
+    with ImageStore(out_dir, resize_short_side, pack=packs(images)) as store:
         yield store
         if store.stored:  # commit() refuses an empty store, which must not cost the earlier manifest
             manifest_path(out_dir).unlink(missing_ok=True)
@@ -119,7 +121,7 @@ def write_prepared(samples: Sequence[Sample], out_dir: str | Path, resize_short_
     _check_listing(samples)
     optional = list(samples[0].columns) if samples else []
     rows = []
-    with committed_store(out_dir, resize_short_side) as store:
+    with committed_store(out_dir, resize_short_side, images=len(samples)) as store:
         for sample in samples:
             stored = store.add(sample.relative, sample.file.read_bytes(), f"{sample.listed_in} ({sample.relative})")
             if stored is not None:

@@ -17,14 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 from mmengine.registry import MODELS
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from circle_repro.data.datasets import get_dataset
+from circle_repro.data.fused_transform import fuse_normalisation
+from circle_repro.data.image_decode import decode_image
+from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 from circle_repro.engine import registrations as _registrations  # noqa: F401
+from circle_repro.engine.loader import LoaderSettings, process_loader_settings
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
 from circle_repro.engine.tracking import log_to_child_run, log_to_run
@@ -55,14 +58,23 @@ def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME
     return model.eval()
 
 
+def _loader_settings(loader: LoaderSettings | None, model: torch.nn.Module) -> LoaderSettings:
+    """``loader``, or (None) the settings of a process that uses all its CPUs to feed ``model``'s device."""
+    return loader if loader is not None else process_loader_settings(next(model.parameters()).device)
+
+
 @torch.no_grad()
-def embed_split(model: EmbeddingModel, dataset: ManifestDataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm embeddings and labels of every image of a dataset, in manifest order."""
+def embed_split(
+    model: EmbeddingModel, dataset: ManifestDataset, batch_size: int = 512, loader: LoaderSettings | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm embeddings and labels of every image of a dataset, in manifest order (``loader``: the
+    DataLoader settings, default: from this process's CPUs)."""
     model.eval()
     device = next(model.parameters()).device
+    settings = _loader_settings(loader, model).dataloader_kwargs()
     chunks = [
-        model.embed(batch["inputs"].to(device)).cpu()
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        model.embed(batch["inputs"].to(device, non_blocking=True)).cpu()
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **settings)
     ]
     return torch.cat(chunks).numpy(), dataset.labels
 
@@ -71,31 +83,32 @@ class _RowImages(Dataset):
     """The images of some manifest rows through a transform, in row order."""
 
     def __init__(self, root: Path, paths: list[str], transform: Any, image_mode: str) -> None:
-        self.root, self.paths, self.transform, self.image_mode = root, paths, transform, image_mode
+        self.images, self.transform, self.image_mode = ImageReader(root, paths), transform, image_mode
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.root / self.paths[index]) as image:
-            return self.transform(image.convert(self.image_mode))
+        return self.transform(decode_image(self.images.read(index), self.image_mode))
 
 
 def model_embedder(
-    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = 512, num_workers: int = 0
+    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = 512,
+    loader: LoaderSettings | None = None,
 ) -> Embedder:
     """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
 
     Images go through the test version of ``transform`` (a key of ``data.transforms.TRANSFORMS``) for
     the model's ``backbone_name`` and ``image_size`` (when it has them), in batches of ``batch_size``
-    on the model's device; ``flip`` flips each input tensor horizontally (torchvision). Features are
-    the backbone's output in at least float32, before the L2 normalisation of
-    ``EmbeddingModel.embed`` (a model without a ``backbone`` gives ``embed``).
+    on the model's device, through a DataLoader with ``loader``'s settings (default: from this
+    process's CPUs); ``flip`` flips each input tensor horizontally (torchvision). Features are the
+    backbone's output in at least float32, before the L2 normalisation of ``EmbeddingModel.embed``
+    (a model without a ``backbone`` gives ``embed``).
     """
     root = Path(data_root)
-    test_transform = build_transform(
+    test_transform = fuse_normalisation(build_transform(
         transform, train=False, backbone=getattr(model, "backbone_name", None), image_size=getattr(model, "image_size", None)
-    )
+    ))
     image_mode = IMAGE_MODES[transform]
     backbone = getattr(model, "backbone", None)
     features_of = backbone if backbone is not None else model.embed
@@ -107,9 +120,10 @@ def model_embedder(
         model.eval()
         device = next(model.parameters()).device
         images = _RowImages(root, rows["path"].tolist(), test_transform, image_mode)
+        settings = _loader_settings(loader, model).dataloader_kwargs()
         chunks = []
-        for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-            inputs = inputs.to(device)
+        for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, **settings):
+            inputs = inputs.to(device, non_blocking=True)
             if flip:
                 inputs = TF.horizontal_flip(inputs)
             features = features_of(inputs)
@@ -120,13 +134,15 @@ def model_embedder(
 
 
 def evaluate_model(
-    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512
+    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512,
+    loader: LoaderSettings | None = None,
 ) -> ProtocolResult:
     """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of data set ``dataset``'s
-    prepared test set, on ``model``'s embeddings as it is now (on its device)."""
+    prepared test set, on ``model``'s embeddings as it is now (on its device; ``loader``: see
+    :func:`model_embedder`)."""
     protocol = get_protocol(evaluation["protocol"])
     settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
-    embedder = model_embedder(model, test.root, get_dataset(dataset).transform, batch_size=batch_size)
+    embedder = model_embedder(model, test.root, get_dataset(dataset).transform, batch_size=batch_size, loader=loader)
     return protocol(embedder, test, settings)
 
 
@@ -164,6 +180,7 @@ def evaluate_run(
     *,
     device: str | torch.device | None = None,
     batch_size: int = 512,
+    loader: LoaderSettings | None = None,
 ) -> dict[str, Any]:
     """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
     the run's training provenance), per_query.npz and similarities.npz; log metrics.json and
@@ -172,7 +189,8 @@ def evaluate_run(
     The same metrics of the run's initial (untrained, seeded) weights go beside them as the reference
     that shows what training added. A run that evaluates another run's weights (``trained_by`` in
     ``eval_config``, the run of ``run_dir``) logs to a new MLflow run nested under that run's. similarities.npz is written only where the test labels are
-    identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available).
+    identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available);
+    ``loader``: the DataLoader settings (default: from this process's CPUs).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
@@ -187,7 +205,7 @@ def evaluate_run(
 
     def run_on(weights_file: str) -> ProtocolResult:
         model = load_trained_model(run_dir, weights_file).to(device)
-        return evaluate_model(model, test, eval_config["dataset"], evaluation, batch_size=batch_size)
+        return evaluate_model(model, test, eval_config["dataset"], evaluation, batch_size=batch_size, loader=loader)
 
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)

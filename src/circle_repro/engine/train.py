@@ -34,12 +34,14 @@ from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers the ci
 from circle_repro.engine import optim as _optim  # noqa: F401  (registers MixedPrecisionOptimWrapper)
 from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.checkpoint import full_model_state, latest_checkpoint, trusted_work_dir, unwrap_model
+from circle_repro.engine.loader import LoaderSettings, train_loader_settings
 from circle_repro.engine.optim import optim_wrapper_config, param_scheduler_config, total_iterations
 from circle_repro.engine.tracking import artifact_location, ensure_experiment, log_to_run
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.losses.proxy import is_class_level
 from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 from circle_repro.provenance import git_commit, library_versions
+from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 RESUME_STATE_FILENAME = "resume.json"  # in the work folder: the config hash and MLflow run a resume continues
@@ -292,6 +294,7 @@ def runner_config(
     launcher: str = "none",
     per_epoch: int | None = None,
     validation_root: Path | None = None,
+    loader: LoaderSettings | None = None,
 ) -> Config:
     """The full mmengine config of one training run; ``provenance`` becomes MLflow tags.
 
@@ -299,7 +302,9 @@ def runner_config(
     ``data_root``, as under data/prepared/).
 
     ``per_epoch`` (P x K batches per epoch and rank) places the lr milestones of epoch-based
-    runs; it is computed from the data when not given. ``launcher`` is mmengine's.
+    runs; it is computed from the data when not given. ``launcher`` is mmengine's. ``loader``: the
+    DataLoader's workers, pinning and prefetch (default: from the default ``resources`` of an experiment,
+    :data:`circle_repro.workflow.TRAIN_RESOURCE_DEFAULTS`).
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; allowed: {list(LAUNCHERS)}")
@@ -323,7 +328,7 @@ def runner_config(
             # The P x K batch is per rank; the PKSampler deals disjoint batches to the ranks.
             sampler=pk_sampler if "epochs" in train else dict(type="ResumableSampler", sampler=pk_sampler),
             batch_size=sampler["p"] * sampler["k"],
-            num_workers=0,
+            **(loader or train_loader_settings(TRAIN_RESOURCE_DEFAULTS)).dataloader_kwargs(),
             collate_fn=dict(type="default_collate"),
         ),
         train_cfg=loops["train_cfg"],
@@ -462,10 +467,12 @@ def train_run(
     tracking_uri: str,
     launcher: str = "none",
     validation_root: str | Path | None = None,
+    loader: LoaderSettings | None = None,
 ) -> Path:
     """Train one run; write ``model_init.pth``, ``model.pth`` (weights only), ``history.csv`` and
     ``train.json`` into ``out_dir``. ``validation_root``: where the ``train.validation`` sets are
-    prepared (default: beside ``data_root``).
+    prepared (default: beside ``data_root``). ``loader``: the DataLoader settings from the experiment's
+    resources (:func:`circle_repro.engine.loader.train_loader_settings`; default: the default resources).
 
     A run started again (after a crash, a kill or a SLURM requeue) resumes from its latest
     checkpoint in ``out_dir/work`` and continues the same MLflow run.
@@ -495,7 +502,7 @@ def train_run(
     per_epoch = iterations_per_epoch(run_config, data_root, world_size)
     config = runner_config(
         run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch,
-        None if validation_root is None else Path(validation_root),
+        None if validation_root is None else Path(validation_root), loader,
     )  # fmt: skip
     state_file = work_dir / RESUME_STATE_FILENAME
     previous = json.loads(state_file.read_text()) if main and state_file.is_file() else {}

@@ -10,6 +10,7 @@ from support import REPO_ROOT
 
 from circle_repro.data.datasets.ms1m import MS1MV2, MS1MV2_ENTRY, MS1MV3, MS1MV3_ENTRY
 from circle_repro.data.formats.recordio import RecordIOError, RecordIOReader, read_property
+from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
 
@@ -25,18 +26,34 @@ def faces_emore(tmp_path):
     return build_faces_emore(tmp_path / "raw" / "ms1mv2" / "faces_emore").rec
 
 
-def test_prepare_keeps_every_image_with_its_header_class_as_train(tmp_path, faces_emore):
+def test_prepare_indexes_every_image_of_the_pack_with_its_header_class_as_train(tmp_path, faces_emore):
     manifest = MS1MV2.prepare(tmp_path / "out", tmp_path / "raw" / "ms1mv2")
     frame = read_manifest(manifest.parent)
     assert list(frame.columns) == ["path", "label", "split"]
     assert len(frame) == faces_emore.num_images == 9
     assert set(frame["split"]) == {"train"}
-    expected = {f"images/{_class(label)}/{key}.jpg": _class(label) for key, label in faces_emore.labels.items()}
+    expected = {f"images.rec#{key}": _class(label) for key, label in faces_emore.labels.items()}
     assert dict(zip(frame["path"], frame["label"], strict=True)) == expected
     assert sorted(frame["label"].unique()) == [0, 1, 2]
-    for key in faces_emore.split_keys:  # records split by the writer (magic inside the JPEG) come back whole
-        label = _class(faces_emore.labels[key])
-        assert (tmp_path / "out" / "images" / str(label) / f"{key}.jpg").read_bytes() == faces_emore.images[key]
+    images = ImageReader(tmp_path / "out", frame["path"])
+    for index, key in enumerate(int(path.split("#")[1]) for path in frame["path"]):
+        assert images.read(index) == faces_emore.images[key]  # split records (magic in the JPEG) come back whole
+    assert faces_emore.split_keys
+
+
+def test_prepare_links_the_pack_instead_of_copying_images(tmp_path, faces_emore):
+    out = tmp_path / "out"
+    MS1MV2.prepare(out, tmp_path / "raw" / "ms1mv2")
+    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images.idx", "images.rec", "manifest.parquet"]
+    assert (out / "images.rec").samefile(faces_emore.rec) and (out / "images.idx").samefile(faces_emore.idx)
+
+
+def test_prepare_over_a_loose_preparation_replaces_its_images(tmp_path, faces_emore):
+    out = tmp_path / "out"
+    MS1MV2.prepare(out, tmp_path / "raw" / "ms1mv2", resize_short_side=8)
+    assert (out / "images").is_dir()
+    MS1MV2.prepare(out, tmp_path / "raw" / "ms1mv2")
+    assert not (out / "images").exists() and read_manifest(out)["path"].str.startswith("images.rec#").all()
 
 
 def test_ms1mv3_reads_its_own_folder(tmp_path):
@@ -100,7 +117,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path):
     build_rec_pack(tmp_path / "raw" / "faces_emore", records)
     with pytest.warns(SkippedImagesWarning, match="1 image"):
         manifest = MS1MV2.prepare_raw(tmp_path / "raw", tmp_path / "out")
-    assert read_manifest(manifest.parent)["path"].tolist() == ["images/0/1.jpg", "images/1/3.jpg"]
+    assert read_manifest(manifest.parent)["path"].tolist() == ["images.rec#1", "images.rec#3"]
     skipped = json.loads((tmp_path / "out" / "skipped_images.json").read_text())
     assert skipped[0]["source"] == "train.rec: key 2"
 
@@ -108,6 +125,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path):
 def _assert_nothing_written(out):
     assert not (out / "manifest.parquet").exists()
     assert not (out / "images").exists() and not (out / "images.partial").exists()
+    assert not (out / "images.rec").exists()
 
 
 def test_index_missing_an_announced_key_is_named(tmp_path, faces_emore):

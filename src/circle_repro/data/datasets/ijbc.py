@@ -206,7 +206,7 @@ def _store_aligned(images: pd.DataFrame, crops: Path, out_dir: Path, resize_shor
     files = [crops / name for name in images["name"]]
     coordinates = images[list(LANDMARK_COLUMNS)].to_numpy()
     stored_paths: list[str | None] = []
-    with committed_store(out_dir, resize_short_side) as store, ThreadPoolExecutor(workers) as pool:
+    with committed_store(out_dir, resize_short_side, images=len(files)) as store, ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(files), ALIGN_BATCH):
             batch = slice(start, start + ALIGN_BATCH)
             for name, file, (data, reason) in zip(images["name"][batch], files[batch],

@@ -157,7 +157,7 @@ def _check_probe_noises(probes: list[ListedImage], noisy_names: set[str]) -> Non
 def _store(listed: list[tuple[str, ListedImage, Path]], out_dir: Path,
            resize_short_side: int | None) -> list[str | None]:
     """Store each ``(prepared relative path, listed image, file)``; the stored manifest paths (None: skipped)."""
-    with committed_store(out_dir, resize_short_side) as store:
+    with committed_store(out_dir, resize_short_side, images=len(listed)) as store:
         return [store.add(relative, file.read_bytes(), source=f"{item.where}: {file}")
                 for relative, item, file in listed]
 

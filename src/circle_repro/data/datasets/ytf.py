@@ -312,7 +312,7 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
             raise ValueError(f"{raw_dir / LANDMARKS_FILE}: {len(unknown)} line(s) name a frame that is not in "
                              f"{ALIGNED}/, e.g. {unknown[:3]}; the landmark file does not belong to these frames")
         rows = []
-        with committed_store(out_dir, resize_short_side) as store, ThreadPoolExecutor(workers) as pool:
+        with committed_store(out_dir, resize_short_side, images=len(frames)) as store, ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(frames), ALIGN_BATCH):
                 batch = frames[start:start + ALIGN_BATCH]
                 aligned = pool.map(_aligned_or_reason, [file for _, file, *_ in batch],

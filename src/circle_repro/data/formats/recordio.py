@@ -109,28 +109,20 @@ def _padded(length: int) -> int:
     return (length + 3) & ~3
 
 
-class RecordIOReader:
-    """Random access to an indexed RecordIO pair, safe to use from forked/spawned data-loader workers.
+class RecordFile:
+    """Reads records of one ``.rec`` by byte offset; safe in forked/spawned data-loader workers.
 
-    Reads use ``os.pread`` on a descriptor opened lazily per process, so there is no shared seek
-    position; pickling drops the descriptor.
+    Reads use ``os.pread`` on a descriptor opened lazily in each process and kept open, so there is no
+    shared seek position; pickling drops the descriptor. ``index`` names the .idx the offsets come from
+    (for error messages).
     """
 
-    def __init__(self, rec_path: str | os.PathLike[str], idx_path: str | os.PathLike[str]) -> None:
+    def __init__(self, rec_path: str | os.PathLike[str], index: str | os.PathLike[str] | None = None) -> None:
         self.rec_path = Path(rec_path)
-        self.idx_path = Path(idx_path)
-        if not self.rec_path.is_file():
-            raise FileNotFoundError(f"{self.rec_path}: no such RecordIO file")
-        self._offsets = read_index(self.idx_path)
-        self._size = self.rec_path.stat().st_size
-        for key, offset in self._offsets.items():
-            if offset % 4 or offset + 8 > self._size:
-                raise RecordIOError(f"{self.idx_path}: offset {offset} of key {key} is not a record start in "
-                                    f"{self.rec_path} ({self._size} bytes)")
+        self.index = None if index is None else Path(index)
         self._fd: int | None = None
         self._pid: int | None = None
 
-    # descriptor handling
     def _descriptor(self) -> int:
         if self._fd is None or self._pid != os.getpid():
             self._fd = os.open(self.rec_path, os.O_RDONLY)
@@ -142,7 +134,7 @@ class RecordIOReader:
             os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> RecordIOReader:
+    def __enter__(self) -> RecordFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -157,6 +149,61 @@ class RecordIOReader:
         state["_fd"] = None
         state["_pid"] = None
         return state
+
+    def read_at(self, offset: int) -> bytes:
+        """The payload of the record starting at byte ``offset``, split parts reassembled."""
+        fd = self._descriptor()
+        parts: list[bytes] = []
+        position = offset
+        while True:
+            head = os.pread(fd, 8, position)
+            if len(head) < 8:
+                raise RecordIOError(f"{self.rec_path}: truncated record header at byte {position}")
+            magic, lrec = struct.unpack("<II", head)
+            if magic != MAGIC:
+                of_index = f"; is {self.index} the index of this file?" if self.index is not None else ""
+                raise RecordIOError(f"{self.rec_path}: bad magic 0x{magic:08x} at byte {position} "
+                                    f"(expected 0x{MAGIC:08x}){of_index}")
+            cflag, length = lrec >> LENGTH_BITS, lrec & LENGTH_MASK
+            expected = (CFLAG_FULL, CFLAG_START) if not parts else (CFLAG_MIDDLE, CFLAG_END)
+            if cflag not in expected:
+                raise RecordIOError(f"{self.rec_path}: unexpected continuation flag {cflag} at byte {position} "
+                                    f"(expected one of {expected})")
+            data = os.pread(fd, length, position + 8) if length else b""
+            if len(data) < length:
+                raise RecordIOError(f"{self.rec_path}: record at byte {offset} is truncated "
+                                    f"({len(data)} of {length} bytes at byte {position + 8})")
+            parts.append(data)
+            position += 8 + _padded(length)
+            if cflag in (CFLAG_FULL, CFLAG_END):
+                return MAGIC_BYTES.join(parts)
+
+
+class RecordIOReader:
+    """Random access to an indexed RecordIO pair, safe to use from forked/spawned data-loader workers
+    (see :class:`RecordFile`)."""
+
+    def __init__(self, rec_path: str | os.PathLike[str], idx_path: str | os.PathLike[str]) -> None:
+        self.rec_path = Path(rec_path)
+        self.idx_path = Path(idx_path)
+        if not self.rec_path.is_file():
+            raise FileNotFoundError(f"{self.rec_path}: no such RecordIO file")
+        self._offsets = read_index(self.idx_path)
+        self._size = self.rec_path.stat().st_size
+        for key, offset in self._offsets.items():
+            if offset % 4 or offset + 8 > self._size:
+                raise RecordIOError(f"{self.idx_path}: offset {offset} of key {key} is not a record start in "
+                                    f"{self.rec_path} ({self._size} bytes)")
+        self._file = RecordFile(self.rec_path, self.idx_path)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordIOReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # mapping-like access
     def __len__(self) -> int:
@@ -181,30 +228,7 @@ class RecordIOReader:
 
     def read_at(self, offset: int) -> bytes:
         """The payload of the record starting at byte ``offset``."""
-        fd = self._descriptor()
-        parts: list[bytes] = []
-        position = offset
-        while True:
-            head = os.pread(fd, 8, position)
-            if len(head) < 8:
-                raise RecordIOError(f"{self.rec_path}: truncated record header at byte {position}")
-            magic, lrec = struct.unpack("<II", head)
-            if magic != MAGIC:
-                raise RecordIOError(f"{self.rec_path}: bad magic 0x{magic:08x} at byte {position} "
-                                    f"(expected 0x{MAGIC:08x}); is {self.idx_path} the index of this file?")
-            cflag, length = lrec >> LENGTH_BITS, lrec & LENGTH_MASK
-            expected = (CFLAG_FULL, CFLAG_START) if not parts else (CFLAG_MIDDLE, CFLAG_END)
-            if cflag not in expected:
-                raise RecordIOError(f"{self.rec_path}: unexpected continuation flag {cflag} at byte {position} "
-                                    f"(expected one of {expected})")
-            data = os.pread(fd, length, position + 8) if length else b""
-            if len(data) < length:
-                raise RecordIOError(f"{self.rec_path}: record at byte {offset} is truncated "
-                                    f"({len(data)} of {length} bytes at byte {position + 8})")
-            parts.append(data)
-            position += 8 + _padded(length)
-            if cflag in (CFLAG_FULL, CFLAG_END):
-                return MAGIC_BYTES.join(parts)
+        return self._file.read_at(offset)
 
     def read_record(self, key: int) -> tuple[IRHeader, bytes]:
         """(IRHeader, image bytes) of record ``key``."""
@@ -386,7 +410,7 @@ def iter_parts(blob: bytes) -> Iterator[tuple[int, int]]:
 
 
 __all__ = [
-    "IRHeader", "IR_FORMAT", "IR_SIZE", "MAGIC", "MAGIC_BYTES", "RecordIOError", "RecordIOReader",
+    "IRHeader", "IR_FORMAT", "IR_SIZE", "MAGIC", "MAGIC_BYTES", "RecordFile", "RecordIOError", "RecordIOReader",
     "RecordIOWriter", "encode_record", "iter_parts", "pack", "read_index", "read_property", "scan_offsets",
     "unpack", "write_property", "write_record",
 ]
