@@ -7,9 +7,10 @@ settings it depends on: editing one loss's gamma retrains that loss's runs and n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circle_repro.config import (
     RunSpec,
@@ -31,6 +32,10 @@ from circle_repro.layout import (
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
 )
+
+if TYPE_CHECKING:
+    from circle_repro.plan.inputs import Throughput
+    from circle_repro.plan.rates import JobRates
 
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
@@ -180,8 +185,9 @@ STEP_RESOURCES: dict[str, dict[str, int]] = {
     "evaluate": {"runtime": 30, "mem_mb": 8000, "cpus_per_task": 1},
     "report": {"runtime": 30, "mem_mb": 4000, "cpus_per_task": 1},
 }
-"""The fixed, modest resources of the CPU-only steps, by rule name."""
-
+"""The resources of the steps besides training, by rule name: the report's as they are; for prepare_data
+and evaluate the floor under the runtime and memory derived from the plan (:func:`prepare_resources`,
+:func:`evaluate_resources`), and what they get where nothing could be estimated."""
 
 def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
     """An experiment's ``resources`` from params.yaml with the defaults filled in."""
@@ -233,8 +239,88 @@ def train_rule_resources(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_resources(rule: str) -> dict[str, int]:
-    """The declared resources of a CPU-only step (``prepare_data``, ``evaluate``, ``report``)."""
+    """The fixed resources of a step (``prepare_data``, ``evaluate``, ``report``)."""
     return dict(STEP_RESOURCES[rule])
+
+
+def evaluate_resources(
+    params: dict[str, Any], experiment: str, throughput: Throughput | None, rates: JobRates | None
+) -> dict[str, Any]:
+    """The Snakemake resources of one evaluate job of ``experiment``, in the slurm plugin's names.
+
+    An experiment whose training uses GPUs evaluates on one GPU with its ``cpus_per_gpu`` CPUs (loader
+    workers) in its partition; otherwise on one CPU. Runtime and memory: the plan's estimate of the job
+    (:func:`circle_repro.plan.jobs.estimate_evaluation`, from the test set's size) times the safety factor,
+    ``STEP_RESOURCES["evaluate"]`` at least. ``throughput``/``rates`` None: not estimated, the floor.
+    """
+    from circle_repro.plan.jobs import derived_mem_mb, derived_runtime_min, estimate_evaluation
+
+    request = train_resource_request(params, experiment)
+    resources: dict[str, Any] = step_resources("evaluate")
+    if request["gpus"] > 0:
+        resources |= {"cpus_per_task": request["cpus_per_gpu"], "gpu": 1}
+        if request["partition"] is not None:
+            resources["slurm_partition"] = request["partition"]
+    estimate = estimate_evaluation(params, experiment, throughput, rates, load_sources(), resources)
+    resources["runtime"] = derived_runtime_min(estimate.hours, resources["runtime"])
+    resources["mem_mb"] = derived_mem_mb(estimate.mem_mb, resources["mem_mb"])
+    return resources
+
+
+def prepare_resources(dataset: str, rates: JobRates | None) -> dict[str, Any]:
+    """The Snakemake resources of ``dataset``'s prepare_data job: one CPU, the runtime the plan estimates
+    from its image count (:func:`circle_repro.plan.jobs.estimate_preparation`) times the safety factor,
+    ``STEP_RESOURCES["prepare_data"]`` at least."""
+    from circle_repro.plan.jobs import derived_runtime_min, estimate_preparation
+
+    resources: dict[str, Any] = step_resources("prepare_data")
+    estimate = estimate_preparation(dataset, load_sources()[dataset], rates, resources)
+    resources["runtime"] = derived_runtime_min(estimate.hours, resources["runtime"])
+    return resources
+
+
+def _per_wildcard(rule: str, key: str, values: Iterable[str], resources_of: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """One function of the wildcards per resource name that ``resources_of`` gives some of ``values``
+    (the wildcard ``key``'s values); a job without a name gets None, which Snakemake drops."""
+    resources_of = cache(resources_of)
+    names = sorted({name for value in values for name in resources_of(value)})
+
+    def resource(name: str) -> Any:
+        def value(wildcards: Any) -> Any:
+            return resources_of(getattr(wildcards, key)).get(name)
+
+        value.__name__ = f"{rule}_{name}"
+        return value
+
+    return {name: resource(name) for name in names}
+
+
+def job_rates(throughput_file: str | Path, rates_file: str | Path) -> tuple[Throughput | None, JobRates | None]:
+    """The measured throughput and job rates the derived resources use; None for a file that is absent."""
+    from circle_repro.plan.inputs import load_throughput
+    from circle_repro.plan.rates import load_rates
+
+    throughput = load_throughput(throughput_file) if Path(throughput_file).is_file() else None
+    return throughput, load_rates(rates_file) if Path(rates_file).is_file() else None
+
+
+def evaluate_rule_resources(params: dict[str, Any], throughput: Throughput | None, rates: JobRates | None) -> dict[str, Any]:
+    """The evaluate rule's ``resources:``, per experiment (:func:`evaluate_resources`)."""
+    return _per_wildcard(
+        "evaluate", "experiment", params["experiments"], lambda name: evaluate_resources(params, name, throughput, rates)
+    )
+
+
+def prepare_rule_resources(params: dict[str, Any], rates: JobRates | None) -> dict[str, Any]:
+    """The prepare_data rule's ``resources:``, per data set of the params (:func:`prepare_resources`)."""
+    datasets = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
+    return _per_wildcard("prepare_data", "dataset", datasets, lambda name: prepare_resources(name, rates))
+
+
+def evaluate_threads(params: dict[str, Any], experiment: str) -> int:
+    """Threads of an evaluate job: the CPUs it asks for (the metric runs after the embedding)."""
+    request = train_resource_request(params, experiment)
+    return request["cpus_per_gpu"] if request["gpus"] > 0 else STEP_RESOURCES["evaluate"]["cpus_per_task"]
 
 
 def train_launch_prefix(params: dict[str, Any], experiment: str) -> str:

@@ -43,6 +43,15 @@ from circle_repro.layout import (
 ORCHESTRATOR_KEYS = ("protocol",)
 SIMILARITY_PAIRS = 20_000
 SIMILARITY_ANCHORS = 5_000
+EMBED_BATCH_SIZE = 512
+"""Images per embedding batch unless told otherwise."""
+
+
+def loader_workers(cpus: int) -> int:
+    """DataLoader workers of a job with ``cpus`` CPUs: one per CPU beyond the main process (0 for one CPU)."""
+    if cpus < 1:
+        raise ValueError(f"cpus must be at least 1, got {cpus}")
+    return cpus - 1
 
 
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
@@ -82,7 +91,7 @@ class _RowImages(Dataset):
 
 
 def model_embedder(
-    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = 512, num_workers: int = 0
+    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = EMBED_BATCH_SIZE, num_workers: int = 0
 ) -> Embedder:
     """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
 
@@ -104,8 +113,11 @@ def model_embedder(
         device = next(model.parameters()).device
         images = _RowImages(root, rows["path"].tolist(), test_transform, image_mode)
         chunks = []
-        for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-            inputs = inputs.to(device)
+        loader = DataLoader(
+            images, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+        )
+        for inputs in loader:
+            inputs = inputs.to(device, non_blocking=True)
             if flip:
                 inputs = TF.horizontal_flip(inputs)
             features = features_of(inputs)
@@ -116,13 +128,16 @@ def model_embedder(
 
 
 def evaluate_model(
-    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512
+    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *,
+    batch_size: int = EMBED_BATCH_SIZE, num_workers: int = 0,
 ) -> ProtocolResult:
     """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of data set ``dataset``'s
-    prepared test set, on ``model``'s embeddings as it is now (on its device)."""
+    prepared test set, on ``model``'s embeddings as it is now (on its device), embedded in batches of
+    ``batch_size`` read by ``num_workers`` loader workers."""
     protocol = get_protocol(evaluation["protocol"])
     settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
-    embedder = model_embedder(model, test.root, get_dataset(dataset).transform, batch_size=batch_size)
+    transform = get_dataset(dataset).transform
+    embedder = model_embedder(model, test.root, transform, batch_size=batch_size, num_workers=num_workers)
     return protocol(embedder, test, settings)
 
 
@@ -159,7 +174,8 @@ def evaluate_run(
     out_dir: str | Path,
     *,
     device: str | torch.device | None = None,
-    batch_size: int = 512,
+    batch_size: int = EMBED_BATCH_SIZE,
+    cpus: int = 1,
 ) -> dict[str, Any]:
     """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
     the run's training provenance), per_query.npz and similarities.npz; log metrics.json and
@@ -168,7 +184,8 @@ def evaluate_run(
     The same metrics of the run's initial (untrained, seeded) weights go beside them as the reference
     that shows what training added. A run that evaluates another run's weights (``trained_by`` in
     ``eval_config``, the run of ``run_dir``) logs to a new MLflow run nested under that run's. similarities.npz is written only where the test labels are
-    identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available).
+    identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available);
+    ``batch_size`` images per embedding batch, read by :func:`loader_workers` of ``cpus`` workers.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
@@ -183,7 +200,9 @@ def evaluate_run(
 
     def run_on(weights_file: str) -> ProtocolResult:
         model = load_trained_model(run_dir, weights_file).to(device)
-        return evaluate_model(model, test, eval_config["dataset"], evaluation, batch_size=batch_size)
+        return evaluate_model(
+            model, test, eval_config["dataset"], evaluation, batch_size=batch_size, num_workers=loader_workers(cpus)
+        )
 
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)
