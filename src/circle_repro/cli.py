@@ -102,7 +102,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     outputs = build_report(
         params, metrics_files=metrics_files, out_dir=args.out, tracking_uri=uri, data_root=args.data_root,
-        throughput_file=args.throughput, benchmark_root=args.benchmarks,
+        throughput_file=args.throughput, benchmark_root=args.benchmarks, rates_file=args.rates,
     )  # fmt: skip
     print("report written: " + ", ".join(str(path) for path in outputs))
 
@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
         help="measured training throughput for the planned hours (a missing file: nothing estimated)",
+    )  # fmt: skip
+    report.add_argument(
+        "--rates", type=Path, default=DEFAULT_RATES,
+        help="measured CPU rates for the planned hours' data loading (a missing file: compute only)",
     )  # fmt: skip
     report.add_argument(
         "--benchmarks", type=Path, default=Path("."),

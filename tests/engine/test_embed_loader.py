@@ -1,0 +1,44 @@
+"""Embedding with loader workers: the same features in the same order as in the main process."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from circle_repro.engine.evaluate import loader_workers, model_embedder
+
+
+class _Flat(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 8))
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(13):
+        path = f"images/{i}.png"
+        (tmp_path / "images").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), mode="L").save(tmp_path / path)
+        paths.append(path)
+    return tmp_path, pd.DataFrame({"path": paths})
+
+
+def test_workers_give_the_main_process_features_in_row_order(images):
+    root, rows = images
+    model = _Flat()
+    alone = model_embedder(model, root, "mnist", batch_size=4, num_workers=0)
+    with_workers = model_embedder(model, root, "mnist", batch_size=4, num_workers=loader_workers(3))
+    expected = np.concatenate([alone(rows), alone(rows, True)])
+    assert expected.shape == (26, 8) and not np.allclose(expected[:13], expected[13:])
+    np.testing.assert_array_equal(np.concatenate([with_workers(rows), with_workers(rows, True)]), expected)
+
+
+def test_loader_workers_are_the_cpus_beyond_the_main_process():
+    assert (loader_workers(1), loader_workers(8)) == (0, 7)
+    with pytest.raises(ValueError, match="cpus must be at least 1"):
+        loader_workers(0)
