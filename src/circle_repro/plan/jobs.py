@@ -235,7 +235,7 @@ def estimate_training(
     common = dict(rule="train", name=experiment, jobs=jobs, images=images_per_run, declared=declared, mem_mb=None)
     if gpus == 0:
         return JobEstimate(**common, images_per_s=None, bound=None, hours=None,
-                           notes=("trains on the CPU (resources.gpus 0): time not estimated",))  # fmt: skip
+                           notes=("trains on the CPU (resources.gpus 0): no GPU-hours",))  # fmt: skip
     cpus_per_gpu = declared["cpus_per_task"] // gpus
     rate, bound, missing = training_rate(spec["model"]["backbone"], train_dataset(spec), cpus_per_gpu, throughput, rates)
     if images_per_run is None or rate is None:
