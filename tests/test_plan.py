@@ -4,6 +4,7 @@ missing data, the JSON, the CLI (and its refusal), and the actual hours read fro
 import copy
 import json
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -150,6 +151,21 @@ def test_estimates_say_where_they_may_be_off(params_file, throughput_file, rates
     assert "data-bound: decode on 4 CPUs per GPU give 1,600 img/s per GPU, the GPU 2,000" in market.notes
     # 300 s on one GPU x 1.5 = 7.5 min > runtime_min 4; no other job exceeds
     assert plan.exceeding == {"train cub_iters": "needs 8 min (estimate x 1.5), declares runtime 4"}
+
+
+def test_a_gpu_training_without_runtime_min_gets_the_estimate(params_file, throughput_file, rates_file):
+    """cub_iters at 60,000 iterations x 80 images / 800 img/s = 6,000 s = 100 min; x 1.5 = 150 min."""
+    params = load_params(params_file)
+    params["experiments"]["cub_iters"]["train"]["iterations"] = 60_000
+    del params["experiments"]["cub_iters"]["resources"]["runtime_min"]
+    throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(rates_file)
+    assert wf.train_resources(params, "cub_iters", throughput, rates)["runtime"] == 150
+    assert wf.train_resources(params, "cub_iters")["runtime"] == wf.TRAIN_RESOURCE_DEFAULTS["runtime_min"]  # no rates
+    assert wf.train_resources(params, "market_epochs", throughput, rates)["runtime"] == 600  # declared: kept
+    rule = wf.train_rule_resources(params, throughput, rates)
+    assert rule["runtime"](SimpleNamespace(experiment="cub_iters")) == 150
+    plan = planning.make_plan(params, throughput, "no-data", rates=rates, checkpoints=False)
+    assert plan.exceeding == {}
 
 
 def test_compute_only_without_rates(params_file, throughput_file, tmp_path):

@@ -194,13 +194,17 @@ def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str,
     return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
 
 
-def train_resources(params: dict[str, Any], experiment: str) -> dict[str, Any]:
+def train_resources(
+    params: dict[str, Any], experiment: str, throughput: Throughput | None = None, rates: JobRates | None = None
+) -> dict[str, Any]:
     """The Snakemake resources of one training job of ``experiment``, in the slurm plugin's names.
 
     A training job is one task on one node: ``torchrun`` (more than one GPU) starts one process per
     GPU itself, so the job asks for ``gpus x cpus_per_gpu`` CPUs and ``gpus x mem_mb_per_gpu``
     memory for that task, and sets no ``tasks`` (the plugin would turn it into ``--ntasks-per-gpu``).
-    ``slurm_partition`` is present only when the experiment names one.
+    ``slurm_partition`` is present only when the experiment names one. A GPU experiment that declares
+    no ``runtime_min`` gets the plan's estimate of one run (:func:`circle_repro.plan.jobs.estimate_training`,
+    from ``throughput`` and ``rates``) times the safety factor, the default ``runtime_min`` at least.
     """
     request = train_resource_request(params, experiment)
     workers = max(request["gpus"], 1)
@@ -214,10 +218,20 @@ def train_resources(params: dict[str, Any], experiment: str) -> dict[str, Any]:
         resources["gpu"] = request["gpus"]
     if request["partition"] is not None:
         resources["slurm_partition"] = request["partition"]
+    declares_runtime = "runtime_min" in params["experiments"][experiment].get("resources", {})
+    if request["gpus"] > 0 and not declares_runtime and throughput is not None:
+        from circle_repro.plan.jobs import derived_runtime_min, estimate_training, run_schedule
+
+        sources = load_sources()
+        images = run_schedule(params, experiment, sources).images
+        estimate = estimate_training(params, experiment, images, throughput, rates, sources, resources)
+        resources["runtime"] = derived_runtime_min(estimate.hours, request["runtime_min"])
     return resources
 
 
-def train_rule_resources(params: dict[str, Any]) -> dict[str, Any]:
+def train_rule_resources(
+    params: dict[str, Any], throughput: Throughput | None = None, rates: JobRates | None = None
+) -> dict[str, Any]:
     """The train rule's ``resources:``: one function of the wildcards per resource name.
 
     Names are the union over the params' experiments; an experiment without a name (a CPU job's
@@ -226,16 +240,9 @@ def train_rule_resources(params: dict[str, Any]) -> dict[str, Any]:
     ``partition: null`` job goes to the profile's default ``slurm_partition`` when no experiment of
     the run names a partition, and to the cluster's default partition when another one does.
     """
-    names = sorted({name for experiment in params["experiments"] for name in train_resources(params, experiment)})
-
-    def resource(name: str) -> Any:
-        def value(wildcards: Any) -> Any:
-            return train_resources(params, wildcards.experiment).get(name)
-
-        value.__name__ = f"train_{name}"
-        return value
-
-    return {name: resource(name) for name in names}
+    return _per_wildcard(
+        "train", "experiment", params["experiments"], lambda name: train_resources(params, name, throughput, rates)
+    )
 
 
 def step_resources(rule: str) -> dict[str, int]:

@@ -32,15 +32,15 @@ from circle_repro.data.sources import Source, load_sources
 from circle_repro.data.status import dataset_status, format_size, unavailable_reason
 from circle_repro.io import write_json
 from circle_repro.plan.actual import FIGURES, GROUPS, ActualHours, actual_hours, experiment_group
-from circle_repro.plan.inputs import (
-    Throughput,
-    download_bytes,
-    run_disk_bytes,
-    train_class_count,
-    train_image_count,
-    training_input,
+from circle_repro.plan.inputs import Throughput, download_bytes, run_disk_bytes, train_class_count, training_input
+from circle_repro.plan.jobs import (
+    SAFETY_FACTOR,
+    JobEstimate,
+    estimate_evaluation,
+    estimate_preparation,
+    estimate_training,
+    run_schedule,
 )
-from circle_repro.plan.jobs import SAFETY_FACTOR, JobEstimate, estimate_evaluation, estimate_preparation, estimate_training
 from circle_repro.plan.rates import JobRates
 from circle_repro.workflow import evaluate_resources, prepare_resources, train_resource_request, train_resources
 
@@ -160,12 +160,6 @@ class Plan:
         return totals | {"safety_factor": SAFETY_FACTOR, "exceeding": self.exceeding, **asdict(self)}
 
 
-def _iterations(train: dict[str, Any], images: int | None, batch: int, ranks: int) -> int | None:
-    if "iterations" in train:
-        return int(train["iterations"])
-    return None if images is None else int(train["epochs"]) * (images // batch // ranks)
-
-
 def plan_experiment(
     params: dict[str, Any],
     name: str,
@@ -184,20 +178,18 @@ def plan_experiment(
     sources = load_sources() if sources is None else sources
     spec = params["experiments"][name]
     dataset, train, backbone = train_dataset(spec), spec["train"], spec["model"]["backbone"]
-    request = train_resource_request(params, name)
-    gpus, batch = request["gpus"], spec["sampler"]["p"] * spec["sampler"]["k"]
+    declared = train_resources(params, name, throughput, rates)
+    gpus, batch = train_resource_request(params, name)["gpus"], spec["sampler"]["p"] * spec["sampler"]["k"]
     runs = [run for run in expand_runs(params) if run.experiment == name]
-    images, images_from = train_image_count(params, dataset, sources[dataset], data_root)
-    if images is not None and train.get("max_images") is not None:
-        images = min(images, train["max_images"])
+    schedule = run_schedule(params, name, sources, data_root)
     evaluate = estimate_evaluation(
         params, name, throughput, rates, sources, evaluate_resources(params, name, throughput, rates), data_root
     )
     common = dict(
         name=name, group=experiment_group(spec), train_dataset=dataset, trained_by=spec.get("trained_by"),
         backbone=backbone, losses=tuple(spec["losses"]), seeds=tuple(spec["seeds"]), runs=len(runs), gpus=gpus,
-        batch_per_gpu=batch, train_images=images, train_images_from=images_from,
-        runtime_limit_min=request["runtime_min"], evaluate=evaluate,
+        batch_per_gpu=batch, train_images=schedule.train_images, train_images_from=schedule.train_images_from,
+        runtime_limit_min=declared["runtime"], evaluate=evaluate,
     )  # fmt: skip
     if "trained_by" in spec:
         note = f"evaluates the weights of {spec['trained_by']}: its training hours and checkpoints are counted there"
@@ -207,12 +199,11 @@ def plan_experiment(
         )  # fmt: skip
 
     notes: list[str] = []
-    iterations = _iterations(train, images, batch, max(gpus, 1))
+    iterations, images_per_run = schedule.iterations, schedule.images
     if iterations is None:
-        notes.append(f"train images unknown: {images_from}")
-    images_per_run = iterations * batch * max(gpus, 1) if iterations is not None else None
+        notes.append(f"train images unknown: {schedule.train_images_from}")
     compute = throughput.images_per_s.get(backbone) if throughput is not None else None
-    job = estimate_training(params, name, images_per_run, throughput, rates, sources, train_resources(params, name))
+    job = estimate_training(params, name, images_per_run, throughput, rates, sources, declared)
     hours_per_run: float | None = job.hours * gpus if job.hours is not None else None
     if gpus == 0:
         hours_per_run = 0.0

@@ -159,11 +159,9 @@ def estimate_evaluation(
     data_root: Any = None,
 ) -> JobEstimate:
     """One evaluate job of ``experiment`` (each of its runs has one): time on its declared GPU and CPUs, memory."""
-    from circle_repro.config import expand_runs
-
     spec = params["experiments"][experiment]
     dataset, evaluation = spec["dataset"], spec["evaluation"]
-    jobs = sum(1 for run in expand_runs(params) if run.experiment == experiment)
+    jobs = len(spec["losses"]) * len(spec["seeds"])
     counts = evaluation_image_counts(dataset, sources[dataset], data_root)
     common = dict(rule="evaluate", name=experiment, jobs=jobs, declared=declared)
     if counts is None:
@@ -227,10 +225,10 @@ def estimate_training(
 ) -> JobEstimate:
     """One training job (run) of ``experiment``: its images over all GPUs at the data-bound training rate,
     plus its validations; checked against the resources params.yaml declares (``declared``)."""
-    from circle_repro.config import expand_runs, train_dataset
+    from circle_repro.config import train_dataset
 
     spec = params["experiments"][experiment]
-    jobs = sum(1 for run in expand_runs(params) if run.experiment == experiment)
+    jobs = len(spec["losses"]) * len(spec["seeds"])
     gpus = declared.get("gpu", 0)
     common = dict(rule="train", name=experiment, jobs=jobs, images=images_per_run, declared=declared, mem_mb=None)
     if gpus == 0:
@@ -250,6 +248,36 @@ def estimate_training(
     return JobEstimate(**common, images_per_s=rate * gpus, bound=bound, hours=hours, notes=tuple(notes))
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """One run's training schedule: its train-set size (and where it was read), iterations and images."""
+
+    train_images: int | None
+    train_images_from: str
+    iterations: int | None
+    images: int | None
+
+
+def run_schedule(params: dict[str, Any], experiment: str, sources: dict[str, Source], data_root: Any = None) -> Schedule:
+    """Iterations and images of one run: ``train.iterations``, or ``epochs`` x (train images // P x K // GPUs)
+    batches, each of P x K images on each of ``resources.gpus`` ranks (one rank on the CPU)."""
+    from circle_repro.config import train_dataset
+    from circle_repro.plan.inputs import train_image_count
+    from circle_repro.workflow import train_resource_request
+
+    spec = params["experiments"][experiment]
+    dataset, train = train_dataset(spec), spec["train"]
+    ranks, batch = max(train_resource_request(params, experiment)["gpus"], 1), spec["sampler"]["p"] * spec["sampler"]["k"]
+    images, images_from = train_image_count(params, dataset, sources[dataset], data_root)
+    if images is not None and train.get("max_images") is not None:
+        images = min(images, train["max_images"])
+    if "iterations" in train:
+        iterations: int | None = int(train["iterations"])
+    else:
+        iterations = None if images is None else int(train["epochs"]) * (images // batch // ranks)
+    return Schedule(images, images_from, iterations, None if iterations is None else iterations * batch * ranks)
+
+
 def estimate_preparation(dataset: str, source: Source, rates: JobRates | None, declared: dict[str, Any]) -> JobEstimate:
     """The prepare_data job of ``dataset``: its images at the per-core preparation rate (one process)."""
     images = preparation_image_count(source)
@@ -263,7 +291,7 @@ def estimate_preparation(dataset: str, source: Source, rates: JobRates | None, d
 
 __all__ = [
     "EVALUATED_WEIGHTS", "FEATURE_COPIES", "MEMORY_STEP_MB", "RUNTIME_STEP_MIN", "SAFETY_FACTOR",
-    "JobEstimate", "derived_mem_mb", "derived_runtime_min", "embedding_rate", "estimate_evaluation",
-    "estimate_preparation", "estimate_training", "metric_similarities", "training_rate", "transform_style",
+    "JobEstimate", "Schedule", "derived_mem_mb", "derived_runtime_min", "embedding_rate", "estimate_evaluation",
+    "estimate_preparation", "estimate_training", "metric_similarities", "run_schedule", "training_rate", "transform_style",
     "validation_seconds",
 ]
