@@ -461,3 +461,36 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
 
     missing = _compute_section(params, tmp_path / "nope.json", root, None)
     assert "nope.json not found: nothing estimated" in missing[1].text
+
+
+# --- The rates file copies its figures from the benchmark results it names ------------------------
+
+
+def _decode_results() -> dict[tuple[str, str], float]:
+    """(section title, row label) -> median images/s of benchmarks/results/data_decode_cpu_loaded.txt."""
+    figures, section = {}, None
+    for line in (REPO_ROOT / "benchmarks/results/data_decode_cpu_loaded.txt").read_text().splitlines():
+        if line.startswith("== "):
+            section = line[3:].split(",")[0]
+        elif "|" in line and section is not None:
+            label, median = line.split("|")[:2]
+            figures[section, label.strip()] = float(median.split("[")[0])
+    return figures
+
+
+def test_job_rates_are_the_benchmark_results_they_cite():
+    data = yaml.safe_load((REPO_ROOT / "benchmarks/job_rates.yaml").read_text())
+    rates, results = planning.load_rates(DEFAULT_RATES), _decode_results()
+    for section, loaded in (("decode", rates.decode_per_core), ("preparation", rates.preparation_per_core)):
+        assert data[section]["source"].startswith("benchmarks/results/data_decode_cpu_loaded.txt")
+        for style, entry in data[section]["per_core_images_per_s"].items():
+            title, label = (part.strip() for part in entry["row"].split("|")[0].split("..."))
+            assert title.startswith("== ") and results[title[3:], label] == loaded[style], (section, style)
+    assert set(rates.decode_per_core) == {"face", "reid", "retrieval", "mnist"}  # every transform style
+    metric_row = next(
+        line for line in (REPO_ROOT / "benchmarks/results/evaluation_sop_cpu_2threads.txt").read_text().splitlines()
+        if line.startswith("SOP R@") and " ours " in line
+    )
+    seconds, _, rss = metric_row.split()[3:6]
+    assert (float(seconds), float(rss)) == (rates.metric.seconds, rates.metric.peak_rss_mb)
+    assert rates.metric.images == load_sources()["sop"].expected_counts["test_images"]

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from circle_repro.engine.evaluate import loader_workers, model_embedder
 
@@ -28,14 +29,23 @@ def images(tmp_path):
     return tmp_path, pd.DataFrame({"path": paths})
 
 
-def test_workers_give_the_main_process_features_in_row_order(images):
+def test_workers_give_the_main_process_features_in_row_order(images, monkeypatch):
     root, rows = images
     model = _Flat()
+    built = []
+
+    def recording_loader(*args, **kwargs):
+        built.append(kwargs)
+        return DataLoader(*args, **kwargs)
+
+    monkeypatch.setattr("circle_repro.engine.evaluate.DataLoader", recording_loader)
     alone = model_embedder(model, root, "mnist", batch_size=4, num_workers=0)
     with_workers = model_embedder(model, root, "mnist", batch_size=4, num_workers=loader_workers(3))
     expected = np.concatenate([alone(rows), alone(rows, True)])
     assert expected.shape == (26, 8) and not np.allclose(expected[:13], expected[13:])
     np.testing.assert_array_equal(np.concatenate([with_workers(rows), with_workers(rows, True)]), expected)
+    assert [kwargs["num_workers"] for kwargs in built] == [0, 0, 2, 2]
+    assert not any(kwargs["pin_memory"] for kwargs in built)  # pinned memory only for a CUDA model
 
 
 def test_loader_workers_are_the_cpus_beyond_the_main_process():
