@@ -27,9 +27,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from circle_repro.config import train_dataset
 from circle_repro.data.sources import Source
-from circle_repro.plan.inputs import EvaluationCounts, Throughput, evaluation_image_counts, preparation_image_count
+from circle_repro.plan.inputs import (
+    EvaluationCounts,
+    Throughput,
+    evaluation_image_counts,
+    preparation_image_count,
+    train_image_count,
+)
 from circle_repro.plan.rates import JobRates
+from circle_repro.workflow import train_resource_request
 
 SAFETY_FACTOR = 1.5
 """Derived runtimes and memory are the estimate times this; a declared runtime must cover estimate x this."""
@@ -225,8 +233,6 @@ def estimate_training(
 ) -> JobEstimate:
     """One training job (run) of ``experiment``: its images over all GPUs at the data-bound training rate,
     plus its validations; checked against the resources params.yaml declares (``declared``)."""
-    from circle_repro.config import train_dataset
-
     spec = params["experiments"][experiment]
     jobs = len(spec["losses"]) * len(spec["seeds"])
     gpus = declared.get("gpu", 0)
@@ -261,10 +267,6 @@ class Schedule:
 def run_schedule(params: dict[str, Any], experiment: str, sources: dict[str, Source], data_root: Any = None) -> Schedule:
     """Iterations and images of one run: ``train.iterations``, or ``epochs`` x (train images // P x K // GPUs)
     batches, each of P x K images on each of ``resources.gpus`` ranks (one rank on the CPU)."""
-    from circle_repro.config import train_dataset
-    from circle_repro.plan.inputs import train_image_count
-    from circle_repro.workflow import train_resource_request
-
     spec = params["experiments"][experiment]
     dataset, train = train_dataset(spec), spec["train"]
     ranks, batch = max(train_resource_request(params, experiment)["gpus"], 1), spec["sampler"]["p"] * spec["sampler"]["k"]
