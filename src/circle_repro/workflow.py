@@ -168,8 +168,10 @@ def history_targets(params: dict[str, Any]) -> list[str]:
 # --- Cluster resources (profiles/slurm) ----------------------------------------------------------
 # An experiment's `resources` in params.yaml say what one of its training jobs needs; the functions
 # below turn that into the resource names of snakemake-executor-plugin-slurm (2.8): slurm_partition,
-# runtime (minutes), mem_mb, cpus_per_task, gpu (sbatch --gpus=N) and nodes. Local runs
-# (profiles/default) ignore them: Snakemake constrains only --cores and what --resources names.
+# runtime (minutes), mem_mb, cpus_per_task, gpu (sbatch --gpus=N) and nodes. An evaluate job takes
+# its GPU and CPUs from its experiment's `resources`, and evaluate and prepare_data jobs take their
+# runtime and memory from the plan's estimate (circle_repro.plan.jobs). Local runs (profiles/default)
+# ignore them: Snakemake constrains only --cores and what --resources names.
 
 TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
     "gpus": 0,  # the demo and mini experiments train on the CPU
