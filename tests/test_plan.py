@@ -334,6 +334,8 @@ def test_plan_json_is_written_atomically(params_file, throughput_file, tmp_path,
     assert written["runs"] == 6 and written["gpu_hours"] == pytest.approx(plan.gpu_hours, abs=1e-4)
     assert [t["table"] for t in written["tables"]] == ["table1", "table2", "table3", "table4", "table5"]
     assert written["tables"][4]["experiments"][0]["gpu_hours_per_run"] == pytest.approx(300 / 3600)
+    assert written["tables"][4]["hours"] == {"prepare_data": 0.0, "train": pytest.approx(4 * 300 / 3600, abs=1e-4),
+                                             "evaluate": 0.0}  # no rates: neither preparation nor evaluation estimated
 
     def broken_dump(data, fh, **kwargs):
         fh.write('{"runs": ')
@@ -370,6 +372,9 @@ def test_cli_prints_every_table_and_writes_the_json(params_file, throughput_file
     assert "data market1501 (manual, size not declared): MISSING: " in printed
     written = json.loads(out.read_text())
     assert written["profile"] == "test" and list(written["exceeding"]) == ["train cub_iters"]
+    assert written["tables"][4]["hours"] == {"prepare_data": pytest.approx(preparation, abs=1e-4),
+                                             "train": pytest.approx(4 * 300 / 3600, abs=1e-4),
+                                             "evaluate": pytest.approx(evaluation, abs=1e-4)}  # fmt: skip
 
     params = yaml.safe_load(params_file.read_text())
     params["experiments"]["cub_iters"]["resources"]["runtime_min"] = 8

@@ -45,6 +45,10 @@ from circle_repro.plan.rates import JobRates
 from circle_repro.workflow import evaluate_resources, prepare_resources, train_resource_request, train_resources
 
 
+STEPS = ("prepare_data", "train", "evaluate")
+"""The rules whose jobs the plan estimates, in workflow order."""
+
+
 @dataclass(frozen=True)
 class ExperimentPlan:
     """One experiment's runs, schedule, training and evaluate jobs, GPU-hours and checkpoint disk (None: not
@@ -157,7 +161,10 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data, with the profile's totals."""
         totals = {"runs": self.runs, "trained_runs": self.trained_runs, "gpu_hours": round(self.gpu_hours, 4)}
-        return totals | {"safety_factor": SAFETY_FACTOR, "exceeding": self.exceeding, **asdict(self)}
+        data = totals | {"safety_factor": SAFETY_FACTOR, "exceeding": self.exceeding, **asdict(self)}
+        for table, written in zip(self.tables, data["tables"]):
+            written["hours"] = {rule: round(table.hours(rule)[0], 4) for rule in STEPS}
+        return data
 
 
 def plan_experiment(
@@ -362,8 +369,8 @@ def format_plan(plan: Plan) -> str:
             data += (" + " if data else "") + f"size not declared for {', '.join(table.data_size_unknown)}"
         ckpt = format_size(table.checkpoint_bytes) if table.checkpoint_bytes is not None else "unknown"
         lines.append(f"{table.table}: {table.runs} runs, {gpu}; disk: data download {data}, checkpoints {ckpt}")
-        steps = [f"{label} {_hours_with_gaps(*table.hours(rule))}" for rule, label in
-                 (("prepare_data", "preparation"), ("train", "training"), ("evaluate", "evaluation"))]  # fmt: skip
+        labels = ("preparation", "training", "evaluation")
+        steps = [f"{label} {_hours_with_gaps(*table.hours(rule))}" for rule, label in zip(STEPS, labels)]
         evaluate_gpu, _ = table.step_gpu_hours("evaluate")
         lines.append(f"  hours (all jobs, wall): {', '.join(steps)} ({evaluate_gpu:.2f} GPU-hours of evaluation)")
         rows = [("experiment", "backbone", "runs", "GPUs", "schedule per run", "img/s/GPU", "GPU-h/run", "GPU-h", "checkpoints")]
