@@ -17,8 +17,9 @@ Preparation (one data set): images / the per-core preparation rate (preparers ru
 Derived resources: runtime = estimate x ``SAFETY_FACTOR`` rounded up to ``RUNTIME_STEP_MIN`` minutes and
 memory = estimate x ``SAFETY_FACTOR`` rounded up to ``MEMORY_STEP_MB``, never below the step's fixed
 floor (``workflow.STEP_RESOURCES``), which also stands where nothing could be estimated. Training jobs
-keep the resources their experiment declares in params.yaml; the plan refuses a declared runtime below
-estimate x ``SAFETY_FACTOR``.
+keep the resources their experiment declares in params.yaml (a GPU experiment without ``runtime_min``
+gets its estimate x ``SAFETY_FACTOR``); the plan refuses a declared runtime below estimate x
+``SAFETY_FACTOR``.
 """
 
 from __future__ import annotations
