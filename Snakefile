@@ -11,6 +11,12 @@ try:
     PARAMS = load_params(PARAMS_FILE, config.get("profile"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+# Measured rates (GPU throughput, CPU decode/preparation/metric rates) from which the evaluate and
+# prepare_data jobs' runtime and memory are derived (circle_repro.plan.jobs); an absent file: fixed floors.
+THROUGHPUT, RATES = wf.job_rates(
+    f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
+    f"{workflow.basedir}/{plan.DEFAULT_RATES}",
+)
 # Experiments whose manual or withdrawn data is not placed are left out of `all` (the report says
 # "data unavailable" for their cells); asking for their table fails at once, saying what to place.
 BLOCKED = wf.blocked_experiments(PARAMS)

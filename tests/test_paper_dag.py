@@ -72,11 +72,26 @@ def test_the_face_tables_share_one_training_per_backbone_loss_and_seed():
     assert _counts(_runs("table1", sweeps=False) + _runs("table2") + _runs("table3")) == {"train": 30, "evaluate": 105}
 
 
+def _resources(output: str, rule: str) -> list[dict[str, str]]:
+    """The ``resources:`` of each job of ``rule`` a dry run lists."""
+    blocks = re.findall(rf"^rule {rule}:\n((?:    .*\n)+)", output, flags=re.M)
+    lines = [re.search(r"^    resources: (.*)$", block, flags=re.M).group(1) for block in blocks]
+    return [dict(item.split("=", 1) for item in line.split(", ")) for line in lines]
+
+
 @pytest.mark.parametrize("table", TABLES)
 def test_each_table_target_lists_its_runs(placed, table):
     result = _dry_run(placed, table)
     assert result.returncode == 0, result.stderr
     assert _jobs(result.stdout) == {table: 1} | _counts(_runs(table, sweeps=False))
+    # every evaluate job embeds on one GPU with its experiment's CPUs per GPU
+    evaluations = _resources(result.stdout, "evaluate")
+    assert len(evaluations) == _counts(_runs(table, sweeps=False))["evaluate"]
+    for resources in evaluations:
+        assert resources["gpu"] == "1" and int(resources["cpus_per_task"]) == 8, resources
+        assert int(resources["runtime"]) >= 30 and int(resources["mem_mb"]) >= 8000, resources
+    if table == "table1":  # sized from the test set: MegaFace's 1M distractors need more than the 8,000 MB floor
+        assert all(int(resources["mem_mb"]) > 8000 for resources in evaluations)
 
 
 def test_without_data_the_manual_sets_are_skipped_with_the_reason(tmp_path):

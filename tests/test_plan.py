@@ -1,22 +1,29 @@
-"""circle-repro plan: hand-computed GPU-hours and disk, missing data, the JSON, the CLI, and the actual hours
-read from Snakemake benchmark files."""
+"""circle-repro plan: hand-computed training, evaluation and preparation hours, derived job resources, disk,
+missing data, the JSON, the CLI (and its refusal), and the actual hours read from Snakemake benchmark files."""
 
 import copy
 import json
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
 
 from circle_repro import plan as planning
+from circle_repro import workflow as wf
+from circle_repro.plan.jobs import metric_similarities
 from circle_repro.cli import main
 from circle_repro.config import expand_runs, load_params
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.train import _loop_configs
 from circle_repro.report.build import _compute_section
 from circle_repro.report.render import Paragraph, Table
+from circle_repro.data.sources import load_sources
+from circle_repro.plan import DEFAULT_RATES as _RATES_PATH
 from support import REPO_ROOT
+
+DEFAULT_RATES = REPO_ROOT / _RATES_PATH
 
 ADAM = {"type": "Adam", "lr": 0.0001}
 RETRIEVAL = {"protocol": "retrieval", "ks": [1, 2]}
@@ -76,17 +83,48 @@ def throughput_file(tmp_path):
     return path
 
 
-def _plan(params_file, throughput_file, data_root, checkpoints=False):
+RATES = """
+decode:
+  source: test
+  per_core_images_per_s:
+    face: {images_per_s: 1000, row: test}
+    reid: {images_per_s: 400, row: test}
+    retrieval: {images_per_s: 250, row: test}
+    mnist: {images_per_s: 1000, row: test}
+preparation:
+  source: test
+  per_core_images_per_s:
+    face: {images_per_s: 2000, row: test}
+    reid: {images_per_s: 1000, row: test}
+    retrieval: {images_per_s: 500, row: test}
+    mnist: {images_per_s: 2000, row: test}
+metric: {source: test, row: test, images: 1000, seconds: 100, peak_rss_mb: 6000, threads: 2}
+forward_speedup_over_training: 2
+forward_speedup_source: test
+"""
+
+
+@pytest.fixture
+def rates_file(tmp_path):
+    """Per-core decode: retrieval 250 img/s (x 4 CPUs = 1,000 >= bn_inception's 800: GPU-bound), reid 400
+    (x 4 = 1,600 < resnet50's 2,000: data-bound); metric 1,000 x 1,000 similarities in 100 s (10^4/s)."""
+    path = tmp_path / "rates.yaml"
+    path.write_text(RATES)
+    return path
+
+
+def _plan(params_file, throughput_file, data_root, checkpoints=False, rates_file=None):
     params = load_params(params_file)
-    return planning.make_plan(params, planning.load_throughput(throughput_file), data_root, checkpoints=checkpoints)
+    rates = planning.load_rates(rates_file) if rates_file is not None else None
+    return planning.make_plan(params, planning.load_throughput(throughput_file), data_root, rates=rates, checkpoints=checkpoints)
 
 
 def _tables(plan):
     return {table.table: table for table in plan.tables}
 
 
-def test_gpu_hours_are_throughput_times_schedule_times_runs(params_file, throughput_file, tmp_path):
-    tables = _tables(_plan(params_file, throughput_file, tmp_path / "data"))
+def test_gpu_hours_are_throughput_times_schedule_times_runs(params_file, throughput_file, rates_file, tmp_path):
+    tables = _tables(_plan(params_file, throughput_file, tmp_path / "data", rates_file=rates_file))
     cub = tables["table5"].experiments[0]
     assert (cub.runs, cub.iterations_per_run, cub.images_per_run, cub.images_per_s) == (4, 3000, 240_000, 800.0)
     assert cub.gpu_hours_per_run == pytest.approx(300 / 3600)
@@ -95,7 +133,10 @@ def test_gpu_hours_are_throughput_times_schedule_times_runs(params_file, through
     market, face = tables["table4"].experiments
     assert (market.train_images, market.train_images_from) == (12936, "sources.yaml")
     assert market.iterations_per_run == 10 * 101 and market.images_per_run == 1010 * 64 * 2
-    assert market.gpu_hours == pytest.approx(1010 * 64 * 2 / 2000 / 3600)
+    # data-bound: 400 img/s per core x 4 CPUs per GPU = 1,600 < the GPU's 2,000
+    assert (market.compute_images_per_s, market.images_per_s) == (2000.0, 1600.0)
+    assert market.gpu_hours == pytest.approx(1010 * 64 * 2 / 1600 / 3600)
+    assert market.train.hours == pytest.approx(1010 * 64 * 2 / (1600 * 2) / 3600)  # wall: 2 GPUs
     assert face.gpu_hours is None and "no throughput measured for iresnet34" in face.notes[0]
     assert tables["table4"].gpu_hours == pytest.approx(market.gpu_hours)
     assert tables["table4"].not_estimated == ("market_face_backbone",)
@@ -103,12 +144,126 @@ def test_gpu_hours_are_throughput_times_schedule_times_runs(params_file, through
     assert not tables["table1"].experiments and tables["table1"].runs == 0
 
 
-def test_estimates_say_where_they_may_be_off(params_file, throughput_file, tmp_path):
+def test_estimates_say_where_they_may_be_off(params_file, throughput_file, rates_file, tmp_path):
+    plan = _plan(params_file, throughput_file, tmp_path / "data", rates_file=rates_file)
+    market = _tables(plan)["table4"].experiments[0]
+    assert "throughput measured at 3x384x128 input; trains at 3x256x128" in market.notes
+    assert "data-bound: decode on 4 CPUs per GPU give 1,600 img/s per GPU, the GPU 2,000" in market.notes
+    # 300 s on one GPU x 1.5 = 7.5 min > runtime_min 4; no other job exceeds
+    assert plan.exceeding == {"train cub_iters": "needs 8 min (estimate x 1.5), declares runtime 4"}
+
+
+def test_a_gpu_training_without_runtime_min_gets_the_estimate(params_file, throughput_file, rates_file):
+    """cub_iters at 60,000 iterations x 80 images / 800 img/s = 6,000 s = 100 min; x 1.5 = 150 min."""
+    params = load_params(params_file)
+    params["experiments"]["cub_iters"]["train"]["iterations"] = 60_000
+    del params["experiments"]["cub_iters"]["resources"]["runtime_min"]
+    throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(rates_file)
+    assert wf.train_resources(params, "cub_iters", throughput, rates)["runtime"] == 150
+    assert wf.train_resources(params, "cub_iters")["runtime"] == wf.TRAIN_RESOURCE_DEFAULTS["runtime_min"]  # no rates
+    assert wf.train_resources(params, "market_epochs", throughput, rates)["runtime"] == 600  # declared: kept
+    rule = wf.train_rule_resources(params, throughput, rates)
+    assert rule["runtime"](SimpleNamespace(experiment="cub_iters")) == 150
+    plan = planning.make_plan(params, throughput, "no-data", rates=rates, checkpoints=False)
+    assert plan.exceeding == {}
+
+
+def test_compute_only_without_rates(params_file, throughput_file, tmp_path):
+    """Without a rates file the training rate is the GPU's, and evaluation and preparation are not estimated."""
     tables = _tables(_plan(params_file, throughput_file, tmp_path / "data"))
     market = tables["table4"].experiments[0]
-    assert "throughput measured at 3x384x128 input; trains at 3x256x128" in market.notes
-    cub = tables["table5"].experiments[0]
-    assert "estimated 5 min per run exceeds resources.runtime_min 4" in cub.notes  # 300 s on one GPU
+    assert market.gpu_hours == pytest.approx(1010 * 64 * 2 / 2000 / 3600)
+    assert market.evaluate.hours is None and tables["table4"].datasets[0].prepare.hours is None
+
+
+def test_evaluate_job_runtime_and_memory_by_hand(params_file, throughput_file, rates_file, tmp_path):
+    """cub_iters: 5,924 CUB test images (sources.yaml), embedded with the trained and the initial weights
+    (no flip): 11,848 images at min(800 x 2 forward, 250 x 4 CPUs decode) = 1,000 img/s; retrieval metric
+    5,924^2 similarities at 10^4/s, twice. Memory: 6,000 MB measured + 5 copies of 5,924 x 512 float32."""
+    params = load_params(params_file)
+    throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(rates_file)
+    seconds = 2 * 5924 / 1000 + 2 * 5924**2 / 1e4
+    mem_mb = 6000 + 5 * 5924 * 512 * 4 / 2**20
+    resources = wf.evaluate_resources(params, "cub_iters", throughput, rates)
+    # 1.5 x 117.2 min = 175.8 -> 180 (multiples of 5); 1.5 x 6,057.9 MB = 9,086.8 -> 10,000 (multiples of 1,000)
+    assert seconds / 60 * 1.5 == pytest.approx(175.77, abs=0.01) and mem_mb * 1.5 == pytest.approx(9086.8, abs=0.1)
+    assert resources == {"runtime": 180, "mem_mb": 10000, "cpus_per_task": 4, "gpu": 1}
+    job = _tables(_plan(params_file, throughput_file, tmp_path / "d", rates_file=rates_file))["table5"].experiments[0].evaluate
+    assert (job.rule, job.jobs, job.images, job.images_per_s) == ("evaluate", 4, 2 * 5924, 1000.0)
+    assert job.hours == pytest.approx(seconds / 3600) and job.mem_mb == pytest.approx(mem_mb)
+    assert job.declared == resources and job.exceeds is None
+
+
+def test_small_evaluations_and_cpu_ones_keep_the_floor(params_file, throughput_file, repo_params):
+    throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(DEFAULT_RATES)
+    # the measured metric rate makes CUB's evaluation a few minutes: the fixed floor stands
+    assert wf.evaluate_resources(load_params(params_file), "cub_iters", throughput, rates) == {
+        "runtime": 30, "mem_mb": 8000, "cpus_per_task": 4, "gpu": 1,
+    }  # fmt: skip
+    demo = load_params(REPO_ROOT / "params.yaml", "demo")
+    assert wf.evaluate_resources(demo, "demo_retrieval", throughput, rates) == wf.step_resources("evaluate")
+
+
+def test_metric_similarities_per_protocol():
+    counts = planning.EvaluationCounts(images=100, queries=30, counted_from="test")
+    assert metric_similarities("retrieval", counts, {}) == 100 * 100
+    assert metric_similarities("reid", counts, {}) == 30 * 70
+    assert metric_similarities("reid", counts, {"rerank": {"k1": 20}}) == 100 * 100  # re-ranking: all pairs
+    assert metric_similarities("megaface", counts, {"n_distractors": 10}) == 30 * 10
+    assert metric_similarities("verification_pairs", counts, {}) == 100
+
+
+def test_test_set_counts_from_sources_and_the_manifest(tmp_path):
+    sources = load_sources()
+    megaface = planning.evaluation_image_counts("megaface", sources["megaface"], None)
+    assert (megaface.images, megaface.queries) == (1_000_000 + 3_500, 3_500)
+    market = planning.evaluation_image_counts("market1501", sources["market1501"], None)
+    assert (market.images, market.queries) == (3368 + 19732, 3368)
+    assert planning.evaluation_image_counts("lfw", sources["lfw"], None).images == 12000  # the .bin's images
+    assert planning.preparation_image_count(sources["ms1mv2"]) == 5_822_653
+    assert planning.preparation_image_count(sources["market1501"]) == 12936 + 3368 + 19732
+    prepared = tmp_path / "prepared" / "market1501"
+    prepared.mkdir(parents=True)
+    pd.DataFrame({"path": [f"{i}.jpg" for i in range(10)], "label": [0] * 10, "split": ["train"] * 4 + ["test"] * 6,
+                  "role": [None] * 4 + ["query"] * 2 + ["gallery"] * 4}).to_parquet(prepared / "manifest.parquet")  # fmt: skip
+    counted = planning.evaluation_image_counts("market1501", sources["market1501"], tmp_path)
+    assert (counted.images, counted.queries) == (6, 2) and counted.counted_from.endswith("manifest.parquet")
+
+
+def test_preparation_runtime_by_hand(rates_file):
+    """MS1MV2: 5,822,653 images at 2,000 img/s on one CPU = 48.5 min, x 1.5 = 72.8 -> 75 min."""
+    rates = planning.load_rates(rates_file)
+    assert wf.prepare_resources("ms1mv2", rates) == {"runtime": 75, "mem_mb": 4000, "cpus_per_task": 1}
+    assert wf.prepare_resources("cub200", rates) == wf.step_resources("prepare_data")  # 11,788 images: the floor
+    job = planning.plan_dataset(load_sources()["ms1mv2"], REPO_ROOT / "no-data", rates).prepare
+    assert job.hours == pytest.approx(5_822_653 / 2000 / 3600) and job.exceeds is None
+
+
+def test_rates_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "rates.yaml"
+    bad.write_text(RATES.replace("retrieval: {images_per_s: 250", "retrieval: {images_per_s: 0"))
+    with pytest.raises(ValueError, match=r"rates\.yaml: decode\.per_core_images_per_s: retrieval must be positive"):
+        planning.load_rates(bad)
+    bad.write_text("decode: {}\n")
+    with pytest.raises(ValueError, match=r"rates\.yaml: not a job rates file"):
+        planning.load_rates(bad)
+    with pytest.raises(FileNotFoundError, match="job rates file not found"):
+        planning.load_rates(tmp_path / "nope.yaml")
+
+
+def test_the_paper_profile_fits_its_declared_resources():
+    """Every job of the paper profile fits its declared runtime with the measured rates of the repository."""
+    params = load_params(REPO_ROOT / "params.yaml", "paper")
+    plan = planning.make_plan(
+        params, planning.load_throughput(REPO_ROOT / planning.DEFAULT_THROUGHPUT), REPO_ROOT / "no-data",
+        rates=planning.load_rates(DEFAULT_RATES), checkpoints=False,
+    )  # fmt: skip
+    assert plan.exceeding == {}
+    for table in plan.tables:
+        for rule in ("prepare_data", "train", "evaluate"):
+            hours, missing = table.hours(rule)
+            trains = rule != "train" or table.table not in ("table2", "table3")  # they evaluate table 1's weights
+            assert (hours > 0) == trains and not missing, (table.table, rule, missing)
 
 
 def test_a_prepared_manifest_gives_the_train_set_size(params_file, throughput_file, tmp_path):
@@ -179,6 +334,8 @@ def test_plan_json_is_written_atomically(params_file, throughput_file, tmp_path,
     assert written["runs"] == 6 and written["gpu_hours"] == pytest.approx(plan.gpu_hours, abs=1e-4)
     assert [t["table"] for t in written["tables"]] == ["table1", "table2", "table3", "table4", "table5"]
     assert written["tables"][4]["experiments"][0]["gpu_hours_per_run"] == pytest.approx(300 / 3600)
+    assert written["tables"][4]["hours"] == {"prepare_data": 0.0, "train": pytest.approx(4 * 300 / 3600, abs=1e-4),
+                                             "evaluate": 0.0}  # no rates: neither preparation nor evaluation estimated
 
     def broken_dump(data, fh, **kwargs):
         fh.write('{"runs": ')
@@ -191,22 +348,40 @@ def test_plan_json_is_written_atomically(params_file, throughput_file, tmp_path,
     assert [p.name for p in out.parent.iterdir()] == ["plan.json"]  # no temporary file left
 
 
-def test_cli_prints_every_table_and_writes_the_json(params_file, throughput_file, tmp_path, capsys):
+def test_cli_prints_every_table_and_writes_the_json(params_file, throughput_file, rates_file, tmp_path, capsys):
     out = tmp_path / "plan.json"
-    argv = ["plan", "--params", str(params_file), "--throughput", str(throughput_file), "--data-root", str(tmp_path / "d")]
-    assert main([*argv, "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith(f"Plan for profile test: 6 runs, {4 * 300 / 3600 + 1010 * 64 * 2 / 2000 / 3600:.2f} GPU-hours")
-    assert "Throughput: Test GPU, amp bf16, batch 128" in printed
+    argv = ["plan", "--params", str(params_file), "--throughput", str(throughput_file), "--rates", str(rates_file),
+            "--data-root", str(tmp_path / "d")]  # fmt: skip
+    assert main([*argv, "--out", str(out)]) == 2  # cub_iters' runtime_min 4 is refused, after the plan is printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    gpu_hours = 4 * 300 / 3600 + 1010 * 64 * 2 / 1600 / 3600
+    assert printed.startswith(f"Plan for profile test: 6 runs, {gpu_hours:.2f} GPU-hours of training")
+    assert "GPU throughput: Test GPU, amp bf16, batch 128" in printed
+    assert "circle-repro plan: error: profile test: job(s) exceed their declared resources: train cub_iters (needs 8 min" in captured.err
+    evaluation = 4 * (2 * 5924 / 1000 + 2 * 5924**2 / 1e4) / 3600
+    preparation = 11788 / 500 / 3600
+    assert f"  hours (all jobs, wall): preparation {preparation:.2f} h, training {4 * 300 / 3600:.2f} h, evaluation {evaluation:.2f} h" in printed
+    assert re.search(r"^  evaluate cub_iters +4 +117\.2 +180 +10000 +4 +1 +1,000 +decode on 4 CPUs +yes$", printed, flags=re.M)
+    assert re.search(r"^  train cub_iters +4 +5\.0 +4 .* EXCEEDS: needs 8 min", printed, flags=re.M)
     assert "table1: no experiment in profile test" in printed
     assert f"table5: 4 runs, {4 * 300 / 3600:.2f} GPU-hours; disk: data download 1.1 GiB" in printed
     assert re.search(r"^  cub_iters +bn_inception +4 +1 +3,000 it x 80 x 1 GPU +800 +0\.08 +0\.33 ", printed, flags=re.M)
     assert "table4: 2 runs" in printed and "+ 1 experiment(s) not estimated" in printed
-    assert "note market_face_backbone: no throughput measured for iresnet34" in printed
+    assert "note market_face_backbone: time not estimated: no throughput measured for iresnet34" in printed
     assert "data market1501 (manual, size not declared): MISSING: " in printed
-    assert json.loads(out.read_text())["profile"] == "test"
+    written = json.loads(out.read_text())
+    assert written["profile"] == "test" and list(written["exceeding"]) == ["train cub_iters"]
+    assert written["tables"][4]["hours"] == {"prepare_data": pytest.approx(preparation, abs=1e-4),
+                                             "train": pytest.approx(4 * 300 / 3600, abs=1e-4),
+                                             "evaluate": pytest.approx(evaluation, abs=1e-4)}  # fmt: skip
 
-    assert main([*argv[:-4], "--throughput", str(tmp_path / "nope.json")]) == 2
+    params = yaml.safe_load(params_file.read_text())
+    params["experiments"]["cub_iters"]["resources"]["runtime_min"] = 8
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert main(argv) == 0 and "EXCEEDS" not in capsys.readouterr().out
+
+    assert main([*argv[:3], "--throughput", str(tmp_path / "nope.json")]) == 2
     assert "nope.json: throughput file not found" in capsys.readouterr().err
 
 
@@ -267,7 +442,7 @@ def test_the_rules_write_benchmarks_where_the_plan_reads_them():
     assert planning.TRAIN_BENCHMARK == "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
 
 
-def test_report_section_puts_planned_beside_actual(params_file, throughput_file, tmp_path):
+def test_report_section_puts_planned_beside_actual(params_file, throughput_file, rates_file, tmp_path):
     params = load_params(params_file)
     root = tmp_path / "work"
     _benchmark(root / planning.TRAIN_BENCHMARK.format(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 1))
@@ -282,7 +457,45 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
     assert frame.loc["Table 4", "planned GPU-h (training)"].endswith("+ 1 not estimated")
     assert frame.loc["Table 1", "planned GPU-h (training)"] == "no experiment"
     notes = " ".join(block.text for block in blocks if isinstance(block, Paragraph))
-    assert "Test GPU" in notes and "market_face_backbone: no throughput measured for iresnet34" in notes
+    assert "Test GPU" in notes and "market_face_backbone: time not estimated: no throughput measured for iresnet34" in notes
+    assert "compute only" in notes and frame.loc["Table 4", "planned GPU-h (training)"].startswith(f"{1010 * 64 * 2 / 2000 / 3600:.2f}")
+
+    with_rates = _compute_section(params, throughput_file, root, None, rates_file)
+    (table,) = [block for block in with_rates if isinstance(block, Table)]
+    assert table.frame.loc["Table 4", "planned GPU-h (training)"].startswith(f"{1010 * 64 * 2 / 1600 / 3600:.2f}")  # data-bound
 
     missing = _compute_section(params, tmp_path / "nope.json", root, None)
     assert "nope.json not found: nothing estimated" in missing[1].text
+
+
+# --- The rates file copies its figures from the benchmark results it names ------------------------
+
+
+def _decode_results() -> dict[tuple[str, str], float]:
+    """(section title, row label) -> median images/s of benchmarks/results/data_decode_cpu_loaded.txt."""
+    figures, section = {}, None
+    for line in (REPO_ROOT / "benchmarks/results/data_decode_cpu_loaded.txt").read_text().splitlines():
+        if line.startswith("== "):
+            section = line[3:].split(",")[0]
+        elif "|" in line and section is not None:
+            label, median = line.split("|")[:2]
+            figures[section, label.strip()] = float(median.split("[")[0])
+    return figures
+
+
+def test_job_rates_are_the_benchmark_results_they_cite():
+    data = yaml.safe_load((REPO_ROOT / "benchmarks/job_rates.yaml").read_text())
+    rates, results = planning.load_rates(DEFAULT_RATES), _decode_results()
+    for section, loaded in (("decode", rates.decode_per_core), ("preparation", rates.preparation_per_core)):
+        assert data[section]["source"].startswith("benchmarks/results/data_decode_cpu_loaded.txt")
+        for style, entry in data[section]["per_core_images_per_s"].items():
+            title, label = (part.strip() for part in entry["row"].split("|")[0].split("..."))
+            assert title.startswith("== ") and results[title[3:], label] == loaded[style], (section, style)
+    assert set(rates.decode_per_core) == {"face", "reid", "retrieval", "mnist"}  # every transform style
+    metric_row = next(
+        line for line in (REPO_ROOT / "benchmarks/results/evaluation_sop_cpu_2threads.txt").read_text().splitlines()
+        if line.startswith("SOP R@") and " ours " in line
+    )
+    seconds, _, rss = metric_row.split()[3:6]
+    assert (float(seconds), float(rss)) == (rates.metric.seconds, rates.metric.peak_rss_mb)
+    assert rates.metric.images == load_sources()["sop"].expected_counts["test_images"]

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -203,6 +204,23 @@ def test_cpu_steps_declare_modest_resources():
     for rule in ("prepare_data", "evaluate", "report"):
         resources = wf.step_resources(rule)
         assert set(resources) == {"runtime", "mem_mb", "cpus_per_task"} and resources["cpus_per_task"] == 1
+
+
+def test_evaluate_jobs_of_gpu_experiments_get_one_gpu_their_cpus_and_partition(repo_params):
+    params = select_profile(_with_resources(repo_params, "demo_retrieval", gpus=2, cpus_per_gpu=6, partition="gpu"), "demo")
+    throughput, rates = wf.job_rates(REPO_ROOT / "nope.json", REPO_ROOT / "nope.yaml")
+    assert (throughput, rates) == (None, None)  # absent files: nothing estimated, the floors
+    assert wf.evaluate_resources(params, "demo_retrieval", None, None) == {
+        "runtime": 30, "mem_mb": 8000, "cpus_per_task": 6, "gpu": 1, "slurm_partition": "gpu",
+    }  # fmt: skip
+    assert wf.evaluate_resources(params, "demo_verification", None, None) == wf.step_resources("evaluate")
+    assert (wf.evaluate_threads(params, "demo_retrieval"), wf.evaluate_threads(params, "demo_verification")) == (6, 1)
+    rule = wf.evaluate_rule_resources(params, None, None)
+    assert set(rule) == {"runtime", "mem_mb", "cpus_per_task", "gpu", "slurm_partition"}
+    gpu_job, cpu_job = SimpleNamespace(experiment="demo_retrieval"), SimpleNamespace(experiment="demo_verification")
+    assert (rule["gpu"](gpu_job), rule["gpu"](cpu_job), rule["cpus_per_task"](gpu_job)) == (1, None, 6)
+    prepare = wf.prepare_rule_resources(params, None)
+    assert prepare["runtime"](SimpleNamespace(dataset="ms1mv2")) == 60  # any data set, not only the profile's
 
 
 # --- Snakefile style: snakefmt and snakemake --lint ----------------------------------------------

@@ -18,7 +18,14 @@ from circle_repro.config import (
 )
 from circle_repro.data.manifest import ManifestError
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
-from circle_repro.plan import DEFAULT_THROUGHPUT
+from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _params_arg(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +44,17 @@ def _cmd_runs(args: argparse.Namespace) -> None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> None:
-    from circle_repro.plan import format_plan, load_throughput, make_plan, write_plan
+    from circle_repro.plan import format_plan, load_rates, load_throughput, make_plan, write_plan
 
     params = load_params(args.params, args.profile)
-    plan = make_plan(params, load_throughput(args.throughput), data_root=args.data_root)
+    plan = make_plan(params, load_throughput(args.throughput), data_root=args.data_root, rates=load_rates(args.rates))
     print(format_plan(plan))
-    if args.out is not None:
+    if args.out:
         print(f"plan written: {write_plan(plan, args.out)}")
+    if plan.exceeding:
+        jobs = "; ".join(f"{job} ({why})" for job, why in plan.exceeding.items())
+        raise ValueError(f"profile {plan.profile}: job(s) exceed their declared resources: {jobs}; raise runtime_min "
+                         "(or mem_mb_per_gpu) in the experiment's resources in the params file")
 
 
 def _cmd_data_prepare(args: argparse.Namespace) -> None:
@@ -80,12 +91,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import torch
+
     from circle_repro.engine.evaluate import evaluate_run
+    from circle_repro.engine.loader import loader_settings, process_cpus
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     out_dir = args.out or args.run_dir
-    result = evaluate_run(args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir)
+    batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    loader = loader_settings(min(args.cpus, process_cpus()), accelerator=torch.cuda.is_available())
+    result = evaluate_run(
+        args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir, loader=loader, **batch
+    )
     summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
     print(f"evaluated {run.run_id}: {summary}")
 
@@ -99,7 +117,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     outputs = build_report(
         params, metrics_files=metrics_files, out_dir=args.out, tracking_uri=uri, data_root=args.data_root,
-        throughput_file=args.throughput, benchmark_root=args.benchmarks,
+        throughput_file=args.throughput, benchmark_root=args.benchmarks, rates_file=args.rates,
     )  # fmt: skip
     print("report written: " + ", ".join(str(path) for path in outputs))
 
@@ -138,11 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=_cmd_runs)
 
     plan = verbs.add_parser(
-        "plan", help="per paper table: runs, GPU-hours from measured throughput, disk for data and checkpoints, missing data"
+        "plan", help="per paper table: preparation, training and evaluation hours, each job against its declared resources, disk, missing data"
     )
     plan.add_argument(
         "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
         help="a benchmarks/train_throughput.py --out file: images/s per backbone on one GPU",
+    )  # fmt: skip
+    plan.add_argument(
+        "--rates", type=Path, default=DEFAULT_RATES,
+        help="measured CPU rates: decode and preparation images/s per core, metric speed (default: %(default)s)",
     )  # fmt: skip
     plan.add_argument("--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/ (default: data)")
     plan.add_argument("--out", type=Path, default=None, help="also write the plan as JSON here")
@@ -185,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, required=True, help="the folder of the run that trained the weights (model.pth)"
     )
     evaluate.add_argument("--out", type=Path, help="where metrics.json and the arrays go (default: --run-dir)")
+    evaluate.add_argument("--batch-size", type=_positive_int, help="images per embedding batch (default: 512)")
+    evaluate.add_argument(
+        "--cpus", type=_positive_int, default=1, help="CPUs of the job: one embedding loader worker per CPU beyond the first"
+    )
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
@@ -209,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
         help="measured training throughput for the planned hours (a missing file: nothing estimated)",
+    )  # fmt: skip
+    report.add_argument(
+        "--rates", type=Path, default=DEFAULT_RATES,
+        help="measured CPU rates for the planned hours' data loading (a missing file: compute only)",
     )  # fmt: skip
     report.add_argument(
         "--benchmarks", type=Path, default=Path("."),

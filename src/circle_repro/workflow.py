@@ -7,9 +7,10 @@ settings it depends on: editing one loss's gamma retrains that loss's runs and n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circle_repro.config import (
     RunSpec,
@@ -31,6 +32,10 @@ from circle_repro.layout import (
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
 )
+
+if TYPE_CHECKING:
+    from circle_repro.plan.inputs import Throughput
+    from circle_repro.plan.rates import JobRates
 
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
@@ -163,8 +168,10 @@ def history_targets(params: dict[str, Any]) -> list[str]:
 # --- Cluster resources (profiles/slurm) ----------------------------------------------------------
 # An experiment's `resources` in params.yaml say what one of its training jobs needs; the functions
 # below turn that into the resource names of snakemake-executor-plugin-slurm (2.8): slurm_partition,
-# runtime (minutes), mem_mb, cpus_per_task, gpu (sbatch --gpus=N) and nodes. Local runs
-# (profiles/default) ignore them: Snakemake constrains only --cores and what --resources names.
+# runtime (minutes), mem_mb, cpus_per_task, gpu (sbatch --gpus=N) and nodes. An evaluate job takes
+# its GPU and CPUs from its experiment's `resources`, and evaluate and prepare_data jobs take their
+# runtime and memory from the plan's estimate (circle_repro.plan.jobs). Local runs (profiles/default)
+# ignore them: Snakemake constrains only --cores and what --resources names.
 
 TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
     "gpus": 0,  # the demo and mini experiments train on the CPU
@@ -180,21 +187,26 @@ STEP_RESOURCES: dict[str, dict[str, int]] = {
     "evaluate": {"runtime": 30, "mem_mb": 8000, "cpus_per_task": 1},
     "report": {"runtime": 30, "mem_mb": 4000, "cpus_per_task": 1},
 }
-"""The fixed, modest resources of the CPU-only steps, by rule name."""
-
+"""The resources of the steps besides training, by rule name: the report's as they are; for prepare_data
+and evaluate the floor under the runtime and memory derived from the plan (:func:`prepare_resources`,
+:func:`evaluate_resources`), and what they get where nothing could be estimated."""
 
 def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
     """An experiment's ``resources`` from params.yaml with the defaults filled in."""
     return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
 
 
-def train_resources(params: dict[str, Any], experiment: str) -> dict[str, Any]:
+def train_resources(
+    params: dict[str, Any], experiment: str, throughput: Throughput | None = None, rates: JobRates | None = None
+) -> dict[str, Any]:
     """The Snakemake resources of one training job of ``experiment``, in the slurm plugin's names.
 
     A training job is one task on one node: ``torchrun`` (more than one GPU) starts one process per
     GPU itself, so the job asks for ``gpus x cpus_per_gpu`` CPUs and ``gpus x mem_mb_per_gpu``
     memory for that task, and sets no ``tasks`` (the plugin would turn it into ``--ntasks-per-gpu``).
-    ``slurm_partition`` is present only when the experiment names one.
+    ``slurm_partition`` is present only when the experiment names one. A GPU experiment that declares
+    no ``runtime_min`` gets the plan's estimate of one run (:func:`circle_repro.plan.jobs.estimate_training`,
+    from ``throughput`` and ``rates``) times the safety factor, the default ``runtime_min`` at least.
     """
     request = train_resource_request(params, experiment)
     workers = max(request["gpus"], 1)
@@ -208,10 +220,20 @@ def train_resources(params: dict[str, Any], experiment: str) -> dict[str, Any]:
         resources["gpu"] = request["gpus"]
     if request["partition"] is not None:
         resources["slurm_partition"] = request["partition"]
+    declares_runtime = "runtime_min" in params["experiments"][experiment].get("resources", {})
+    if request["gpus"] > 0 and not declares_runtime and throughput is not None:
+        from circle_repro.plan.jobs import derived_runtime_min, estimate_training, run_schedule
+
+        sources = load_sources()
+        images = run_schedule(params, experiment, sources).images
+        estimate = estimate_training(params, experiment, images, throughput, rates, sources, resources)
+        resources["runtime"] = derived_runtime_min(estimate.hours, request["runtime_min"])
     return resources
 
 
-def train_rule_resources(params: dict[str, Any]) -> dict[str, Any]:
+def train_rule_resources(
+    params: dict[str, Any], throughput: Throughput | None = None, rates: JobRates | None = None
+) -> dict[str, Any]:
     """The train rule's ``resources:``: one function of the wildcards per resource name.
 
     Names are the union over the params' experiments; an experiment without a name (a CPU job's
@@ -220,21 +242,94 @@ def train_rule_resources(params: dict[str, Any]) -> dict[str, Any]:
     ``partition: null`` job goes to the profile's default ``slurm_partition`` when no experiment of
     the run names a partition, and to the cluster's default partition when another one does.
     """
-    names = sorted({name for experiment in params["experiments"] for name in train_resources(params, experiment)})
+    return _per_wildcard(
+        "train", "experiment", params["experiments"], lambda name: train_resources(params, name, throughput, rates)
+    )
+
+
+def step_resources(rule: str) -> dict[str, int]:
+    """The fixed resources of a step (``prepare_data``, ``evaluate``, ``report``)."""
+    return dict(STEP_RESOURCES[rule])
+
+
+def evaluate_resources(
+    params: dict[str, Any], experiment: str, throughput: Throughput | None, rates: JobRates | None
+) -> dict[str, Any]:
+    """The Snakemake resources of one evaluate job of ``experiment``, in the slurm plugin's names.
+
+    An experiment whose training uses GPUs evaluates on one GPU with its ``cpus_per_gpu`` CPUs (loader
+    workers) in its partition; otherwise on one CPU. Runtime and memory: the plan's estimate of the job
+    (:func:`circle_repro.plan.jobs.estimate_evaluation`, from the test set's size) times the safety factor,
+    ``STEP_RESOURCES["evaluate"]`` at least. ``throughput``/``rates`` None: not estimated, the floor.
+    """
+    from circle_repro.plan.jobs import derived_mem_mb, derived_runtime_min, estimate_evaluation
+
+    request = train_resource_request(params, experiment)
+    resources: dict[str, Any] = step_resources("evaluate")
+    if request["gpus"] > 0:
+        resources |= {"cpus_per_task": request["cpus_per_gpu"], "gpu": 1}
+        if request["partition"] is not None:
+            resources["slurm_partition"] = request["partition"]
+    estimate = estimate_evaluation(params, experiment, throughput, rates, load_sources(), resources)
+    resources["runtime"] = derived_runtime_min(estimate.hours, resources["runtime"])
+    resources["mem_mb"] = derived_mem_mb(estimate.mem_mb, resources["mem_mb"])
+    return resources
+
+
+def prepare_resources(dataset: str, rates: JobRates | None) -> dict[str, Any]:
+    """The Snakemake resources of ``dataset``'s prepare_data job: one CPU, the runtime the plan estimates
+    from its image count (:func:`circle_repro.plan.jobs.estimate_preparation`) times the safety factor,
+    ``STEP_RESOURCES["prepare_data"]`` at least."""
+    from circle_repro.plan.jobs import derived_runtime_min, estimate_preparation
+
+    resources: dict[str, Any] = step_resources("prepare_data")
+    estimate = estimate_preparation(dataset, load_sources()[dataset], rates, resources)
+    resources["runtime"] = derived_runtime_min(estimate.hours, resources["runtime"])
+    return resources
+
+
+def _per_wildcard(rule: str, key: str, values: Iterable[str], resources_of: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """One function of the wildcards per resource name that ``resources_of`` gives some of ``values``
+    (the wildcard ``key``'s values); a job without a name gets None, which Snakemake drops."""
+    resources_of = cache(resources_of)
+    names = sorted({name for value in values for name in resources_of(value)})
 
     def resource(name: str) -> Any:
         def value(wildcards: Any) -> Any:
-            return train_resources(params, wildcards.experiment).get(name)
+            return resources_of(getattr(wildcards, key)).get(name)
 
-        value.__name__ = f"train_{name}"
+        value.__name__ = f"{rule}_{name}"
         return value
 
     return {name: resource(name) for name in names}
 
 
-def step_resources(rule: str) -> dict[str, int]:
-    """The declared resources of a CPU-only step (``prepare_data``, ``evaluate``, ``report``)."""
-    return dict(STEP_RESOURCES[rule])
+def job_rates(throughput_file: str | Path, rates_file: str | Path) -> tuple[Throughput | None, JobRates | None]:
+    """The measured throughput and job rates the derived resources use; None for a file that is absent."""
+    from circle_repro.plan.inputs import load_throughput
+    from circle_repro.plan.rates import load_rates
+
+    throughput = load_throughput(throughput_file) if Path(throughput_file).is_file() else None
+    return throughput, load_rates(rates_file) if Path(rates_file).is_file() else None
+
+
+def evaluate_rule_resources(params: dict[str, Any], throughput: Throughput | None, rates: JobRates | None) -> dict[str, Any]:
+    """The evaluate rule's ``resources:``, per experiment (:func:`evaluate_resources`)."""
+    return _per_wildcard(
+        "evaluate", "experiment", params["experiments"], lambda name: evaluate_resources(params, name, throughput, rates)
+    )
+
+
+def prepare_rule_resources(params: dict[str, Any], rates: JobRates | None) -> dict[str, Any]:
+    """The prepare_data rule's ``resources:``, per data set of the params (:func:`prepare_resources`)."""
+    datasets = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
+    return _per_wildcard("prepare_data", "dataset", datasets, lambda name: prepare_resources(name, rates))
+
+
+def evaluate_threads(params: dict[str, Any], experiment: str) -> int:
+    """Threads of an evaluate job: the CPUs it asks for (the metric runs after the embedding)."""
+    request = train_resource_request(params, experiment)
+    return request["cpus_per_gpu"] if request["gpus"] > 0 else STEP_RESOURCES["evaluate"]["cpus_per_task"]
 
 
 def train_launch_prefix(params: dict[str, Any], experiment: str) -> str:

@@ -6,7 +6,7 @@ rule prepare_data:
     benchmark:
         plan.DATA_BENCHMARK
     resources:
-        **wf.step_resources("prepare_data"),
+        **wf.prepare_rule_resources(PARAMS, RATES),
     params:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],

@@ -10,9 +10,11 @@ rule evaluate:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     benchmark:
         plan.EVALUATE_BENCHMARK
-    threads: 1
+    # one GPU where the experiment trains on GPUs, with its CPUs per GPU (loader workers: --cpus); runtime
+    # and memory derived from the test set's size (circle_repro.workflow.evaluate_resources)
+    threads: lambda w: wf.evaluate_threads(PARAMS, w.experiment)
     resources:
-        **wf.step_resources("evaluate"),
+        **wf.evaluate_rule_resources(PARAMS, THROUGHPUT, RATES),
     params:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],
@@ -23,4 +25,4 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file} --profile {params.profile}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights})"
-        " --out $(dirname {output.metrics}) > {log} 2>&1"
+        " --out $(dirname {output.metrics}) --cpus {resources.cpus_per_task} > {log} 2>&1"

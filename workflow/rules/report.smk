@@ -24,10 +24,12 @@ rule report:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],
         trigger=wf.report_trigger(PARAMS),
-        # measured training throughput, for the planned hours (a missing file: nothing estimated). The
+        # measured training throughput and CPU rates, for the planned hours (a missing file: nothing
+        # estimated, or compute only). The
         # actual hours are read from the jobs' benchmark files under logs/benchmarks/ where they lie:
         # as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
         throughput=f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
+        rates=f"{workflow.basedir}/{plan.DEFAULT_RATES}",
     shell:
         "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports"
-        " --throughput {params.throughput} > {log} 2>&1"
+        " --throughput {params.throughput} --rates {params.rates} > {log} 2>&1"

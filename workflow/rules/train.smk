@@ -1,5 +1,6 @@
 # One training run per job. Resources and the launch line come from the experiment's `resources`
-# in params.yaml (circle_repro.workflow): more than one GPU starts torchrun on one node.
+# in params.yaml (circle_repro.workflow): more than one GPU starts torchrun on one node. A GPU
+# experiment without `runtime_min` gets the plan's estimate x the safety factor.
 rule train:
     input:
         # the training set, and the validation sets of train.validation (prepared beside it)
@@ -15,7 +16,7 @@ rule train:
         plan.TRAIN_BENCHMARK
     threads: 1
     resources:
-        **wf.train_rule_resources(PARAMS),
+        **wf.train_rule_resources(PARAMS, THROUGHPUT, RATES),
     params:
         params_file=PARAMS_FILE,
         profile=PARAMS["profile"],

@@ -46,6 +46,9 @@ from circle_repro.layout import (
 ORCHESTRATOR_KEYS = ("protocol",)
 SIMILARITY_PAIRS = 20_000
 SIMILARITY_ANCHORS = 5_000
+EMBED_BATCH_SIZE = 512
+"""Images per embedding batch unless told otherwise."""
+
 
 
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
@@ -93,7 +96,7 @@ class _RowImages(Dataset):
 
 
 def model_embedder(
-    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = 512,
+    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = EMBED_BATCH_SIZE,
     loader: LoaderSettings | None = None,
 ) -> Embedder:
     """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
@@ -134,12 +137,12 @@ def model_embedder(
 
 
 def evaluate_model(
-    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *, batch_size: int = 512,
-    loader: LoaderSettings | None = None,
+    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *,
+    batch_size: int = EMBED_BATCH_SIZE, loader: LoaderSettings | None = None,
 ) -> ProtocolResult:
     """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of data set ``dataset``'s
-    prepared test set, on ``model``'s embeddings as it is now (on its device; ``loader``: see
-    :func:`model_embedder`)."""
+    prepared test set, on ``model``'s embeddings as it is now (on its device; ``batch_size`` and
+    ``loader``: see :func:`model_embedder`)."""
     protocol = get_protocol(evaluation["protocol"])
     settings = {key: value for key, value in evaluation.items() if key not in ORCHESTRATOR_KEYS}
     embedder = model_embedder(model, test.root, get_dataset(dataset).transform, batch_size=batch_size, loader=loader)
@@ -179,7 +182,7 @@ def evaluate_run(
     out_dir: str | Path,
     *,
     device: str | torch.device | None = None,
-    batch_size: int = 512,
+    batch_size: int = EMBED_BATCH_SIZE,
     loader: LoaderSettings | None = None,
 ) -> dict[str, Any]:
     """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
@@ -190,7 +193,8 @@ def evaluate_run(
     that shows what training added. A run that evaluates another run's weights (``trained_by`` in
     ``eval_config``, the run of ``run_dir``) logs to a new MLflow run nested under that run's. similarities.npz is written only where the test labels are
     identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available);
-    ``loader``: the DataLoader settings (default: from this process's CPUs).
+    ``batch_size`` images per embedding batch; ``loader``: the DataLoader settings (default: from this
+    process's CPUs).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())

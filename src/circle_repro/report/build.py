@@ -648,11 +648,19 @@ _GRADIENT_CAPTION = (
 
 
 def _compute_section(
-    params: dict[str, Any], throughput_file: str | Path | None, benchmark_root: str | Path | None, data_root: str | Path | None
+    params: dict[str, Any], throughput_file: str | Path | None, benchmark_root: str | Path | None, data_root: str | Path | None,
+    rates_file: str | Path | None = None,
 ) -> list[Block]:
-    """Per table: training GPU-hours planned from measured throughput (circle_repro.plan) against the hours
-    the Snakemake benchmark files of its jobs recorded; "not run" where none of its runs has one."""
-    from circle_repro.plan import BENCHMARK_DIR, load_throughput, planned_vs_actual
+    """Per table: training GPU-hours planned from measured throughput and data rates (circle_repro.plan)
+    against the hours the Snakemake benchmark files of its jobs recorded; "not run" where none of its runs
+    has one."""
+    from circle_repro.plan import BENCHMARK_DIR, load_rates, load_throughput, planned_vs_actual
+
+    rates = load_rates(rates_file) if rates_file is not None and Path(rates_file).is_file() else None
+    loading = (
+        f"with data loading at the decode rates of {rates.source} and validation" if rates is not None
+        else "compute only: forward, loss, backward and optimizer step, without data loading"
+    )
 
     throughput = None
     if throughput_file is None:
@@ -662,12 +670,11 @@ def _compute_section(
     else:
         throughput = load_throughput(throughput_file)
         source = (
-            f"{throughput.device}, amp {throughput.amp}, batch {throughput.batch}, {throughput.source}; compute only: "
-            "forward, loss, backward and optimizer step, without data loading"
+            f"{throughput.device}, amp {throughput.amp}, batch {throughput.batch}, {throughput.source}; {loading}"
         )
     where = f"under {Path(benchmark_root, BENCHMARK_DIR)}/" if benchmark_root is not None else "(no folder given: none read)"
     rows, notes = {}, []
-    for row in planned_vs_actual(params, throughput, benchmark_root, data_root):
+    for row in planned_vs_actual(params, throughput, benchmark_root, data_root, rates):
         actual, measured = row.actual, row.actual.runs_measured > 0
         walls = (actual.train_hours, actual.evaluate_hours, actual.data_hours)
         planned = f"{row.planned_gpu_hours:.2f}" + (f" + {len(row.not_estimated)} not estimated" if row.not_estimated else "")
@@ -707,6 +714,7 @@ def build_report(
     data_root: str | Path | None = None,
     throughput_file: str | Path | None = None,
     benchmark_root: str | Path | None = None,
+    rates_file: str | Path | None = None,
     generated: str | None = None,
     commit: str | None = None,
 ) -> list[Path]:
@@ -714,7 +722,8 @@ def build_report(
 
     Results come from the MLflow store at ``tracking_uri`` with ``metrics_files`` as the fallback (None:
     the files only); ``data_root`` (holding raw/ and prepared/) tells which data sets are on disk (None:
-    not checked). ``throughput_file`` (benchmarks/train_throughput.py output) and ``benchmark_root`` (the
+    not checked). ``throughput_file`` (benchmarks/train_throughput.py output), ``rates_file``
+    (benchmarks/job_rates.yaml; None: compute only) and ``benchmark_root`` (the
     workflow's working directory, holding logs/benchmarks/) feed the planned-against-actual section (None:
     nothing estimated, nothing read). ``generated`` and ``commit`` default to now and the checkout's HEAD
     (fixed in golden tests).
@@ -760,7 +769,7 @@ def build_report(
     if "gradient_maps" in params["report"]:
         figure = gradient_maps(params["report"]["gradient_maps"], figure_dir / "gradient_maps.png")
         blocks += [Heading("Gradients of the binary losses (paper Fig. 2)"), Figure(figure, _GRADIENT_CAPTION)]
-    blocks += _compute_section(params, throughput_file, benchmark_root, data_root)
+    blocks += _compute_section(params, throughput_file, benchmark_root, data_root, rates_file)
     blocks += [
         Heading("Provenance"),
         Paragraph(

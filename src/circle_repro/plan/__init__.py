@@ -1,0 +1,57 @@
+"""What a profile costs before it runs (:mod:`~circle_repro.plan.estimate`, per job
+:mod:`~circle_repro.plan.jobs`, from :mod:`~circle_repro.plan.inputs` and :mod:`~circle_repro.plan.rates`)
+and what it cost after (:mod:`~circle_repro.plan.actual`)."""
+
+from circle_repro.plan.actual import (
+    BENCHMARK_DIR,
+    DATA_BENCHMARK,
+    EVALUATE_BENCHMARK,
+    FIGURES,
+    GROUPS,
+    TRAIN_BENCHMARK,
+    ActualHours,
+    Benchmark,
+    actual_hours,
+    experiment_group,
+    read_benchmark,
+)
+from circle_repro.plan.estimate import (
+    DatasetPlan,
+    ExperimentPlan,
+    Plan,
+    PlannedVsActual,
+    TablePlan,
+    format_plan,
+    make_plan,
+    plan_dataset,
+    plan_experiment,
+    planned_vs_actual,
+    write_plan,
+)
+from circle_repro.plan.inputs import (
+    CHECKPOINTS_KEPT,
+    DEFAULT_THROUGHPUT,
+    EvaluationCounts,
+    Throughput,
+    download_bytes,
+    evaluation_image_counts,
+    load_throughput,
+    optimizer_slots,
+    preparation_image_count,
+    run_disk_bytes,
+    train_class_count,
+    train_image_count,
+    training_input,
+)
+from circle_repro.plan.jobs import SAFETY_FACTOR, JobEstimate
+from circle_repro.plan.rates import DEFAULT_RATES, JobRates, load_rates
+
+__all__ = [
+    "BENCHMARK_DIR", "CHECKPOINTS_KEPT", "DATA_BENCHMARK", "DEFAULT_RATES", "DEFAULT_THROUGHPUT", "EVALUATE_BENCHMARK",
+    "FIGURES", "GROUPS", "SAFETY_FACTOR", "TRAIN_BENCHMARK", "ActualHours", "Benchmark", "DatasetPlan",
+    "EvaluationCounts", "ExperimentPlan", "JobEstimate", "JobRates", "Plan", "PlannedVsActual", "TablePlan",
+    "Throughput", "actual_hours", "download_bytes", "evaluation_image_counts", "experiment_group", "format_plan",
+    "load_rates", "load_throughput", "make_plan", "optimizer_slots", "plan_dataset", "plan_experiment",
+    "planned_vs_actual", "preparation_image_count", "read_benchmark", "run_disk_bytes", "train_class_count",
+    "train_image_count", "training_input", "write_plan",
+]
