@@ -54,7 +54,8 @@ def slurm_cluster() -> None:
         pytest.skip("no SLURM client (scontrol) installed: run .ci/slurm-up as root to install and start SLURM")
     ping = _command("scontrol", "ping")
     if ping.returncode != 0 or " is UP" not in ping.stdout:
-        pytest.skip(f"no slurmctld answers `scontrol ping` ({(ping.stdout + ping.stderr).strip()}): run .ci/slurm-up")
+        answer = (ping.stdout + ping.stderr).strip().splitlines() or ["no answer"]
+        pytest.skip(f"no slurmctld answers `scontrol ping` ({answer[0]}): run .ci/slurm-up as root")
     config = _command("scontrol", "show", "config").stdout
     min_job_age = re.search(r"^MinJobAge\s*=\s*(\d+)", config, flags=re.M)
     if min_job_age is None or int(min_job_age.group(1)) < MIN_JOB_AGE_S:
