@@ -416,9 +416,8 @@ def _one_training_run(repo_params: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("interrupt", "first_state", "stub_settings"),
     [
-        ("kill", "FAILED", {}),
-        # sacct would say `CANCELLED by <uid>`; without accounting it fails outright
-        ("cancel", "CANCELLED", {"STUB_SACCT_DISABLED": "1"}),
+        ("kill", "FAILED", {"STUB_SACCT_DISABLED": "1"}),  # a cluster without job accounting: sacct fails
+        ("cancel", "CANCELLED", {}),  # sacct would answer `CANCELLED by <uid>`
     ],
 )  # fmt: skip
 def test_interrupted_training_job_is_resubmitted_and_resumes_from_its_checkpoint(
