@@ -5,11 +5,12 @@ node, no job accounting); every test skips, saying why, when ``scontrol ping`` f
 Snakemake polls every few seconds here (--slurm-init-seconds-before-status-checks 2), as a small
 cluster would be set up; every wait below is bounded.
 
-Pre-emption: each interrupted training run is frozen (SIGSTOP) as soon as its first epoch checkpoint
-is on disk, so that the interruption lands mid-run however fast the machine is, and then
+Pre-emption: as soon as a training run's first epoch checkpoint is on disk, its job is interrupted:
 - ``requeue``: ``scontrol requeue`` (SLURM restarts the same job),
 - ``cancel``: ``scancel`` (Snakemake resubmits the job: the profile's retries),
-- ``timeout``: its end time set to now, so SLURM itself ends it at its time limit (state TIMEOUT).
+- ``timeout``: the training frozen (SIGSTOP, so that it cannot finish first however fast the machine
+  is) and the job's end time set to now, so SLURM itself ends it at its time limit (state TIMEOUT;
+  slurmctld checks time limits every 30 s).
 (A ``kill -9`` of the training is tested with stub commands: tests/test_slurm_profile.py.)
 An uninterrupted run of the same settings (another experiment name, the same seed) trains alongside;
 each interrupted run must end with exactly its weights, in one finished MLflow run.
@@ -191,8 +192,9 @@ def _training_pid(run: str) -> int | None:
 
 
 def _interrupt(how: str, job_id: str, pid: int) -> None:
-    """Freeze the training process, then interrupt its job ``how``."""
-    os.kill(pid, signal.SIGSTOP)
+    """Interrupt the job of training process ``pid`` ``how``."""
+    if how == "timeout":
+        os.kill(pid, signal.SIGSTOP)
     command = {
         "requeue": ["scontrol", "requeue", job_id],
         "cancel": ["scancel", job_id],
