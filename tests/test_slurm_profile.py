@@ -1,40 +1,47 @@
 """profiles/slurm against stub SLURM commands: what is submitted, and that the workflow finishes.
 
 The stubs (sbatch, squeue, sacct, sacctmgr, sshare, scancel, sinfo, scontrol, srun, and torchrun)
-lie in a temporary folder put first on PATH. Each appends its argv to calls.jsonl. ``sbatch`` runs
-the submitted ``--wrap`` command (or stdin script) synchronously, as the job would run, and prints
-the job id as ``sbatch --parsable`` does; ``sacct``/``squeue`` then report each job as COMPLETED or
-FAILED (by its exit status) in the ``id|STATE`` format the plugin parses. ``srun`` drops its
-options and runs the step. ``torchrun`` records its argv and runs the same CLI module in one
-process without ``--launcher pytorch``, so a 2-GPU experiment produces real outputs on the CPU
-and the real torchrun never runs here.
+lie in a temporary folder put first on PATH. Each appends its argv to calls.jsonl. ``sbatch`` queues
+the submitted ``--wrap`` command (or stdin script) and prints the job id as ``sbatch --parsable``
+does; a detached runner per job waits for one of STUB_SLOTS slots (PENDING), runs the job (RUNNING)
+and records COMPLETED or FAILED by its exit status, so jobs queue and run concurrently as on a small
+cluster. ``scancel`` kills a job's processes and marks it CANCELLED. ``squeue`` reports every job of
+a run in the ``id|STATE`` format the plugin parses; ``sacct`` does too but, as SLURM's sacct does,
+says ``CANCELLED by <uid>`` for a cancelled job, rejects the plugin's account guess
+(``sacct ... | tail -1`` passed as arguments), and with STUB_SACCT_DISABLED fails as on a cluster
+without job accounting. ``srun`` drops its options and runs the step. ``torchrun`` records its argv
+and runs the same CLI module in one process without ``--launcher pytorch``, so a 2-GPU experiment
+produces real outputs on the CPU and the real torchrun never runs here.
+(tests/test_slurm_real.py runs the profile on a real SLURM cluster.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from support import REPO_ROOT, tiny_params, write_params
+from slurm_support import VENV_BIN, argv_value, attempt_logs, copy_project
+from support import REPO_ROOT, tiny_params
 
-VENV_BIN = Path(sys.executable).parent
-ACCOUNT = "circle_test"  # what the stub sacct guesses and sacctmgr accepts
+ACCOUNT = "circle_test"  # the account sacctmgr accepts
 DEFAULT_PARTITION = "standard"  # what the stub sinfo marks as the default
 
 STUB = r'''
 import fcntl
 import json
 import os
-import shlex
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 STATE = Path(os.environ["STUB_STATE"])
@@ -57,13 +64,31 @@ def option(name):
     return None
 
 
+@contextmanager
+def locked(name):
+    with open(STATE / name, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield fh
+
+
 def jobs():
-    return [json.loads(p.read_text()) for p in sorted((STATE / "jobs").glob("*.json"))]
+    with locked("jobs.lock"):
+        return [json.loads(p.read_text()) for p in sorted((STATE / "jobs").glob("*.json"))]
+
+
+def update_job(job_id, unless_state=None, **changes):
+    # Change a job's record unless it is already in ``unless_state``; return the record.
+    with locked("jobs.lock"):
+        path = STATE / "jobs" / f"{job_id}.json"
+        job = json.loads(path.read_text())
+        if job["state"] != unless_state:
+            job.update(changes)
+            path.write_text(json.dumps(job))
+        return job
 
 
 def new_job_id():
-    with open(STATE / "jobid.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with locked("jobid.lock") as fh:
         fh.seek(0)
         last = int(fh.read() or 1000)
         fh.seek(0)
@@ -76,30 +101,68 @@ def sbatch():
     job_id = new_job_id()
     record(job_id=job_id)
     wrap = option("--wrap")
-    script = sys.stdin.read() if wrap is None else None
-    job = {"id": job_id, "name": option("--job-name"), "comment": option("--comment"), "state": "RUNNING"}
-    job_file = STATE / "jobs" / f"{job_id}.json"
-    job_file.parent.mkdir(exist_ok=True)
-    job_file.write_text(json.dumps(job))
-    env = dict(os.environ, SLURM_JOB_ID=job_id, SLURM_JOBID=job_id)
-    gpus = option("--gpus")
-    if gpus:
-        env["SLURM_GPUS"] = gpus
-    log = Path(option("--output").replace("%j", job_id))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        command = ["/bin/sh", "-c", wrap] if wrap is not None else ["/bin/sh", "-s"]
-        result = subprocess.run(command, input=script, text=True, cwd=option("-D"), env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    job.update(state="COMPLETED" if result.returncode == 0 else "FAILED", exit=result.returncode)
-    job_file.write_text(json.dumps(job))
+    job = {
+        "id": job_id, "name": option("--job-name"), "comment": option("--comment"), "state": "PENDING",
+        "command": ["/bin/sh", "-c", wrap] if wrap is not None else ["/bin/sh", "-s"],
+        "script": sys.stdin.read() if wrap is None else None, "cwd": option("-D"), "gpus": option("--gpus"),
+        "output": option("--output").replace("%j", job_id), "append": option("--open-mode") == "append",
+    }
+    (STATE / "jobs").mkdir(exist_ok=True)
+    with locked("jobs.lock"):
+        (STATE / "jobs" / f"{job_id}.json").write_text(json.dumps(job))
+    subprocess.Popen([sys.argv[0]], env=dict(os.environ, STUB_RUN_JOB=job_id), start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(job_id)
 
 
-def status_lines(name):
+def take_slot():
+    # Block until one of STUB_SLOTS slots is free; the slot is held while the returned file is open.
+    while True:
+        for slot in range(int(os.environ.get("STUB_SLOTS", "2"))):
+            fh = open(STATE / f"slot{slot}.lock", "a")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fh
+            except BlockingIOError:
+                fh.close()
+        time.sleep(0.1)
+
+
+def run_job(job_id):
+    slot = take_slot()
+    job = update_job(job_id, unless_state="CANCELLED", state="RUNNING")
+    if job["state"] == "CANCELLED":
+        return
+    env = dict(os.environ, SLURM_JOB_ID=job_id, SLURM_JOBID=job_id)
+    env.pop("STUB_RUN_JOB")
+    if job["gpus"]:
+        env["SLURM_GPUS"] = job["gpus"]
+    log = Path(job["output"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a" if job["append"] else "w") as out:
+        proc = subprocess.Popen(job["command"], stdin=subprocess.PIPE, text=True, cwd=job["cwd"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        update_job(job_id, pgid=proc.pid)
+        proc.communicate(job["script"])
+    state = "COMPLETED" if proc.returncode == 0 else "FAILED"
+    update_job(job_id, unless_state="CANCELLED", state=state, exit=proc.returncode)
+    slot.close()
+
+
+def scancel():
+    for job_id in (arg for arg in ARGS if arg.isdigit()):
+        job = update_job(job_id, unless_state="COMPLETED", state="CANCELLED")
+        if job["state"] == "CANCELLED" and job.get("pgid"):
+            try:
+                os.killpg(job["pgid"], signal.SIGKILL)  # last: the caller may be one of the job's processes
+            except ProcessLookupError:
+                pass
+
+
+def status_lines(name, cancelled):
     for job in jobs():
         if name is None or job["name"] == name:
-            print(f"{job['id']}|{job['state']}")
+            print(f"{job['id']}|{cancelled if job['state'] == 'CANCELLED' else job['state']}")
 
 
 def srun():
@@ -120,7 +183,19 @@ def torchrun():
     os.execv(sys.executable, [sys.executable, "-m", ARGS[module + 1], *args])
 
 
+def sacct():
+    if os.environ.get("STUB_SACCT_DISABLED"):
+        sys.exit("Slurm accounting storage is disabled")
+    if "-1" in ARGS:  # `sacct ... | tail -1` without a shell: getopt rejects it, as SLURM's sacct does
+        sys.exit("sacct: invalid option -- '1'")
+    if "--name" in ARGS:
+        return status_lines(option("--name"), cancelled=f"CANCELLED by {os.getuid()}")
+    return None  # job step reasons, node lists: nothing to say
+
+
 def main():
+    if os.environ.get("STUB_RUN_JOB"):
+        return run_job(os.environ["STUB_RUN_JOB"])
     if NAME == "sbatch":
         return sbatch()
     if NAME == "srun":
@@ -128,14 +203,12 @@ def main():
     if NAME == "torchrun":
         return torchrun()
     record()
+    if NAME == "scancel":
+        return scancel()
     if NAME == "sacct":
-        if "--name" in ARGS:
-            return status_lines(option("--name"))
-        if "Account%256" in ARGS:
-            return print(os.environ["STUB_ACCOUNT"])
-        return None  # job step reasons, node lists: nothing to say
+        return sacct()
     if NAME == "squeue":
-        return status_lines(option("--name"))
+        return status_lines(option("--name"), cancelled="CANCELLED")
     if NAME in ("sacctmgr", "sshare"):
         return print(os.environ["STUB_ACCOUNT"])
     if NAME == "sinfo":
@@ -144,28 +217,30 @@ def main():
         if ARGS[:2] == ["show", "config"]:
             return print("MinJobAge               = 300 sec\nMaxArraySize            = 1001")
         sys.exit(1)
-    return None  # scancel
+    return None
 
 
 main()
 '''
 
-KILL_FIRST_TRAIN = r"""#!/usr/bin/env bash
-# circle-repro stand-in: the first `train` is killed (SIGKILL, as a pre-empted job's process would
-# be) as soon as its first checkpoint is on disk; every other call runs the real CLI.
+INTERRUPT_FIRST_TRAIN = r"""#!/usr/bin/env bash
+# circle-repro stand-in: the first `train` is interrupted as soon as its first checkpoint is on disk:
+# STUB_INTERRUPT=kill kills it (SIGKILL, as a pre-empted job's process would be), =cancel cancels its
+# job (scancel, which kills the job's processes, this one included). Every other call runs the real CLI.
 real="$CIRCLE_REPRO_REAL"
-if [ "$1" != train ] || [ -e "$STUB_STATE/killed" ]; then exec "$real" "$@"; fi
+if [ "$1" != train ] || [ -e "$STUB_STATE/interrupted" ]; then exec "$real" "$@"; fi
 out=""
 prev=""
 for arg in "$@"; do [ "$prev" = --out ] && out="$arg"; prev="$arg"; done
-touch "$STUB_STATE/killed"
+touch "$STUB_STATE/interrupted"
 "$real" "$@" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
     if [ -e "$out/work/last_checkpoint" ]; then
+        echo "stub: $STUB_INTERRUPT after checkpoint $(cat "$out/work/last_checkpoint")"
+        [ "$STUB_INTERRUPT" = cancel ] && scancel "$SLURM_JOB_ID" && sleep 60
         kill -9 "$pid"
         wait "$pid"
-        echo "stub: killed after checkpoint $(cat "$out/work/last_checkpoint")"
         exit 137
     fi
     sleep 0.01
@@ -176,6 +251,7 @@ exit 3
 """
 
 STUB_COMMANDS = ("sbatch", "squeue", "sacct", "sacctmgr", "sshare", "scancel", "sinfo", "scontrol", "srun", "torchrun")
+SNAKEMAKE_TIMEOUT_S = 600  # a hung workflow fails the test instead of hanging it
 
 
 def _stub_bin(root: Path) -> Path:
@@ -189,20 +265,9 @@ def _stub_bin(root: Path) -> Path:
     return bin_dir
 
 
-def _project(root: Path, params: dict[str, Any]) -> Path:
-    """A copy of the workflow files (Snakefile, rules, profiles) with its own params.yaml."""
-    project = root / "project"
-    project.mkdir()
-    shutil.copy(REPO_ROOT / "Snakefile", project / "Snakefile")
-    shutil.copytree(REPO_ROOT / "workflow", project / "workflow")
-    shutil.copytree(REPO_ROOT / "profiles", project / "profiles")
-    write_params(params, project / "params.yaml")
-    return project
-
-
-def _env(root: Path, bin_dir: Path) -> dict[str, str]:
+def _env(root: Path, bin_dir: Path, **stub_settings: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
-    return env | {
+    return env | stub_settings | {
         "PATH": os.pathsep.join([str(bin_dir), str(VENV_BIN), os.environ["PATH"]]),
         "STUB_STATE": str(root / "state"),
         "STUB_ACCOUNT": ACCOUNT,
@@ -213,14 +278,18 @@ def _env(root: Path, bin_dir: Path) -> dict[str, str]:
     }
 
 
-def _snakemake_slurm(project: Path, env: dict[str, str], *targets: str) -> subprocess.CompletedProcess:
-    args = [
+def _snakemake_slurm(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    args = (
         str(VENV_BIN / "snakemake"), "--profile", "profiles/slurm",
         # poll the stubs every second instead of a real cluster's tens of seconds
         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-        "--slurm-keep-successful-logs", *targets,
-    ]  # fmt: skip
-    result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+        "--slurm-keep-successful-logs", *args,
+    )  # fmt: skip
+    try:
+        result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        output = f"{(error.stdout or b'')[-6000:]!r}\n{(error.stderr or b'')[-6000:]!r}"
+        raise AssertionError(f"snakemake did not finish within {SNAKEMAKE_TIMEOUT_S} s:\n{output}") from None
     if result.returncode != 0:
         output = f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{output}")
@@ -232,22 +301,18 @@ def _calls(root: Path, command: str) -> list[list[str]]:
     return [call["argv"] for call in map(json.loads, lines) if call["cmd"] == command]
 
 
-def _value(argv: list[str], name: str) -> str | None:
-    """The value of ``name`` in an argv, as ``name value`` or ``name=value``."""
-    for i, arg in enumerate(argv):
-        if arg == name:
-            return argv[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def _submissions(root: Path) -> dict[str, list[list[str]]]:
     """sbatch argvs by job comment (``rule_<rule>[_wildcards_<values>]``)."""
     by_comment: dict[str, list[list[str]]] = {}
     for argv in _calls(root, "sbatch"):
-        by_comment.setdefault(_value(argv, "--comment"), []).append(argv)
+        by_comment.setdefault(argv_value(argv, "--comment"), []).append(argv)
     return by_comment
+
+
+def _stub_jobs(root: Path, comment: str) -> list[dict[str, Any]]:
+    """The stub's records of the jobs with one comment, in submission order."""
+    jobs = [json.loads(path.read_text()) for path in (root / "state" / "jobs").glob("*.json")]
+    return sorted((job for job in jobs if job["comment"] == comment), key=lambda job: int(job["id"]))
 
 
 def _slurm_params(repo_params: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +332,7 @@ def _slurm_params(repo_params: dict[str, Any]) -> dict[str, Any]:
 
 def test_slurm_profile_dry_run_shows_the_launch_lines_without_slurm_installed(tmp_path, repo_params):
     """On a machine without SLURM (no stubs on PATH) the profile still loads and plans every job."""
-    project = _project(tmp_path, _slurm_params(repo_params))
+    project = copy_project(tmp_path, _slurm_params(repo_params))
     env = _env(tmp_path, tmp_path / "no-stubs")
     result = subprocess.run(
         [str(VENV_BIN / "snakemake"), "--profile", "profiles/slurm", "--dry-run", "--printshellcmds"],
@@ -279,16 +344,23 @@ def test_slurm_profile_dry_run_shows_the_launch_lines_without_slurm_installed(tm
     gpu = jobs["experiment=demo_verification, loss=CircleLoss, seed=0"]
     cpu = jobs["experiment=demo_retrieval, loss=CircleLoss, seed=0"]
     assert "torchrun --standalone --nproc_per_node=2 -m circle_repro.cli train --params params.yaml" in gpu
-    assert "--out $(dirname runs/demo_verification/CircleLoss/seed0/model.pth) --launcher pytorch > logs/" in gpu
+    assert "--out $(dirname runs/demo_verification/CircleLoss/seed0/model.pth) --launcher pytorch 2>&1 | tee " in gpu
     assert "gpu=2" in gpu and "slurm_partition=gpu" in gpu and "cpus_per_task=6" in gpu and "mem_mb=10000" in gpu
     assert "OMP_NUM_THREADS=1 circle-repro train --params params.yaml" in cpu and "--launcher" not in cpu
     assert "slurm_partition=cpu" in cpu and "gpu=" not in cpu and "runtime=20" in cpu
 
 
+def test_slurm_profile_reads_job_states_with_squeue():
+    """sacct fails without job accounting and says `CANCELLED by <uid>`, which the pinned plugin
+    takes for a running job: the profile must not leave the choice to the plugin."""
+    profile = yaml.safe_load((REPO_ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["slurm-status-command"] == "squeue"
+
+
 @pytest.mark.slow
 def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_params):
     bin_dir = _stub_bin(tmp_path)
-    project = _project(tmp_path, _slurm_params(repo_params))
+    project = copy_project(tmp_path, _slurm_params(repo_params))
     _snakemake_slurm(project, _env(tmp_path, bin_dir))
 
     assert (project / "reports" / "report.md").is_file() and (project / "reports" / "report.html").is_file()
@@ -299,21 +371,27 @@ def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_pa
     cpu_train, gpu_train = cpu_train[0], gpu_train[0]
 
     for argv in (cpu_train, gpu_train):
-        assert _value(argv, "-A") == ACCOUNT and "--parsable" in argv and _value(argv, "--nodes") == "1"
-    assert (_value(cpu_train, "-p"), _value(cpu_train, "-t"), _value(cpu_train, "--mem")) == ("cpu", "20", "3000")
-    assert _value(cpu_train, "--cpus-per-task") == "2" and _value(cpu_train, "--ntasks") == "1"
-    assert _value(cpu_train, "--gpus") is None
-    assert (_value(gpu_train, "-p"), _value(gpu_train, "-t"), _value(gpu_train, "--mem")) == ("gpu", "90", "10000")
-    assert _value(gpu_train, "--gpus") == "2" and _value(gpu_train, "--cpus-per-task") == "6"
-    assert _value(gpu_train, "--ntasks-per-gpu") is None, "torchrun is one task that starts one process per GPU"
+        assert "--parsable" in argv and argv_value(argv, "--nodes") == "1"
+    assert (argv_value(cpu_train, "-p"), argv_value(cpu_train, "-t"), argv_value(cpu_train, "--mem")) == ("cpu", "20", "3000")
+    assert argv_value(cpu_train, "--cpus-per-task") == "2" and argv_value(cpu_train, "--ntasks") == "1"
+    assert argv_value(cpu_train, "--gpus") is None
+    assert (argv_value(gpu_train, "-p"), argv_value(gpu_train, "-t"), argv_value(gpu_train, "--mem")) == ("gpu", "90", "10000")
+    assert argv_value(gpu_train, "--gpus") == "2" and argv_value(gpu_train, "--cpus-per-task") == "6"
+    assert argv_value(gpu_train, "--ntasks-per-gpu") is None, "torchrun is one task that starts one process per GPU"
 
     # The CPU-only steps: their declared resources, and the cluster's default partition.
     steps = {comment.split("_wildcards_")[0]: argvs[0] for comment, argvs in jobs.items()}
     assert set(steps) == {"rule_prepare_data", "rule_evaluate", "rule_report"}
     for rule, runtime, mem in (("prepare_data", "60", "4000"), ("evaluate", "30", "8000"), ("report", "30", "4000")):
         argv = steps[f"rule_{rule}"]
-        assert (_value(argv, "-p"), _value(argv, "-t"), _value(argv, "--mem")) == (DEFAULT_PARTITION, runtime, mem)
-        assert _value(argv, "--cpus-per-task") == "1"
+        assert (argv_value(argv, "-p"), argv_value(argv, "-t"), argv_value(argv, "--mem")) == (DEFAULT_PARTITION, runtime, mem)
+        assert argv_value(argv, "--cpus-per-task") == "1"
+
+    # No account configured: the plugin's guess fails (sacct rejects it) and sbatch gets no -A.
+    submissions = _calls(tmp_path, "sbatch")
+    assert all(argv_value(argv, "-A") is None for argv in submissions)
+    assert any(argv[-1:] == ["-1"] for argv in _calls(tmp_path, "sacct")), "the plugin's account guess ran"
+    assert all("--open-mode=append" in argv for argv in submissions), "a requeued job appends to its SLURM log"
 
     (torchrun,) = _calls(tmp_path, "torchrun")
     assert torchrun[:4] == ["--standalone", "--nproc_per_node=2", "-m", "circle_repro.cli"]
@@ -324,32 +402,51 @@ def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_pa
         assert (project / "runs" / run / "CircleLoss" / "seed0" / "metrics.json").is_file()
 
 
-@pytest.mark.slow
-def test_killed_training_job_is_resubmitted_and_resumes_from_its_checkpoint(tmp_path, repo_params):
-    params = tiny_params(repo_params, epochs=3, max_images=1200)  # 3 epochs of 15 iterations
+def _one_training_run(repo_params: dict[str, Any]) -> dict[str, Any]:
+    """demo_retrieval, CircleLoss, seed 0: 3 epochs of 15 iterations."""
+    params = tiny_params(repo_params, epochs=3, max_images=1200)
     experiment = params["experiments"]["demo_retrieval"]
     experiment["losses"] = {"CircleLoss": experiment["losses"]["CircleLoss"]}
     params["experiments"] = {"demo_retrieval": experiment}
     params["profiles"] = {"demo": {**params["profiles"]["demo"], "experiments": ["demo_retrieval"]}}
     params.pop("sweeps")  # they build on the experiments removed above
-    bin_dir = _stub_bin(tmp_path)
-    (bin_dir / "circle-repro").write_text(KILL_FIRST_TRAIN)
-    (bin_dir / "circle-repro").chmod(0o755)
-    project = _project(tmp_path, params)
-    run_dir = project / "runs" / "demo_retrieval" / "CircleLoss" / "seed0"
+    return params
 
-    _snakemake_slurm(project, _env(tmp_path, bin_dir), (run_dir / "train.json").relative_to(project).as_posix())
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("interrupt", "first_state", "stub_settings"),
+    [
+        ("kill", "FAILED", {"STUB_SACCT_DISABLED": "1"}),  # a cluster without job accounting: sacct fails
+        ("cancel", "CANCELLED", {}),  # sacct would answer `CANCELLED by <uid>`
+    ],
+)  # fmt: skip
+def test_interrupted_training_job_is_resubmitted_and_resumes_from_its_checkpoint(
+    tmp_path, repo_params, interrupt, first_state, stub_settings
+):
+    bin_dir = _stub_bin(tmp_path)
+    (bin_dir / "circle-repro").write_text(INTERRUPT_FIRST_TRAIN)
+    (bin_dir / "circle-repro").chmod(0o755)
+    project = copy_project(tmp_path, _one_training_run(repo_params))
+    run_dir = project / "runs" / "demo_retrieval" / "CircleLoss" / "seed0"
+    env = _env(tmp_path, bin_dir, STUB_INTERRUPT=interrupt, **stub_settings)
+    # the account set explicitly, with the rest of the profile's default resources
+    profile = yaml.safe_load((project / "profiles" / "slurm" / "config.yaml").read_text())
+    defaults = [f"{name}={value!r}" for name, value in profile["default-resources"].items()]
+    target = (run_dir / "train.json").relative_to(project).as_posix()
+    _snakemake_slurm(project, env, target, "--default-resources", *defaults, f"slurm_account={ACCOUNT!r}")
 
     comment = "rule_train_wildcards_demo_retrieval_CircleLoss_0"
-    assert len(_submissions(tmp_path)[comment]) == 2, "the killed job was resubmitted once (profile retries)"
-    jobs = [json.loads(path.read_text()) for path in (tmp_path / "state" / "jobs").glob("*.json")]
-    attempts = sorted((job for job in jobs if job["comment"] == comment), key=lambda job: int(job["id"]))
-    assert [job["state"] for job in attempts] == ["FAILED", "COMPLETED"] and attempts[0]["exit"] != 0
+    attempts = _stub_jobs(tmp_path, comment)
+    assert [job["state"] for job in attempts] == [first_state, "COMPLETED"], "resubmitted once (profile retries)"
+    assert all(argv_value(argv, "-A") == ACCOUNT for argv in _calls(tmp_path, "sbatch"))
+    assert _calls(tmp_path, "sacctmgr"), "the plugin checked the account"
 
-    log = (project / "logs" / "train" / "demo_retrieval" / "CircleLoss" / "seed0.log").read_text()
-    assert "resumed epoch:" in log, log[-3000:]
-    resumed_epoch = int(log.split("resumed epoch:", 1)[1].split(",", 1)[0])
+    first, second = attempt_logs(project, "demo_retrieval/CircleLoss/seed0")
+    assert f"stub: {interrupt} after checkpoint" in first and "resumed epoch:" not in first
+    assert second == (project / "logs" / "train" / "demo_retrieval" / "CircleLoss" / "seed0.log").read_text()
+    resumed_epoch = int(second.split("resumed epoch:", 1)[1].split(",", 1)[0])
     assert 1 <= resumed_epoch < 3, "the second attempt continued from the first attempt's checkpoint"
     record = json.loads((run_dir / "train.json").read_text())
-    per_epoch = int(log.split("resumed epoch:", 1)[1].split("iter:", 1)[1].split()[0]) // resumed_epoch
+    per_epoch = int(second.split("resumed epoch:", 1)[1].split("iter:", 1)[1].split()[0]) // resumed_epoch
     assert record["iterations"] == 3 * per_epoch, "the resumed run ends where an uninterrupted one would"

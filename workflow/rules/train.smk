@@ -25,7 +25,13 @@ rule train:
         ),
         launch=lambda w: wf.train_launch_prefix(PARAMS, w.experiment),
         launcher=lambda w: wf.train_launcher_args(PARAMS, w.experiment),
+        # Snakemake deletes {log} before every attempt: each attempt (a retry, a SLURM requeue) keeps a
+        # copy here, named by its start time and SLURM job.
+        attempts="logs/train/{experiment}/{loss}/seed{seed}.attempts",
     shell:
+        "mkdir -p {params.attempts}; "
         "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file} --profile {params.profile}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
-        " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} > {log} 2>&1"
+        " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} 2>&1"
+        " | tee {params.attempts}/$(date -u +%Y%m%dT%H%M%SZ)-job${{SLURM_JOB_ID:-none}}.log"
+        " > {log}"
