@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import yaml
 
 from circle_repro.cli import main
@@ -40,3 +41,30 @@ def test_profile_option_picks_the_runs(capsys):
     assert runs and all(run.startswith("mini_") for run in runs)
     assert main(["validate", "--params", params, "--profile", "nope"]) == 2
     assert "unknown profile 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["..", "X;touch PWNED;"])
+def test_validate_refuses_an_escaping_loss_name_with_exit_2_naming_the_key(tmp_path, capsys, repo_params, name):
+    hostile = copy.deepcopy(repo_params)
+    losses = hostile["experiments"]["demo_retrieval"]["losses"]
+    losses[name] = losses.pop("Triplet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(hostile))
+    assert main(["validate", "--params", str(tmp_path / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"experiments.demo_retrieval.losses: {name!r} does not match" in err and "Traceback" not in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [(("train", "epochs"), 1_000_000_000), (("seeds",), [2**32]), (("sampler", "k"), 100_000)]
+)
+def test_validate_refuses_sizes_out_of_bounds_with_exit_2(tmp_path, capsys, repo_params, key, value):
+    huge = copy.deepcopy(repo_params)
+    node = huge["experiments"]["demo_retrieval"]
+    for part in key[:-1]:
+        node = node[part]
+    node[key[-1]] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(huge))
+    assert main(["validate", "--params", str(tmp_path / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"experiments.demo_retrieval.{'.'.join(key)}" in err and "is greater than the maximum" in err

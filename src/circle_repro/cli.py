@@ -10,6 +10,7 @@ from pathlib import Path
 from circle_repro.config import ConfigError, eval_config, expand_runs, find_run, load_params, train_config
 from circle_repro.data.manifest import ManifestError
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
+from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_THROUGHPUT
 
 
@@ -20,6 +21,9 @@ def _params_arg(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.profile)
+    if args.stamp is not None:
+        with atomic_open(args.stamp) as fh:
+            fh.write(f"{args.params}: valid\n")
     print(f"{args.params}: valid; profile {params['profile']}: {len(expand_runs(params))} runs")
 
 
@@ -99,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     validate = verbs.add_parser("validate", help="check params.yaml against its schema")
+    validate.add_argument(
+        "--stamp", type=Path, default=None,
+        help="when valid, also write this file (its text depends on the params path only): a DVC stage's output "
+        "that every other stage depends on, so that no stage's command line is built from unchecked params",
+    )  # fmt: skip
     _params_arg(validate)
     validate.set_defaults(func=_cmd_validate)
 

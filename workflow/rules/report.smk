@@ -29,5 +29,5 @@ rule report:
         # as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
         throughput=f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
     shell:
-        "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports"
-        " --throughput {params.throughput} > {log} 2>&1"
+        "circle-repro report {input.metrics:q} --params {params.params_file:q} --profile {params.profile:q} --out reports"
+        " --throughput {params.throughput:q} > {log} 2>&1"

@@ -25,6 +25,6 @@ rule train:
         launch=lambda w: wf.train_launch_prefix(PARAMS, w.experiment),
         launcher=lambda w: wf.train_launcher_args(PARAMS, w.experiment),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file} --profile {params.profile}"
+        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file:q} --profile {params.profile:q}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} > {log} 2>&1"
