@@ -9,6 +9,7 @@ from pathlib import Path
 
 from circle_repro.config import ConfigError, eval_config, expand_runs, find_run, load_params, train_config
 from circle_repro.data.manifest import ManifestError
+from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
 from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_THROUGHPUT
@@ -67,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     weights = train_run(
         train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher,
-        validation_root=args.prepared_root,
+        validation_root=args.prepared_root, verify_data=args.verify_data,
     )  # fmt: skip
     print(f"trained {run.run_id}: {weights}")
 
@@ -78,7 +79,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     out_dir = args.out or args.run_dir
-    result = evaluate_run(args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir)
+    result = evaluate_run(
+        args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir,
+        verify_data=args.verify_data,
+    )  # fmt: skip
     summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
     print(f"evaluated {run.run_id}: {summary}")
 
@@ -95,6 +99,14 @@ def _cmd_report(args: argparse.Namespace) -> None:
         throughput_file=args.throughput, benchmark_root=args.benchmarks,
     )  # fmt: skip
     print("report written: " + ", ".join(str(path) for path in outputs))
+
+
+def _verify_data_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verify-data", choices=VERIFY_LEVELS, default="sizes",
+        help="check the prepared data against what was recorded when it was prepared, before starting: sizes "
+        "(file count and sizes, default), full (also every file's sha256), none",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="none: one process; pytorch: one rank of a torchrun launch; slurm: one task of an srun launch "
         "(data-parallel; the params' P x K batch is per rank; rank 0 writes the outputs)",
     )
+    _verify_data_arg(train)
     _params_arg(train)
     train.set_defaults(func=_cmd_train)
 
@@ -163,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, required=True, help="the folder of the run that trained the weights (model.pth)"
     )
     evaluate.add_argument("--out", type=Path, help="where metrics.json and the arrays go (default: --run-dir)")
+    _verify_data_arg(evaluate)
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 

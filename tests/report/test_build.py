@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import circle_repro.report.build as report_build
 from circle_repro.config import RunSpec
 from circle_repro.report.build import STATUSES, build_report
 from circle_repro.report.targets import load_paper_targets
@@ -193,3 +194,17 @@ def test_markdown_equals_the_golden_file(tmp_path, demo_params, metrics_files, u
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(markdown)
     assert markdown == golden.read_text(), "report.md changed; rerun with --update-golden if intended"
+
+
+def test_a_failed_write_leaves_the_earlier_report_whole(tmp_path, monkeypatch, demo_params, metrics_files):
+    out = tmp_path / "reports"
+    build(demo_params, metrics_files, out)
+    before = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(report_build, "write_json", killed)  # metrics.json: the last of the four, after the others
+    with pytest.raises(RuntimeError, match="injected failure"):
+        build_report(demo_params, metrics_files, out, generated="2026-02-02 00:00 UTC", commit="1111111")
+    assert {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()} == before  # no temp file

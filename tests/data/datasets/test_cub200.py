@@ -49,7 +49,7 @@ def test_prepare_gives_the_class_disjoint_split(tmp_path, mirror):
     assert frame["label"].dtype == "int64"
     assert frame["path"].iloc[0] == f"images/{cub_image_name(1, 0)}"
     assert all((out / p).is_file() for p in frame["path"])
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images", "manifest.parquet"]  # no scratch
+    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "files.parquet", "images", "manifest.parquet"]  # no scratch
     assert is_verified(tmp_path / "raw" / "CUB_200_2011.tgz")
     assert read_content_hash(out)
 
@@ -173,7 +173,7 @@ def test_failed_preparation_keeps_the_previous_one(tmp_path, mirror):
     with pytest.raises(AnnotationError):
         cub200.prepare_raw(tmp_path / "bad", out)
     assert read_content_hash(out) == before and len(read_manifest(out)) == len(CUB_CLASSES) * CUB_PER_CLASS
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images", "manifest.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "files.parquet", "images", "manifest.parquet"]
 
 
 def test_entry():
