@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from circle_repro.data.image_store import SKIPPED_FILENAME, ImageStore, SkippedImagesWarning
-from tests.fixtures.formats import make_jpeg
+from tests.fixtures.formats import make_jpeg, make_png_bomb
 
 
 def _png(width: int, height: int) -> bytes:
@@ -77,22 +76,11 @@ def test_paths_escaping_images_are_refused(tmp_path):
         store.add("../evil.jpg", make_jpeg(0), "evil")
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width`` x ``height`` 8-bit grey pixels, with one tiny IDAT chunk:
-    a few dozen bytes that would decode to width x height bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize("side", [12_000, 20_000])  # under and over Pillow's own error limit (2 x 89.5 M pixels)
 def test_decompression_bombs_are_skipped_and_counted_before_decoding(tmp_path, side):
     with ImageStore(tmp_path) as store:
         assert store.add("1/good.png", _png(4, 4), "good") == "images/1/good.png"
-        assert store.add("1/bomb.png", _png_header(side, side), "raw/bomb.png") is None
+        assert store.add("1/bomb.png", make_png_bomb(side, side), "raw/bomb.png") is None
         with pytest.warns(SkippedImagesWarning, match="1 image"):
             assert store.commit() == 1
     [entry] = json.loads((tmp_path / SKIPPED_FILENAME).read_text())

@@ -1,5 +1,7 @@
 """Reading results: MLflow by tag first, metrics.json as the fallback, and every failure said per run."""
 
+import json
+
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -114,3 +116,15 @@ def test_files_that_belong_to_no_run_are_listed_as_problems(tmp_path, demo_param
     stray.write_text("{")
     markdown = build_report(demo_params, [*metrics_files, stray], tmp_path / "r")[0].read_text()
     assert "## Problems" in markdown and f"{stray}: belongs to no run of the params; ignored" in markdown
+
+
+def test_a_run_whose_metrics_are_trivial_for_its_input_is_listed_under_problems(tmp_path, demo_params, metrics_files):
+    path = next(p for p in metrics_files if "demo_retrieval/CircleLoss/seed1" in p.as_posix())
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {"trivial": ["the test set has one class (5): every neighbour matches"]}))
+    results = load_results(demo_params, metrics_files, None)
+    assert results.problems == [
+        "demo_retrieval/CircleLoss/seed1: trivial metrics: the test set has one class (5): every neighbour matches"
+    ]
+    markdown = build_report(demo_params, metrics_files, tmp_path / "r", generated="x", commit="y")[0].read_text()
+    assert "## Problems" in markdown and "seed1: trivial metrics: the test set has one class (5)" in markdown

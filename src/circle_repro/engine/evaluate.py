@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ from circle_repro.layout import (
 ORCHESTRATOR_KEYS = ("protocol",)
 SIMILARITY_PAIRS = 20_000
 SIMILARITY_ANCHORS = 5_000
+
+
+class TrivialMetricWarning(UserWarning):
+    """A metric is trivial for its test input (one class, all pairs matching): it says nothing of the model."""
 
 
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
@@ -206,6 +211,8 @@ def evaluate_run(
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)
     similarities = _similarity_arrays(trained)
+    for reason in trained.trivial:
+        warnings.warn(f"{eval_config['run_id']} on {data_root}: {reason}", TrivialMetricWarning, stacklevel=2)
     result = {
         "run_id": eval_config["run_id"],
         "experiment": eval_config["experiment"],
@@ -219,6 +226,7 @@ def evaluate_run(
         "n_images": int(len(test.frame)),
         "metrics": trained.metrics,
         "untrained_metrics": untrained.metrics,
+        "trivial": list(trained.trivial),
         "mlflow_run_id": record["mlflow_run_id"],
         "config_hash": record["config_hash"],
         "provenance": record["provenance"],

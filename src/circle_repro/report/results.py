@@ -45,6 +45,7 @@ class RunResult:
     per_query: Mapping[str, np.ndarray] | None = None  # ids + per-query arrays (layout.PER_QUERY_FILENAME)
     run_dir: Path | None = None  # the folder of the run's metrics.json, for the figures' inputs
     note: str = ""  # why metrics are missing, or where they came from when MLflow had none
+    trivial: tuple[str, ...] = ()  # why its metrics are trivial for its test input (metrics.json "trivial")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def load_results(
             notes.append(why)
         note = "; ".join(n for n in notes if n)
         results.append(replace(result or RunResult(run), note=note, run_dir=path.parent if path else None))
+    problems += [f"{r.run.run_id}: trivial metrics: {reason}" for r in results for reason in r.trivial]
     return Results(results, source, problems)
 
 
@@ -178,6 +180,7 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
         mlflow_run_id=str(record.get("mlflow_run_id") or ""),
         provenance=provenance,
         per_query=load_per_query(path.parent / PER_QUERY_FILENAME),
+        trivial=tuple(record.get("trivial", ())),
     )
     return result, ""
 
@@ -261,6 +264,7 @@ class _Store:
                     mlflow_run_id=run_id,
                     provenance={key: tags.get(key, "") for key in PROVENANCE_KEYS},
                     per_query=per_query,
+                    trivial=tuple(record.get("trivial", ())),
                 ),
                 "",
             )
