@@ -1,5 +1,6 @@
 """Multi-file outputs appear as one generation: a failure between two file writes leaves the old set whole."""
 
+import json
 import os
 
 import numpy as np
@@ -9,7 +10,7 @@ from circle_repro import generations
 from circle_repro.data.datasets import image_arrays, mnist5k, prepare_dataset
 from circle_repro.data.manifest import read_manifest, verify_prepared
 from circle_repro.engine import evaluate
-from circle_repro.generations import recover_folder, staged_files, staged_folder, staging_path
+from circle_repro.generations import file_digest, recover_folder, staged_files, staged_folder, staging_path
 from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, SIMILARITIES_FILENAME
 
 
@@ -140,6 +141,8 @@ def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_pat
     with pytest.raises(Killed):
         evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 1))
     assert _snapshot(tmp_path) == before  # old generation, byte for byte, and no temporary file
+    record = json.loads((tmp_path / METRICS_FILENAME).read_text())
+    assert record["arrays"] == {name: file_digest(tmp_path / name) for name in (SIMILARITIES_FILENAME, PER_QUERY_FILENAME)}
     monkeypatch.undo()
     result, per_query, _ = _evaluation_outputs(tmp_path, 1)
     evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz

@@ -2,7 +2,9 @@
 
 :func:`staged_files` writes a step's files beside their targets under temporary names and moves them
 all into place only after the last one is written, so a failure while writing any of them leaves the
-previous files as they were and no temporary file behind. :func:`staged_folder` builds a whole folder
+previous files as they were and no temporary file behind; a completion record written last can hold
+the :func:`file_digest` of the others, so that a reader tells a kill between two moves from a whole
+generation. :func:`staged_folder` builds a whole folder
 beside its target and swaps it in with one atomic exchange (``renameat2(RENAME_EXCHANGE)`` on Linux;
 elsewhere two renames, and the next preparation puts back a folder a kill left aside).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -30,6 +33,12 @@ def staged_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
     with contextlib.ExitStack() as stack:
         temporary = [stack.enter_context(atomic_path(target)) for target in reversed(targets)]
         yield temporary[::-1]  # the stack unwinds in reverse: the first target is moved first
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file: what a completion record stores of each file of its generation."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _exchange(first: Path, second: Path) -> bool:

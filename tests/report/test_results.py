@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from circle_repro.config import RunSpec, config_hash, train_config
 from circle_repro.engine.tracking import ensure_experiment
+from circle_repro.generations import file_digest
 from circle_repro.report.build import build_report
 from circle_repro.report.results import load_results
 
@@ -128,3 +129,17 @@ def test_a_run_whose_metrics_are_trivial_for_its_input_is_listed_under_problems(
     ]
     markdown = build_report(demo_params, metrics_files, tmp_path / "r", generated="x", commit="y")[0].read_text()
     assert "## Problems" in markdown and "seed1: trivial metrics: the test set has one class (5)" in markdown
+
+
+def test_array_files_that_are_not_those_of_their_metrics_json_are_refused(demo_params, metrics_files):
+    path = next(p for p in metrics_files if "demo_retrieval/CircleLoss/seed1" in p.as_posix())
+    per_query = path.parent / "per_query.npz"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {"arrays": {"per_query.npz": file_digest(per_query)}}))
+    [result] = [r for r in load_results(demo_params, metrics_files, None).runs if r.run.run_id in path.as_posix()]
+    assert result.metrics and result.per_query is not None
+    np.savez(per_query, ids=np.arange(3), **{"R@1": np.ones(3)})  # a newer evaluation's array, moved in alone
+    [result] = [r for r in load_results(demo_params, metrics_files, None).runs if r.run.run_id in path.as_posix()]
+    assert not result.metrics
+    assert f"{per_query} is not the file metrics.json was written with" in result.note
+    assert "re-run `circle-repro evaluate`" in result.note

@@ -31,7 +31,7 @@ from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
 from circle_repro.engine.tracking import log_to_child_run, log_to_run
 from circle_repro.evaluation.similarity import sample_anchor_pairs, sample_pair_similarities
-from circle_repro.generations import staged_files
+from circle_repro.generations import file_digest, staged_files
 from circle_repro.io import write_json
 from circle_repro.layout import (
     INITIAL_WEIGHTS_FILENAME,
@@ -158,8 +158,9 @@ def _similarity_arrays(result: ProtocolResult) -> dict[str, np.ndarray] | None:
 def write_outputs(out_dir: Path, result: dict[str, Any], per_query: dict[str, np.ndarray],
                   similarities: dict[str, np.ndarray] | None) -> None:
     """Write similarities.npz (or remove a stale one when there is none), per_query.npz and metrics.json as
-    one generation: all into temporary files first, metrics.json moved into place last (the record that
-    the arrays beside it belong to it). A failure while writing leaves the earlier files as they were."""
+    one generation: all into temporary files first, metrics.json moved into place last, holding the sha256
+    of each array file (``arrays``, added to ``result``) so that readers can tell that they belong to it.
+    A failure while writing leaves the earlier files as they were."""
     targets = [out_dir / PER_QUERY_FILENAME, out_dir / METRICS_FILENAME]
     if similarities is not None:
         targets.insert(0, out_dir / SIMILARITIES_FILENAME)
@@ -167,6 +168,7 @@ def write_outputs(out_dir: Path, result: dict[str, Any], per_query: dict[str, np
         if similarities is not None:
             _write_npz(paths[0], similarities)
         _write_npz(paths[-2], per_query)
+        result["arrays"] = {target.name: file_digest(path) for target, path in zip(targets[:-1], paths[:-1], strict=True)}
         write_json(paths[-1], result)
         if similarities is None:
             (out_dir / SIMILARITIES_FILENAME).unlink(missing_ok=True)

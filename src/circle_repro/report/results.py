@@ -26,6 +26,7 @@ import numpy as np
 
 from circle_repro.config import RunSpec, config_hash, expand_runs, train_config
 from circle_repro.engine.tracking import SQLITE_PREFIX
+from circle_repro.generations import file_digest
 from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME
 
 UNTRAINED = "untrained network"
@@ -167,7 +168,7 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
         record = json.loads(text)
     except ValueError as exc:
         return None, f"{path} is half-written or not JSON ({exc}); re-run `circle-repro evaluate`"
-    problem = _check_record(record, str(path), expected_hash)
+    problem = _check_record(record, str(path), expected_hash) or _check_arrays(record, path.parent)
     if problem:
         return None, problem
     provenance = {key: str(record.get("provenance", {}).get(key, "")) for key in PROVENANCE_KEYS}
@@ -183,6 +184,16 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
         trivial=tuple(record.get("trivial", ())),
     )
     return result, ""
+
+
+def _check_arrays(record: Mapping[str, Any], run_dir: Path) -> str:
+    """Why the array files beside a metrics.json are not the ones it was written with ("" when they are)."""
+    for name, digest in record.get("arrays", {}).items():
+        path = run_dir / name
+        if not path.is_file() or file_digest(path) != digest:
+            return (f"{path} is not the file {METRICS_FILENAME} was written with (an evaluation killed while "
+                    "moving its files into place?); re-run `circle-repro evaluate` for this run")
+    return ""
 
 
 def load_per_query(path: Path) -> dict[str, np.ndarray] | None:
