@@ -1,10 +1,17 @@
 """Multi-file outputs appear as one generation: a failure between two file writes leaves the old set whole."""
 
+import copy
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import yaml
 
 from circle_repro import generations
 from circle_repro.data.datasets import image_arrays, mnist5k, prepare_dataset
@@ -148,3 +155,44 @@ def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_pat
     evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz
     assert sorted(_snapshot(tmp_path)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME])
     np.testing.assert_array_equal(np.load(tmp_path / PER_QUERY_FILENAME)["R@1"], per_query["R@1"])
+
+
+def _wait_for(path, process, timeout_s=300):
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["images.partial", "manifest.parquet", None], ids=["images", "manifest", "swap"])
+def test_a_killed_preparation_leaves_the_old_set_or_the_new_one_whole(tmp_path, prepared_mnist5k, repo_params, phase):
+    """SIGKILL while the images are written, once the new manifest exists (just before the swap), or at once
+    after the staging folder is gone (during the swap or the removal of the old set)."""
+    out = tmp_path / "prepared" / "mnist5k"
+    shutil.copytree(prepared_mnist5k, out)
+    before = _snapshot(out)
+    swapped = copy.deepcopy(repo_params)
+    swapped["datasets"]["mnist5k"] |= {"train_classes": [5, 6, 7, 8, 9], "test_classes": [0, 1, 2, 3, 4]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(swapped))
+    command = [sys.executable, "-m", "circle_repro.cli", "data", "prepare", "mnist5k", "--out", str(out),
+               "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = staging_path(out)
+    _wait_for(staging, process)
+    if phase is None:
+        while staging.exists() and process.poll() is None:
+            time.sleep(0.001)
+    else:
+        _wait_for(staging / phase, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the preparation ended before the kill"
+    if phase is not None:
+        assert _snapshot(out) == before
+    else:  # killed after the swap: the new set, whole
+        assert set(read_manifest(out, split="train")["label"]) == {5, 6, 7, 8, 9}
+    verify_prepared(out, "full")
+    assert subprocess.run(command, capture_output=True).returncode == 0  # the next preparation cleans up
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mnist5k"]
+    assert set(read_manifest(out, split="train")["label"]) == {5, 6, 7, 8, 9}
+    verify_prepared(out, "full")
