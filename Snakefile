@@ -26,9 +26,9 @@ for experiment, reason in BLOCKED.items():
 
 
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_.-]+",
-    experiment=r"[A-Za-z0-9_.-]+",
-    loss=r"[A-Za-z0-9_.-]+",
+    dataset=wf.NAME_WILDCARD,
+    experiment=wf.NAME_WILDCARD,
+    loss=wf.NAME_WILDCARD,
     seed=r"\d+",
 
 

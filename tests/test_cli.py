@@ -1,5 +1,8 @@
 import copy
+import json
+import shutil
 
+import pytest
 import yaml
 
 from circle_repro.cli import main
@@ -49,3 +52,61 @@ def test_profile_option_picks_the_runs(capsys):
     assert runs and all(run.startswith("mini_") for run in runs)
     assert main(["validate", "--params", params, "--profile", "nope"]) == 2
     assert "unknown profile 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["..", "X;touch PWNED;"])
+def test_validate_refuses_an_escaping_loss_name_with_exit_2_naming_the_key(tmp_path, capsys, repo_params, name):
+    hostile = copy.deepcopy(repo_params)
+    losses = hostile["experiments"]["demo_retrieval"]["losses"]
+    losses[name] = losses.pop("Triplet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(hostile))
+    assert main(["validate", "--params", str(tmp_path / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"experiments.demo_retrieval.losses: {name!r} does not match" in err and "Traceback" not in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [(("train", "epochs"), 1_000_000_000), (("seeds",), [2**32]), (("sampler", "k"), 100_000)]
+)
+def test_validate_refuses_sizes_out_of_bounds_with_exit_2(tmp_path, capsys, repo_params, key, value):
+    huge = copy.deepcopy(repo_params)
+    node = huge["experiments"]["demo_retrieval"]
+    for part in key[:-1]:
+        node = node[part]
+    node[key[-1]] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(huge))
+    assert main(["validate", "--params", str(tmp_path / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"experiments.demo_retrieval.{'.'.join(key)}" in err and "is greater than the maximum" in err
+
+
+@pytest.mark.parametrize(
+    ("verb", "damage", "message"),
+    [
+        ("train", lambda f: f.unlink(), "is missing"),
+        ("train", lambda f: f.write_bytes(f.read_bytes()[:20]), "has 20 bytes"),
+        ("evaluate", lambda f: f.write_bytes(b"\x89PNG swapped in" * 40), "has 600 bytes"),
+    ],
+)
+def test_damaged_prepared_data_stops_train_and_evaluate_before_they_start(
+    tmp_path, capsys, prepared_mnist5k, verb, damage, message
+):
+    data = tmp_path / "mnist5k"
+    shutil.copytree(prepared_mnist5k, data)
+    image = sorted((data / "images" / "7").iterdir())[3]
+    damage(image)
+    params, run = str(REPO_ROOT / "params.yaml"), "demo_retrieval/CircleLoss/seed0"
+    if verb == "train":
+        args = ["train", "--params", params, "--run", run, "--data", str(data), "--out", str(tmp_path / "run")]
+    else:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "train.json").write_text(json.dumps({"run_id": run}))
+        args = ["evaluate", "--params", params, "--run", run, "--data", str(data), "--run-dir", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{image.relative_to(data).as_posix()} {message}" in err and "Traceback" not in err
+    assert "circle-repro data prepare" in err
+    # nothing started: no run folder for train, nothing beside train.json for evaluate
+    run_files = sorted(p.name for p in (tmp_path / "run").iterdir()) if (tmp_path / "run").exists() else []
+    assert run_files == ([] if verb == "train" else ["train.json"])

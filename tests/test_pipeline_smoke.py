@@ -102,6 +102,42 @@ def test_bad_params_stop_snakemake_before_any_work(tiny):
     assert not (workdir / "data").exists() and not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("name", ["..", "X;touch PWNED;"])
+def test_hostile_names_stop_snakemake_before_any_shell_line(tiny, name):
+    workdir, params = tiny
+    losses = params["experiments"]["demo_retrieval"]["losses"]
+    losses[name] = losses.pop("Triplet")
+    write_params(params, workdir / "params.yaml")
+    result = _snakemake(workdir, check=False)
+    assert result.returncode != 0
+    assert f"experiments.demo_retrieval.losses: {name!r} does not match" in result.stdout + result.stderr
+    assert not (workdir / "PWNED").exists() and not (workdir / "data").exists() and not (workdir / "runs").exists()
+
+
+def test_every_dvc_stage_runs_after_the_params_are_validated():
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    stamp = stages["validate"]["outs"][0]
+    stamp = next(iter(stamp)) if isinstance(stamp, dict) else stamp
+    assert stages["validate"]["cmd"].startswith("circle-repro validate ") and stamp in stages["validate"]["cmd"]
+    assert stages["validate"]["params"] == [{"params.yaml": None}]  # every key: any change is checked again
+    for name, stage in stages.items():
+        if name != "validate":
+            assert stamp in stage["deps"], f"dvc.yaml stage {name} may run before params.yaml is validated"
+
+
+@pytest.mark.parametrize("name", ["..", "X;touch PWNED;"])
+def test_hostile_names_stop_dvc_repro_before_any_shell_line(tiny, name):
+    workdir, params = tiny
+    losses = params["experiments"]["demo_retrieval"]["losses"]
+    losses[name] = losses.pop("Triplet")
+    write_params(params, workdir / "params.yaml")
+    dvc = _dvc_repo(workdir)
+    result = _run([dvc, "repro"], cwd=workdir, check=False)
+    assert result.returncode != 0
+    assert f"experiments.demo_retrieval.losses: {name!r} does not match" in result.stdout + result.stderr
+    assert not (workdir / "PWNED").exists() and not (workdir / "data").exists() and not (workdir / "runs").exists()
+
+
 def _dvc_repo(workdir):
     """``workdir`` as a git + DVC repository holding both pipeline files; the path of the dvc executable."""
     shutil.copy(REPO_ROOT / "dvc.yaml", workdir / "dvc.yaml")

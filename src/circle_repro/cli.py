@@ -17,7 +17,9 @@ from circle_repro.config import (
     training_run,
 )
 from circle_repro.data.manifest import ManifestError
+from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
+from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
 
 
@@ -35,6 +37,9 @@ def _params_arg(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> None:
     params = load_params(args.params, args.profile)
+    if args.stamp is not None:
+        with atomic_open(args.stamp) as fh:
+            fh.write(f"{args.params}: valid\n")
     print(f"{args.params}: valid; profile {params['profile']}: {len(expand_runs(params))} runs")
 
 
@@ -85,7 +90,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     loader = train_loader_settings(train_resource_request(params, training_run(params, run).experiment))
     weights = train_run(
         train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher,
-        validation_root=args.prepared_root, loader=loader,
+        validation_root=args.prepared_root, loader=loader, verify_data=args.verify_data,
     )  # fmt: skip
     print(f"trained {run.run_id}: {weights}")
 
@@ -102,7 +107,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     loader = loader_settings(min(args.cpus, process_cpus()), accelerator=torch.cuda.is_available())
     result = evaluate_run(
-        args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir, loader=loader, **batch
+        args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir, loader=loader,
+        verify_data=args.verify_data, **batch,
     )
     summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
     print(f"evaluated {run.run_id}: {summary}")
@@ -123,7 +129,6 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_recipe_card(args: argparse.Namespace) -> None:
-    from circle_repro.io import atomic_open
     from circle_repro.report.recipes import card_blocks, missing_sources
     from circle_repro.report.render import Heading, render_markdown
 
@@ -142,12 +147,25 @@ def _cmd_recipe_card(args: argparse.Namespace) -> None:
                          "src/circle_repro/report/recipe_sources.yaml (paper section, reference file or deviation)")
 
 
+def _verify_data_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verify-data", choices=VERIFY_LEVELS, default="sizes",
+        help="check the prepared data against what was recorded when it was prepared, before starting: sizes "
+        "(file count and sizes, default), full (also every file's sha256), none",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``circle-repro``."""
     parser = argparse.ArgumentParser(prog="circle-repro", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     validate = verbs.add_parser("validate", help="check params.yaml against its schema")
+    validate.add_argument(
+        "--stamp", type=Path, default=None,
+        help="when valid, also write this file (its text depends on the params path only): a DVC stage's output "
+        "that every other stage depends on, so that no stage's command line is built from unchecked params",
+    )  # fmt: skip
     _params_arg(validate)
     validate.set_defaults(func=_cmd_validate)
 
@@ -197,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="none: one process; pytorch: one rank of a torchrun launch; slurm: one task of an srun launch "
         "(data-parallel; the params' P x K batch is per rank; rank 0 writes the outputs)",
     )
+    _verify_data_arg(train)
     _params_arg(train)
     train.set_defaults(func=_cmd_train)
 
@@ -211,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--cpus", type=_positive_int, default=1, help="CPUs of the job: one embedding loader worker per CPU beyond the first"
     )
+    _verify_data_arg(evaluate)
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 

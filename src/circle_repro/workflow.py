@@ -17,6 +17,7 @@ from circle_repro.config import (
     eval_config,
     expand_runs,
     experiment_datasets,
+    name_pattern,
     train_config,
     train_dataset,
     training_run,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
 REPORT_DIR = Path("reports")
+NAME_WILDCARD = name_pattern().removeprefix("^").removesuffix("$")
+"""The Snakefile's constraint on the experiment and loss wildcards: a params.yaml name, unanchored."""
 
 
 def _as_trigger(config: Any) -> str:

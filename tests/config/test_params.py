@@ -244,3 +244,56 @@ def test_a_profile_with_a_sweep_lists_its_base(repo_params):
     bad["profiles"]["demo"]["experiments"].remove("demo_verification")
     assert ("profiles.demo.experiments: demo_sensitivity draws the runs of its base demo_verification at the base "
             "settings, which the profile does not list; add demo_verification") in _error(bad)
+
+
+# --- names that become folders and command-line words; bounds on sizes ------------------------------
+
+
+def _renamed_loss(params, new_name):
+    renamed = copy.deepcopy(params)
+    losses = renamed["experiments"]["demo_retrieval"]["losses"]
+    losses[new_name] = losses.pop("Triplet")
+    return renamed
+
+
+@pytest.mark.parametrize("name", ["..", ".", "...", ".hidden", "-rf", "X;touch PWNED;", "a b", "a/b", "$(id)", "x" * 101])
+def test_names_that_could_escape_a_folder_or_a_shell_line_are_refused(repo_params, name):
+    message = _error(_renamed_loss(repo_params, name))
+    assert f"experiments.demo_retrieval.losses: {name!r} does not match" in message
+    assert "not starting with '.' or '-'" in message  # the rule, from the schema's description
+    renamed_experiment = copy.deepcopy(repo_params)
+    renamed_experiment["experiments"][name] = renamed_experiment["experiments"]["demo_retrieval"]
+    assert f"experiments: {name!r} does not match" in _error(renamed_experiment)
+
+
+@pytest.mark.parametrize("name", ["CircleLoss-m-0.2", "AM-Softmax", "v1.5", "_private", "r50"])
+def test_ordinary_names_with_dots_and_dashes_are_accepted(repo_params, name):
+    validate_params(_renamed_loss(repo_params, name))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (["experiments", "demo_retrieval", "train", "epochs"], 1_000_000_000,
+         "experiments.demo_retrieval.train.epochs: 1000000000 is greater than the maximum of 10000; allowed: <= 10000"),
+        (["experiments", "demo_retrieval", "seeds"], [0, 2**32],
+         "experiments.demo_retrieval.seeds.1: 4294967296 is greater than the maximum of 4294967295"),
+        (["sweeps", "demo_sensitivity", "seeds"], [2**40], "sweeps.demo_sensitivity.seeds.0: 1099511627776 is greater"),
+        (["report", "bootstrap", "seed"], -1, "report.bootstrap.seed: -1 is less than the minimum of 0"),
+        (["experiments", "demo_retrieval", "sampler", "k"], 100_000,
+         "experiments.demo_retrieval.sampler.k: 100000 is greater than the maximum of 1024"),
+        (["experiments", "demo_retrieval", "sampler", "p"], 5000,
+         "experiments.demo_retrieval.sampler.p: 5000 is greater than the maximum of 4096"),
+        (["experiments", "demo_retrieval", "sampler"], {"p": 128, "k": 128},
+         "experiments.demo_retrieval.sampler: p x k = 16384 images per batch; allowed: <= 8192"),
+        (["experiments", "demo_retrieval", "train"], {"iterations": 10**8, "optimizer": {"type": "Adam", "lr": 0.001}},
+         "experiments.demo_retrieval.train.iterations: 100000000 is greater than the maximum of 10000000"),
+    ],
+)
+def test_sizes_and_seeds_out_of_bounds_name_the_key_and_the_bound(repo_params, path, value, expected):
+    assert expected in _error(_with(repo_params, path, value))
+
+
+def test_the_largest_allowed_seed_and_batch_are_accepted(repo_params):
+    params = _with(repo_params, ["experiments", "demo_retrieval", "seeds"], [2**32 - 1])
+    validate_params(_with(params, ["experiments", "demo_retrieval", "sampler"], {"p": 4, "k": 1024}))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from circle_repro.data.image_store import SKIPPED_FILENAME, ImageStore, SkippedImagesWarning
-from tests.fixtures.formats import make_jpeg
+from tests.fixtures.formats import make_jpeg, make_png_bomb
 
 
 def _png(width: int, height: int) -> bytes:
@@ -74,3 +74,23 @@ def test_nothing_decodable_is_an_error(tmp_path):
 def test_paths_escaping_images_are_refused(tmp_path):
     with ImageStore(tmp_path) as store, pytest.raises(ValueError, match="stay inside images"):
         store.add("../evil.jpg", make_jpeg(0), "evil")
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000])  # under and over Pillow's own error limit (2 x 89.5 M pixels)
+def test_decompression_bombs_are_skipped_and_counted_before_decoding(tmp_path, side):
+    with ImageStore(tmp_path) as store:
+        assert store.add("1/good.png", _png(4, 4), "good") == "images/1/good.png"
+        assert store.add("1/bomb.png", make_png_bomb(side, side), "raw/bomb.png") is None
+        with pytest.warns(SkippedImagesWarning, match="1 image"):
+            assert store.commit() == 1
+    [entry] = json.loads((tmp_path / SKIPPED_FILENAME).read_text())
+    assert entry["source"] == "raw/bomb.png" and entry["reason"].startswith("DecompressionBombError")
+    assert not (tmp_path / "images/1/bomb.png").exists()
+
+
+def test_the_pixel_limit_counts_width_times_height(tmp_path):
+    with ImageStore(tmp_path, max_pixels=100) as store:
+        assert store.add("a.png", _png(10, 10), "at the limit") == "images/a.png"
+        assert store.add("b.png", _png(11, 10), "over the limit") is None
+        with pytest.warns(SkippedImagesWarning, match="11 x 10 pixels is over the limit of 100"):
+            store.commit()

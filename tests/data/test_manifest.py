@@ -1,14 +1,16 @@
+import hashlib
+
 import pandas as pd
 import pytest
 
 from circle_repro.data.manifest import (
     ManifestError,
-    content_hash,
     manifest_path,
     read_content_hash,
     read_manifest,
     write_manifest,
 )
+from circle_repro.data.stamp import FILES_FILENAME
 
 
 def _frame(**overrides):
@@ -60,13 +62,23 @@ def test_reading_a_broken_manifest_names_it(tmp_path):
         read_manifest(tmp_path / "elsewhere")
 
 
+def _reference_hash(frame, folder):
+    """sha256 over each row (tab-joined, sorted by path, newline) and then the sha256 digest of its file."""
+    digest = hashlib.sha256()
+    for _, row in frame.sort_values("path").iterrows():
+        digest.update(("\t".join(str(value) for value in row) + "\n").encode())
+        digest.update(hashlib.sha256((folder / row["path"]).read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def test_content_hash_covers_rows_and_file_bytes(tmp_path):
     _files(tmp_path, _frame())
-    write_manifest(_frame(), tmp_path)
+    write_manifest(_frame().iloc[::-1], tmp_path)
     recorded = read_content_hash(tmp_path)
-    assert recorded == content_hash(_frame(), tmp_path) == content_hash(_frame().iloc[::-1], tmp_path)
-    assert content_hash(_frame(label=[0, 1, 1]), tmp_path) != recorded
-    (tmp_path / "b.png").write_bytes(b"changed")
-    assert content_hash(_frame(), tmp_path) != recorded
+    assert recorded == _reference_hash(_frame(), tmp_path)
+    assert _reference_hash(_frame(label=[0, 1, 1]), tmp_path) != recorded
+    files = pd.read_parquet(tmp_path / FILES_FILENAME).set_index("path")
+    assert files.loc["b.png", "bytes"] == len((tmp_path / "b.png").read_bytes())
+    assert files.loc["b.png", "sha256"] == hashlib.sha256((tmp_path / "b.png").read_bytes()).hexdigest()
     with pytest.raises(ManifestError, match="content.sha256: not found"):
         read_content_hash(tmp_path / "elsewhere")

@@ -19,12 +19,12 @@ from PIL import Image
 from circle_repro.data.datasets import cub200, ijbc, market1501, megaface, ytf
 from circle_repro.data.datasets.verification_pack import LFW
 from circle_repro.data.manifest import ManifestError
-from circle_repro.data.pairs import read_pairs
+from circle_repro.data.pairs import read_pairs, write_pairs
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 from circle_repro.engine import evaluate as evaluate_module
 from circle_repro.engine.evaluate import evaluate_run, model_embedder
 from circle_repro.engine.model import EmbeddingModel
-from circle_repro.engine.protocols import PROTOCOLS, TestSet, get_protocol, unit
+from circle_repro.engine.protocols import PROTOCOLS, ProtocolResult, TestSet, get_protocol, unit
 from circle_repro.evaluation import ijb as ijb_eval
 from circle_repro.evaluation import megaface as megaface_eval
 from circle_repro.evaluation import reid as reid_eval
@@ -460,3 +460,51 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
 
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         evaluate_run(run_dir, prepared("megaface"), _RUN | {"dataset": "megaface", "evaluation": {"protocol": "x"}}, run_dir)
+
+
+# --- metrics that are trivial for their input ---------------------------------------------------------
+
+
+def _random_embedder(rows: pd.DataFrame, flip: bool) -> np.ndarray:
+    return np.random.default_rng(len(rows)).normal(size=(len(rows), 8))
+
+
+def _test_set(root, labels) -> TestSet:
+    frame = pd.DataFrame({"path": [f"images/{i}.png" for i in range(len(labels))], "label": labels, "split": "test"})
+    return TestSet(root, frame)
+
+
+def test_retrieval_on_one_class_says_its_metrics_are_trivial(tmp_path):
+    one_class = get_protocol("retrieval")(_random_embedder, _test_set(tmp_path, [7] * 6), {"ks": [1, 2]})
+    assert one_class.metrics["R@1"] == one_class.metrics["R@2"] == 1.0  # whatever the (random) features
+    assert len(one_class.trivial) == 1 and "one class (7)" in one_class.trivial[0]
+    assert get_protocol("retrieval")(_random_embedder, _test_set(tmp_path, [7, 7, 7, 8, 8, 8]), {"ks": [1]}).trivial == ()
+
+
+@pytest.mark.parametrize(("issame", "expected"), [([True] * 40, "all 40 test pairs match"),
+                                                   ([False] * 40, "none of the 40 test pairs match"),
+                                                   ([True, False] * 20, None)])  # fmt: skip
+def test_verification_pairs_that_all_match_or_all_differ_say_their_metrics_are_trivial(tmp_path, issame, expected):
+    test = _test_set(tmp_path, [0, 0, 1, 1] * 10)
+    write_pairs(pd.DataFrame({"path_a": test.frame["path"], "path_b": test.frame["path"][::-1].to_numpy(),
+                              "issame": issame}), tmp_path)  # fmt: skip
+    result = get_protocol("verification_pairs")(_random_embedder, test, {"n_folds": 10, "fars": [0.1]})
+    if expected is None:
+        assert result.trivial == ()
+    else:
+        assert len(result.trivial) == 1 and expected in result.trivial[0]
+        assert result.metrics["accuracy"] >= 0.9  # random features, yet a near-perfect accuracy
+        assert sorted(result.metrics) == ["accuracy", "accuracy_std"]  # TAR@FAR needs both kinds of pair
+
+
+def test_evaluate_run_warns_and_records_when_its_metrics_are_trivial(prepared, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate_module, "log_to_run", lambda *args, **kwargs: None)
+    trivial = ProtocolResult({"R@1": 1.0}, {"ids": np.arange(2)}, None, ("the test set has one class (3): ...",))
+    monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *args, **kwargs: trivial)
+    _fake_run(tmp_path / "run")
+    config = _RUN | {"dataset": "cub200", "evaluation": {"protocol": "retrieval", "ks": [1]}}
+    with pytest.warns(evaluate_module.TrivialMetricWarning, match=r"exp/CircleLoss/seed0 on .*one class \(3\)"):
+        result = evaluate_run(tmp_path / "run", prepared("cub"), config, tmp_path / "run", device="cpu")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["trivial"] == result["trivial"] == list(
+        trivial.trivial
+    )

@@ -1,11 +1,14 @@
 """Reading results: MLflow by tag first, metrics.json as the fallback, and every failure said per run."""
 
+import json
+
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from circle_repro.config import RunSpec, config_hash, train_config
 from circle_repro.engine.tracking import ensure_experiment
+from circle_repro.generations import file_digest
 from circle_repro.report.build import build_report
 from circle_repro.report.results import load_results
 
@@ -114,3 +117,29 @@ def test_files_that_belong_to_no_run_are_listed_as_problems(tmp_path, demo_param
     stray.write_text("{")
     markdown = build_report(demo_params, [*metrics_files, stray], tmp_path / "r")[0].read_text()
     assert "## Problems" in markdown and f"{stray}: belongs to no run of the params; ignored" in markdown
+
+
+def test_a_run_whose_metrics_are_trivial_for_its_input_is_listed_under_problems(tmp_path, demo_params, metrics_files):
+    path = next(p for p in metrics_files if "demo_retrieval/CircleLoss/seed1" in p.as_posix())
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {"trivial": ["the test set has one class (5): every neighbour matches"]}))
+    results = load_results(demo_params, metrics_files, None)
+    assert results.problems == [
+        "demo_retrieval/CircleLoss/seed1: trivial metrics: the test set has one class (5): every neighbour matches"
+    ]
+    markdown = build_report(demo_params, metrics_files, tmp_path / "r", generated="x", commit="y")[0].read_text()
+    assert "## Problems" in markdown and "seed1: trivial metrics: the test set has one class (5)" in markdown
+
+
+def test_array_files_that_are_not_those_of_their_metrics_json_are_refused(demo_params, metrics_files):
+    path = next(p for p in metrics_files if "demo_retrieval/CircleLoss/seed1" in p.as_posix())
+    per_query = path.parent / "per_query.npz"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {"arrays": {"per_query.npz": file_digest(per_query)}}))
+    [result] = [r for r in load_results(demo_params, metrics_files, None).runs if r.run.run_id in path.as_posix()]
+    assert result.metrics and result.per_query is not None
+    np.savez(per_query, ids=np.arange(3), **{"R@1": np.ones(3)})  # a newer evaluation's array, moved in alone
+    [result] = [r for r in load_results(demo_params, metrics_files, None).runs if r.run.run_id in path.as_posix()]
+    assert not result.metrics
+    assert f"{per_query} is not the file metrics.json was written with" in result.note
+    assert "re-run `circle-repro evaluate`" in result.note

@@ -12,5 +12,5 @@ rule prepare_data:
         profile=PARAMS["profile"],
         trigger=lambda w: wf.dataset_trigger(PARAMS, w.dataset),
     shell:
-        "circle-repro data prepare {wildcards.dataset} --params {params.params_file} --profile {params.profile}"
+        "circle-repro data prepare {wildcards.dataset} --params {params.params_file:q} --profile {params.profile:q}"
         " --out data/prepared/{wildcards.dataset} > {log} 2>&1"

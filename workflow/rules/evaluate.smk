@@ -22,7 +22,7 @@ rule evaluate:
             PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file} --profile {params.profile}"
+        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file:q} --profile {params.profile:q}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights})"
         " --out $(dirname {output.metrics}) --cpus {resources.cpus_per_task} > {log} 2>&1"

@@ -31,5 +31,5 @@ rule report:
         throughput=f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
         rates=f"{workflow.basedir}/{plan.DEFAULT_RATES}",
     shell:
-        "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports"
-        " --throughput {params.throughput} --rates {params.rates} > {log} 2>&1"
+        "circle-repro report {input.metrics:q} --params {params.params_file:q} --profile {params.profile:q} --out reports"
+        " --throughput {params.throughput:q} --rates {params.rates:q} > {log} 2>&1"

@@ -30,7 +30,7 @@ rule train:
         attempts="logs/train/{experiment}/{loss}/seed{seed}.attempts",
     shell:
         "mkdir -p {params.attempts}; "
-        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file} --profile {params.profile}"
+        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file:q} --profile {params.profile:q}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} 2>&1"
         " | tee {params.attempts}/$(date -u +%Y%m%dT%H%M%SZ)-job${{SLURM_JOB_ID:-none}}.log"

@@ -28,6 +28,11 @@ def params_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def name_pattern() -> str:
+    """The regular expression (anchored) that every name in params.yaml matches: profile, experiment, loss."""
+    return params_schema()["$defs"]["name"]["pattern"]
+
+
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> dict[str, Any]:
     """Read and validate a params file, keeping one profile's experiments (see :func:`select_profile`).
 
@@ -187,6 +192,10 @@ def validate_params(params: Any, source: str = "params.yaml") -> None:
         raise ConfigError(f"{source}: invalid parameters:\n  - " + "\n  - ".join(problems))
 
 
+#: The largest P x K batch one rank may ask for (its pair matrix alone is 8192² floats: 256 MiB).
+MAX_BATCH_IMAGES = 8192
+
+
 def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     problems = []
     if params["profile"] not in params["profiles"]:
@@ -243,6 +252,12 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     for name, exp in params["experiments"].items():
         if "trained_by" in exp:
             continue
+        batch = exp["sampler"]["p"] * exp["sampler"]["k"]
+        if batch > MAX_BATCH_IMAGES:
+            problems.append(
+                f"experiments.{name}.sampler: p x k = {batch} images per batch; allowed: <= {MAX_BATCH_IMAGES} "
+                "(lower p or k; a larger global batch comes from more ranks)"
+            )
         n_train = len(params["datasets"].get(train_dataset(exp), {}).get("train_classes", ()))
         if n_train and exp["sampler"]["p"] > n_train:
             problems.append(

@@ -7,7 +7,9 @@ pack, ``images.rec`` with its index ``images.idx`` (manifest path ``images.rec#<
 shared cluster file systems handle millions of small files badly. Either way every image is
 independently seekable, so a loader with many workers reads them in parallel without a shared
 handle. A corrupt or undecodable image is **skipped and counted**: it gets no manifest row, and its
-name and reason go to ``skipped_images.json`` beside the manifest and to a warning.
+name and reason go to ``skipped_images.json`` beside the manifest and to a warning. So is an image
+larger than ``max_pixels`` (width x height read from its header, before anything is decoded): a
+decompression bomb, a few KB that would decode to gigabytes.
 
 Writing goes to ``images.partial/``, moved into place only by :meth:`ImageStore.commit`, so a killed
 preparation never leaves a half-filled ``images/`` or pack that a manifest points into.
@@ -34,6 +36,8 @@ PACK_THRESHOLD = 100_000
 """Data sets with more images than this store them in one pack instead of loose files."""
 SKIPPED_FILENAME = "skipped_images.json"
 JPEG_QUALITY = 95
+MAX_PIXELS = 64_000_000
+"""The pixel limit of one raw image: 8000 x 8000 (192 MB decoded as RGB); Pillow's own limit is 89 million."""
 
 
 class SkippedImagesWarning(UserWarning):
@@ -56,12 +60,16 @@ class ImageStore:
     ``pack`` writes the images into ``images.rec`` instead of loose files (see :func:`packs`).
     """
 
-    def __init__(self, out_dir: str | Path, resize_short_side: int | None = None, pack: bool = False) -> None:
+    def __init__(
+        self, out_dir: str | Path, resize_short_side: int | None = None, pack: bool = False,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
         if resize_short_side is not None and resize_short_side < 1:
             raise ValueError(f"resize_short_side must be a positive number of pixels, got {resize_short_side}")
         self.out_dir = Path(out_dir)
         self.resize_short_side = resize_short_side
         self.pack = pack
+        self.max_pixels = max_pixels
         self.staging = self.out_dir / f"{IMAGES_DIRNAME}.partial"
         self.skipped: list[dict[str, str]] = []
         self.stored = 0
@@ -94,9 +102,13 @@ class ImageStore:
             raise ValueError(f"{source}: image path {relative!r} must be relative and stay inside images/")
         try:
             with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > self.max_pixels:
+                    raise Image.DecompressionBombError(
+                        f"{image.width} x {image.height} pixels is over the limit of {self.max_pixels}"
+                    )
                 image.load()
                 stored = self._encode(image, data, relative_path)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
             self.skipped.append({"source": source, "reason": f"{type(err).__name__}: {err}"})
             return None
         bytes_out, relative_path = stored

@@ -8,17 +8,15 @@ optional evaluation columns ``camera``, ``role`` (query/gallery), ``template``, 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from circle_repro.data.image_reader import ImageReader
-from circle_repro.io import atomic_open, atomic_path
+from circle_repro.data.stamp import CONTENT_HASH_FILENAME, verify_files, write_stamp
+from circle_repro.io import atomic_path
 
 MANIFEST_FILENAME = "manifest.parquet"
-CONTENT_HASH_FILENAME = "content.sha256"  # sha256 over the manifest rows and the bytes of every image they name
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("camera", "role", "template", "media", "pair_id")
 REID_COLUMNS = (*REQUIRED_COLUMNS, "camera", "role")  # a re-ID manifest: camera id; role on test rows only
@@ -63,24 +61,13 @@ def validate_manifest(frame: pd.DataFrame, source: str | Path) -> None:
         raise ManifestError(f"{source}: column 'path' must hold paths relative to the manifest's folder")
 
 
-def content_hash(frame: pd.DataFrame, prepared_dir: str | Path) -> str:
-    """sha256 over every manifest row (all columns, sorted by path) and the bytes of each image it names."""
-    frame = frame.sort_values("path")
-    images = ImageReader(prepared_dir, frame["path"].to_numpy())
-    digest = hashlib.sha256()
-    for index, row in enumerate(frame.itertuples(index=False)):
-        digest.update("\t".join(map(str, row)).encode() + b"\n")
-        digest.update(hashlib.sha256(images.read(index)).digest())
-    return digest.hexdigest()
-
-
 def write_manifest(frame: pd.DataFrame, prepared_dir: str | Path) -> Path:
-    """Validate a manifest, record its content hash, then write it atomically (last); return its path."""
+    """Validate a manifest, record its stamp (:func:`~circle_repro.data.stamp.write_stamp`: every file's
+    size and hash, the content hash), then write it atomically (last); return its path."""
     target = manifest_path(prepared_dir)
     validate_manifest(frame, target)
     frame = frame.reset_index(drop=True)
-    with atomic_open(Path(prepared_dir) / CONTENT_HASH_FILENAME) as fh:
-        fh.write(content_hash(frame, prepared_dir) + "\n")
+    write_stamp(frame, prepared_dir)
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False)
     return target
@@ -127,3 +114,9 @@ def read_manifest(prepared_dir: str | Path, split: str | None = None) -> pd.Data
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         frame = frame[frame["split"] == split].reset_index(drop=True)
     return frame
+
+
+def verify_prepared(prepared_dir: str | Path, level: str = "sizes") -> None:
+    """Check a prepared data set's files against the stamp recorded when it was prepared, before a step uses
+    it (``level``: ``sizes``, ``full`` or ``none``; :func:`~circle_repro.data.stamp.verify_files`)."""
+    verify_files(prepared_dir, read_manifest(prepared_dir), level)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from circle_repro.data.datasets import get_dataset
 from circle_repro.data.fused_transform import fuse_normalisation
 from circle_repro.data.image_decode import decode_image
 from circle_repro.data.image_reader import ImageReader
+from circle_repro.data.manifest import verify_prepared
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
 from circle_repro.engine import registrations as _registrations  # noqa: F401
@@ -32,7 +34,8 @@ from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
 from circle_repro.engine.tracking import log_to_child_run, log_to_run
 from circle_repro.evaluation.similarity import sample_anchor_pairs, sample_pair_similarities
-from circle_repro.io import atomic_path, write_json
+from circle_repro.generations import file_digest, staged_files
+from circle_repro.io import write_json
 from circle_repro.layout import (
     INITIAL_WEIGHTS_FILENAME,
     METRICS_FILENAME,
@@ -49,6 +52,10 @@ SIMILARITY_ANCHORS = 5_000
 EMBED_BATCH_SIZE = 512
 """Images per embedding batch unless told otherwise."""
 
+
+
+class TrivialMetricWarning(UserWarning):
+    """A metric is trivial for its test input (one class, all pairs matching): it says nothing of the model."""
 
 
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
@@ -149,12 +156,9 @@ def evaluate_model(
     return protocol(embedder, test, settings)
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to a compressed .npz, atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    return path
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def _has_identity_pairs(labels: np.ndarray) -> bool:
@@ -163,16 +167,34 @@ def _has_identity_pairs(labels: np.ndarray) -> bool:
     return len(counts) >= 2 and int(counts.max()) >= 2
 
 
-def _save_similarities(path: Path, result: ProtocolResult) -> Path | None:
-    """Sampled s_p / s_n of the protocol's identity-labelled features, or (none) remove a stale file."""
+def _similarity_arrays(result: ProtocolResult) -> dict[str, np.ndarray] | None:
+    """Sampled s_p / s_n of the protocol's identity-labelled features (None: no identity pairs)."""
     inputs = result.similarity_inputs
     if inputs is None or not _has_identity_pairs(inputs[1]):
-        path.unlink(missing_ok=True)
         return None
     features, labels = inputs
     positives, negatives = sample_pair_similarities(features, labels, n_pairs=SIMILARITY_PAIRS, seed=0)
     anchor_s_n, anchor_s_p = sample_anchor_pairs(features, labels, n_anchors=SIMILARITY_ANCHORS, seed=0)
-    return _save_npz(path, {"s_p": positives, "s_n": negatives, "anchor_s_n": anchor_s_n, "anchor_s_p": anchor_s_p})
+    return {"s_p": positives, "s_n": negatives, "anchor_s_n": anchor_s_n, "anchor_s_p": anchor_s_p}
+
+
+def write_outputs(out_dir: Path, result: dict[str, Any], per_query: dict[str, np.ndarray],
+                  similarities: dict[str, np.ndarray] | None) -> None:
+    """Write similarities.npz (or remove a stale one when there is none), per_query.npz and metrics.json as
+    one generation: all into temporary files first, metrics.json moved into place last, holding the sha256
+    of each array file (``arrays``, added to ``result``) so that readers can tell that they belong to it.
+    A failure while writing leaves the earlier files as they were."""
+    targets = [out_dir / PER_QUERY_FILENAME, out_dir / METRICS_FILENAME]
+    if similarities is not None:
+        targets.insert(0, out_dir / SIMILARITIES_FILENAME)
+    with staged_files(targets) as paths:
+        if similarities is not None:
+            _write_npz(paths[0], similarities)
+        _write_npz(paths[-2], per_query)
+        result["arrays"] = {target.name: file_digest(path) for target, path in zip(targets[:-1], paths[:-1], strict=True)}
+        write_json(paths[-1], result)
+        if similarities is None:
+            (out_dir / SIMILARITIES_FILENAME).unlink(missing_ok=True)
 
 
 def evaluate_run(
@@ -184,6 +206,7 @@ def evaluate_run(
     device: str | torch.device | None = None,
     batch_size: int = EMBED_BATCH_SIZE,
     loader: LoaderSettings | None = None,
+    verify_data: str = "sizes",
 ) -> dict[str, Any]:
     """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
     the run's training provenance), per_query.npz and similarities.npz; log metrics.json and
@@ -195,6 +218,7 @@ def evaluate_run(
     identities with pairs (not IJB-C). ``device``: where the model runs (default: CUDA if available);
     ``batch_size`` images per embedding batch; ``loader``: the DataLoader settings (default: from this
     process's CPUs).
+    ``verify_data``: how the prepared data is checked against its stamp first (``sizes``, ``full``, ``none``).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
@@ -206,6 +230,7 @@ def evaluate_run(
     evaluation = eval_config["evaluation"]
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     test = TestSet.load(data_root)
+    verify_prepared(data_root, verify_data)
 
     def run_on(weights_file: str) -> ProtocolResult:
         model = load_trained_model(run_dir, weights_file).to(device)
@@ -213,8 +238,9 @@ def evaluate_run(
 
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)
-    _save_similarities(out_dir / SIMILARITIES_FILENAME, trained)
-    per_query_path = _save_npz(out_dir / PER_QUERY_FILENAME, trained.per_query)
+    similarities = _similarity_arrays(trained)
+    for reason in trained.trivial:
+        warnings.warn(f"{eval_config['run_id']} on {data_root}: {reason}", TrivialMetricWarning, stacklevel=2)
     result = {
         "run_id": eval_config["run_id"],
         "experiment": eval_config["experiment"],
@@ -228,23 +254,25 @@ def evaluate_run(
         "n_images": int(len(test.frame)),
         "metrics": trained.metrics,
         "untrained_metrics": untrained.metrics,
+        "trivial": list(trained.trivial),
         "mlflow_run_id": record["mlflow_run_id"],
         "config_hash": record["config_hash"],
         "provenance": record["provenance"],
     }
     logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained.metrics.items()}
-    metrics_path = out_dir / METRICS_FILENAME
     if record["run_id"] == eval_config["run_id"]:
-        write_json(metrics_path, result)
-        log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=(metrics_path, per_query_path))
+        write_outputs(out_dir, result, trained.per_query, similarities)
+        artifacts = (out_dir / METRICS_FILENAME, out_dir / PER_QUERY_FILENAME)
+        log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=artifacts)
         return result
     # Another test set of a training run's weights: its own MLflow run, nested under the training run.
     tags = {key: str(eval_config[key]) for key in ("run_id", "experiment", "table", "dataset", "trained_by")}
     with tempfile.TemporaryDirectory() as folder:
-        staged = Path(folder) / METRICS_FILENAME
-        write_json(staged, result)
+        staged = Path(folder) / METRICS_FILENAME, Path(folder) / PER_QUERY_FILENAME
+        write_json(staged[0], result)
+        _write_npz(staged[1], trained.per_query)
         result["mlflow_run_id"] = log_to_child_run(
-            record["tracking_uri"], record["mlflow_run_id"], tags, logged, artifacts=(staged, per_query_path)
+            record["tracking_uri"], record["mlflow_run_id"], tags, logged, artifacts=staged
         )
-    write_json(metrics_path, result)
+    write_outputs(out_dir, result, trained.per_query, similarities)
     return result

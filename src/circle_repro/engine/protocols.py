@@ -12,8 +12,10 @@ A protocol gets
   Unknown keys and bad values raise ValueError naming the protocol and the setting.
 
 and returns a :class:`ProtocolResult`: metrics, per-query arrays for the report's paired bootstrap
-(``ids`` plus one array per metric whose mean is that metric), and the identity-labelled features
-the similarity figures sample from (None where labels are not identities).
+(``ids`` plus one array per metric whose mean is that metric), the identity-labelled features
+the similarity figures sample from (None where labels are not identities), and why some metrics are
+trivial for this input, where they are (``trivial``: a one-class retrieval test set, verification
+pairs that all match or all differ).
 
 | protocol | settings (default) | metrics | per query |
 |---|---|---|---|
@@ -94,6 +96,7 @@ class ProtocolResult:
     metrics: dict[str, float]
     per_query: dict[str, np.ndarray]
     similarity_inputs: tuple[np.ndarray, np.ndarray] | None = None
+    trivial: tuple[str, ...] = ()  # why some metrics are trivial for this input (one class, all pairs matching)
 
 
 Protocol = Callable[[Embedder, TestSet, Mapping[str, Any]], ProtocolResult]
@@ -204,7 +207,12 @@ def retrieval(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Pr
     features = unit(embed(test.frame, False))
     labels = test.frame["label"].to_numpy()
     metrics = retrieval_metrics(features, labels, ks=ks)
-    return ProtocolResult(_metric_floats(metrics), retrieval_per_query(features, labels, ks), (features, labels))
+    trivial = ()
+    if len(np.unique(labels)) == 1:
+        trivial = (f"the test set has one class ({labels[0]}): every neighbour matches, so R@K, MAP@R and "
+                   "R-precision are 1.0 for any model",)
+    return ProtocolResult(_metric_floats(metrics), retrieval_per_query(features, labels, ks), (features, labels),
+                          trivial)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,9 +241,22 @@ def pair_correctness(scores: np.ndarray, issame: np.ndarray, n_folds: int) -> np
     return correct
 
 
+def trivial_pairs(issame: np.ndarray) -> tuple[str, ...]:
+    """Why pair accuracy and TAR@FAR say nothing of the model when every pair matches or none does."""
+    same = np.asarray(issame, dtype=bool)
+    if same.all():
+        return (f"all {len(same)} test pairs match: accepting every pair is right, so accuracy is near 1.0 for "
+                "any model, and TAR@FAR is left out (no impostor pair to set its threshold)",)  # fmt: skip
+    if not same.any():
+        return (f"none of the {len(same)} test pairs match: rejecting every pair is right, so accuracy is near "
+                "1.0 for any model, and TAR@FAR is left out (no genuine pair)",)  # fmt: skip
+    return ()
+
+
 def _pair_metrics(scores: np.ndarray, issame: np.ndarray, n_folds: int, fars: list[float]) -> tuple[dict, dict]:
     mean, std = kfold_accuracy(scores, issame, n_folds=n_folds)
-    tars = tar_at_far(scores, issame, fars)
+    one_kind = len(np.unique(np.asarray(issame, dtype=bool))) == 1
+    tars = {} if one_kind else tar_at_far(scores, issame, fars)  # no impostor (or genuine) pair: no ROC
     metrics = {"accuracy": mean, "accuracy_std": std} | {f"TAR@FAR={far:g}": tar for far, tar in tars.items()}
     per_pair = {"ids": np.arange(len(scores)), "accuracy": pair_correctness(scores, issame, n_folds)}
     return _metric_floats(metrics), per_pair
@@ -274,7 +295,7 @@ def verification_pairs(embed: Embedder, test: TestSet, settings: Mapping[str, An
         second = features[row_of[pairs["path_b"]].to_numpy()]
         scores = np.einsum("ij,ij->i", first, second)
         metrics, per_pair = _pair_metrics(scores, pairs["issame"].to_numpy(), n_folds, fars)
-        return ProtocolResult(metrics, per_pair, (features, labels))
+        return ProtocolResult(metrics, per_pair, (features, labels), trivial_pairs(pairs["issame"].to_numpy()))
     if not (test.root / VIDEO_PAIRS_FILENAME).is_file():
         raise ManifestError(f"{test.root}: neither {PAIRS_FILENAME} nor {VIDEO_PAIRS_FILENAME} found; "
                             "this prepared data set has no verification pairs")
@@ -289,7 +310,7 @@ def verification_pairs(embed: Embedder, test: TestSet, settings: Mapping[str, An
     scores = score_pairs(templates, template_feats, pairs["template_a"].to_numpy(), pairs["template_b"].to_numpy())
     metrics, per_pair = _pair_metrics(scores, pairs["issame"].to_numpy(dtype=bool), n_folds, fars)
     frames = unit(raw) if flipped is None else flip_sum_embeddings(raw, flipped)
-    return ProtocolResult(metrics, per_pair, (frames, labels))
+    return ProtocolResult(metrics, per_pair, (frames, labels), trivial_pairs(pairs["issame"].to_numpy(dtype=bool)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from circle_repro.config import config_hash
 from circle_repro.data.datasets import get_dataset
-from circle_repro.data.manifest import read_content_hash, read_manifest
+from circle_repro.data.manifest import read_content_hash, read_manifest, verify_prepared
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.samplers import PKSampler
 from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers the circle-repro hooks)
@@ -468,6 +468,7 @@ def train_run(
     launcher: str = "none",
     validation_root: str | Path | None = None,
     loader: LoaderSettings | None = None,
+    verify_data: str = "sizes",
 ) -> Path:
     """Train one run; write ``model_init.pth``, ``model.pth`` (weights only), ``history.csv`` and
     ``train.json`` into ``out_dir``. ``validation_root``: where the ``train.validation`` sets are
@@ -487,6 +488,7 @@ def train_run(
     main = is_main_process()
     # Read the training split first: missing or broken data fails before any run is opened.
     num_classes = read_manifest(data_root, split="train")["label"].nunique()
+    verify_prepared(data_root, verify_data)  # the data is what its recorded hash says (stamp.VERIFY_LEVELS)
     if main:
         ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
     started = time.time()

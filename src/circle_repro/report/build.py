@@ -15,7 +15,8 @@ import pandas as pd
 
 from circle_repro.config import SWEPT_PARAMETERS, experiment_datasets
 from circle_repro.data.status import DatasetStatus, data_status
-from circle_repro.io import atomic_open, write_json
+from circle_repro.generations import staged_files
+from circle_repro.io import write_json
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
 from circle_repro.provenance import git_commit
 from circle_repro.report.figures import (
@@ -782,13 +783,11 @@ def build_report(
             blocks += _provenance(results, experiment, loss)
 
     outputs = [out_dir / "report.md", out_dir / "report.html", out_dir / "results.csv", out_dir / "metrics.json"]
-    with atomic_open(outputs[0]) as fh:
-        fh.write(render_markdown(blocks, out_dir))
-    with atomic_open(outputs[1]) as fh:
-        fh.write(render_html(blocks, title))
-    with atomic_open(outputs[2]) as fh:
-        pd.DataFrame(csv_rows, columns=list(CSV_COLUMNS)).to_csv(fh, index=False)
-    write_json(outputs[3], _summary_metrics(results))
+    with staged_files(outputs) as staged:  # one generation: all four written before any is replaced
+        staged[0].write_text(render_markdown(blocks, out_dir), encoding="utf-8")
+        staged[1].write_text(render_html(blocks, title), encoding="utf-8")
+        pd.DataFrame(csv_rows, columns=list(CSV_COLUMNS)).to_csv(staged[2], index=False)
+        write_json(staged[3], _summary_metrics(results))
     return outputs
 
 

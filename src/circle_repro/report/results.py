@@ -26,6 +26,7 @@ import numpy as np
 
 from circle_repro.config import RunSpec, config_hash, expand_runs, train_config
 from circle_repro.engine.tracking import SQLITE_PREFIX
+from circle_repro.generations import file_digest
 from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME
 
 UNTRAINED = "untrained network"
@@ -45,6 +46,7 @@ class RunResult:
     per_query: Mapping[str, np.ndarray] | None = None  # ids + per-query arrays (layout.PER_QUERY_FILENAME)
     run_dir: Path | None = None  # the folder of the run's metrics.json, for the figures' inputs
     note: str = ""  # why metrics are missing, or where they came from when MLflow had none
+    trivial: tuple[str, ...] = ()  # why its metrics are trivial for its test input (metrics.json "trivial")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def load_results(
             notes.append(why)
         note = "; ".join(n for n in notes if n)
         results.append(replace(result or RunResult(run), note=note, run_dir=path.parent if path else None))
+    problems += [f"{r.run.run_id}: trivial metrics: {reason}" for r in results for reason in r.trivial]
     return Results(results, source, problems)
 
 
@@ -165,7 +168,7 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
         record = json.loads(text)
     except ValueError as exc:
         return None, f"{path} is half-written or not JSON ({exc}); re-run `circle-repro evaluate`"
-    problem = _check_record(record, str(path), expected_hash)
+    problem = _check_record(record, str(path), expected_hash) or _check_arrays(record, path.parent)
     if problem:
         return None, problem
     provenance = {key: str(record.get("provenance", {}).get(key, "")) for key in PROVENANCE_KEYS}
@@ -178,8 +181,19 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
         mlflow_run_id=str(record.get("mlflow_run_id") or ""),
         provenance=provenance,
         per_query=load_per_query(path.parent / PER_QUERY_FILENAME),
+        trivial=tuple(record.get("trivial", ())),
     )
     return result, ""
+
+
+def _check_arrays(record: Mapping[str, Any], run_dir: Path) -> str:
+    """Why the array files beside a metrics.json are not the ones it was written with ("" when they are)."""
+    for name, digest in record.get("arrays", {}).items():
+        path = run_dir / name
+        if not path.is_file() or file_digest(path) != digest:
+            return (f"{path} is not the file {METRICS_FILENAME} was written with (an evaluation killed while "
+                    "moving its files into place?); re-run `circle-repro evaluate` for this run")
+    return ""
 
 
 def load_per_query(path: Path) -> dict[str, np.ndarray] | None:
@@ -261,6 +275,7 @@ class _Store:
                     mlflow_run_id=run_id,
                     provenance={key: tags.get(key, "") for key in PROVENANCE_KEYS},
                     per_query=per_query,
+                    trivial=tuple(record.get("trivial", ())),
                 ),
                 "",
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures.formats import make_jpeg, truncate
+from fixtures.formats import make_jpeg, make_png_bomb, truncate
 from fixtures.retrieval import CUB_CLASSES, CUB_PER_CLASS, build_cub, cub_image_name, cub_members, fixture_source
 from PIL import Image
 from support import REPO_ROOT
@@ -49,7 +49,7 @@ def test_prepare_gives_the_class_disjoint_split(tmp_path, mirror):
     assert frame["label"].dtype == "int64"
     assert frame["path"].iloc[0] == f"images/{cub_image_name(1, 0)}"
     assert all((out / p).is_file() for p in frame["path"])
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images", "manifest.parquet"]  # no scratch
+    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "files.parquet", "images", "manifest.parquet"]  # no scratch
     assert is_verified(tmp_path / "raw" / "CUB_200_2011.tgz")
     assert read_content_hash(out)
 
@@ -78,10 +78,11 @@ def test_preparing_again_gives_the_same_content(tmp_path, mirror):
     assert read_content_hash(out) == first
 
 
-def test_corrupt_image_is_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("bad_bytes", [make_jpeg(9)[:30], make_png_bomb(20_000, 20_000)], ids=["truncated", "bomb"])
+def test_corrupt_image_is_skipped_and_counted(tmp_path, bad_bytes):
     members = cub_members()
     bad = cub_image_name(101, 1)
-    members[f"{ROOT}/images/{bad}"] = make_jpeg(9)[:30]
+    members[f"{ROOT}/images/{bad}"] = bad_bytes
     with pytest.warns(SkippedImagesWarning, match="1 image"):
         manifest = _prepare_raw(tmp_path, members)
     frame = read_manifest(manifest.parent)
@@ -173,7 +174,7 @@ def test_failed_preparation_keeps_the_previous_one(tmp_path, mirror):
     with pytest.raises(AnnotationError):
         cub200.prepare_raw(tmp_path / "bad", out)
     assert read_content_hash(out) == before and len(read_manifest(out)) == len(CUB_CLASSES) * CUB_PER_CLASS
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images", "manifest.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "files.parquet", "images", "manifest.parquet"]
 
 
 def test_entry():

@@ -56,7 +56,7 @@ def test_prepare_splits_by_the_ebay_lists(tmp_path, mirror):
     assert not set(train["label"]) & set(test["label"])
     assert frame["path"].iloc[0] == "images/bicycle_final/111085122871_0.JPG"
     assert all((out / p).is_file() for p in frame["path"])
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images", "manifest.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "files.parquet", "images", "manifest.parquet"]
 
 
 def test_header_of_any_text_is_skipped(tmp_path):

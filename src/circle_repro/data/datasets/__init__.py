@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from circle_repro.data.datasets import (
 )
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.sources import load_sources
+from circle_repro.generations import staged_folder
 
 DATASETS: dict[str, DatasetEntry] = {
     entry.name: entry
@@ -47,10 +49,21 @@ def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None =
     """Prepare the named data set into ``out_dir`` from its raw files in ``raw_dir``; return the manifest path.
 
     Embedded data sets (``access: embedded`` in sources.yaml) have no raw folder and ignore ``raw_dir``.
+    The new set is built beside ``out_dir`` and replaces it whole (:func:`~circle_repro.generations.staged_folder`):
+    a failed or killed preparation leaves the earlier one as it was.
     """
     entry = get_dataset(name)
-    if load_sources()[name].access == "embedded":
-        return entry.prepare(out_dir, **options)
-    if raw_dir is None:
+    embedded = load_sources()[name].access == "embedded"
+    if raw_dir is None and not embedded:
         raise ValueError(f"data set {name!r} is prepared from raw files: give raw_dir (the CLI default is data/raw/{name})")
-    return entry.prepare(out_dir, raw_dir, **options)
+    target, staging = Path(out_dir), Path(out_dir)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught, staged_folder(target) as staging:
+            warnings.simplefilter("always")
+            manifest = entry.prepare(staging, **options) if embedded else entry.prepare(staging, raw_dir, **options)
+    finally:
+        for warning in caught:  # they name files of the staging folder: the files now in out_dir
+            message = str(warning.message).replace(str(staging), str(target))
+            warnings.warn_explicit(message, warning.category, warning.filename, warning.lineno)
+    return target / Path(manifest).relative_to(staging)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from circle_repro.data.manifest import write_manifest
+from circle_repro.data.manifest import manifest_path, write_manifest
 from circle_repro.data.pairs import sample_pairs, write_pairs
 
 
@@ -33,15 +33,20 @@ def write_images(images: np.ndarray, labels: np.ndarray, split_of: dict[int, str
     shutil.rmtree(staging, ignore_errors=True)
     rows = []
     width = len(str(len(images) - 1))
-    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-        split = split_of.get(int(label))
-        if split is None:
-            continue
-        relative = Path("images") / str(int(label)) / f"{index:0{width}d}.png"
-        target = staging / relative.relative_to("images")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(target)
-        rows.append({"path": relative.as_posix(), "label": int(label), "split": split})
+    try:
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            split = split_of.get(int(label))
+            if split is None:
+                continue
+            relative = Path("images") / str(int(label)) / f"{index:0{width}d}.png"
+            target = staging / relative.relative_to("images")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(target)
+            rows.append({"path": relative.as_posix(), "label": int(label), "split": split})
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    manifest_path(out_dir).unlink(missing_ok=True)  # it must not name the new images
     final = out_dir / "images"
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)

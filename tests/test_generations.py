@@ -1,0 +1,198 @@
+"""Multi-file outputs appear as one generation: a failure between two file writes leaves the old set whole."""
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from circle_repro import generations
+from circle_repro.data.datasets import image_arrays, mnist5k, prepare_dataset
+from circle_repro.data.manifest import read_manifest, verify_prepared
+from circle_repro.engine import evaluate
+from circle_repro.generations import file_digest, recover_folder, staged_files, staged_folder, staging_path
+from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, SIMILARITIES_FILENAME
+
+
+class Killed(RuntimeError):
+    """The injected failure."""
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` (hidden ones included) -> its bytes."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _fail_on_call(original, number):
+    """``original``, except that its call number ``number`` raises Killed."""
+    calls = {"n": 0}
+
+    def maybe_fail(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise Killed(f"injected failure at call {number}")
+        return original(*args, **kwargs)
+
+    return maybe_fail
+
+
+# --- staged_files / staged_folder ------------------------------------------------------------------
+
+
+def test_staged_files_replace_every_target_only_after_the_last_is_written(tmp_path):
+    targets = [tmp_path / name for name in ("a.txt", "b.txt", "record.json")]
+    for target in targets:
+        target.write_text("old")
+    with pytest.raises(Killed), staged_files(targets) as staged:
+        staged[0].write_text("new")
+        staged[1].write_text("new")
+        raise Killed
+    assert _snapshot(tmp_path) == {"a.txt": b"old", "b.txt": b"old", "record.json": b"old"}  # no temp left over
+    moved = []
+    real_replace = os.replace
+    with staged_files(targets) as staged:
+        for path in staged:
+            path.write_text("new")
+        os.replace = lambda src, dst: (moved.append(os.path.basename(dst)), real_replace(src, dst))[1]
+    os.replace = real_replace
+    assert moved == ["a.txt", "b.txt", "record.json"]  # the completion record last
+    assert _snapshot(tmp_path) == {"a.txt": b"new", "b.txt": b"new", "record.json": b"new"}
+
+
+@pytest.mark.parametrize("can_exchange", [True, False], ids=["exchange", "two-renames"])
+def test_staged_folder_swaps_a_whole_folder_or_leaves_the_old_one(tmp_path, monkeypatch, can_exchange):
+    if not can_exchange:
+        monkeypatch.setattr(generations, "_exchange", lambda first, second: False)
+    target = tmp_path / "set"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(Killed), staged_folder(target) as staging:
+        (staging / "new.txt").write_text("new")
+        raise Killed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"old.txt": b"old"}
+    with staged_folder(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"new.txt": b"new"}
+
+
+def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path):
+    target = tmp_path / "set"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    target.rename(target.with_name("set.previous"))  # killed after moving the old folder aside
+    staging_path(target).mkdir()
+    recover_folder(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"old.txt": b"old"}
+
+
+# --- the three steps -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sixty_digits():
+    images, labels = mnist5k.load_raw()
+    keep = np.concatenate([np.flatnonzero(labels == label)[:6] for label in range(10)])
+    return images[keep], labels[keep]
+
+
+@pytest.fixture
+def small_mnist(monkeypatch, sixty_digits):
+    monkeypatch.setattr(mnist5k, "load_raw", lambda: sixty_digits)
+
+
+@pytest.mark.parametrize("where", ["an image", "the pairs", "the manifest"])
+def test_a_failed_preparation_leaves_the_earlier_one_whole_and_nothing_beside_it(tmp_path, monkeypatch, small_mnist, where):
+    out = tmp_path / "prepared" / "mnist5k"
+    prepare_dataset("mnist5k", out, train_classes=[0, 1, 2, 3, 4], test_classes=[5, 6, 7, 8, 9], verification_pairs=20)
+    before = _snapshot(out)
+    module, name, call = {
+        "an image": (image_arrays.Image.Image, "save", 9),
+        "the pairs": (image_arrays, "write_pairs", 1),
+        "the manifest": (image_arrays, "write_manifest", 1),
+    }[where]
+    monkeypatch.setattr(module, name, _fail_on_call(getattr(module, name), call))
+    with pytest.raises(Killed):  # a new split: every image path and the manifest would change
+        prepare_dataset("mnist5k", out, train_classes=[5, 6, 7, 8, 9], test_classes=[0, 1, 2, 3, 4],
+                        verification_pairs=20)  # fmt: skip
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mnist5k"]  # no staging or aside folder
+    verify_prepared(out, "full")
+    monkeypatch.undo()
+    prepare_dataset("mnist5k", out, train_classes=[5, 6, 7, 8, 9], test_classes=[0, 1, 2, 3, 4], verification_pairs=20)
+    assert set(read_manifest(out, split="train")["label"]) == {5, 6, 7, 8, 9}
+    verify_prepared(out, "full")
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith((".partial", ".tmp"))]
+
+
+def _evaluation_outputs(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    result = {"run_id": "e/l/seed0", "metrics": {"R@1": float(rng.random())}}
+    per_query = {"ids": np.arange(5), "R@1": rng.random(5)}
+    similarities = {name: rng.random(8) for name in ("s_p", "s_n", "anchor_s_n", "anchor_s_p")}
+    return result, per_query, similarities
+
+
+@pytest.mark.parametrize(("writer", "call"), [("_write_npz", 1), ("_write_npz", 2), ("write_json", 1)])
+def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_path, monkeypatch, writer, call):
+    evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 0))
+    before = _snapshot(tmp_path)
+    assert sorted(before) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SIMILARITIES_FILENAME])
+    monkeypatch.setattr(evaluate, writer, _fail_on_call(getattr(evaluate, writer), call))
+    with pytest.raises(Killed):
+        evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 1))
+    assert _snapshot(tmp_path) == before  # old generation, byte for byte, and no temporary file
+    record = json.loads((tmp_path / METRICS_FILENAME).read_text())
+    assert record["arrays"] == {name: file_digest(tmp_path / name) for name in (SIMILARITIES_FILENAME, PER_QUERY_FILENAME)}
+    monkeypatch.undo()
+    result, per_query, _ = _evaluation_outputs(tmp_path, 1)
+    evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz
+    assert sorted(_snapshot(tmp_path)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME])
+    np.testing.assert_array_equal(np.load(tmp_path / PER_QUERY_FILENAME)["R@1"], per_query["R@1"])
+
+
+def _wait_for(path, process, timeout_s=300):
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["images.partial", "manifest.parquet", None], ids=["images", "manifest", "swap"])
+def test_a_killed_preparation_leaves_the_old_set_or_the_new_one_whole(tmp_path, prepared_mnist5k, repo_params, phase):
+    """SIGKILL while the images are written, once the new manifest exists (just before the swap), or at once
+    after the staging folder is gone (during the swap or the removal of the old set)."""
+    out = tmp_path / "prepared" / "mnist5k"
+    shutil.copytree(prepared_mnist5k, out)
+    before = _snapshot(out)
+    swapped = copy.deepcopy(repo_params)
+    swapped["datasets"]["mnist5k"] |= {"train_classes": [5, 6, 7, 8, 9], "test_classes": [0, 1, 2, 3, 4]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(swapped))
+    command = [sys.executable, "-m", "circle_repro.cli", "data", "prepare", "mnist5k", "--out", str(out),
+               "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = staging_path(out)
+    _wait_for(staging, process)
+    if phase is None:
+        while staging.exists() and process.poll() is None:
+            time.sleep(0.001)
+    else:
+        _wait_for(staging / phase, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the preparation ended before the kill"
+    if phase is not None:
+        assert _snapshot(out) == before
+    else:  # killed after the swap: the new set, whole
+        assert set(read_manifest(out, split="train")["label"]) == {5, 6, 7, 8, 9}
+    verify_prepared(out, "full")
+    assert subprocess.run(command, capture_output=True).returncode == 0  # the next preparation cleans up
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mnist5k"]
+    assert set(read_manifest(out, split="train")["label"]) == {5, 6, 7, 8, 9}
+    verify_prepared(out, "full")
