@@ -24,7 +24,8 @@ from circle_repro.data.image_reader import (
     pack_member,
     split_pack_member,
 )
-from circle_repro.data.manifest import content_hash, read_manifest
+from circle_repro.data.manifest import read_manifest
+from circle_repro.data.stamp import DataStampError, file_table, stamp_hash, verify_files
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
@@ -73,8 +74,14 @@ def test_a_packed_data_set_has_the_loose_ones_rows_and_pixels(tmp_path, monkeypa
         second = ManifestDataset(packed, split, "retrieval", train=False)
         for a, b in zip(first, second, strict=True):
             assert torch.equal(a["inputs"], b["inputs"]) and a["labels"] == b["labels"]
-    # the content hash covers the pack's images, so a changed image changes it
-    assert content_hash(packed_rows, packed) == (packed / "content.sha256").read_text().strip()
+    # the content hash covers the pack's images, and the stamp checks the pack itself
+    files = file_table(packed, packed_rows["path"].tolist())
+    assert stamp_hash(packed_rows, files) == (packed / "content.sha256").read_text().strip()
+    verify_files(packed, packed_rows, "full")
+    with (packed / "images.rec").open("r+b") as fh:
+        fh.truncate((packed / "images.rec").stat().st_size - 1)
+    with pytest.raises(DataStampError, match=r"images\.rec has \d+ bytes"):
+        verify_files(packed, packed_rows, "sizes")
 
 
 def test_the_ms1m_pack_has_the_rows_and_pixels_of_its_images_as_loose_files(tmp_path):

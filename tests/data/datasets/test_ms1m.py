@@ -44,7 +44,9 @@ def test_prepare_indexes_every_image_of_the_pack_with_its_header_class_as_train(
 def test_prepare_links_the_pack_instead_of_copying_images(tmp_path, faces_emore):
     out = tmp_path / "out"
     MS1MV2.prepare(out, tmp_path / "raw" / "ms1mv2")
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "images.idx", "images.rec", "manifest.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "content.sha256", "files.parquet", "images.idx", "images.rec", "manifest.parquet"
+    ]
     assert (out / "images.rec").samefile(faces_emore.rec) and (out / "images.idx").samefile(faces_emore.idx)
 
 
