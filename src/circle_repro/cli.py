@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from circle_repro.config import ConfigError, eval_config, expand_runs, find_run, load_params, train_config
 from circle_repro.data.manifest import ManifestError
+from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
 from circle_repro.plan import DEFAULT_THROUGHPUT
 
@@ -186,9 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, ManifestError, FileNotFoundError, ValueError, CheckpointError, TrackingStoreUnreachable) as exc:
         print(f"circle-repro {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"circle-repro {args.verb}: terminated (SIGTERM); a run started again resumes from its last checkpoint", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 
