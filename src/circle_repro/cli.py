@@ -192,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"circle-repro {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except Terminated:
-        print(f"circle-repro {args.verb}: terminated (SIGTERM); a run started again resumes from its last checkpoint", file=sys.stderr)
+        reason = "terminated (SIGTERM); started again, the run resumes from its last checkpoint"
+        print(f"circle-repro {args.verb}: {reason}", file=sys.stderr)
         return 128 + signal.SIGTERM
     return 0
 

@@ -47,7 +47,7 @@ DATA_BENCHMARK = BENCHMARK_DIR + "/data/{dataset}.tsv"
 """Where the rules' ``benchmark:`` directives write, relative to the workflow's working directory (under
 logs/, so that the outputs stay git-ignored and ``make clean`` removes them)."""
 
-CHECKPOINTS_KEPT = 1
+CHECKPOINTS_KEPT = 2
 """mmengine checkpoints a run keeps (``max_keep_ckpts`` of the checkpoint hook in engine/train.py)."""
 WEIGHT_FILES = 2
 """State-dict files a run keeps beside its checkpoints: model_init.pth and model.pth."""

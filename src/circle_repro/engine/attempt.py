@@ -74,7 +74,9 @@ def begin_attempt(work_dir: str | Path, config_hash: str, tracking_uri: str) -> 
     earlier_run = previous.get("mlflow_run_id")
     if main and work_dir.exists() and previous.get("config_hash") != config_hash:
         found = f"config hash {previous['config_hash']}" if "config_hash" in previous else f"no {RESUME_STATE_FILENAME}"
-        _log.warning(f"{work_dir}: not resumable with these settings ({found}, {config_hash} now); removed, training from iteration 0")
+        _log.warning(
+            f"{work_dir}: not resumable with these settings ({found}, {config_hash} now); removed, training from iteration 0"
+        )
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints of other settings must not be resumed
         if earlier_run:
             end_abandoned_run(tracking_uri, earlier_run, "its run folder was restarted with other settings")
@@ -85,7 +87,7 @@ def begin_attempt(work_dir: str | Path, config_hash: str, tracking_uri: str) -> 
         return Attempt(checkpoint, None)
     if checkpoint is None:
         _log.warning(f"{work_dir}: no checkpoint yet (the earlier start stopped before its first); training from iteration 0")
-        end_abandoned_run(tracking_uri, earlier_run, "restarted from iteration 0: it stopped before its first checkpoint")
+        end_abandoned_run(tracking_uri, earlier_run, "it stopped before its first checkpoint; restarted from iteration 0")
         return Attempt(None, None)
     if not run_is_open(tracking_uri, earlier_run):
         _log.warning(f"{work_dir}: MLflow run {earlier_run} is not in {tracking_uri}; resuming into a new MLflow run")

@@ -2,17 +2,18 @@
 usable one, and reading it without running code.
 
 A checkpoint is written under a temporary name, flushed to disk and renamed, and the newest complete
-checkpoint is never deleted before the next one is in place, so a kill, a node loss or a full disk at any
-moment leaves the last complete checkpoint whole. The newest checkpoint is found by the step in its file name (``epoch_3.pth``,
-``iter_2000.pth``) inside the run's own work folder, not by a stored path, so a moved or copied run
-folder resumes too; an unreadable newest checkpoint (truncated, say) gives way to the one before it.
+checkpoint is never deleted before the next one is in place, so a kill, a node loss or a full disk at
+any moment leaves the last complete checkpoint whole. The newest checkpoint is found by the step in its
+file name (``epoch_3.pth``, ``iter_2000.pth``) inside the run's own work folder, not by a stored path,
+so a moved or copied run folder resumes too; an unreadable newest checkpoint (truncated, say) gives way
+to the one before it.
 
-Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, containers, numpy
-arrays and ``collections.Counter`` (the milestones of mmengine's step schedulers) only. mmengine's
-``HistoryBuffer`` pickles bound methods, so the message hub's buffers are saved as plain arrays and rebuilt
-on loading. A file that asks to import anything else is refused before it is unpickled, naming the file:
-a pickle planted in a run's folder never runs. The ``run-checkpoint://`` scheme reads a file only if it lies
-under a work folder the current process is resuming.
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, containers,
+numeric numpy arrays and ``collections.Counter`` (the milestones of mmengine's step schedulers) only.
+mmengine's ``HistoryBuffer`` pickles bound methods, so the message hub's buffers are saved as plain
+arrays and rebuilt on loading. A file that asks to import anything else is refused before it is
+unpickled, naming the file: a pickle planted in a run's folder never runs. The ``run-checkpoint://``
+scheme reads a file only if it lies under a work folder the current process is resuming.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from circle_repro.engine.errors import CheckpointError
 RUN_CHECKPOINT_SCHEME = "run-checkpoint://"
 CHECKPOINT_NAME = re.compile(r"(?:epoch|iter)_(\d+)\.pth")
 """The file names of mmengine's checkpoint hook (``epoch_{}.pth`` / ``iter_{}.pth``); the number is the step."""
-_NUMERIC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
+_NUMERIC_DTYPES = (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64",
+)  # fmt: skip
 SAFE_GLOBALS = (
     np.ndarray, np.dtype, _reconstruct, scalar, *(type(np.dtype(name)) for name in _NUMERIC_DTYPES), collections.Counter,
 )  # fmt: skip

@@ -147,10 +147,11 @@ class FullStateCheckpointHook(CheckpointHook):
     """mmengine's CheckpointHook, writing checkpoints atomically and saving sharded class-level heads whole.
 
     Each checkpoint is written under a temporary name, flushed and renamed
-    (:func:`~circle_repro.engine.checkpoint.publish_checkpoint`); older ones beyond ``max_keep_ckpts`` go
-    before it is written, but never the newest: a kill at any moment leaves the last complete checkpoint. No ``last_checkpoint`` pointer is
-    written; resuming finds the newest checkpoint by its file name. The message hub's history is saved as
-    plain arrays, so that the checkpoint loads with ``weights_only=True``.
+    (:func:`~circle_repro.engine.checkpoint.publish_checkpoint`). Checkpoints beyond ``max_keep_ckpts``
+    are deleted, the newest complete one only after the next is in place: a kill at any moment leaves
+    the last complete checkpoint. No ``last_checkpoint`` pointer is written; resuming finds the newest
+    checkpoint by its file name. The message hub's history is saved as plain arrays, so that the
+    checkpoint loads with ``weights_only=True``.
 
     Before rank 0 writes a checkpoint, every rank contributes its proxy shard and that shard's
     optimizer state (a collective: this runs on every rank), so the checkpoint holds the full
@@ -163,8 +164,9 @@ class FullStateCheckpointHook(CheckpointHook):
         optimizer = getattr(runner.optim_wrapper, "optimizer", None)
         self._gathered = gather_sharded_state(runner.model, optimizer)
         name = self.filename_tmpl.format(step)
-        if is_main_process() and self.max_keep_ckpts > 0:  # room for this one; the newest stays until it is written
-            prune_checkpoints(self.out_dir, step, keep=self.max_keep_ckpts - 1)
+        pruning = is_main_process() and self.max_keep_ckpts > 0
+        if pruning:  # make room, but keep the newest until this one is in place
+            prune_checkpoints(self.out_dir, step, keep=max(self.max_keep_ckpts - 1, 1))
         try:
             runner.save_checkpoint(
                 self.out_dir, partial_name(name), self.file_client_args, save_optimizer=self.save_optimizer,
@@ -176,6 +178,8 @@ class FullStateCheckpointHook(CheckpointHook):
         self.last_ckpt = str(Path(self.out_dir) / name)  # what mmengine's save_last / save_best publish
         if is_main_process():
             publish_checkpoint(self.out_dir, name)
+        if pruning:
+            prune_checkpoints(self.out_dir, step, keep=self.max_keep_ckpts - 1)
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         if self._gathered:

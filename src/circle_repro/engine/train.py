@@ -32,7 +32,13 @@ from circle_repro.data.samplers import PKSampler
 from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers the circle-repro hooks)
 from circle_repro.engine import optim as _optim  # noqa: F401  (registers MixedPrecisionOptimWrapper)
 from circle_repro.engine import registrations as _registrations  # noqa: F401
-from circle_repro.engine.attempt import MLFLOW_BACKEND, TRACKED_CONFIG_KEYS, begin_attempt, ending_mlflow_run, record_attempt
+from circle_repro.engine.attempt import (
+    MLFLOW_BACKEND,
+    TRACKED_CONFIG_KEYS,
+    begin_attempt,
+    ending_mlflow_run,
+    record_attempt,
+)
 from circle_repro.engine.checkpoint import full_model_state, trusted_work_dir, unwrap_model
 from circle_repro.engine.optim import optim_wrapper_config, param_scheduler_config, total_iterations
 from circle_repro.engine.tracking import artifact_location, ensure_experiment, log_to_run
@@ -241,7 +247,9 @@ def _loop_configs(train: dict[str, Any], per_epoch: int) -> dict[str, Any]:
         interval = int(train.get("checkpoint_interval", min(total, DEFAULT_CHECKPOINT_INTERVAL_ITERS)))
         return dict(
             train_cfg=dict(type="ResumableIterBasedTrainLoop", max_iters=total),
-            checkpoint=dict(type="FullStateCheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=CHECKPOINTS_KEPT),
+            checkpoint=dict(
+                type="FullStateCheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=CHECKPOINTS_KEPT
+            ),
             log_processor=dict(by_epoch=False),
             param_scheduler=schedulers,
         )
@@ -502,7 +510,8 @@ def train_run(
     with ending_mlflow_run():
         with _environment("MLFLOW_RUN_ID", attempt.mlflow_run_id):
             runner = TrainRunner.from_cfg(config)
-            mlflow_run_id = runner.visualizer.get_backend(MLFLOW_BACKEND).experiment.active_run().info.run_id if main else None
+            mlflow = runner.visualizer.get_backend(MLFLOW_BACKEND).experiment if main else None
+            mlflow_run_id = mlflow.active_run().info.run_id if main else None
         if main:
             record_attempt(work_dir, config_hash(run_config), mlflow_run_id)
         _save_weights(runner.model, out_dir / INITIAL_WEIGHTS_FILENAME)
