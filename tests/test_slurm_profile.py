@@ -162,10 +162,11 @@ touch "$STUB_STATE/killed"
 "$real" "$@" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
-    if [ -e "$out/work/last_checkpoint" ]; then
+    checkpoint=$(ls "$out"/work/epoch_*.pth 2>/dev/null | head -n 1)
+    if [ -n "$checkpoint" ]; then
         kill -9 "$pid"
         wait "$pid"
-        echo "stub: killed after checkpoint $(cat "$out/work/last_checkpoint")"
+        echo "stub: killed after checkpoint $checkpoint"
         exit 137
     fi
     sleep 0.01

@@ -82,7 +82,8 @@ def test_planted_pickle_is_refused_without_running(tmp_path, writer):
     else:
         planted.write_bytes(pickle.dumps(_Payload(marker)))
 
-    with pytest.raises(CheckpointError, match=r"iter_4\.pth: refusing to load this checkpoint: it asks to import io\.open") as error:
+    refusal = r"iter_4\.pth: refusing to load this checkpoint: it asks to import io\.open"
+    with pytest.raises(CheckpointError, match=refusal) as error:
         latest_checkpoint(work)
     assert "Remove the file" in str(error.value) and f"delete {work}" in str(error.value)
     with trusted_work_dir(work), pytest.raises(CheckpointError, match="refusing"):

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,13 @@ from circle_repro.cli import main
 from circle_repro.config import find_run, load_params, train_config
 from circle_repro.config import config_hash as hash_of
 from circle_repro.engine import train as train_module
-from circle_repro.engine.checkpoint import checkpoint_files, latest_checkpoint, load_run_checkpoint, partial_name, trusted_work_dir
+from circle_repro.engine.checkpoint import (
+    checkpoint_files,
+    latest_checkpoint,
+    load_run_checkpoint,
+    partial_name,
+    trusted_work_dir,
+)
 from circle_repro.engine.errors import Terminated
 from circle_repro.engine.train import train_run
 from circle_repro.losses import CircleLoss
@@ -299,7 +306,9 @@ def test_truncated_newest_checkpoint_resumes_from_the_one_before(
 def _cli_params(tmp_path, repo_params):
     """A params file of the tiny settings, and its train command for a run folder ``run``."""
     params_file = write_params(tiny_params(repo_params, epochs=2, max_images=300), tmp_path / "params.yaml")
-    return params_file, lambda data, run: ["train", "--run", RUN, "--data", str(data), "--out", str(run), "--params", str(params_file)]
+    return params_file, lambda data, run: [
+        "train", "--run", RUN, "--data", str(data), "--out", str(run), "--params", str(params_file)
+    ]  # fmt: skip
 
 
 def _work_of(params_file, run, checkpoint_bytes: dict[str, bytes]) -> Path:
@@ -343,16 +352,21 @@ def test_cli_train_refuses_a_planted_pickle_and_a_folder_without_usable_checkpoi
     assert (work / "epoch_1.pth").is_file(), "nothing is deleted or restarted silently"
 
 
-def test_cli_train_with_an_unreachable_tracking_server_exits_2_within_seconds(tmp_path, repo_params, prepared_mnist5k, capsys):
+def test_cli_train_with_an_unreachable_tracking_server_exits_2_within_seconds(
+    tmp_path, repo_params, prepared_mnist5k, capsys
+):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
     params = tiny_params(repo_params, epochs=1, max_images=300)
-    params["tracking"] = {**params["tracking"], "uri": "http://127.0.0.1:9"}  # the discard port: nothing listens
+    params["tracking"] = {**params["tracking"], "uri": uri}
     params_file = write_params(params, tmp_path / "params.yaml")
     started = time.monotonic()
-    argv = ["train", "--run", RUN, "--data", str(prepared_mnist5k), "--out", str(tmp_path / "run"), "--params", str(params_file)]
-    assert main(argv) == 2
+    argv = ["train", "--run", RUN, "--data", str(prepared_mnist5k), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--params", str(params_file)]) == 2
     assert time.monotonic() - started < 30
     error = capsys.readouterr().err
-    assert "tracking store http://127.0.0.1:9 does not answer" in error and "Traceback" not in error
+    assert f"tracking store {uri} does not answer" in error and "Traceback" not in error
 
 
 def test_cli_train_stopped_by_sigterm_exits_143_with_one_line(tmp_path, monkeypatch, capsys):
@@ -362,6 +376,7 @@ def test_cli_train_stopped_by_sigterm_exits_143_with_one_line(tmp_path, monkeypa
         raise Terminated("SIGTERM received")
 
     monkeypatch.setattr(train_module, "train_run", preempted)
-    argv = ["train", "--run", RUN, "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--params", str(REPO_ROOT / "params.yaml")]
-    assert main(argv) == 128 + signal.SIGTERM
-    assert capsys.readouterr().err.strip() == "circle-repro train: terminated (SIGTERM); started again, the run resumes from its last checkpoint"
+    argv = ["train", "--run", RUN, "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--params", str(REPO_ROOT / "params.yaml")]) == 128 + signal.SIGTERM
+    error = capsys.readouterr().err.strip()
+    assert error == "circle-repro train: terminated (SIGTERM); started again, the run resumes from its last checkpoint"
