@@ -65,7 +65,7 @@ def begin_attempt(work_dir: str | Path, config_hash: str, tracking_uri: str) -> 
     """Decide what this start of a run resumes (every rank calls it; rank 0 clears and logs).
 
     A work folder of other settings is removed; an earlier MLflow run that is not continued and still
-    shows RUNNING is marked FAILED. Raises :class:`~circle_repro.engine.checkpoint.CheckpointError` when
+    shows RUNNING is marked FAILED. Raises :class:`~circle_repro.engine.errors.CheckpointError` when
     the work folder has checkpoints but none is usable, or one asks to import code.
     """
     work_dir = Path(work_dir)
