@@ -293,7 +293,7 @@ def test_missing_data_is_listed_with_what_to_do(params_file, throughput_file, tm
     assert market.missing is None and market.state == "downloaded" and market.on_disk_bytes == 3
 
 
-def test_checkpoint_disk_is_weights_twice_plus_checkpoint_with_optimizer_state():
+def test_checkpoint_disk_is_weights_twice_plus_checkpoints_with_optimizer_state():
     params = load_params(REPO_ROOT / "params.yaml", "demo")
     experiment = params["experiments"]["demo_verification"]
     assert experiment["train"]["optimizer"]["type"] == "Adam"  # two state tensors per parameter
@@ -302,10 +302,12 @@ def test_checkpoint_disk_is_weights_twice_plus_checkpoint_with_optimizer_state()
     model = EmbeddingModel("small_cnn", in_channels=1, embedding_dim=64, num_classes=5, loss=experiment["losses"]["AM-Softmax"])
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert planning.run_disk_bytes(params, runs["AM-Softmax"], 5) == 2 * weights + (weights + 2 * 4 * trainable)
-    # the class-level head has num_classes x embedding_dim float32 weights: 3 files + 2 Adam moments of them
+    kept = planning.CHECKPOINTS_KEPT
+    assert planning.run_disk_bytes(params, runs["AM-Softmax"], 5) == 2 * weights + kept * (weights + 2 * 4 * trainable)
+    # the class-level head has num_classes x embedding_dim float32 weights: 2 weight files + each checkpoint's
+    # copy and 2 Adam moments of them
     head = planning.run_disk_bytes(params, runs["AM-Softmax"], 7) - planning.run_disk_bytes(params, runs["AM-Softmax"], 5)
-    assert head == 2 * 64 * 4 * (3 + 2)
+    assert head == 2 * 64 * 4 * (2 + kept * 3)
 
 
 def test_checkpoints_kept_matches_the_training_config():

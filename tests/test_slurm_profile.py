@@ -236,8 +236,9 @@ touch "$STUB_STATE/interrupted"
 "$real" "$@" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
-    if [ -e "$out/work/last_checkpoint" ]; then
-        echo "stub: $STUB_INTERRUPT after checkpoint $(cat "$out/work/last_checkpoint")"
+    checkpoint=$(ls "$out"/work/epoch_*.pth 2>/dev/null | head -n 1)
+    if [ -n "$checkpoint" ]; then
+        echo "stub: $STUB_INTERRUPT after checkpoint $checkpoint"
         [ "$STUB_INTERRUPT" = cancel ] && scancel "$SLURM_JOB_ID" && sleep 60
         kill -9 "$pid"
         wait "$pid"

@@ -215,7 +215,7 @@ def preempted(slurm_cluster, tmp_path_factory, repo_params) -> dict[str, Any]:
         running = {job["comment"]: job["id"] for job in jobs.values() if job["state"] == "RUNNING"}
         for how in INTERRUPTIONS:
             run = f"{how}/CircleLoss/seed0"
-            if how in interrupted or not (project / "runs" / run / "work" / "last_checkpoint").exists():
+            if how in interrupted or not any((project / "runs" / run / "work").glob("*_*.pth")):
                 continue
             job_id, pid = running.get(f"rule_train_wildcards_{how}_CircleLoss_0"), _training_pid(run)
             if job_id and pid:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from circle_repro.config import (
 )
 from circle_repro.data.manifest import ManifestError
 from circle_repro.data.stamp import VERIFY_LEVELS
+from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
 from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
 from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
@@ -275,9 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, ManifestError, FileNotFoundError, ValueError, CheckpointError, TrackingStoreUnreachable) as exc:
         print(f"circle-repro {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        reason = "terminated (SIGTERM); started again, the run resumes from its last checkpoint"
+        print(f"circle-repro {args.verb}: {reason}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 

@@ -175,7 +175,9 @@ class RecordRankHook(Hook):
         }
 
     def after_train(self, runner) -> None:
-        backend = runner.visualizer.get_backend("MLflowVisBackend")
+        from circle_repro.engine.attempt import MLFLOW_BACKEND
+
+        backend = runner.visualizer.get_backend(MLFLOW_BACKEND)
         self.seen["mlflow_opened"] = bool(getattr(backend, "_env_initialized", False))
         self.seen["iterations"] = runner.iter
         Path(self.record_dir, f"hook{runner.rank}.json").write_text(json.dumps(self.seen))
@@ -188,6 +190,7 @@ def _runner_worker(rank: int, port: int, data_root: str, out_dir: str, record_di
     )
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from circle_repro.config import find_run, train_config
+    from circle_repro.engine import attempt as attempt_module
     from circle_repro.engine import train as train_module
     from support import tiny_params
 
@@ -200,8 +203,9 @@ def _runner_worker(rank: int, port: int, data_root: str, out_dir: str, record_di
 
         return wrapper
 
-    for name in ("atomic_path", "atomic_open", "write_json"):
-        setattr(train_module, name, recording(getattr(train_module, name)))
+    for module, name in ((train_module, "atomic_path"), (train_module, "atomic_open"), (train_module, "write_json"),
+                         (attempt_module, "write_json")):  # fmt: skip
+        setattr(module, name, recording(getattr(module, name)))
     original = train_module.runner_config
 
     def with_record_hook(*args, **kwargs):

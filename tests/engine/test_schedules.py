@@ -16,6 +16,7 @@ from circle_repro.cli import build_parser
 from circle_repro.config import ConfigError, find_run, train_config, validate_params
 from circle_repro.data.samplers import PKSampler
 from circle_repro.engine import model as model_module
+from circle_repro.engine.checkpoint import latest_checkpoint, load_run_checkpoint, trusted_work_dir
 from circle_repro.engine.optim import param_scheduler_config, total_iterations
 from circle_repro.engine.train import (
     DEFAULT_CHECKPOINT_INTERVAL_ITERS,
@@ -245,8 +246,9 @@ def test_iteration_based_run_with_schedule_checkpoints_every_n_iterations(repo_p
     train_run(config, prepared_mnist5k, tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
     record = json.loads((tmp_path / "train.json").read_text())
     assert record["iterations"] == 5 and record["iterations_per_epoch"] == 3 and record["world_size"] == 1
-    assert sorted(p.name for p in (tmp_path / "work").glob("*.pth")) == ["iter_5.pth"]  # saved at 2, 4, 5; one kept
-    checkpoint = torch.load(tmp_path / "work" / "iter_5.pth", weights_only=False)
+    assert sorted(p.name for p in (tmp_path / "work").glob("*.pth")) == ["iter_4.pth", "iter_5.pth"]  # saved at 2, 4, 5
+    with trusted_work_dir(tmp_path / "work"):
+        checkpoint = load_run_checkpoint(latest_checkpoint(tmp_path / "work"))
     assert checkpoint["meta"]["iter"] == 5
     [warmup, multistep] = checkpoint["param_schedulers"]
     assert multistep["milestones"] == {3: 1}

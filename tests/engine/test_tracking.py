@@ -1,8 +1,24 @@
+import http.server
 import multiprocessing
+import os
+import re
+import socket
+import threading
+import time
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from circle_repro.engine.tracking import artifact_location, ensure_experiment, resolve_tracking_uri
+from circle_repro.engine.errors import TrackingStoreUnreachable
+from circle_repro.engine.tracking import (
+    HTTP_RETRY_DEFAULTS,
+    artifact_location,
+    check_tracking_store,
+    end_abandoned_run,
+    ensure_experiment,
+    resolve_tracking_uri,
+    run_is_open,
+)
 
 
 def test_relative_sqlite_uris_resolve_against_the_params_folder(tmp_path):
@@ -26,3 +42,67 @@ def test_concurrent_jobs_create_one_store_and_one_experiment(tmp_path):
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
     experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name("race")
     assert experiment.artifact_location == artifact_location(uri) == (tmp_path / "mlartifacts").as_uri()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_tracking_server_fails_within_seconds_naming_the_uri(monkeypatch):
+    for name in HTTP_RETRY_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(TrackingStoreUnreachable, match=re.escape(f"tracking store {uri} does not answer")) as error:
+        ensure_experiment(uri, "anything")
+    assert time.monotonic() - started < 10
+    assert "sqlite:///mlflow.db" in str(error.value)
+    assert {name: os.environ[name] for name in HTTP_RETRY_DEFAULTS} == HTTP_RETRY_DEFAULTS
+
+
+def test_a_server_that_accepts_but_never_answers_times_out():
+    with socket.socket() as silent:  # the kernel completes the handshake; nothing ever replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(TrackingStoreUnreachable, match="does not answer within 1 s"):
+            check_tracking_store(uri, timeout_s=1)
+        assert time.monotonic() - started < 5
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_answers_passes_even_with_an_error_page():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check_tracking_store(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=5)
+    finally:
+        server.shutdown()
+    check_tracking_store("sqlite:///nowhere/mlflow.db")  # local stores need no probe
+
+
+def test_abandoned_running_runs_are_marked_failed_and_others_left_alone(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "e")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("e").experiment_id
+    running, finished = (client.create_run(experiment).info.run_id for _ in range(2))
+    client.set_terminated(finished, "FINISHED")
+    assert end_abandoned_run(uri, running, "its process died")
+    assert not end_abandoned_run(uri, finished, "its process died")
+    assert not end_abandoned_run(uri, "0" * 32, "no such run")
+    assert client.get_run(running).info.status == "FAILED"
+    assert client.get_run(running).data.tags["abandoned"] == "its process died"
+    assert client.get_run(finished).info.status == "FINISHED"
+    assert run_is_open(uri, running) and not run_is_open(uri, "0" * 32)

@@ -61,7 +61,8 @@ def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     assert logged.data.tags["run_id"] == run.run_id
     assert logged.data.tags["config_hash"] == on_disk["config_hash"]
     assert logged.data.params["circle_repro.loss.gamma"] == "80"
-    assert logged.data.params["randomness.seed"] == "0"
+    assert logged.data.params["circle_repro.seed"] == "0"
+    assert not any(key.startswith(("work_dir", "load_from", "resume", "train_dataloader")) for key in logged.data.params)
     assert logged.data.metrics["R_at_1"] == pytest.approx(on_disk["metrics"]["R@1"])
     assert logged.data.metrics["untrained_R_at_1"] == pytest.approx(on_disk["untrained_metrics"]["R@1"])
     assert "loss" in logged.data.metrics and "s_p" in logged.data.metrics

@@ -1,5 +1,5 @@
 """mmengine hooks of circle-repro: exact-resume RNG state, the NaN guard, throughput, validation
-during training, and the checkpoint hook that saves sharded heads whole."""
+during training, and the checkpoint hook that writes checkpoints atomically and saves sharded heads whole."""
 
 from __future__ import annotations
 
@@ -11,10 +11,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
-from circle_repro.engine.checkpoint import gather_sharded_state, insert_full_state, shard_checkpoint, unwrap_model
+from circle_repro.engine.checkpoint import (
+    gather_sharded_state,
+    insert_full_state,
+    partial_name,
+    prune_checkpoints,
+    publish_checkpoint,
+    shard_checkpoint,
+    to_saved_layout,
+    unwrap_model,
+)
 from circle_repro.engine.tracking import metric_key
 
 
@@ -134,12 +144,18 @@ class PeriodicValidationHook(Hook):
 
 @HOOKS.register_module()
 class FullStateCheckpointHook(CheckpointHook):
-    """mmengine's CheckpointHook, with sharded class-level heads saved whole.
+    """mmengine's CheckpointHook, writing checkpoints atomically and saving sharded class-level heads whole.
+
+    Each checkpoint is written under a temporary name, flushed and renamed
+    (:func:`~circle_repro.engine.checkpoint.publish_checkpoint`). Checkpoints beyond ``max_keep_ckpts``
+    are deleted, the newest complete one only after the next is in place: a kill at any moment leaves
+    the last complete checkpoint. No ``last_checkpoint`` pointer is written; resuming finds the newest
+    checkpoint by its file name. The message hub's history is saved as plain arrays, so that the
+    checkpoint loads with ``weights_only=True``.
 
     Before rank 0 writes a checkpoint, every rank contributes its proxy shard and that shard's
     optimizer state (a collective: this runs on every rank), so the checkpoint holds the full
-    model, as a single process would have it. On loading, each rank keeps its own rows. Without
-    sharded heads on several ranks it is the plain CheckpointHook.
+    model, as a single process would have it. On loading, each rank keeps its own rows.
     """
 
     _gathered: dict[str, Any] | None = None
@@ -147,14 +163,28 @@ class FullStateCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
         optimizer = getattr(runner.optim_wrapper, "optimizer", None)
         self._gathered = gather_sharded_state(runner.model, optimizer)
+        name = self.filename_tmpl.format(step)
+        pruning = is_main_process() and self.max_keep_ckpts > 0
+        if pruning:  # make room, but keep the newest until this one is in place
+            prune_checkpoints(self.out_dir, step, keep=max(self.max_keep_ckpts - 1, 1))
         try:
-            super()._save_checkpoint_with_step(runner, step, meta)
+            runner.save_checkpoint(
+                self.out_dir, partial_name(name), self.file_client_args, save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                backend_args=self.backend_args, **self.args,
+            )  # fmt: skip
         finally:
             self._gathered = None
+        self.last_ckpt = str(Path(self.out_dir) / name)  # what mmengine's save_last / save_best publish
+        if is_main_process():
+            publish_checkpoint(self.out_dir, name)
+        if pruning:
+            prune_checkpoints(self.out_dir, step, keep=self.max_keep_ckpts - 1)
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         if self._gathered:
             insert_full_state(checkpoint, self._gathered)
+        to_saved_layout(checkpoint)
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         optimizer = getattr(runner.optim_wrapper, "optimizer", None)

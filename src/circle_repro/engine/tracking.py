@@ -1,14 +1,30 @@
-"""MLflow tracking: where the store lives, its one-time creation, and logging results to a run."""
+"""MLflow tracking: where the store lives, whether it answers, its one-time creation, logging results
+to a run and closing runs left behind."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from circle_repro.engine.errors import TrackingStoreUnreachable
 
 SQLITE_PREFIX = "sqlite:///"
+PROBE_TIMEOUT_S = 5.0
+"""How long an http(s) tracking server has to answer before training starts."""
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+"""MLflow's HTTP retries, bounded (its own defaults retry for minutes): a tracking server that goes away
+during training fails the call within about a minute. Variables already set in the environment win."""
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
@@ -27,14 +43,36 @@ def artifact_location(uri: str) -> str | None:
     return (Path(uri[len(SQLITE_PREFIX) :]).parent / "mlartifacts").resolve().as_uri()
 
 
+def check_tracking_store(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Bound MLflow's HTTP retries (:data:`HTTP_RETRY_DEFAULTS`) and, for an http(s) URI, raise
+    :class:`TrackingStoreUnreachable` unless the server answers within ``timeout_s``."""
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(uri, timeout=timeout_s).close()
+    except urllib.error.HTTPError:  # an answer, if an error page: the server is there
+        return
+    except (OSError, http.client.HTTPException) as exc:  # refused, unknown host, timed out, not HTTP
+        reason = getattr(exc, "reason", exc)
+        raise TrackingStoreUnreachable(
+            f"tracking store {uri} does not answer within {timeout_s:g} s ({reason}). Start the MLflow server "
+            "(mlflow server --host HOST --port PORT), correct tracking.uri in the params file, or track into a "
+            "local file with tracking.uri: sqlite:///mlflow.db"
+        ) from None
+
+
 def ensure_experiment(uri: str, experiment: str) -> None:
-    """Create the tracking store and the experiment once, even when several jobs start together.
+    """Check that the tracking store answers, then create it and the experiment once, even when several
+    jobs start together.
 
     Two processes creating one new sqlite store (or one experiment) race, so creation is
     serialised with a lock file beside the database.
     """
     from mlflow.tracking import MlflowClient
 
+    check_tracking_store(uri)
     lock_path = Path(uri[len(SQLITE_PREFIX) :] + ".lock") if uri.startswith(SQLITE_PREFIX) else None
     with contextlib.ExitStack() as stack:
         if lock_path is not None:
@@ -77,6 +115,34 @@ def log_to_child_run(
     log_to_run(uri, child.info.run_id, metrics, artifacts)
     client.set_terminated(child.info.run_id)
     return child.info.run_id
+
+
+def run_is_open(uri: str, run_id: str) -> bool:
+    """Whether MLflow run ``run_id`` exists in the store at ``uri`` and is not deleted (it can be continued)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return MlflowClient(tracking_uri=uri).get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
+def end_abandoned_run(uri: str, run_id: str, reason: str) -> bool:
+    """Mark MLflow run ``run_id`` FAILED, with ``reason`` as its ``abandoned`` tag, if it is still RUNNING
+    (its process died without ending it); whether it was."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        if client.get_run(run_id).info.status != "RUNNING":
+            return False
+    except MlflowException:
+        return False
+    client.set_tag(run_id, "abandoned", reason)
+    client.set_terminated(run_id, status="FAILED")
+    return True
 
 
 def metric_key(name: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import platform
 import shutil
@@ -33,18 +32,24 @@ from circle_repro.data.samplers import PKSampler
 from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers the circle-repro hooks)
 from circle_repro.engine import optim as _optim  # noqa: F401  (registers MixedPrecisionOptimWrapper)
 from circle_repro.engine import registrations as _registrations  # noqa: F401
-from circle_repro.engine.checkpoint import full_model_state, latest_checkpoint, trusted_work_dir, unwrap_model
+from circle_repro.engine.attempt import (
+    MLFLOW_BACKEND,
+    TRACKED_CONFIG_KEYS,
+    begin_attempt,
+    ending_mlflow_run,
+    record_attempt,
+)
+from circle_repro.engine.checkpoint import full_model_state, trusted_work_dir, unwrap_model
 from circle_repro.engine.loader import LoaderSettings, train_loader_settings
 from circle_repro.engine.optim import optim_wrapper_config, param_scheduler_config, total_iterations
 from circle_repro.engine.tracking import artifact_location, ensure_experiment, log_to_run
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.losses.proxy import is_class_level
-from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+from circle_repro.layout import CHECKPOINTS_KEPT, HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 from circle_repro.provenance import git_commit, library_versions
 from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
-RESUME_STATE_FILENAME = "resume.json"  # in the work folder: the config hash and MLflow run a resume continues
 LAUNCHERS = ("none", "pytorch", "slurm")
 """``--launcher``: none (one process), pytorch (torchrun's RANK/WORLD_SIZE/MASTER_ADDR/... variables),
 slurm (srun's SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST/...)."""
@@ -247,13 +252,17 @@ def _loop_configs(train: dict[str, Any], per_epoch: int) -> dict[str, Any]:
         interval = int(train.get("checkpoint_interval", min(total, DEFAULT_CHECKPOINT_INTERVAL_ITERS)))
         return dict(
             train_cfg=dict(type="ResumableIterBasedTrainLoop", max_iters=total),
-            checkpoint=dict(type="FullStateCheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=1),
+            checkpoint=dict(
+                type="FullStateCheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=CHECKPOINTS_KEPT
+            ),
             log_processor=dict(by_epoch=False),
             param_scheduler=schedulers,
         )
     return dict(
         train_cfg=dict(by_epoch=True, max_epochs=train["epochs"]),
-        checkpoint=dict(type="FullStateCheckpointHook", interval=int(train.get("checkpoint_interval", 1)), max_keep_ckpts=1),
+        checkpoint=dict(
+            type="FullStateCheckpointHook", interval=int(train.get("checkpoint_interval", 1)), max_keep_ckpts=CHECKPOINTS_KEPT
+        ),
         log_processor=dict(by_epoch=True),
         param_scheduler=schedulers,
     )
@@ -345,13 +354,14 @@ def runner_config(
             vis_backends=[
                 dict(type="LocalVisBackend"),
                 dict(
-                    type="MLflowVisBackend",
+                    type=MLFLOW_BACKEND,
                     save_dir=str(work_dir / "mlflow"),
                     exp_name=run_config["tracking"]["experiment"],
                     run_name=run_config["run_id"],
                     tags=tags,
                     tracking_uri=tracking_uri,
                     artifact_location=artifact_location(tracking_uri),
+                    tracked_config_keys=TRACKED_CONFIG_KEYS,
                 ),
             ],
         ),
@@ -506,57 +516,43 @@ def train_run(
         run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch,
         None if validation_root is None else Path(validation_root), loader,
     )  # fmt: skip
-    state_file = work_dir / RESUME_STATE_FILENAME
-    previous = json.loads(state_file.read_text()) if main and state_file.is_file() else {}
-    if main and previous.get("config_hash") != config_hash(run_config):
-        shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints of other settings must not be resumed
-        previous = {}
-    barrier()  # the other ranks look for checkpoints only after rank 0 has cleared stale ones
-    resume_from = latest_checkpoint(work_dir)
-    if resume_from:
-        config.merge_from_dict({"resume": True, "load_from": resume_from})
-    with _environment("MLFLOW_RUN_ID", previous.get("mlflow_run_id") if resume_from else None):
-        runner = TrainRunner.from_cfg(config)
-        mlflow_run_id = (
-            runner.visualizer.get_backend("MLflowVisBackend").experiment.active_run().info.run_id if main else None
-        )
-    if main:
-        write_json(state_file, {"config_hash": config_hash(run_config), "mlflow_run_id": mlflow_run_id})
-    _save_weights(runner.model, out_dir / INITIAL_WEIGHTS_FILENAME)
-    try:
+    attempt = begin_attempt(work_dir, config_hash(run_config), tracking_uri)
+    if attempt.checkpoint:
+        config.merge_from_dict({"resume": True, "load_from": attempt.checkpoint})
+    with ending_mlflow_run():
+        with _environment("MLFLOW_RUN_ID", attempt.mlflow_run_id):
+            runner = TrainRunner.from_cfg(config)
+            mlflow = runner.visualizer.get_backend(MLFLOW_BACKEND).experiment if main else None
+            mlflow_run_id = mlflow.active_run().info.run_id if main else None
+        if main:
+            record_attempt(work_dir, config_hash(run_config), mlflow_run_id)
+        _save_weights(runner.model, out_dir / INITIAL_WEIGHTS_FILENAME)
         with trusted_work_dir(work_dir):
             runner.train()
-    except BaseException as exc:
-        # mmengine closes its MLflow run only after a complete training: mark this one as ended so that
-        # neither a later run in this process nor the MLflow UI takes it for a live run.
+        weights = _save_weights(runner.model, out_dir / WEIGHTS_FILENAME)
         if main:
-            mlflow = runner.visualizer.get_backend("MLflowVisBackend").experiment
-            mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    weights = _save_weights(runner.model, out_dir / WEIGHTS_FILENAME)
-    if main:
-        _save_history(runner, out_dir / HISTORY_FILENAME)
-        throughput = runner.message_hub.get_info("throughput_images_per_s")
-        log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput})
-        sampler = run_config["sampler"]
-        write_json(
-            out_dir / TRAIN_RECORD_FILENAME,
-            {
-                "run_id": run_config["run_id"],
-                "mlflow_run_id": mlflow_run_id,
-                "tracking_uri": tracking_uri,
-                "config": run_config,
-                "config_hash": config_hash(run_config),
-                "model": model_config(run_config, num_classes, load_pretrained=False),
-                "iterations": runner.iter,
-                "iterations_per_epoch": per_epoch,
-                "launcher": launcher,
-                "world_size": world_size,
-                "global_batch_size": sampler["p"] * sampler["k"] * world_size,
-                "wall_time_s": round(time.time() - started, 2),
-                "throughput_images_per_s": round(throughput, 1),
-                "provenance": provenance,
-            },
-        )
+            _save_history(runner, out_dir / HISTORY_FILENAME)
+            throughput = runner.message_hub.get_info("throughput_images_per_s")
+            log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput})
+            sampler = run_config["sampler"]
+            write_json(
+                out_dir / TRAIN_RECORD_FILENAME,
+                {
+                    "run_id": run_config["run_id"],
+                    "mlflow_run_id": mlflow_run_id,
+                    "tracking_uri": tracking_uri,
+                    "config": run_config,
+                    "config_hash": config_hash(run_config),
+                    "model": model_config(run_config, num_classes, load_pretrained=False),
+                    "iterations": runner.iter,
+                    "iterations_per_epoch": per_epoch,
+                    "launcher": launcher,
+                    "world_size": world_size,
+                    "global_batch_size": sampler["p"] * sampler["k"] * world_size,
+                    "wall_time_s": round(time.time() - started, 2),
+                    "throughput_images_per_s": round(throughput, 1),
+                    "provenance": provenance,
+                },
+            )
     barrier()
     return weights
