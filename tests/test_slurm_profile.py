@@ -341,6 +341,7 @@ def test_slurm_profile_dry_run_shows_the_launch_lines_without_slurm_installed(tm
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     blocks = result.stdout.split("rule train:")[1:]
+    blocks = [block.split("\nrule ", 1)[0] for block in blocks]  # each train job up to the next job
     jobs = {block.split("wildcards: ", 1)[1].split("\n", 1)[0]: block for block in blocks}
     gpu = jobs["experiment=demo_verification, loss=CircleLoss, seed=0"]
     cpu = jobs["experiment=demo_retrieval, loss=CircleLoss, seed=0"]
