@@ -14,13 +14,11 @@ rule evaluate:
     resources:
         **wf.step_resources("evaluate"),
     params:
-        params_file=PARAMS_FILE,
-        profile=PARAMS["profile"],
         trigger=lambda w: wf.eval_trigger(
             PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file} --profile {params.profile}"
+        "OMP_NUM_THREADS={threads} circle-repro evaluate {PARAMS_OPTIONS}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights})"
         " --out $(dirname {output.metrics}) > {log} 2>&1"

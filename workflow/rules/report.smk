@@ -21,13 +21,10 @@ rule report:
     resources:
         **wf.step_resources("report"),
     params:
-        params_file=PARAMS_FILE,
-        profile=PARAMS["profile"],
         trigger=wf.report_trigger(PARAMS),
-        # measured training throughput, for the planned hours (a missing file: nothing estimated). The
-        # actual hours are read from the jobs' benchmark files under logs/benchmarks/ where they lie:
-        # as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
-        throughput=f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
+    # --throughput: measured training throughput, for the planned hours (a missing file: nothing
+    # estimated). The actual hours are read from the jobs' benchmark files under logs/benchmarks/ where
+    # they lie: as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
     shell:
-        "circle-repro report {input.metrics} --params {params.params_file} --profile {params.profile} --out reports"
-        " --throughput {params.throughput} > {log} 2>&1"
+        "circle-repro report {input.metrics} {PARAMS_OPTIONS} --out reports"
+        " --throughput {THROUGHPUT_FILE} > {log} 2>&1"

@@ -17,14 +17,12 @@ rule train:
     resources:
         **wf.train_rule_resources(PARAMS),
     params:
-        params_file=PARAMS_FILE,
-        profile=PARAMS["profile"],
         trigger=lambda w: wf.train_trigger(
             PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
         launch=lambda w: wf.train_launch_prefix(PARAMS, w.experiment),
         launcher=lambda w: wf.train_launcher_args(PARAMS, w.experiment),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file} --profile {params.profile}"
+        "OMP_NUM_THREADS={threads} {params.launch} train {PARAMS_OPTIONS}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} > {log} 2>&1"

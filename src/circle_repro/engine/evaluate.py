@@ -203,6 +203,7 @@ def evaluate_run(
         "metrics": trained.metrics,
         "untrained_metrics": untrained.metrics,
         "mlflow_run_id": record["mlflow_run_id"],
+        "weights_uri": record.get("weights_uri", ""),
         "config_hash": record["config_hash"],
         "provenance": record["provenance"],
     }

@@ -9,6 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SQLITE_PREFIX = "sqlite:///"
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+DEFAULT_EXPERIMENT = "circle-repro"
+"""The MLflow experiment of a training started without one (the CLI passes the profile's)."""
+
+
+def tracking_uri(configured: str, base_dir: str | Path) -> str:
+    """The tracking store runs go to: ``$MLFLOW_TRACKING_URI`` when set (e.g. a team's tracking server),
+    else ``configured`` (``tracking.uri`` of the params file in ``base_dir``), resolved by :func:`resolve_tracking_uri`."""
+    return resolve_tracking_uri(os.environ.get(TRACKING_URI_VARIABLE) or configured, base_dir)
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
@@ -43,6 +52,13 @@ def ensure_experiment(uri: str, experiment: str) -> None:
         client = MlflowClient(tracking_uri=uri)
         if client.get_experiment_by_name(experiment) is None:
             client.create_experiment(experiment, artifact_location=artifact_location(uri))
+
+
+def artifact_uri(uri: str, run_id: str, name: str) -> str:
+    """The URI of the artifact ``name`` of an MLflow run (where the run's logged files live)."""
+    from mlflow.tracking import MlflowClient
+
+    return f"{MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri.rstrip('/')}/{name}"
 
 
 def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = ()) -> None:

@@ -249,7 +249,7 @@ def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None 
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, corrected_splits=corrected_splits)
 
 
-ENTRY = DatasetEntry(name="ytf", prepare=prepare, transform="face", in_channels=3, protocol="verification_pairs")
+ENTRY = DatasetEntry(name="ytf", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="verification_pairs")
 
 __all__ = [
     "ENTRY", "SOURCE", "VIDEO_PAIRS_FILENAME", "Video", "VideoPair", "fetch_raw", "prepare", "prepare_raw",
