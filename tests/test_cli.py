@@ -40,3 +40,13 @@ def test_profile_option_picks_the_runs(capsys):
     assert runs and all(run.startswith("mini_") for run in runs)
     assert main(["validate", "--params", params, "--profile", "nope"]) == 2
     assert "unknown profile 'nope'" in capsys.readouterr().err
+
+
+def test_data_fetch_of_an_embedded_or_unplaced_data_set_exits_2_saying_why(tmp_path, capsys):
+    params = str(REPO_ROOT / "params.yaml")
+    assert main(["data", "fetch", "mnist5k", "--params", params, "--raw", str(tmp_path / "raw")]) == 2
+    assert "'mnist5k' is embedded in an installed package: nothing to fetch" in capsys.readouterr().err
+    assert main(["data", "fetch", "market1501", "--params", params, "--raw", str(tmp_path / "market1501")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("circle-repro data: error: ") and "Market-1501" in err and "Traceback" not in err
+    assert not (tmp_path / "market1501" / "fetched.json").exists()

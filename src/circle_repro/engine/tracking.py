@@ -40,8 +40,10 @@ def ensure_experiment(uri: str, experiment: str) -> None:
     """Create the tracking store and the experiment once, even when several jobs start together.
 
     Two processes creating one new sqlite store (or one experiment) race, so creation is
-    serialised with a lock file beside the database.
+    serialised with a lock file beside the database; against a tracking server, the job that loses
+    the race finds the experiment the other one created.
     """
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     lock_path = Path(uri[len(SQLITE_PREFIX) :] + ".lock") if uri.startswith(SQLITE_PREFIX) else None
@@ -51,7 +53,11 @@ def ensure_experiment(uri: str, experiment: str) -> None:
             fcntl.flock(stack.enter_context(open(lock_path, "w")), fcntl.LOCK_EX)
         client = MlflowClient(tracking_uri=uri)
         if client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment, artifact_location=artifact_location(uri))
+            try:
+                client.create_experiment(experiment, artifact_location=artifact_location(uri))
+            except MlflowException:
+                if client.get_experiment_by_name(experiment) is None:
+                    raise
 
 
 def artifact_uri(uri: str, run_id: str, name: str) -> str:
