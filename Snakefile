@@ -3,11 +3,14 @@
 # Run: snakemake --cores all   (parameters: params.yaml, or --config params=path/to/params.yaml)
 # Scale: --config profile=demo|mini|... (default: the params file's `profile`)
 
+import shlex
+
 from circle_repro.config import ConfigError, load_params
 from circle_repro import plan, workflow as wf
 
-PARAMS_FILE = config.get("params", "params.yaml")
 try:
+    wf.check_snakemake_config(config)
+    PARAMS_FILE = config.get("params", "params.yaml")
     PARAMS = load_params(PARAMS_FILE, config.get("profile"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -17,6 +20,11 @@ THROUGHPUT, RATES = wf.job_rates(
     f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
     f"{workflow.basedir}/{plan.DEFAULT_RATES}",
 )
+# The options of every `circle-repro` call. They stand in the shell commands, not under `params:` (a rule's
+# params are rerun triggers): another path or a copy of the params file reruns nothing.
+PARAMS_OPTIONS = wf.params_options(PARAMS_FILE, PARAMS["profile"])
+THROUGHPUT_FILE = shlex.quote(f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}")
+RATES_FILE = shlex.quote(f"{workflow.basedir}/{plan.DEFAULT_RATES}")
 # Experiments whose manual or withdrawn data is not placed are left out of `all` (the report says
 # "data unavailable" for their cells); asking for their table fails at once, saying what to place.
 BLOCKED = wf.blocked_experiments(PARAMS)

@@ -110,3 +110,13 @@ def test_damaged_prepared_data_stops_train_and_evaluate_before_they_start(
     # nothing started: no run folder for train, nothing beside train.json for evaluate
     run_files = sorted(p.name for p in (tmp_path / "run").iterdir()) if (tmp_path / "run").exists() else []
     assert run_files == ([] if verb == "train" else ["train.json"])
+
+
+def test_data_fetch_of_an_embedded_or_unplaced_data_set_exits_2_saying_why(tmp_path, capsys):
+    params = str(REPO_ROOT / "params.yaml")
+    assert main(["data", "fetch", "mnist5k", "--params", params, "--raw", str(tmp_path / "raw")]) == 2
+    assert "'mnist5k' is embedded in an installed package: nothing to fetch" in capsys.readouterr().err
+    assert main(["data", "fetch", "market1501", "--params", params, "--raw", str(tmp_path / "market1501")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("circle-repro data: error: ") and "Market-1501" in err and "Traceback" not in err
+    assert not (tmp_path / "market1501" / "fetched.json").exists()

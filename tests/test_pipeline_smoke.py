@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -26,19 +27,21 @@ ENV = os.environ | {
 }
 
 
-def _run(args, cwd, check=True):
-    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+def _run(args, cwd, check=True, env=ENV):
+    # umask 022: what a team's shared project folder usually has; every output must be readable by the group
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800, umask=0o022)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
 
 
-def _snakemake(workdir, *extra, check=True):
+def _snakemake(workdir, *extra, check=True, params_file="params.yaml", env=ENV):
     return _run(
         [Path(sys.executable).parent / "snakemake", "--snakefile", REPO_ROOT / "Snakefile", "--directory", workdir,
-         "--cores", "2", "--config", f"params={workdir / 'params.yaml'}", *extra],
+         "--cores", "2", "--config", f"params={workdir / params_file}", *extra],
         cwd=workdir,
         check=check,
+        env=env,
     )
 
 
@@ -80,6 +83,25 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
     assert any(name.endswith("/results.csv") for name in names), names
 
     assert "Nothing to be done" in _snakemake(workdir, "--dry-run").stdout
+
+    # every output is readable by the group (umask 022), the MLflow store included
+    outputs = [p for p in workdir.rglob("*") if p.is_file() and ".snakemake" not in p.parts]
+    private = [str(p.relative_to(workdir)) for p in outputs if not p.stat().st_mode & stat.S_IRGRP]
+    assert not private, f"not readable by the group: {private}"
+    # the trained weights are logged to each training run, and the report names where
+    weights = sorted(workdir.glob("mlartifacts/*/artifacts/model.pth"))  # the experiment keeps its runs in mlartifacts/
+    assert len(weights) == len(list(workdir.glob("runs/*/*/seed*/model.pth"))) > 0
+    assert report.count("/artifacts/model.pth |") == len(expand_runs(demo))
+
+    # bookkeeping reruns nothing: another MLflow store and experiment, in a copy of the params file ...
+    copy = yaml.safe_load((workdir / "params.yaml").read_text())
+    copy["tracking"] = {"uri": "sqlite:///elsewhere/team.db", "experiment": "team-circle"}
+    (workdir / "bookkeeping").mkdir()
+    (workdir / "bookkeeping" / "params.yaml").write_text(yaml.safe_dump(copy, sort_keys=False))
+    assert "Nothing to be done" in _snakemake(workdir, "--dry-run", params_file="bookkeeping/params.yaml").stdout
+    # ... or a tracking server named by MLFLOW_TRACKING_URI
+    server = ENV | {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    assert "Nothing to be done" in _snakemake(workdir, "--dry-run", env=server).stdout
 
     params["experiments"]["demo_retrieval"]["losses"]["CircleLoss"]["gamma"] = 64
     write_params(params, workdir / "params.yaml")
@@ -136,6 +158,18 @@ def test_hostile_names_stop_dvc_repro_before_any_shell_line(tiny, name):
     assert result.returncode != 0
     assert f"experiments.demo_retrieval.losses: {name!r} does not match" in result.stdout + result.stderr
     assert not (workdir / "PWNED").exists() and not (workdir / "data").exists() and not (workdir / "runs").exists()
+
+
+def test_a_params_file_given_with_configfile_is_refused_naming_the_option_to_use(tiny):
+    workdir, _ = tiny
+    result = _run(
+        [Path(sys.executable).parent / "snakemake", "--snakefile", REPO_ROOT / "Snakefile", "--directory", workdir,
+         "--cores", "1", "--dry-run", "--configfile", workdir / "params.yaml"],
+        cwd=workdir, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "not with --configfile" in result.stdout + result.stderr
+    assert "--config params=path/to/params.yaml" in result.stdout + result.stderr
 
 
 def _dvc_repo(workdir):

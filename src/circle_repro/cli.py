@@ -14,13 +14,14 @@ from circle_repro.config import (
     expand_runs,
     find_run,
     load_params,
+    tracking_experiment,
     train_config,
     training_run,
 )
 from circle_repro.data.manifest import ManifestError
 from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
-from circle_repro.engine.tracking import disable_telemetry, resolve_tracking_uri
+from circle_repro.engine.tracking import disable_telemetry, tracking_uri
 from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
 
@@ -64,13 +65,25 @@ def _cmd_plan(args: argparse.Namespace) -> None:
                          "(or mem_mb_per_gpu) in the experiment's resources in the params file")
 
 
+def _raw_dir(args: argparse.Namespace) -> Path:
+    return args.raw if args.raw is not None else Path("data/raw") / args.dataset
+
+
+def _cmd_data_fetch(args: argparse.Namespace) -> None:
+    from circle_repro.data.datasets import fetch_dataset
+
+    params = load_params(args.params, args.profile)
+    mirror = params["datasets"].get(args.dataset, {}).get("mirror")
+    record = fetch_dataset(args.dataset, _raw_dir(args), mirror=mirror)
+    print(f"fetched {args.dataset}: {record}")
+
+
 def _cmd_data_prepare(args: argparse.Namespace) -> None:
     from circle_repro.data.datasets import prepare_dataset
 
     params = load_params(args.params, args.profile)
     options = params["datasets"].get(args.dataset, {})
-    raw_dir = args.raw if args.raw is not None else Path("data/raw") / args.dataset
-    manifest = prepare_dataset(args.dataset, args.out, raw_dir, **options)
+    manifest = prepare_dataset(args.dataset, args.out, _raw_dir(args), **options)
     print(f"prepared {args.dataset}: {manifest}")
 
 
@@ -88,11 +101,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
-    uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
+    uri = tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     loader = train_loader_settings(train_resource_request(params, training_run(params, run).experiment))
     weights = train_run(
         train_config(params, run), data_root=args.data, out_dir=args.out, tracking_uri=uri, launcher=args.launcher,
         validation_root=args.prepared_root, loader=loader, verify_data=args.verify_data,
+        experiment=tracking_experiment(params),
     )  # fmt: skip
     print(f"trained {run.run_id}: {weights}")
 
@@ -122,7 +136,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.profile)
     metrics_files = args.metrics or metrics_targets(params)
-    uri = resolve_tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
+    uri = tracking_uri(params["tracking"]["uri"], args.params.resolve().parent)
     outputs = build_report(
         params, metrics_files=metrics_files, out_dir=args.out, tracking_uri=uri, data_root=args.data_root,
         throughput_file=args.throughput, benchmark_root=args.benchmarks, rates_file=args.rates,
@@ -192,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=_cmd_plan)
 
     data = verbs.add_parser("data", help="data set steps").add_subparsers(dest="data_verb", required=True)
+    fetch = data.add_parser(
+        "fetch", help="download (or copy from the params' mirror) and verify a data set's raw files; nothing else"
+    )
+    fetch.add_argument("dataset")
+    fetch.add_argument("--raw", type=Path, default=None, help="raw files folder (default: data/raw/<dataset>)")
+    _params_arg(fetch)
+    fetch.set_defaults(func=_cmd_data_fetch)
     prepare = data.add_parser("prepare", help="turn a data set's raw layout into a manifest")
     prepare.add_argument("dataset")
     prepare.add_argument("--out", type=Path, required=True, help="prepared data folder")

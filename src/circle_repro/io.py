@@ -1,4 +1,5 @@
-"""Atomic file output: a killed job never leaves a half-written result behind."""
+"""Atomic file output: a killed job never leaves a half-written result behind, and what it writes gets
+the permissions of an ordinary file (0666 less the umask), so a team's colleagues can read it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,36 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def current_umask() -> int:
+    """The process's umask: from /proc on Linux, else by setting it and setting it back (which, for an
+    instant, would give a file another thread creates the restrictive mask 0077)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the umask: what ``open`` (files, 0o666) or ``mkdir`` (folders, 0o777) would give."""
+    return mode & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary file gets the mode a plain ``open`` would give (mkstemp makes it 0600).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, umask_mode())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -1,18 +1,22 @@
 """What the Snakefile and dvc.yaml need from params: targets, folders and rerun triggers.
 
 Snakemake reruns a job when its ``params`` change, so each step gets a JSON string of exactly the
-settings it depends on: editing one loss's gamma retrains that loss's runs and nothing else.
+settings its result depends on: editing one loss's gamma retrains that loss's runs and nothing else,
+and the bookkeeping (tracking settings, the params file's path, a data set's mirror, resources) reruns
+nothing. The params file and profile reach the jobs through the shell command (:func:`params_options`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import shlex
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circle_repro.config import (
+    ConfigError,
     RunSpec,
     eval_config,
     expand_runs,
@@ -23,6 +27,7 @@ from circle_repro.config import (
     training_run,
     validation_datasets,
 )
+from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import (
@@ -38,11 +43,34 @@ if TYPE_CHECKING:
     from circle_repro.plan.inputs import Throughput
     from circle_repro.plan.rates import JobRates
 
+RAW_ROOT = Path("data/raw")
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
 REPORT_DIR = Path("reports")
 NAME_WILDCARD = name_pattern().removeprefix("^").removesuffix("$")
 """The Snakefile's constraint on the experiment and loss wildcards: a params.yaml name, unanchored."""
+
+
+SNAKEMAKE_CONFIG_KEYS = ("params", "profile")
+"""What ``snakemake --config`` takes: every other setting lives in the params file."""
+DATASET_LOCATION_KEYS = ("mirror",)
+"""Options of ``datasets:`` that say where raw files come from, not what they are (checksums do)."""
+
+
+def check_snakemake_config(config: Mapping[str, Any]) -> None:
+    """ConfigError when Snakemake's config holds more than ``params`` and ``profile``: a params file given
+    with ``--configfile`` (or a key under ``--config``) would otherwise be silently ignored."""
+    unknown = sorted(set(config) - set(SNAKEMAKE_CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"the workflow reads no config keys {unknown}: name the params file with `--config params=path/to/params.yaml` "
+            "(and a profile with `--config profile=NAME`), not with --configfile"
+        )
+
+
+def params_options(params_file: str | Path, profile: str) -> str:
+    """The ``--params FILE --profile NAME`` options of every ``circle-repro`` call, shell-quoted."""
+    return f"--params {shlex.quote(str(params_file))} --profile {shlex.quote(profile)}"
 
 
 def _as_trigger(config: Any) -> str:
@@ -83,9 +111,17 @@ def evaluate_inputs(params: dict[str, Any], experiment: str, loss: str, seed: st
     }
 
 
+def fetch_targets(dataset: str) -> list[str]:
+    """The download step's output a data set's preparation waits for (none for an embedded data set)."""
+    if load_sources()[dataset].access == "embedded":
+        return []
+    return [(RAW_ROOT / dataset / FETCHED_FILENAME).as_posix()]
+
+
 def dataset_trigger(params: dict[str, Any], dataset: str) -> str:
-    """The settings a data set's preparation depends on."""
-    return _as_trigger(params["datasets"].get(dataset, {}))
+    """The settings a data set's preparation depends on (not where its raw files were copied from)."""
+    options = params["datasets"].get(dataset, {})
+    return _as_trigger({key: value for key, value in options.items() if key not in DATASET_LOCATION_KEYS})
 
 
 def train_trigger(params: dict[str, Any], run: RunSpec) -> str:
@@ -104,7 +140,7 @@ def report_trigger(params: dict[str, Any]) -> str:
         name: {key: exp.get(key) for key in ("description", "table", "dataset")} | {"losses": list(exp["losses"])}
         for name, exp in params["experiments"].items()
     }
-    return _as_trigger({"report": params["report"], "tracking": params["tracking"], "experiments": layout})
+    return _as_trigger({"report": params["report"], "experiments": layout})
 
 
 TABLES = ("table1", "table2", "table3", "table4", "table5")

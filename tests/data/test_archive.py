@@ -26,7 +26,18 @@ def test_tar_extracts_all_files(tmp_path, name):
     assert sorted(p.relative_to(dest).as_posix() for p in files) == sorted(GOOD_FILES)
     for relative, data in GOOD_FILES.items():
         assert (dest / relative).read_bytes() == data
-    assert oct((dest / "top/a.txt").stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_extracted_modes_follow_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        dest = tmp_path / "out"
+        safe_extract(build_tar(tmp_path / "data.tar"), dest)
+    finally:
+        os.umask(previous)
+    assert oct((dest / "top/a.txt").stat().st_mode & 0o777) == oct(0o640)
+    assert oct(dest.stat().st_mode & 0o777) == oct(0o750), "the renamed staging folder is not mkdtemp's 0700"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -2,11 +2,14 @@
 
 import gzip
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
-from circle_repro.data.datasets import fashion_mnist, prepare_dataset
+from circle_repro.data import acquire
+from circle_repro.data.acquire import FETCHED_FILENAME, is_verified
+from circle_repro.data.datasets import fashion_mnist, fetch_dataset, prepare_dataset
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.formats.idx import write_idx
 from circle_repro.data.manifest import read_manifest
@@ -65,3 +68,30 @@ def test_real_debian_copy_end_to_end(tmp_path):
     frame = read_manifest(manifest.parent)
     assert frame.groupby("label").size().tolist() == [30] * 10
     assert set(frame.loc[frame["label"] < 5, "split"]) == {"train"}
+
+
+def test_fetch_downloads_and_verifies_only_and_preparation_then_needs_no_network(tmp_path, fixture_mirror, monkeypatch):
+    raw = tmp_path / "raw"
+    record = fetch_dataset("fashion_mnist", raw, mirror=fixture_mirror)
+    assert record == raw / FETCHED_FILENAME and not (tmp_path / "prepared").exists()
+    fetched = json.loads(record.read_text())
+    assert fetched["dataset"] == "fashion_mnist"
+    assert fetched["files"] == {name: (raw / name).stat().st_size for name in sorted(fashion_mnist.FILES)}
+    assert all(is_verified(raw / name) for name in fashion_mnist.FILES)
+    # a repeated fetch leaves the record alone: the workflow's preparation does not look stale
+    written = record.stat().st_mtime_ns
+    fetch_dataset("fashion_mnist", raw, mirror=fixture_mirror)
+    assert record.stat().st_mtime_ns == written
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"preparation transferred a file: {args}")
+
+    monkeypatch.setattr(acquire, "fetch", no_network)
+    manifest = prepare_dataset("fashion_mnist", tmp_path / "prepared", raw)  # no mirror: the URLs, were it to fetch
+    assert len(read_manifest(manifest.parent)) == 70
+
+
+def test_an_embedded_data_set_has_nothing_to_fetch(tmp_path):
+    with pytest.raises(ValueError, match="'mnist5k' is embedded in an installed package: nothing to fetch"):
+        fetch_dataset("mnist5k", tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()

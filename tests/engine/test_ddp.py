@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from circle_repro.engine.checkpoint import full_model_state, gather_sharded_state, shard_checkpoint
 from circle_repro.engine.model import EmbeddingModel
+from circle_repro.engine.tracking import DEFAULT_EXPERIMENT
 from support import spawn_ranks
 
 WORLD_SIZE = 2
@@ -284,5 +285,5 @@ def test_runner_with_pytorch_launcher_on_two_processes(tmp_path, prepared_mnist5
     assert [r["resumed_equal"] for r in ranks] == [True, True]
     assert ranks[1]["resumed_written"] == [] and "model.pth" in ranks[0]["resumed_written"]
     client = MlflowClient(tracking_uri=f"sqlite:///{out_dir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("circle-repro-demo")
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
     assert len(client.search_runs([experiment.experiment_id])) == 1

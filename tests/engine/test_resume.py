@@ -30,6 +30,7 @@ from circle_repro.engine.checkpoint import (
     trusted_work_dir,
 )
 from circle_repro.engine.errors import Terminated
+from circle_repro.engine.tracking import DEFAULT_EXPERIMENT
 from circle_repro.engine.train import train_run
 from circle_repro.losses import CircleLoss
 from support import tiny_params, write_params
@@ -85,7 +86,7 @@ def test_killed_run_resumes_to_bit_identical_weights_in_the_same_mlflow_run(
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
     assert (tmp_path / "b" / "work" / "resume.json").read_text() == first_mlflow_run
     runs = MlflowClient(tracking_uri=uri).search_runs(
-        [MlflowClient(tracking_uri=uri).get_experiment_by_name("circle-repro-demo").experiment_id]
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id]
     )
     assert len(runs) == 2, "the resumed run continued its MLflow run instead of opening a third"
 

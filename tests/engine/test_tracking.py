@@ -18,6 +18,7 @@ from circle_repro.engine.tracking import (
     ensure_experiment,
     resolve_tracking_uri,
     run_is_open,
+    tracking_uri,
 )
 
 
@@ -25,6 +26,17 @@ def test_relative_sqlite_uris_resolve_against_the_params_folder(tmp_path):
     assert resolve_tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
     assert resolve_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_mlflow_tracking_uri_overrides_the_params_uri(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri("sqlite:///mlflow.db", tmp_path) == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///team.db")  # relative: against the params folder too
+    assert tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/team.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # set but empty: the params' store
+    assert tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
 
 
 def _create(uri: str) -> None:

@@ -3,6 +3,7 @@
 import copy
 import json
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from mmengine.registry import MODELS
 
-from circle_repro.config import find_run, train_config, eval_config
+from circle_repro.config import eval_config, find_run, tracking_experiment, train_config
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_content_hash
 from circle_repro.data.manifest_dataset import ManifestDataset
@@ -31,9 +32,20 @@ def trained_circle(tmp_path_factory, repo_params, prepared_mnist5k):
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     run_dir = root / "run"
-    train_run(train_config(params, run), prepared_mnist5k, run_dir, tracking_uri=uri)
+    train_run(train_config(params, run), prepared_mnist5k, run_dir, tracking_uri=uri, experiment=tracking_experiment(params))
     result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), run_dir)
     return params, run, run_dir, uri, result
+
+
+def test_the_trained_weights_are_an_artifact_of_the_run_and_the_metrics_say_where(trained_circle, tmp_path):
+    params, _, run_dir, uri, result = trained_circle
+    client = MlflowClient(tracking_uri=uri)
+    mlflow_run = client.get_run(result["mlflow_run_id"])
+    assert client.get_experiment(mlflow_run.info.experiment_id).name == "circle-repro-demo"
+    downloaded = client.download_artifacts(result["mlflow_run_id"], "model.pth", str(tmp_path))
+    assert Path(downloaded).read_bytes() == (run_dir / "model.pth").read_bytes()
+    assert result["weights_uri"] == f"{mlflow_run.info.artifact_uri}/model.pth"
+    assert json.loads((run_dir / "train.json").read_text())["weights_uri"] == result["weights_uri"]
 
 
 def test_trained_circle_beats_an_untrained_network(trained_circle, prepared_mnist5k):

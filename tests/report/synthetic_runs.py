@@ -43,6 +43,7 @@ def write_run(root: Path, params: dict, run: RunSpec, metrics: dict, per_query: 
         "metrics": metrics,
         "untrained_metrics": untrained,
         "mlflow_run_id": f"mlflow-{run.experiment}-{run.loss}-{run.seed}",
+        "weights_uri": f"mlflow-artifacts:/1/mlflow-{run.experiment}-{run.loss}-{run.seed}/artifacts/model.pth",
         "config_hash": config_hash(train_config(params, run)),
         "provenance": PROVENANCE,
     }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from circle_repro.config import RunSpec, config_hash, train_config
+from circle_repro.config import RunSpec, config_hash, tracking_experiment, train_config
 from circle_repro.engine.tracking import ensure_experiment
 from circle_repro.generations import file_digest
 from circle_repro.report.build import build_report
@@ -15,9 +15,9 @@ from circle_repro.report.results import load_results
 
 def _store(tmp_path, params):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    ensure_experiment(uri, params["tracking"]["experiment"])
+    ensure_experiment(uri, tracking_experiment(params))
     client = MlflowClient(tracking_uri=uri)
-    return uri, client, client.get_experiment_by_name(params["tracking"]["experiment"]).experiment_id
+    return uri, client, client.get_experiment_by_name(tracking_experiment(params)).experiment_id
 
 
 def _mlflow_run(client, experiment_id, params, run: RunSpec, artifacts=(), config=None, commit="feedbee"):
@@ -51,9 +51,12 @@ def test_results_come_from_mlflow_by_run_id_and_config_hash_tags(tmp_path, demo_
     }  # fmt: skip
     with np.load(run_dir / "per_query.npz") as expected:
         assert np.array_equal(from_mlflow.per_query["R@1"], expected["R@1"])
+    # the trained weights' artifact, as the evaluation recorded it, from MLflow's copy and from the file
+    assert from_mlflow.weights_uri == "mlflow-artifacts:/1/mlflow-demo_retrieval-CircleLoss-0/artifacts/model.pth"
     # runs that MLflow does not hold come from their files, and say so
     fallback = results.of("demo_retrieval", "CircleLoss")[1]
     assert (fallback.source, fallback.note) == ("metrics.json", "no MLflow run")
+    assert fallback.weights_uri == "mlflow-artifacts:/1/mlflow-demo_retrieval-CircleLoss-1/artifacts/model.pth"
     assert "runs found by their run_id and config_hash tags" in results.source
 
 

@@ -16,13 +16,11 @@ rule evaluate:
     resources:
         **wf.evaluate_rule_resources(PARAMS, THROUGHPUT, RATES),
     params:
-        params_file=PARAMS_FILE,
-        profile=PARAMS["profile"],
         trigger=lambda w: wf.eval_trigger(
             PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
     shell:
-        "OMP_NUM_THREADS={threads} circle-repro evaluate --params {params.params_file:q} --profile {params.profile:q}"
+        "OMP_NUM_THREADS={threads} circle-repro evaluate {PARAMS_OPTIONS}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --run-dir $(dirname {input.weights})"
         " --out $(dirname {output.metrics}) --cpus {resources.cpus_per_task} > {log} 2>&1"

@@ -21,15 +21,11 @@ rule report:
     resources:
         **wf.step_resources("report"),
     params:
-        params_file=PARAMS_FILE,
-        profile=PARAMS["profile"],
         trigger=wf.report_trigger(PARAMS),
-        # measured training throughput and CPU rates, for the planned hours (a missing file: nothing
-        # estimated, or compute only). The
-        # actual hours are read from the jobs' benchmark files under logs/benchmarks/ where they lie:
-        # as inputs, a missing one would rerun its finished (maybe GPU-hours long) training job.
-        throughput=f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
-        rates=f"{workflow.basedir}/{plan.DEFAULT_RATES}",
+    # --throughput, --rates: measured training throughput and CPU rates, for the planned hours (a missing
+    # file: nothing estimated, or compute only). The actual hours are read from the jobs' benchmark files
+    # under logs/benchmarks/ where they lie: as inputs, a missing one would rerun its finished (maybe
+    # GPU-hours long) training job.
     shell:
-        "circle-repro report {input.metrics:q} --params {params.params_file:q} --profile {params.profile:q} --out reports"
-        " --throughput {params.throughput:q} --rates {params.rates:q} > {log} 2>&1"
+        "circle-repro report {input.metrics:q} {PARAMS_OPTIONS} --out reports"
+        " --throughput {THROUGHPUT_FILE} --rates {RATES_FILE} > {log} 2>&1"

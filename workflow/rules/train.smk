@@ -18,8 +18,6 @@ rule train:
     resources:
         **wf.train_rule_resources(PARAMS, THROUGHPUT, RATES),
     params:
-        params_file=PARAMS_FILE,
-        profile=PARAMS["profile"],
         trigger=lambda w: wf.train_trigger(
             PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
@@ -30,7 +28,7 @@ rule train:
         attempts="logs/train/{experiment}/{loss}/seed{seed}.attempts",
     shell:
         "mkdir -p {params.attempts}; "
-        "OMP_NUM_THREADS={threads} {params.launch} train --params {params.params_file:q} --profile {params.profile:q}"
+        "OMP_NUM_THREADS={threads} {params.launch} train {PARAMS_OPTIONS}"
         " --run {wildcards.experiment}/{wildcards.loss}/seed{wildcards.seed}"
         " --data $(dirname {input.manifest}) --out $(dirname {output.weights}) {params.launcher} 2>&1"
         " | tee {params.attempts}/$(date -u +%Y%m%dT%H%M%SZ)-job${{SLURM_JOB_ID:-none}}.log"

@@ -307,43 +307,44 @@ def training_run(params: dict[str, Any], run: RunSpec) -> RunSpec:
     return RunSpec(trainer, run.loss, run.seed)
 
 
-def _identity(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
-    """Which run a config belongs to, and the table it fills."""
-    return {
-        "run_id": run.run_id,
-        "experiment": run.experiment,
-        "loss_name": run.loss,
-        "seed": run.seed,
-        "table": params["experiments"][run.experiment]["table"],
-    }
+def _identity(run: RunSpec) -> dict[str, Any]:
+    """Which run a config belongs to."""
+    return {"run_id": run.run_id, "experiment": run.experiment, "loss_name": run.loss, "seed": run.seed}
 
 
 def train_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
-    """Everything the training of ``run``'s weights depends on, and nothing else (a rerun trigger).
+    """Everything the training of ``run``'s weights depends on, and nothing else (a rerun trigger and
+    the config hash): no tracking settings, no paths of the params file, no resources or launcher.
 
     A ``trained_by`` run gets its trainer's config: the same weights, the same config hash.
     """
     run = training_run(params, run)
     exp = params["experiments"][run.experiment]
-    return _identity(params, run) | {
+    return _identity(run) | {
         "dataset": train_dataset(exp),
         "model": exp["model"],
         "sampler": exp["sampler"],
         "train": exp["train"],
         "loss": exp["losses"][run.loss],
-        "tracking": params["tracking"],
     }
 
 
 def eval_config(params: dict[str, Any], run: RunSpec) -> dict[str, Any]:
-    """Everything one run's evaluation depends on beyond its checkpoint; ``trained_by`` names the run
-    whose weights it evaluates (itself, unless the experiment has ``trained_by``)."""
+    """Everything one run's evaluation depends on beyond its checkpoint, and the table its metrics
+    fill; ``trained_by`` names the run whose weights it evaluates (itself, unless the experiment has
+    ``trained_by``)."""
     exp = params["experiments"][run.experiment]
-    return _identity(params, run) | {
+    return _identity(run) | {
+        "table": exp["table"],
         "trained_by": training_run(params, run).run_id,
         "dataset": exp["dataset"],
         "evaluation": exp["evaluation"],
     }
+
+
+def tracking_experiment(params: dict[str, Any]) -> str:
+    """The MLflow experiment of the params' profile: ``<tracking.experiment>-<profile>``, one per profile."""
+    return f"{params['tracking']['experiment']}-{params['profile']}"
 
 
 def config_hash(config: Any) -> str:

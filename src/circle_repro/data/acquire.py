@@ -27,6 +27,8 @@ from circle_repro.data.download import CHUNK_SIZE, ChecksumError, DownloadError,
 from circle_repro.data.sources import Source, SourceFile
 
 STAMP_SUFFIX = ".verified"
+FETCHED_FILENAME = "fetched.json"
+"""In a data set's raw folder: the files a fetch found there (``circle-repro data fetch``, the workflow's download step)."""
 Mirrors = Sequence[str | os.PathLike[str] | None]
 
 
@@ -261,6 +263,6 @@ def first_present(source: Source, raw_dir: str | Path, names: Sequence[str], mir
 
 
 __all__ = [
-    "STAMP_SUFFIX", "access_help", "check_file", "declared_file", "first_present", "is_verified", "locate",
+    "FETCHED_FILENAME", "STAMP_SUFFIX", "access_help", "check_file", "declared_file", "first_present", "is_verified", "locate",
     "mark_verified", "missing_error", "obtain", "obtain_declared", "stamp_path",
 ]

@@ -5,7 +5,8 @@
 symlinks, hardlinks, device files and FIFOs. Truncated or corrupt archives raise
 :class:`CorruptArchiveError`. Members are written into a temporary sibling folder that is
 renamed onto ``dest`` only when everything was extracted, so a failure leaves no partial output.
-Only regular files and folders are created; owners are not restored and modes are 0644/0755.
+Only regular files and folders are created; owners are not restored and modes follow the umask
+(0644 / 0755 under umask 022; 0755 for a member that was executable).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+
+from circle_repro.io import umask_mode
 
 CHUNK_SIZE = 1 << 20
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -146,7 +149,7 @@ def _extract_tar(archive: Path, staging: Path) -> list[PurePosixPath]:
             if copied != member.size:
                 raise CorruptArchiveError(f"{archive}: member {member.name!r} is truncated ({copied} of "
                                           f"{member.size} bytes); download the archive again")
-            os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+            os.chmod(target, umask_mode(0o777 if member.mode & 0o111 else 0o666))
             os.utime(target, (member.mtime, member.mtime))
             files.append(relative)
     return files
@@ -187,7 +190,7 @@ def _extract_zip(archive: Path, staging: Path) -> list[PurePosixPath]:
             if copied != info.file_size:
                 raise CorruptArchiveError(f"{archive}: member {info.filename!r} is truncated")
             mode = info.external_attr >> 16
-            os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+            os.chmod(target, umask_mode(0o777 if mode & 0o111 else 0o666))
             mtime = time.mktime((*info.date_time, 0, 0, -1))
             os.utime(target, (mtime, mtime))
             files.append(relative)
@@ -251,7 +254,7 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], 
         except _DAMAGE_ERRORS as err:
             _raise_if_damaged(archive, err)
             raise
-        os.chmod(staging, 0o755)
+        os.chmod(staging, umask_mode(0o777))  # mkdtemp made it 0700
         if dest.exists():
             old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
             os.replace(dest, old / "content")

@@ -256,6 +256,7 @@ def evaluate_run(
         "untrained_metrics": untrained.metrics,
         "trivial": list(trained.trivial),
         "mlflow_run_id": record["mlflow_run_id"],
+        "weights_uri": record.get("weights_uri", ""),
         "config_hash": record["config_hash"],
         "provenance": record["provenance"],
     }

@@ -25,6 +25,15 @@ HTTP_RETRY_DEFAULTS = {
 }
 """MLflow's HTTP retries, bounded (its own defaults retry for minutes): a tracking server that goes away
 during training fails the call within about a minute. Variables already set in the environment win."""
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+DEFAULT_EXPERIMENT = "circle-repro"
+"""The MLflow experiment of a training started without one (the CLI passes the profile's)."""
+
+
+def tracking_uri(configured: str, base_dir: str | Path) -> str:
+    """The tracking store runs go to: ``$MLFLOW_TRACKING_URI`` when set (e.g. a team's tracking server),
+    else ``configured`` (``tracking.uri`` of the params file in ``base_dir``), resolved by :func:`resolve_tracking_uri`."""
+    return resolve_tracking_uri(os.environ.get(TRACKING_URI_VARIABLE) or configured, base_dir)
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
@@ -68,8 +77,10 @@ def ensure_experiment(uri: str, experiment: str) -> None:
     jobs start together.
 
     Two processes creating one new sqlite store (or one experiment) race, so creation is
-    serialised with a lock file beside the database.
+    serialised with a lock file beside the database; against a tracking server, the job that loses
+    the race finds the experiment the other one created.
     """
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     check_tracking_store(uri)
@@ -80,7 +91,18 @@ def ensure_experiment(uri: str, experiment: str) -> None:
             fcntl.flock(stack.enter_context(open(lock_path, "w")), fcntl.LOCK_EX)
         client = MlflowClient(tracking_uri=uri)
         if client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment, artifact_location=artifact_location(uri))
+            try:
+                client.create_experiment(experiment, artifact_location=artifact_location(uri))
+            except MlflowException:
+                if client.get_experiment_by_name(experiment) is None:
+                    raise
+
+
+def artifact_uri(uri: str, run_id: str, name: str) -> str:
+    """The URI of the artifact ``name`` of an MLflow run (where the run's logged files live)."""
+    from mlflow.tracking import MlflowClient
+
+    return f"{MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri.rstrip('/')}/{name}"
 
 
 def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = ()) -> None:

@@ -42,7 +42,13 @@ from circle_repro.engine.attempt import (
 from circle_repro.engine.checkpoint import full_model_state, trusted_work_dir, unwrap_model
 from circle_repro.engine.loader import LoaderSettings, train_loader_settings
 from circle_repro.engine.optim import optim_wrapper_config, param_scheduler_config, total_iterations
-from circle_repro.engine.tracking import artifact_location, ensure_experiment, log_to_run
+from circle_repro.engine.tracking import (
+    DEFAULT_EXPERIMENT,
+    artifact_location,
+    artifact_uri,
+    ensure_experiment,
+    log_to_run,
+)
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.losses.proxy import is_class_level
 from circle_repro.layout import CHECKPOINTS_KEPT, HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
@@ -304,8 +310,10 @@ def runner_config(
     per_epoch: int | None = None,
     validation_root: Path | None = None,
     loader: LoaderSettings | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> Config:
-    """The full mmengine config of one training run; ``provenance`` becomes MLflow tags.
+    """The full mmengine config of one training run, logging to the MLflow ``experiment``;
+    ``provenance`` becomes MLflow tags.
 
     ``validation_root`` holds the prepared data sets of ``train.validation`` (default: beside
     ``data_root``, as under data/prepared/).
@@ -324,7 +332,7 @@ def runner_config(
     loops = _loop_configs(train, per_epoch)
     validation_root = Path(data_root).parent if validation_root is None else Path(validation_root)
     pk_sampler = dict(type="PKSampler", p=sampler["p"], k=sampler["k"])
-    tags = {key: str(run_config[key]) for key in ("run_id", "experiment", "loss_name", "seed", "table", "dataset")}
+    tags = {key: str(run_config[key]) for key in ("run_id", "experiment", "loss_name", "seed", "dataset")}
     tags["config_hash"] = config_hash(run_config)
     tags.update(provenance)
     config = dict(
@@ -356,7 +364,7 @@ def runner_config(
                 dict(
                     type=MLFLOW_BACKEND,
                     save_dir=str(work_dir / "mlflow"),
-                    exp_name=run_config["tracking"]["experiment"],
+                    exp_name=experiment,
                     run_name=run_config["run_id"],
                     tags=tags,
                     tracking_uri=tracking_uri,
@@ -479,10 +487,12 @@ def train_run(
     validation_root: str | Path | None = None,
     loader: LoaderSettings | None = None,
     verify_data: str = "sizes",
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> Path:
     """Train one run; write ``model_init.pth``, ``model.pth`` (weights only), ``history.csv`` and
-    ``train.json`` into ``out_dir``. ``validation_root``: where the ``train.validation`` sets are
-    prepared (default: beside ``data_root``). ``loader``: the DataLoader settings from the experiment's
+    ``train.json`` into ``out_dir``, and log to the MLflow ``experiment`` at ``tracking_uri`` (``model.pth``
+    as an artifact of the run). ``validation_root``: where the ``train.validation`` sets are prepared
+    (default: beside ``data_root``). ``loader``: the DataLoader settings from the experiment's
     resources (:func:`circle_repro.engine.loader.train_loader_settings`; default: the default resources).
 
     A run started again (after a crash, a kill or a SLURM requeue) resumes from its latest
@@ -500,7 +510,7 @@ def train_run(
     num_classes = read_manifest(data_root, split="train")["label"].nunique()
     verify_prepared(data_root, verify_data)  # the data is what its recorded hash says (stamp.VERIFY_LEVELS)
     if main:
-        ensure_experiment(tracking_uri, run_config["tracking"]["experiment"])
+        ensure_experiment(tracking_uri, experiment)
     started = time.time()
     provenance = run_provenance(data_root)
     world_size = get_dist_info()[1]
@@ -514,7 +524,7 @@ def train_run(
     per_epoch = iterations_per_epoch(run_config, data_root, world_size)
     config = runner_config(
         run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch,
-        None if validation_root is None else Path(validation_root), loader,
+        None if validation_root is None else Path(validation_root), loader, experiment,
     )  # fmt: skip
     attempt = begin_attempt(work_dir, config_hash(run_config), tracking_uri)
     if attempt.checkpoint:
@@ -533,7 +543,7 @@ def train_run(
         if main:
             _save_history(runner, out_dir / HISTORY_FILENAME)
             throughput = runner.message_hub.get_info("throughput_images_per_s")
-            log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput})
+            log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput}, artifacts=(weights,))
             sampler = run_config["sampler"]
             write_json(
                 out_dir / TRAIN_RECORD_FILENAME,
@@ -541,6 +551,7 @@ def train_run(
                     "run_id": run_config["run_id"],
                     "mlflow_run_id": mlflow_run_id,
                     "tracking_uri": tracking_uri,
+                    "weights_uri": artifact_uri(tracking_uri, mlflow_run_id, WEIGHTS_FILENAME),
                     "config": run_config,
                     "config_hash": config_hash(run_config),
                     "model": model_config(run_config, num_classes, load_pretrained=False),

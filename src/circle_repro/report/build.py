@@ -423,6 +423,7 @@ def _provenance(results: Results, experiment: str, loss: str) -> list[Block]:
         {
             "source": [r.source or "none" for r in runs],
             "MLflow run": [r.mlflow_run_id or "-" for r in runs],
+            "weights": [r.weights_uri or "-" for r in runs],
             "git commit": [r.provenance.get("git_commit") or "-" for r in runs],
             "config hash": [r.provenance.get("config_hash") or "-" for r in runs],
             "data hash": [r.provenance.get("data_hash") or "-" for r in runs],

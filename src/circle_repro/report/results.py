@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from circle_repro.config import RunSpec, config_hash, expand_runs, train_config
+from circle_repro.config import RunSpec, config_hash, expand_runs, tracking_experiment, train_config
 from circle_repro.engine.tracking import SQLITE_PREFIX
 from circle_repro.generations import file_digest
 from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME
@@ -42,6 +42,7 @@ class RunResult:
     untrained: Mapping[str, float] = field(default_factory=dict)
     source: str = ""  # "MLflow" or "metrics.json"; "" without metrics
     mlflow_run_id: str = ""
+    weights_uri: str = ""  # where the trained weights are logged (the training run's model.pth artifact)
     provenance: Mapping[str, str] = field(default_factory=dict)  # PROVENANCE_KEYS, "" where unknown
     per_query: Mapping[str, np.ndarray] | None = None  # ids + per-query arrays (layout.PER_QUERY_FILENAME)
     run_dir: Path | None = None  # the folder of the run's metrics.json, for the figures' inputs
@@ -78,10 +79,10 @@ def load_results(
         source = "Results are read from the runs' metrics.json files (no MLflow store given)."
     else:
         try:
-            store = _Store(tracking_uri, params["tracking"]["experiment"])
+            store = _Store(tracking_uri, tracking_experiment(params))
             source = (
                 f"Results are read from the MLflow store {tracking_uri} (experiment "
-                f"{params['tracking']['experiment']!r}, runs found by their run_id and config_hash tags), "
+                f"{tracking_experiment(params)!r}, runs found by their run_id and config_hash tags), "
                 "with the runs' metrics.json files as the fallback."
             )
         except StoreUnavailable as exc:
@@ -179,6 +180,7 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
         untrained=record.get("untrained_metrics") or {},
         source="metrics.json",
         mlflow_run_id=str(record.get("mlflow_run_id") or ""),
+        weights_uri=str(record.get("weights_uri") or ""),
         provenance=provenance,
         per_query=load_per_query(path.parent / PER_QUERY_FILENAME),
         trivial=tuple(record.get("trivial", ())),
@@ -273,6 +275,7 @@ class _Store:
                     untrained=record.get("untrained_metrics") or {},
                     source="MLflow",
                     mlflow_run_id=run_id,
+                    weights_uri=str(record.get("weights_uri") or ""),
                     provenance={key: tags.get(key, "") for key in PROVENANCE_KEYS},
                     per_query=per_query,
                     trivial=tuple(record.get("trivial", ())),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from circle_repro.data.datasets import (
     verification_pack,
     ytf,
 )
+from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.sources import load_sources
 from circle_repro.generations import staged_folder
+from circle_repro.io import write_json
 
 DATASETS: dict[str, DatasetEntry] = {
     entry.name: entry
@@ -67,3 +70,26 @@ def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None =
             message = str(warning.message).replace(str(staging), str(target))
             warnings.warn_explicit(message, warning.category, warning.filename, warning.lineno)
     return target / Path(manifest).relative_to(staging)
+
+
+def fetch_dataset(name: str, raw_dir: str | Path, mirror: str | Path | None = None) -> Path:
+    """Download (or copy from ``mirror``) and verify a data set's raw files into ``raw_dir``; nothing else.
+
+    Writes ``raw_dir/fetched.json`` (each file's name and size; null for a folder) and returns its path; the file is left
+    untouched when it already says the same, so a repeated fetch does not make the preparation look stale.
+    Raises ValueError for an embedded data set, FileNotFoundError saying what to place for a manual one.
+    """
+    entry = get_dataset(name)
+    if entry.fetch is None:
+        raise ValueError(f"data set {name!r} is embedded in an installed package: nothing to fetch; prepare it directly")
+    files = entry.fetch(raw_dir, mirror)
+    sizes = {file: path.stat().st_size if path.is_file() else None for file, path in sorted(files.items())}
+    record = {"dataset": name, "files": sizes}
+    target = Path(raw_dir) / FETCHED_FILENAME
+    try:
+        unchanged = json.loads(target.read_text(encoding="utf-8")) == record
+    except (OSError, ValueError):
+        unchanged = False
+    if not unchanged:
+        write_json(target, record)
+    return target

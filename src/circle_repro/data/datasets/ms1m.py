@@ -212,7 +212,7 @@ class RecordPack:
 
     @property
     def entry(self) -> DatasetEntry:
-        return DatasetEntry(name=self.name, prepare=self.prepare, transform="face", in_channels=3,
+        return DatasetEntry(name=self.name, prepare=self.prepare, fetch=self.fetch_raw, transform="face", in_channels=3,
                             protocol="verification_pairs")
 
 

@@ -147,4 +147,4 @@ def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None 
                        include_val=include_val)
 
 
-ENTRY = DatasetEntry(name="msmt17", prepare=prepare, transform="reid", in_channels=3, protocol="reid")
+ENTRY = DatasetEntry(name="msmt17", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid")

@@ -346,7 +346,7 @@ def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None 
                        workers=workers)
 
 
-ENTRY = DatasetEntry(name="ytf", prepare=prepare, transform="face", in_channels=3, protocol="verification_pairs")
+ENTRY = DatasetEntry(name="ytf", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="verification_pairs")
 
 __all__ = [
     "ENTRY", "LANDMARKS_FILE", "SOURCE", "VIDEO_PAIRS_FILENAME", "Video", "VideoPair", "fetch_raw", "prepare",
