@@ -39,3 +39,11 @@ def prepared_mnist5k(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "mnist5k"
     prepare_dataset("mnist5k", out)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mlflow.set_tracking_uri`` (which mmengine's MLflow backend calls) also sets ``$MLFLOW_TRACKING_URI``
+    for the rest of the process, and that variable overrides ``tracking.uri``: each test starts without it,
+    as each CLI process starts with the user's environment."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -105,7 +105,7 @@ def test_without_data_the_manual_sets_are_skipped_with_the_reason(tmp_path):
             assert re.search(rf"skipping {experiment}: .*\(ms1mv2\) is manual and not placed", log)
     downloadable = [name for name, spec in PAPER["experiments"].items() if spec["dataset"] in ("cub200", "sop")]
     runs = [run for run in expand_runs(PAPER) if run.experiment in downloadable]
-    assert _jobs(result.stdout) == {"all": 1, "report": 1, "prepare_data": 2} | _counts(runs)
+    assert _jobs(result.stdout) == {"all": 1, "report": 1, "fetch_data": 2, "prepare_data": 2} | _counts(runs)
 
 
 def test_asking_for_a_table_whose_data_is_missing_fails_at_once_saying_what_to_place(tmp_path):
