@@ -211,7 +211,7 @@ def test_gradient_wrt_similarities_is_eq9_and_eq10():
     eq9 = [z * w * gamma * (s + m) for w, s in zip(soft_n, s_n)]
     expected = torch.tensor(eq10 + eq9, dtype=torch.float64)
     torch.testing.assert_close(sim.grad[0], expected, rtol=1e-12, atol=0)
-    # With α not detached the negatives would get 2γ s_n·softmax·Z instead (spec §1.4).
+    # With α not detached the negatives would get 2γ s_n·softmax·Z instead (paper §3.1).
     not_detached = [z * w * 2 * gamma * s for w, s in zip(soft_n, s_n)]
     assert not torch.allclose(sim.grad[0, 2:], torch.tensor(not_detached, dtype=torch.float64))
 

@@ -190,11 +190,11 @@ def test_partly_valid_batch_is_finite(name):
     assert torch.isfinite(x.grad).all()
 
 
-# --- Circle hard-margin limit (spec §1.7) --------------------------------------------------------
+# --- Circle hard-margin limit (paper §3.1: the limit γ → ∞) --------------------------------------------------------
 
 
 def hard_margin_terms(x: torch.Tensor, labels: torch.Tensor, m: float) -> list[float]:
-    """max_j φ_n(s_n^j) + max_i φ_p(s_p^i) of every anchor (spec §1.7, m > 0)."""
+    """max_j φ_n(s_n^j) + max_i φ_p(s_p^i) of every anchor (paper §3.1, m > 0)."""
     xn = x / x.norm(dim=1, keepdim=True)
     sims = (xn @ xn.T).tolist()
     terms = []

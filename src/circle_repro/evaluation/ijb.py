@@ -1,6 +1,6 @@
 """IJB-B / IJB-C 1:1 verification: template pooling, pair scores and TAR@FAR (insightface's rule).
 
-Reference: insightface ``recognition/arcface_torch/eval_ijbc.py`` (spec §5.4).
+Reference: insightface ``recognition/arcface_torch/eval_ijbc.py``.
 
 * Image features (:func:`template_features`). insightface's defaults are
   ``use_flip_test=True`` (feature = f(img) + f(flip(img)): pass ``flipped_feats``),

@@ -1,7 +1,7 @@
 """MegaFace Challenge 1 (FaceScrub probes vs. up to 1M distractors): rank-1 and TAR@FAR=1e-6.
 
 References: insightface ``recognition/_evaluation_/megaface/remove_noises.py`` and ``run.sh``
-(the ArcFace "polished" protocol the paper follows, spec §5.3), then the MegaFace devkit's
+(the ArcFace "polished" protocol the paper follows), then the MegaFace devkit's
 identification / verification experiment.
 
 Noise lists (:func:`replace_noisy_probes`, :func:`remove_noises`):

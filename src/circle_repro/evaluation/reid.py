@@ -1,6 +1,6 @@
 """Person re-identification: CMC, mAP and mINP with fast-reid's Market-1501 protocol.
 
-Reference: fast-reid ``fastreid/evaluation/rank.py::eval_market1501`` (spec §5.1). For every
+Reference: fast-reid ``fastreid/evaluation/rank.py::eval_market1501``. For every
 query:
 
 1. the gallery is ranked by cosine distance of L2-normalised features (here: by descending
@@ -10,7 +10,7 @@ query:
 4. CMC@k is 1 when the first match is within the top k (the clipped cumulative sum), averaged
    over valid queries; AP = sum_k P@k * rel_k / #rel; INP = #rel / (rank of the last match).
 
-Identity conventions (spec §5.1):
+Identity conventions (fast-reid's ``eval_market1501``):
 
 * pid 0 (Market-1501 "distractors") is an ordinary identity as far as this function is
   concerned: a pid-0 gallery item is a negative for every query of another pid. The data layer
@@ -33,7 +33,7 @@ match "slot" over all queries that have at least j matches (queries are ordered 
 number of matches, so those rows form a prefix). Cost: one matrix product plus
 ``#matches x #gallery`` comparisons, instead of a full argsort of every row.
 
-Options, all off by default as in the paper and fast-reid (spec §5.1), applied in fast-reid's
+Options, all off by default as in the paper and fast-reid, applied in fast-reid's
 order: flip (:func:`flip_average`, before anything else), average query expansion
 (:class:`QueryExpansion`, on the features), then k-reciprocal re-ranking (:class:`Reranking`,
 on the distances; the ranking above then runs on the re-ranked distances).

@@ -1,6 +1,6 @@
 """Pair verification (LFW / CFP-FP / AgeDB-30): insightface's 10-fold accuracy, VAL@FAR and TAR@FAR.
 
-Reference: insightface ``recognition/arcface_torch/eval/verification.py`` (spec §5.2).
+Reference: insightface ``recognition/arcface_torch/eval/verification.py``.
 
 * Embedding of an image: ``emb(img) + emb(flip(img))``, L2-normalised
   (:func:`flip_sum_embeddings`).

@@ -310,7 +310,7 @@ class CircleLoss(PairwiseLoss):
 class CircleClassifier(ProxyClassifier):
     """Class-level Circle loss: Eq. 6 with K=1 target proxy and L=N−1 non-target proxies.
 
-    Equals softmax cross-entropy over the modified cosine logits of ``logits`` (spec §1.6).
+    Equals softmax cross-entropy over the modified cosine logits of ``logits`` (paper §3, Eq. 6).
     Face-recognition defaults of the paper (§4.2): γ=256, m=0.25.
     """
 
@@ -322,7 +322,7 @@ class CircleClassifier(ProxyClassifier):
         self.gamma = check_real("gamma", gamma, positive=True)
 
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Modified logits (N, num_classes) of spec §1.6.
+        """Modified logits (N, num_classes) of the paper's Eq. 6 (§3).
 
         γ α_p (s_p − Δ_p) at the label column and γ α_n (s_n − Δ_n) in the others.
         """

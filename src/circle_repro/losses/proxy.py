@@ -3,7 +3,7 @@
 Sun et al. (CVPR 2020) §2: with class-level labels the similarities are taken between the
 embedding x and the classifier weights w_j, so K=1 (target proxy) and L=N−1 (non-target
 proxies); Softmax, NormFace, AM-Softmax, ArcFace and class-level Circle loss then all read
-as softmax cross-entropy over some modified logits (spec §1.2, §1.6).
+as softmax cross-entropy over some modified logits (paper §2, the unified loss, and §3, Eq. 6).
 """
 
 from __future__ import annotations

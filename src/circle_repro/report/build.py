@@ -642,7 +642,7 @@ def _sensitivity_section(
 
 _GRADIENT_CAPTION = (
     "Gradient magnitudes of triplet, AM-Softmax and Circle loss for one s_p and one s_n, from the closed forms "
-    "(spec §4); white dashed: the decision boundary (a line s_p - s_n = m for triplet and AM-Softmax, the circle "
+    "(paper Fig. 2, §3.3); white dashed: the decision boundary (a line s_p - s_n = m for triplet and AM-Softmax, the circle "
     "s_n² + (s_p - 1)² = 2m² for Circle). AM-Softmax pushes s_p and s_n equally everywhere; Circle weights each by "
     "its distance from the optimum. The paper does not state its γ and m; these are params.yaml's "
     "report.gradient_maps."

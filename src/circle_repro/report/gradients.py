@@ -1,4 +1,4 @@
-"""Closed-form gradients of the binary (one s_p, one s_n) losses of the paper's Fig. 2 (spec §4).
+"""Closed-form gradients of the binary (one s_p, one s_n) losses of the paper's Fig. 2 (paper §3.3).
 
 Each function returns (|dL/ds_n|, |dL/ds_p|) on arrays of similarities, and each loss's decision
 boundary is given as a function of s_n.
