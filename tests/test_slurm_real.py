@@ -133,6 +133,7 @@ def _e2e_params(repo_params: dict[str, Any]) -> dict[str, Any]:
     retrieval["resources"] = {"cpus_per_gpu": 2, "mem_mb_per_gpu": 3000, "runtime_min": 20}
     verification["resources"] = {"cpus_per_gpu": 1, "mem_mb_per_gpu": 2500, "runtime_min": 15}
     params["profiles"]["demo"]["experiments"] = ["demo_retrieval", "demo_verification"]
+    params["sweeps"].pop("demo_sensitivity")  # its baselines are among the losses removed above
     return params
 
 
