@@ -213,7 +213,7 @@ def _start(monkeypatch, config, data, out, uri, **interrupt):
 
 def _mlflow_runs(uri):
     client = MlflowClient(tracking_uri=uri)
-    return client.search_runs([client.get_experiment_by_name("circle-repro-demo").experiment_id])
+    return client.search_runs([client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id])
 
 
 def _assert_same(weights_path, straight, history_path):
