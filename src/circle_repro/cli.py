@@ -115,13 +115,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import torch
 
     from circle_repro.engine.evaluate import evaluate_run
-    from circle_repro.engine.loader import loader_settings, process_cpus
+    from circle_repro.engine.loader import job_loader_settings
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
     out_dir = args.out or args.run_dir
     batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
-    loader = loader_settings(min(args.cpus, process_cpus()), accelerator=torch.cuda.is_available())
+    loader = job_loader_settings(args.cpus, accelerator=torch.cuda.is_available())
     result = evaluate_run(
         args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir, loader=loader,
         verify_data=args.verify_data, **batch,

@@ -53,12 +53,16 @@ def process_cpus() -> int:
     return max(available // int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
 
 
+def job_loader_settings(cpus: int, accelerator: bool) -> LoaderSettings:
+    """Settings for a process declared ``cpus`` CPUs, never more than it may use (:func:`process_cpus`)."""
+    return loader_settings(min(cpus, process_cpus()), accelerator=accelerator)
+
+
 def train_loader_settings(resources: Mapping[str, Any]) -> LoaderSettings:
     """Settings of one training process from its experiment's ``resources`` (defaults filled in, as
     :func:`circle_repro.workflow.train_resource_request` gives them): ``cpus_per_gpu`` CPUs per process,
     never more than the process may use, and pinned memory when it trains on a GPU that is present."""
-    cpus = min(int(resources["cpus_per_gpu"]), process_cpus())
-    return loader_settings(cpus, accelerator=resources["gpus"] > 0 and torch.cuda.is_available())
+    return job_loader_settings(int(resources["cpus_per_gpu"]), resources["gpus"] > 0 and torch.cuda.is_available())
 
 
 def process_loader_settings(device: torch.device) -> LoaderSettings:
@@ -69,6 +73,7 @@ def process_loader_settings(device: torch.device) -> LoaderSettings:
 __all__ = [
     "PREFETCH_BATCHES_PER_WORKER",
     "LoaderSettings",
+    "job_loader_settings",
     "loader_settings",
     "process_cpus",
     "process_loader_settings",
