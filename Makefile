@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: reproduce test test-slow dvc-repro clean
+.PHONY: reproduce test test-slow lint dvc-repro clean
 
 reproduce: $(STAMP)  ## run the demo study: data -> train -> evaluate -> report
 	$(BIN)/snakemake --cores all
@@ -20,6 +20,10 @@ test: $(STAMP)  ## the default test suite (slow end-to-end checks: make test-slo
 
 test-slow: $(STAMP)  ## pipeline smoke tests: Snakemake and dvc repro on a tiny config
 	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)  ## ruff: the formatter and the linter, as CI runs them
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 dvc-repro: $(STAMP)  ## the same demo through DVC
 	$(BIN)/dvc repro

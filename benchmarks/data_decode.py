@@ -95,8 +95,9 @@ def _jpeg(rng: np.random.Generator, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def make_prepared(root: Path, name: str, sizes: list[tuple[int, int]], n: int, seed: int, *,
-                  pack: bool = False) -> Path:
+def make_prepared(
+    root: Path, name: str, sizes: list[tuple[int, int]], n: int, seed: int, *, pack: bool = False
+) -> Path:
     """A prepared data set of ``n`` synthetic JPEGs (10 classes, all ``test``) under ``root/<name>``, as loose
     files or (``pack``) in one pack."""
     rng = np.random.default_rng(seed)
@@ -157,8 +158,9 @@ def _verdict(ratio: float, target: float) -> str:
 def pack_vs_loose(root: Path, images: int, repeats: int) -> None:
     """Random reads of the same images from loose files and from a pack."""
     name, (_, sizes) = "~500x375", SIZES["~500x375"]
-    folders = {kind: make_prepared(root / kind, name, sizes, images, seed=7, pack=kind == "pack")
-               for kind in ("loose", "pack")}
+    folders = {
+        kind: make_prepared(root / kind, name, sizes, images, seed=7, pack=kind == "pack") for kind in ("loose", "pack")
+    }
     readers = {kind: ImageReader(folder, read_manifest(folder)["path"]) for kind, folder in folders.items()}
     order = np.random.default_rng(0).permutation(images)
     rates: dict[str, list[float]] = {kind: [] for kind in readers}
@@ -181,10 +183,14 @@ def pack_vs_loose(root: Path, images: int, repeats: int) -> None:
 
 def run(images: int, repeats: int) -> None:
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, Pillow {PIL.__version__}, Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs; load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"images/s: median [min] over {repeats} repeats, after one warm-up pass; batch {BATCH}; "
-          "ratio: median / baseline median")
+    print(
+        f"torch {torch.__version__}, Pillow {PIL.__version__}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    print(
+        f"images/s: median [min] over {repeats} repeats, after one warm-up pass; batch {BATCH}; "
+        "ratio: median / baseline median"
+    )
     with tempfile.TemporaryDirectory(prefix="data-decode-") as tmp:
         for index, (name, (style, sizes)) in enumerate(SIZES.items()):
             prepared = make_prepared(Path(tmp), name, sizes, images, seed=index)
@@ -192,11 +198,13 @@ def run(images: int, repeats: int) -> None:
             paths = [prepared / p for p in dataset.frame["path"]]
             mean_kib = sum(p.stat().st_size for p in paths) / len(paths) / 1024
             passes: dict[str, Callable[[], int]] = {
-                "baseline: PIL open+convert+to_tensor": lambda paths=paths: _baseline_pass(paths)}
+                "baseline: PIL open+convert+to_tensor": lambda paths=paths: _baseline_pass(paths)
+            }
             loaders = []
             for workers in WORKERS:
-                loader = DataLoader(dataset, batch_size=BATCH, shuffle=False, num_workers=workers,
-                                    persistent_workers=workers > 0)
+                loader = DataLoader(
+                    dataset, batch_size=BATCH, shuffle=False, num_workers=workers, persistent_workers=workers > 0
+                )
                 loaders.append(loader)
                 passes[f"ManifestDataset, {workers} workers"] = lambda loader=loader: _loader_pass(loader)
             for step in passes.values():  # warm-up: page cache, worker start-up, first-call costs
@@ -222,8 +230,10 @@ def run(images: int, repeats: int) -> None:
             print("-" * 96)
             for label, values in rates.items():
                 median, cpu_median = statistics.median(values), statistics.median(cpu_rates[label])
-                print(f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f} | "
-                      f"{cpu_median:>12.0f} | {cpu_median / cpu_baseline:5.2f}")
+                print(
+                    f"{label:<38} | {median:>10.0f} [{min(values):>9.0f}] | {median / baseline:5.2f} | "
+                    f"{cpu_median:>12.0f} | {cpu_median / cpu_baseline:5.2f}"
+                )
             verdicts = []
             for workers, target in TARGETS.items():
                 ratio = statistics.median(rates[f"ManifestDataset, {workers} workers"]) / baseline

@@ -152,10 +152,16 @@ def reid_data(cfg, seed=0):
     rng = np.random.default_rng(seed)
     n_q, n_g = cfg["n_q"], cfg["n_g"]
     q_pids = rng.integers(1, cfg["n_ids"] + 1, n_q)
-    g_pids = np.r_[rng.integers(1, cfg["n_ids"] + 1, n_g - cfg["n_distractors"]), np.zeros(cfg["n_distractors"], dtype=np.int64)]
+    g_pids = np.r_[
+        rng.integers(1, cfg["n_ids"] + 1, n_g - cfg["n_distractors"]), np.zeros(cfg["n_distractors"], dtype=np.int64)
+    ]
     return (
-        rng.standard_normal((n_q, DIM), dtype=np.float32), q_pids, rng.integers(0, 6, n_q),
-        rng.standard_normal((n_g, DIM), dtype=np.float32), g_pids, rng.integers(0, 6, n_g),
+        rng.standard_normal((n_q, DIM), dtype=np.float32),
+        q_pids,
+        rng.integers(0, 6, n_q),
+        rng.standard_normal((n_g, DIM), dtype=np.float32),
+        g_pids,
+        rng.integers(0, 6, n_g),
     )
 
 
@@ -214,10 +220,14 @@ def child_reid_loop(cfg):
     k = cfg["loop_queries"]
     q = F.normalize(torch.from_numpy(q_feats[:k]), dim=1)
     g = F.normalize(torch.from_numpy(g_feats), dim=1)
-    seconds, (_, m_ap, m_inp) = timed(lambda: fastreid_loop((1 - q @ g.T).numpy(), q_pids[:k], g_pids, q_cams[:k], g_cams))
+    seconds, (_, m_ap, m_inp) = timed(
+        lambda: fastreid_loop((1 - q @ g.T).numpy(), q_pids[:k], g_pids, q_cams[:k], g_cams)
+    )
     ours = evaluate(q_feats[:k], q_pids[:k], q_cams[:k], g_feats, g_pids, g_cams)
     agree = max(abs(ours.mAP - m_ap), abs(ours.mINP - m_inp))
-    return dict(seconds=seconds * cfg["n_q"] / k, note=f"{k} queries x{cfg['n_q'] / k:.1f}; |d mAP|,|d mINP| <= {agree:.1e}")
+    return dict(
+        seconds=seconds * cfg["n_q"] / k, note=f"{k} queries x{cfg['n_q'] / k:.1f}; |d mAP|,|d mINP| <= {agree:.1e}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +254,7 @@ def child_verification_ours(cfg):
         start = time.perf_counter()
         mean, std = kfold_accuracy(dist, issame, score_type="distance")
         times.append(time.perf_counter() - start)
-    val_seconds, (val, _, _) = timed(lambda: val_at_far(dist, issame, 1e-3, score_type="distance"), repeat=5)
+    val_seconds, (_val, _, _) = timed(lambda: val_at_far(dist, issame, 1e-3, score_type="distance"), repeat=5)
     return dict(seconds=float(np.median(times)), note=f"acc={mean:.5f}+-{std:.5f}; VAL@1e-3 {val_seconds * 1e3:.1f} ms")
 
 
@@ -316,7 +326,7 @@ def child_ijb_sklearn(cfg):
     def insightface_rule():
         fpr, tpr, _ = roc_curve(labels, scores)
         fpr, tpr = np.flipud(fpr), np.flipud(tpr)
-        return [float(tpr[min(zip(abs(fpr - x), range(len(fpr))))[1]]) for x in IJB_FARS]
+        return [float(tpr[min(zip(abs(fpr - x), range(len(fpr)), strict=True))[1]]) for x in IJB_FARS]
 
     seconds, tars = timed(insightface_rule)
     ours = np.load(os.environ["IJB_TARS_FILE"])
@@ -375,7 +385,9 @@ def child_megaface_ours(cfg):
     seconds, result = timed(
         lambda: evaluate(probes, ids, distractors, probe_noisy=probe_noisy, distractor_noisy=distractor_noisy)
     )
-    return dict(seconds=seconds, note=f"rank1={result.rank1:.4f} TAR@1e-6={result.tar:.4f}; inputs {data_rss:.0f} MB RSS")
+    return dict(
+        seconds=seconds, note=f"rank1={result.rank1:.4f} TAR@1e-6={result.tar:.4f}; inputs {data_rss:.0f} MB RSS"
+    )
 
 
 def child_megaface_floor(cfg):
@@ -408,7 +420,9 @@ def child_megaface_full(cfg):
 
     seconds, _ = timed(full_matrix)
     scale = cfg["n_distractors"] / cfg["full_distractors"]
-    return dict(seconds=seconds * scale, note=f"{cfg['full_distractors']:,} distractors x{scale:.0f}; holds the full matrix")
+    return dict(
+        seconds=seconds * scale, note=f"{cfg['full_distractors']:,} distractors x{scale:.0f}; holds the full matrix"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,14 +437,30 @@ WORKLOADS = {
             ("torch top-1000", child_retrieval_torch_top1000),
         ],
     ),
-    "reid": ("Market-1501 re-ID", child_reid_ours, [("matmul floor", child_reid_floor), ("fast-reid per-query loop", child_reid_loop)]),
-    "verification": ("LFW 10-fold accuracy", child_verification_ours, [("insightface per-threshold loop", child_verification_loop)]),
+    "reid": (
+        "Market-1501 re-ID",
+        child_reid_ours,
+        [("matmul floor", child_reid_floor), ("fast-reid per-query loop", child_reid_loop)],
+    ),
+    "verification": (
+        "LFW 10-fold accuracy",
+        child_verification_ours,
+        [("insightface per-threshold loop", child_verification_loop)],
+    ),
     "ijb": (
         "IJB-C scores + TAR@FAR",
         child_ijb_ours,
-        [("matmul floor", child_ijb_floor), ("insightface row gather", child_ijb_gather), ("sklearn roc_curve rule", child_ijb_sklearn)],
+        [
+            ("matmul floor", child_ijb_floor),
+            ("insightface row gather", child_ijb_gather),
+            ("sklearn roc_curve rule", child_ijb_sklearn),
+        ],
     ),
-    "megaface": ("MegaFace rank-1 + TAR", child_megaface_ours, [("matmul floor", child_megaface_floor), ("full-matrix numpy", child_megaface_full)]),
+    "megaface": (
+        "MegaFace rank-1 + TAR",
+        child_megaface_ours,
+        [("matmul floor", child_megaface_floor), ("full-matrix numpy", child_megaface_full)],
+    ),
 }
 
 
@@ -470,11 +500,17 @@ def main() -> None:
     for key in args.only.split(","):
         title, ours_fn, baselines = WORKLOADS[key]
         ours = run_child(ours_fn.__name__.removeprefix("child_"), args.quick, env)
-        print(f"{title:<24} {'ours':<32} {ours['seconds']:>9.4f} {1:>9.2f} {ours['peak_rss_mb']:>12.0f}  {ours['note']}", flush=True)
+        print(
+            f"{title:<24} {'ours':<32} {ours['seconds']:>9.4f} {1:>9.2f} {ours['peak_rss_mb']:>12.0f}  {ours['note']}",
+            flush=True,
+        )
         for label, fn in baselines:
             base = run_child(fn.__name__.removeprefix("child_"), args.quick, env)
             ratio = base["seconds"] / ours["seconds"]
-            print(f"{'':<24} {label:<32} {base['seconds']:>9.4f} {ratio:>9.2f} {base['peak_rss_mb']:>12.0f}  {base['note']}", flush=True)
+            print(
+                f"{'':<24} {label:<32} {base['seconds']:>9.4f} {ratio:>9.2f} {base['peak_rss_mb']:>12.0f}  {base['note']}",
+                flush=True,
+            )
     for name in ("IJB_TARS_FILE", "KNN_RESULT_FILE"):
         if os.path.exists(env[name]):
             os.remove(env[name])

@@ -105,11 +105,7 @@ def pair_step(impl: str, batch: int) -> Step:
             product.backward(upstream.to(product.dtype))
 
         return step
-    loss_fn = (
-        CircleLoss(m=0.25, gamma=256)
-        if impl == "ours"
-        else pml_losses.CircleLoss(m=0.25, gamma=256)
-    )
+    loss_fn = CircleLoss(m=0.25, gamma=256) if impl == "ours" else pml_losses.CircleLoss(m=0.25, gamma=256)
 
     def step() -> None:
         x.grad = None
@@ -300,8 +296,10 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}, autocast {args.amp}, d={DIM}; "
         f"load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
-    print("times: median [min] over repeats, ms per forward+backward; memory: peak RSS "
-          "increase of one forward+backward, smallest of 3 fresh subprocesses, MiB")
+    print(
+        "times: median [min] over repeats, ms per forward+backward; memory: peak RSS "
+        "increase of one forward+backward, smallest of 3 fresh subprocesses, MiB"
+    )
 
     # Pair-wise.
     print(f"\n== pair-wise Circle loss (m=0.25, γ=256), P×K labels with K={K}")
@@ -317,10 +315,7 @@ def main() -> None:
         steps = {impl: pair_step(impl, batch) for impl in PAIR_IMPLS}
         times = time_interleaved(steps, warmup=2, repeats=repeats)
         del steps
-        mem = {
-            impl: None if args.no_memory else measure_memory("pair", impl, batch, 0)
-            for impl in PAIR_IMPLS
-        }
+        mem = {impl: None if args.no_memory else measure_memory("pair", impl, batch, 0) for impl in PAIR_IMPLS}
         r_pml, r_floor = ratio(times["ours"], times["pml"]), ratio(times["ours"], times["floor"])
         min_ratios = (
             min_ratio(times["ours"], times["pml"]),
@@ -351,10 +346,7 @@ def main() -> None:
         times = time_interleaved(steps, warmup=1, repeats=repeats)
         del steps
         gc.collect()
-        mem = {
-            impl: None if args.no_memory else measure_memory("class", impl, num_classes, batch)
-            for impl in impls
-        }
+        mem = {impl: None if args.no_memory else measure_memory("class", impl, num_classes, batch) for impl in impls}
         r_am = ratio(times["circle"], times.get("am_softmax"))
         r_pml = ratio(times["circle"], times["pml_cosface"])
         r_floor = ratio(times["circle"], times["floor"])

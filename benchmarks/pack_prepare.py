@@ -41,7 +41,9 @@ def _jpegs(n: int) -> list[bytes]:
     rng = np.random.default_rng(0)
     out = []
     for _ in range(n):
-        coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((112, 112), Image.Resampling.BICUBIC)
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize(
+            (112, 112), Image.Resampling.BICUBIC
+        )
         noisy = np.clip(np.asarray(coarse, dtype=np.int16) + rng.normal(0, 6, (112, 112, 3)), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(noisy).save(buffer, format="JPEG", quality=95)

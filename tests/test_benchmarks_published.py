@@ -51,8 +51,7 @@ def _results(**rates: float) -> dict[str, Any]:
         "iters": 1,
         "repeats": 1,
         "results": [
-            {"model": name, "input": [3, *sizes[name]], "images_per_s": {"plain": rate}}
-            for name, rate in rates.items()
+            {"model": name, "input": [3, *sizes[name]], "images_per_s": {"plain": rate}} for name, rate in rates.items()
         ],
     }
 

@@ -28,7 +28,10 @@ def test_bad_params_exit_2_with_the_key_and_no_traceback(tmp_path, capsys, repo_
 
 def test_unknown_run_and_missing_data_are_clear(tmp_path, capsys):
     params = str(REPO_ROOT / "params.yaml")
-    assert main(["train", "--params", params, "--run", "nope/x/seed0", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["train", "--params", params, "--run", "nope/x/seed0", "--data", str(tmp_path), "--out", str(tmp_path)])
+        == 2
+    )
     assert "defined runs" in capsys.readouterr().err
     run = "demo_retrieval/CircleLoss/seed0"
     assert main(["train", "--params", params, "--run", run, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
@@ -41,8 +44,14 @@ def test_paper_runs_list_the_fig3_baseline_sweeps(capsys):
     runs = capsys.readouterr().out.split()
     fig3 = {run.split("/")[1] for run in runs if run.startswith("figure3_megaface_r34/")}
     assert {row for row in fig3 if not row.startswith("CircleLoss")} == {
-        "AM-Softmax-gamma32", "AM-Softmax-gamma128", "AM-Softmax-gamma256", "AM-Softmax-gamma512",
-        "AM-Softmax-gamma1024", "ArcFace-gamma32", "ArcFace-gamma128"}
+        "AM-Softmax-gamma32",
+        "AM-Softmax-gamma128",
+        "AM-Softmax-gamma256",
+        "AM-Softmax-gamma512",
+        "AM-Softmax-gamma1024",
+        "ArcFace-gamma32",
+        "ArcFace-gamma128",
+    }
 
 
 def test_profile_option_picks_the_runs(capsys):

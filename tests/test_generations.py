@@ -27,7 +27,9 @@ class Killed(RuntimeError):
 
 def _snapshot(folder):
     """Every file under ``folder`` (hidden ones included) -> its bytes."""
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 def _fail_on_call(original, number):
@@ -108,7 +110,9 @@ def small_mnist(monkeypatch, sixty_digits):
 
 
 @pytest.mark.parametrize("where", ["an image", "the pairs", "the manifest"])
-def test_a_failed_preparation_leaves_the_earlier_one_whole_and_nothing_beside_it(tmp_path, monkeypatch, small_mnist, where):
+def test_a_failed_preparation_leaves_the_earlier_one_whole_and_nothing_beside_it(
+    tmp_path, monkeypatch, small_mnist, where
+):
     out = tmp_path / "prepared" / "mnist5k"
     prepare_dataset("mnist5k", out, train_classes=[0, 1, 2, 3, 4], test_classes=[5, 6, 7, 8, 9], verification_pairs=20)
     before = _snapshot(out)
@@ -149,7 +153,9 @@ def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_pat
         evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 1))
     assert _snapshot(tmp_path) == before  # old generation, byte for byte, and no temporary file
     record = json.loads((tmp_path / METRICS_FILENAME).read_text())
-    assert record["arrays"] == {name: file_digest(tmp_path / name) for name in (SIMILARITIES_FILENAME, PER_QUERY_FILENAME)}
+    assert record["arrays"] == {
+        name: file_digest(tmp_path / name) for name in (SIMILARITIES_FILENAME, PER_QUERY_FILENAME)
+    }
     monkeypatch.undo()
     result, per_query, _ = _evaluation_outputs(tmp_path, 1)
     evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz

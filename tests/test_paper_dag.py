@@ -20,8 +20,18 @@ PAPER = load_params(REPO_ROOT / "params.yaml", "paper")
 
 def _dry_run(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
     command = [
-        Path(sys.executable).parent / "snakemake", "--snakefile", REPO_ROOT / "Snakefile", "--directory", workdir,
-        "--cores", "1", "-n", *targets, "--config", f"params={REPO_ROOT / 'params.yaml'}", "profile=paper",
+        Path(sys.executable).parent / "snakemake",
+        "--snakefile",
+        REPO_ROOT / "Snakefile",
+        "--directory",
+        workdir,
+        "--cores",
+        "1",
+        "-n",
+        *targets,
+        "--config",
+        f"params={REPO_ROOT / 'params.yaml'}",
+        "profile=paper",
     ]
     return subprocess.run(command, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=300)
 
@@ -66,7 +76,9 @@ def test_all_lists_every_run_of_the_paper_profile(placed):
 
 def test_the_face_tables_share_one_training_per_backbone_loss_and_seed():
     face = _runs("table1") + _runs("table2") + _runs("table3")
-    trainers = {training_run(PAPER, run).experiment for run in face if "sweep" not in PAPER["experiments"][run.experiment]}
+    trainers = {
+        training_run(PAPER, run).experiment for run in face if "sweep" not in PAPER["experiments"][run.experiment]
+    }
     assert trainers == {"table1_megaface_r34", "table1_megaface_r100"}
     # 5 losses x 3 seeds per backbone train; R34 is evaluated on 5 test sets, R100 on 2; the sweep trains its own
     assert _counts(_runs("table1", sweeps=False) + _runs("table2") + _runs("table3")) == {"train": 30, "evaluate": 105}
@@ -100,7 +112,9 @@ def test_without_data_the_manual_sets_are_skipped_with_the_reason(tmp_path):
     log = result.stdout + result.stderr
     for experiment, spec in PAPER["experiments"].items():
         if spec["dataset"] in ("market1501", "msmt17", "cars196"):
-            assert re.search(rf"skipping {experiment}: .*\({spec['dataset']}\) is (manual|withdrawn) and not placed", log)
+            assert re.search(
+                rf"skipping {experiment}: .*\({spec['dataset']}\) is (manual|withdrawn) and not placed", log
+            )
         if spec.get("train_dataset") == "ms1mv2":  # every face experiment: the training set is manual
             assert re.search(rf"skipping {experiment}: .*\(ms1mv2\) is manual and not placed", log)
     downloadable = [name for name, spec in PAPER["experiments"].items() if spec["dataset"] in ("cub200", "sop")]
@@ -123,6 +137,12 @@ def test_fig3_trains_the_am_softmax_and_arcface_gamma_sweeps(placed):
     assert result.returncode == 0, result.stderr
     trained = set(re.findall(r"runs/figure3_megaface_r34/([\w.-]+)/seed0/", result.stdout))
     assert {row for row in trained if row.startswith(("AM-Softmax", "ArcFace"))} == {
-        "AM-Softmax-gamma32", "AM-Softmax-gamma128", "AM-Softmax-gamma256", "AM-Softmax-gamma512",
-        "AM-Softmax-gamma1024", "ArcFace-gamma32", "ArcFace-gamma128"}
+        "AM-Softmax-gamma32",
+        "AM-Softmax-gamma128",
+        "AM-Softmax-gamma256",
+        "AM-Softmax-gamma512",
+        "AM-Softmax-gamma1024",
+        "ArcFace-gamma32",
+        "ArcFace-gamma128",
+    }
     assert re.search(r"runs/table1_megaface_r34/AM-Softmax/seed0/", result.stdout)

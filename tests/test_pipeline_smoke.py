@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures.formats import build_verification_bin
 
 from circle_repro.config import expand_runs, load_params
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.sources import load_sources
 from circle_repro.plan import experiment_group
-from fixtures.formats import build_verification_bin
 from support import REPO_ROOT, tiny_params, write_params
 
 DATA_PIPELINE = Path("datasets") / "dvc.yaml"  # the paper data sets' stages, apart from the demo's dvc.yaml
@@ -37,8 +37,18 @@ def _run(args, cwd, check=True, env=ENV):
 
 def _snakemake(workdir, *extra, check=True, params_file="params.yaml", env=ENV):
     return _run(
-        [Path(sys.executable).parent / "snakemake", "--snakefile", REPO_ROOT / "Snakefile", "--directory", workdir,
-         "--cores", "2", "--config", f"params={workdir / params_file}", *extra],
+        [
+            Path(sys.executable).parent / "snakemake",
+            "--snakefile",
+            REPO_ROOT / "Snakefile",
+            "--directory",
+            workdir,
+            "--cores",
+            "2",
+            "--config",
+            f"params={workdir / params_file}",
+            *extra,
+        ],
         cwd=workdir,
         check=check,
         env=env,
@@ -74,7 +84,10 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
     runs = {table: sum(1 for run in expand_runs(demo) if experiment_group(demo["experiments"][run.experiment]) == table)
             for table in ("table5", "figures")}  # fmt: skip
     assert f"| Table 5 | {runs['table5']} | 0.00 | 0.00 | " in report
-    assert f"| {runs['table5']} of {runs['table5']} |" in report and f"| {runs['figures']} of {runs['figures']} |" in report
+    assert (
+        f"| {runs['table5']} of {runs['table5']} |" in report
+        and f"| {runs['figures']} of {runs['figures']} |" in report
+    )
 
     _snakemake(workdir, "--report", "reports/snakemake_report.zip")
     with zipfile.ZipFile(workdir / "reports" / "snakemake_report.zip") as archive:

@@ -12,15 +12,15 @@ import yaml
 
 from circle_repro import plan as planning
 from circle_repro import workflow as wf
-from circle_repro.plan.jobs import metric_similarities
 from circle_repro.cli import main
 from circle_repro.config import expand_runs, load_params
+from circle_repro.data.sources import load_sources
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.train import _loop_configs
+from circle_repro.plan import DEFAULT_RATES as _RATES_PATH
+from circle_repro.plan.jobs import metric_similarities
 from circle_repro.report.build import _compute_section
 from circle_repro.report.render import Paragraph, Table
-from circle_repro.data.sources import load_sources
-from circle_repro.plan import DEFAULT_RATES as _RATES_PATH
 from support import REPO_ROOT
 
 DEFAULT_RATES = REPO_ROOT / _RATES_PATH
@@ -116,7 +116,9 @@ def rates_file(tmp_path):
 def _plan(params_file, throughput_file, data_root, checkpoints=False, rates_file=None):
     params = load_params(params_file)
     rates = planning.load_rates(rates_file) if rates_file is not None else None
-    return planning.make_plan(params, planning.load_throughput(throughput_file), data_root, rates=rates, checkpoints=checkpoints)
+    return planning.make_plan(
+        params, planning.load_throughput(throughput_file), data_root, rates=rates, checkpoints=checkpoints
+    )
 
 
 def _tables(plan):
@@ -188,7 +190,11 @@ def test_evaluate_job_runtime_and_memory_by_hand(params_file, throughput_file, r
     # 1.5 x 117.2 min = 175.8 -> 180 (multiples of 5); 1.5 x 6,057.9 MB = 9,086.8 -> 10,000 (multiples of 1,000)
     assert seconds / 60 * 1.5 == pytest.approx(175.77, abs=0.01) and mem_mb * 1.5 == pytest.approx(9086.8, abs=0.1)
     assert resources == {"runtime": 180, "mem_mb": 10000, "cpus_per_task": 4, "gpu": 1}
-    job = _tables(_plan(params_file, throughput_file, tmp_path / "d", rates_file=rates_file))["table5"].experiments[0].evaluate
+    job = (
+        _tables(_plan(params_file, throughput_file, tmp_path / "d", rates_file=rates_file))["table5"]
+        .experiments[0]
+        .evaluate
+    )
     assert (job.rule, job.jobs, job.images, job.images_per_s) == ("evaluate", 4, 2 * 5924, 1000.0)
     assert job.hours == pytest.approx(seconds / 3600) and job.mem_mb == pytest.approx(mem_mb)
     assert job.declared == resources and job.exceeds is None
@@ -281,7 +287,9 @@ def test_missing_data_is_listed_with_what_to_do(params_file, throughput_file, tm
     data = tmp_path / "data"
     tables = _tables(_plan(params_file, throughput_file, data))
     (cub,), (market,) = tables["table5"].datasets, tables["table4"].datasets
-    assert cub.state == "missing" and cub.missing.startswith("not downloaded: the prepare_data job fetches it (1.1 GiB)")
+    assert cub.state == "missing" and cub.missing.startswith(
+        "not downloaded: the prepare_data job fetches it (1.1 GiB)"
+    )
     assert cub.download_bytes == 1_150_585_339 and tables["table5"].data_bytes == 1_150_585_339
     assert "is manual and not placed: put" in market.missing and "Market-1501-v15.09.15.zip" in market.missing
     assert market.download_bytes is None and tables["table4"].data_size_unknown == ("market1501",)
@@ -299,14 +307,18 @@ def test_checkpoint_disk_is_weights_twice_plus_checkpoints_with_optimizer_state(
     assert experiment["train"]["optimizer"]["type"] == "Adam"  # two state tensors per parameter
     runs = {loss: next(r for r in expand_runs(params) if r.experiment == "demo_verification" and r.loss == loss)
             for loss in ("AM-Softmax", "Softmax")}  # fmt: skip
-    model = EmbeddingModel("small_cnn", in_channels=1, embedding_dim=64, num_classes=5, loss=experiment["losses"]["AM-Softmax"])
+    model = EmbeddingModel(
+        "small_cnn", in_channels=1, embedding_dim=64, num_classes=5, loss=experiment["losses"]["AM-Softmax"]
+    )
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     kept = planning.CHECKPOINTS_KEPT
     assert planning.run_disk_bytes(params, runs["AM-Softmax"], 5) == 2 * weights + kept * (weights + 2 * 4 * trainable)
     # the class-level head has num_classes x embedding_dim float32 weights: 2 weight files + each checkpoint's
     # copy and 2 Adam moments of them
-    head = planning.run_disk_bytes(params, runs["AM-Softmax"], 7) - planning.run_disk_bytes(params, runs["AM-Softmax"], 5)
+    head = planning.run_disk_bytes(params, runs["AM-Softmax"], 7) - planning.run_disk_bytes(
+        params, runs["AM-Softmax"], 5
+    )
     assert head == 2 * 64 * 4 * (2 + kept * 3)
 
 
@@ -336,8 +348,11 @@ def test_plan_json_is_written_atomically(params_file, throughput_file, tmp_path,
     assert written["runs"] == 6 and written["gpu_hours"] == pytest.approx(plan.gpu_hours, abs=1e-4)
     assert [t["table"] for t in written["tables"]] == ["table1", "table2", "table3", "table4", "table5"]
     assert written["tables"][4]["experiments"][0]["gpu_hours_per_run"] == pytest.approx(300 / 3600)
-    assert written["tables"][4]["hours"] == {"prepare_data": 0.0, "train": pytest.approx(4 * 300 / 3600, abs=1e-4),
-                                             "evaluate": 0.0}  # no rates: neither preparation nor evaluation estimated
+    assert written["tables"][4]["hours"] == {
+        "prepare_data": 0.0,
+        "train": pytest.approx(4 * 300 / 3600, abs=1e-4),
+        "evaluate": 0.0,
+    }  # no rates: neither preparation nor evaluation estimated
 
     def broken_dump(data, fh, **kwargs):
         fh.write('{"runs": ')
@@ -360,15 +375,25 @@ def test_cli_prints_every_table_and_writes_the_json(params_file, throughput_file
     gpu_hours = 4 * 300 / 3600 + 1010 * 64 * 2 / 1600 / 3600
     assert printed.startswith(f"Plan for profile test: 6 runs, {gpu_hours:.2f} GPU-hours of training")
     assert "GPU throughput: Test GPU, amp bf16, batch 128" in printed
-    assert "circle-repro plan: error: profile test: job(s) exceed their declared resources: train cub_iters (needs 8 min" in captured.err
+    assert (
+        "circle-repro plan: error: profile test: job(s) exceed their declared resources: train cub_iters (needs 8 min"
+        in captured.err
+    )
     evaluation = 4 * (2 * 5924 / 1000 + 2 * 5924**2 / 1e4) / 3600
     preparation = 11788 / 500 / 3600
-    assert f"  hours (all jobs, wall): preparation {preparation:.2f} h, training {4 * 300 / 3600:.2f} h, evaluation {evaluation:.2f} h" in printed
-    assert re.search(r"^  evaluate cub_iters +4 +117\.2 +180 +10000 +4 +1 +1,000 +decode on 4 CPUs +yes$", printed, flags=re.M)
+    assert (
+        f"  hours (all jobs, wall): preparation {preparation:.2f} h, training {4 * 300 / 3600:.2f} h, evaluation {evaluation:.2f} h"
+        in printed
+    )
+    assert re.search(
+        r"^  evaluate cub_iters +4 +117\.2 +180 +10000 +4 +1 +1,000 +decode on 4 CPUs +yes$", printed, flags=re.M
+    )
     assert re.search(r"^  train cub_iters +4 +5\.0 +4 .* EXCEEDS: needs 8 min", printed, flags=re.M)
     assert "table1: no experiment in profile test" in printed
     assert f"table5: 4 runs, {4 * 300 / 3600:.2f} GPU-hours; disk: data download 1.1 GiB" in printed
-    assert re.search(r"^  cub_iters +bn_inception +4 +1 +3,000 it x 80 x 1 GPU +800 +0\.08 +0\.33 ", printed, flags=re.M)
+    assert re.search(
+        r"^  cub_iters +bn_inception +4 +1 +3,000 it x 80 x 1 GPU +800 +0\.08 +0\.33 ", printed, flags=re.M
+    )
     assert "table4: 2 runs" in printed and "+ 1 experiment(s) not estimated" in printed
     assert "note market_face_backbone: time not estimated: no throughput measured for iresnet34" in printed
     assert "data market1501 (manual, size not declared): MISSING: " in printed
@@ -440,7 +465,11 @@ def test_the_rules_write_benchmarks_where_the_plan_reads_them():
         for name, text in rules.items()
         if name in ("train", "evaluate", "data")
     }
-    assert declared == {"train": "plan.TRAIN_BENCHMARK", "evaluate": "plan.EVALUATE_BENCHMARK", "data": "plan.DATA_BENCHMARK"}
+    assert declared == {
+        "train": "plan.TRAIN_BENCHMARK",
+        "evaluate": "plan.EVALUATE_BENCHMARK",
+        "data": "plan.DATA_BENCHMARK",
+    }
     assert planning.TRAIN_BENCHMARK == "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
 
 
@@ -459,12 +488,19 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
     assert frame.loc["Table 4", "planned GPU-h (training)"].endswith("+ 1 not estimated")
     assert frame.loc["Table 1", "planned GPU-h (training)"] == "no experiment"
     notes = " ".join(block.text for block in blocks if isinstance(block, Paragraph))
-    assert "Test GPU" in notes and "market_face_backbone: time not estimated: no throughput measured for iresnet34" in notes
-    assert "compute only" in notes and frame.loc["Table 4", "planned GPU-h (training)"].startswith(f"{1010 * 64 * 2 / 2000 / 3600:.2f}")
+    assert (
+        "Test GPU" in notes
+        and "market_face_backbone: time not estimated: no throughput measured for iresnet34" in notes
+    )
+    assert "compute only" in notes and frame.loc["Table 4", "planned GPU-h (training)"].startswith(
+        f"{1010 * 64 * 2 / 2000 / 3600:.2f}"
+    )
 
     with_rates = _compute_section(params, throughput_file, root, None, rates_file)
     (table,) = [block for block in with_rates if isinstance(block, Table)]
-    assert table.frame.loc["Table 4", "planned GPU-h (training)"].startswith(f"{1010 * 64 * 2 / 1600 / 3600:.2f}")  # data-bound
+    assert table.frame.loc["Table 4", "planned GPU-h (training)"].startswith(
+        f"{1010 * 64 * 2 / 1600 / 3600:.2f}"
+    )  # data-bound
 
     missing = _compute_section(params, tmp_path / "nope.json", root, None)
     assert "nope.json not found: nothing estimated" in missing[1].text
@@ -495,7 +531,8 @@ def test_job_rates_are_the_benchmark_results_they_cite():
             assert title.startswith("== ") and results[title[3:], label] == loaded[style], (section, style)
     assert set(rates.decode_per_core) == {"face", "reid", "retrieval", "mnist"}  # every transform style
     metric_row = next(
-        line for line in (REPO_ROOT / "benchmarks/results/evaluation_sop_cpu_2threads.txt").read_text().splitlines()
+        line
+        for line in (REPO_ROOT / "benchmarks/results/evaluation_sop_cpu_2threads.txt").read_text().splitlines()
         if line.startswith("SOP R@") and " ours " in line
     )
     seconds, _, rss = metric_row.split()[3:6]

@@ -33,7 +33,7 @@ from support import REPO_ROOT, tiny_params
 ACCOUNT = "circle_test"  # the account sacctmgr accepts
 DEFAULT_PARTITION = "standard"  # what the stub sinfo marks as the default
 
-STUB = r'''
+STUB = r"""
 import fcntl
 import json
 import os
@@ -221,7 +221,7 @@ def main():
 
 
 main()
-'''
+"""
 
 INTERRUPT_FIRST_TRAIN = r"""#!/usr/bin/env bash
 # circle-repro stand-in: the first `train` is interrupted as soon as its first checkpoint is on disk:
@@ -268,15 +268,19 @@ def _stub_bin(root: Path) -> Path:
 
 def _env(root: Path, bin_dir: Path, **stub_settings: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
-    return env | stub_settings | {
-        "PATH": os.pathsep.join([str(bin_dir), str(VENV_BIN), os.environ["PATH"]]),
-        "STUB_STATE": str(root / "state"),
-        "STUB_ACCOUNT": ACCOUNT,
-        "STUB_PARTITION": DEFAULT_PARTITION,
-        "CIRCLE_REPRO_REAL": str(VENV_BIN / "circle-repro"),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
-    }
+    return (
+        env
+        | stub_settings
+        | {
+            "PATH": os.pathsep.join([str(bin_dir), str(VENV_BIN), os.environ["PATH"]]),
+            "STUB_STATE": str(root / "state"),
+            "STUB_ACCOUNT": ACCOUNT,
+            "STUB_PARTITION": DEFAULT_PARTITION,
+            "CIRCLE_REPRO_REAL": str(VENV_BIN / "circle-repro"),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DVC_NO_ANALYTICS": "1",
+        }
+    )
 
 
 def _snakemake_slurm(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -374,10 +378,18 @@ def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_pa
 
     for argv in (cpu_train, gpu_train):
         assert "--parsable" in argv and argv_value(argv, "--nodes") == "1"
-    assert (argv_value(cpu_train, "-p"), argv_value(cpu_train, "-t"), argv_value(cpu_train, "--mem")) == ("cpu", "20", "3000")
+    assert (argv_value(cpu_train, "-p"), argv_value(cpu_train, "-t"), argv_value(cpu_train, "--mem")) == (
+        "cpu",
+        "20",
+        "3000",
+    )
     assert argv_value(cpu_train, "--cpus-per-task") == "2" and argv_value(cpu_train, "--ntasks") == "1"
     assert argv_value(cpu_train, "--gpus") is None
-    assert (argv_value(gpu_train, "-p"), argv_value(gpu_train, "-t"), argv_value(gpu_train, "--mem")) == ("gpu", "90", "10000")
+    assert (argv_value(gpu_train, "-p"), argv_value(gpu_train, "-t"), argv_value(gpu_train, "--mem")) == (
+        "gpu",
+        "90",
+        "10000",
+    )
     assert argv_value(gpu_train, "--gpus") == "2" and argv_value(gpu_train, "--cpus-per-task") == "6"
     assert argv_value(gpu_train, "--ntasks-per-gpu") is None, "torchrun is one task that starts one process per GPU"
 
@@ -386,7 +398,11 @@ def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_pa
     assert set(steps) == {"rule_prepare_data", "rule_evaluate", "rule_report"}
     for rule, runtime, mem in (("prepare_data", "60", "4000"), ("evaluate", "30", "8000"), ("report", "30", "4000")):
         argv = steps[f"rule_{rule}"]
-        assert (argv_value(argv, "-p"), argv_value(argv, "-t"), argv_value(argv, "--mem")) == (DEFAULT_PARTITION, runtime, mem)
+        assert (argv_value(argv, "-p"), argv_value(argv, "-t"), argv_value(argv, "--mem")) == (
+            DEFAULT_PARTITION,
+            runtime,
+            mem,
+        )
         assert argv_value(argv, "--cpus-per-task") == "1"
 
     # No account configured: the plugin's guess fails (sacct rejects it) and sbatch gets no -A.

@@ -25,8 +25,8 @@ import signal
 import sqlite3
 import subprocess
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,7 +85,7 @@ def _jobs(run_uuid: str) -> list[dict[str, str]]:
     fields = {"id": "%i", "comment": "%k", "state": "%T", "time_limit": "%l", "cpus": "%C", "memory": "%m",
               "partition": "%P"}  # fmt: skip
     out = _command("squeue", "-h", "--states=all", "--name", run_uuid, "-o", "|".join(fields.values())).stdout
-    return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line.strip()]
 
 
 def _run_workflow(
@@ -117,7 +117,9 @@ def _run_workflow(
                 _command("scancel", "--name", run_uuid)  # nothing of a failed run keeps running
     output = (project / "snakemake.log").read_text()
     if proc.returncode != 0:
-        raise AssertionError(f"snakemake ended with {proc.returncode} (limit {WORKFLOW_TIMEOUT_S} s):\n{output[-8000:]}")
+        raise AssertionError(
+            f"snakemake ended with {proc.returncode} (limit {WORKFLOW_TIMEOUT_S} s):\n{output[-8000:]}"
+        )
     return jobs
 
 
@@ -187,7 +189,11 @@ def _training_pid(run: str) -> int | None:
         except OSError:  # gone, or not a process folder
             continue
         words = [arg.decode(errors="replace") for arg in argv]
-        if "train" in words and run in words and any(word.endswith("python") or "python3" in word for word in words[:1]):
+        if (
+            "train" in words
+            and run in words
+            and any(word.endswith("python") or "python3" in word for word in words[:1])
+        ):
             return int(proc.name)
     return None
 

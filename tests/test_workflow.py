@@ -87,7 +87,9 @@ def test_the_params_file_and_profile_reach_the_jobs_as_quoted_options():
 def test_snakemake_config_takes_only_the_params_file_and_profile():
     wf.check_snakemake_config({})
     wf.check_snakemake_config({"params": "other.yaml", "profile": "mini"})
-    with pytest.raises(ConfigError, match=r"no config keys \['experiments', 'tracking'\].*--config params=path/to/params.yaml"):
+    with pytest.raises(
+        ConfigError, match=r"no config keys \['experiments', 'tracking'\].*--config params=path/to/params.yaml"
+    ):
         wf.check_snakemake_config({"params": "p.yaml", "tracking": {}, "experiments": {}})
 
 
@@ -119,7 +121,10 @@ def test_a_trained_by_experiment_evaluates_its_trainers_weights_on_its_own_data(
         "initial_weights": "runs/table1_megaface_r34/ArcFace/seed1/model_init.pth",
         "record": "runs/table1_megaface_r34/ArcFace/seed1/train.json",
     }
-    assert wf.evaluate_inputs(params, "table5_sop", "CircleLoss", 0)["weights"] == "runs/table5_sop/CircleLoss/seed0/model.pth"
+    assert (
+        wf.evaluate_inputs(params, "table5_sop", "CircleLoss", 0)["weights"]
+        == "runs/table5_sop/CircleLoss/seed0/model.pth"
+    )
     assert "data/prepared/ms1mv2/manifest.parquet" in wf.data_targets(params)
     # the trainer validates on the three verification packs during training: train inputs and data targets
     assert wf.train_inputs(params, "table1_megaface_r34") == {
@@ -252,7 +257,9 @@ def test_cpu_steps_declare_modest_resources():
 
 
 def test_evaluate_jobs_of_gpu_experiments_get_one_gpu_their_cpus_and_partition(repo_params):
-    params = select_profile(_with_resources(repo_params, "demo_retrieval", gpus=2, cpus_per_gpu=6, partition="gpu"), "demo")
+    params = select_profile(
+        _with_resources(repo_params, "demo_retrieval", gpus=2, cpus_per_gpu=6, partition="gpu"), "demo"
+    )
     throughput, rates = wf.job_rates(REPO_ROOT / "nope.json", REPO_ROOT / "nope.yaml")
     assert (throughput, rates) == (None, None)  # absent files: nothing estimated, the floors
     assert wf.evaluate_resources(params, "demo_retrieval", None, None) == {

@@ -35,7 +35,9 @@ def _positive_int(text: str) -> int:
 
 def _params_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    parser.add_argument("--profile", default=None, help="profile of scale: demo, mini, paper (default: the params file's `profile`)")
+    parser.add_argument(
+        "--profile", default=None, help="profile of scale: demo, mini, paper (default: the params file's `profile`)"
+    )
 
 
 def _cmd_validate(args: argparse.Namespace) -> None:
@@ -61,8 +63,10 @@ def _cmd_plan(args: argparse.Namespace) -> None:
         print(f"plan written: {write_plan(plan, args.out)}")
     if plan.exceeding:
         jobs = "; ".join(f"{job} ({why})" for job, why in plan.exceeding.items())
-        raise ValueError(f"profile {plan.profile}: job(s) exceed their declared resources: {jobs}; raise runtime_min "
-                         "(or mem_mb_per_gpu) in the experiment's resources in the params file")
+        raise ValueError(
+            f"profile {plan.profile}: job(s) exceed their declared resources: {jobs}; raise runtime_min "
+            "(or mem_mb_per_gpu) in the experiment's resources in the params file"
+        )
 
 
 def _raw_dir(args: argparse.Namespace) -> Path:
@@ -88,8 +92,8 @@ def _cmd_data_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_data_status(args: argparse.Namespace) -> None:
-    from circle_repro.data.status import data_status, format_status_table
     from circle_repro.data.sources import load_sources
+    from circle_repro.data.status import data_status, format_status_table
 
     print(format_status_table(data_status(args.data_root, load_sources(args.sources))))
 
@@ -123,8 +127,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     loader = job_loader_settings(args.cpus, accelerator=torch.cuda.is_available())
     result = evaluate_run(
-        args.run_dir, data_root=args.data, eval_config=eval_config(params, run), out_dir=out_dir, loader=loader,
-        verify_data=args.verify_data, **batch,
+        args.run_dir,
+        data_root=args.data,
+        eval_config=eval_config(params, run),
+        out_dir=out_dir,
+        loader=loader,
+        verify_data=args.verify_data,
+        **batch,
     )
     summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
     print(f"evaluated {run.run_id}: {summary}")
@@ -159,8 +168,10 @@ def _cmd_recipe_card(args: argparse.Namespace) -> None:
         print(f"recipe cards written: {args.out}")
     missing = missing_sources(params) if params["profile"] == "paper" else []
     if missing:
-        raise ValueError(f"{len(missing)} paper setting(s) have no source: {', '.join(missing)}; add each to "
-                         "src/circle_repro/report/recipe_sources.yaml (paper section, reference file or deviation)")
+        raise ValueError(
+            f"{len(missing)} paper setting(s) have no source: {', '.join(missing)}; add each to "
+            "src/circle_repro/report/recipe_sources.yaml (paper section, reference file or deviation)"
+        )
 
 
 def _verify_data_arg(parser: argparse.ArgumentParser) -> None:
@@ -190,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=_cmd_runs)
 
     plan = verbs.add_parser(
-        "plan", help="per paper table: preparation, training and evaluation hours, each job against its declared resources, disk, missing data"
+        "plan",
+        help="per paper table: preparation, training and evaluation hours, each job against its declared resources, disk, missing data",
     )
     plan.add_argument(
         "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
@@ -229,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True, help="prepared data folder")
     train.add_argument("--out", type=Path, required=True, help="run folder")
     train.add_argument(
-        "--prepared-root", type=Path, help="holds the prepared train.validation sets (default: the folder holding --data)"
+        "--prepared-root",
+        type=Path,
+        help="holds the prepared train.validation sets (default: the folder holding --data)",
     )
     train.add_argument(
         "--launcher",
@@ -251,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="where metrics.json and the arrays go (default: --run-dir)")
     evaluate.add_argument("--batch-size", type=_positive_int, help="images per embedding batch (default: 512)")
     evaluate.add_argument(
-        "--cpus", type=_positive_int, default=1, help="CPUs of the job: one embedding loader worker per CPU beyond the first"
+        "--cpus",
+        type=_positive_int,
+        default=1,
+        help="CPUs of the job: one embedding loader worker per CPU beyond the first",
     )
     _verify_data_arg(evaluate)
     _params_arg(evaluate)
@@ -261,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         "recipe-card", help="print each paper table's settings with their sources (paper, reference file, deviation)"
     )
     recipe_card.add_argument("--out", type=Path, default=None, help="write the Markdown here instead of printing it")
-    recipe_card.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+    recipe_card.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)"
+    )
     recipe_card.add_argument("--profile", default="paper", help="profile whose experiments get cards (default: paper)")
     recipe_card.set_defaults(func=_cmd_recipe_card)
 
@@ -298,7 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, ManifestError, FileNotFoundError, ValueError, CheckpointError, TrackingStoreUnreachable) as exc:
+    except (
+        ConfigError,
+        ManifestError,
+        FileNotFoundError,
+        ValueError,
+        CheckpointError,
+        TrackingStoreUnreachable,
+    ) as exc:
         print(f"circle-repro {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except Terminated:

@@ -18,7 +18,9 @@ def git_commit(short: bool = True) -> str:
     return head + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def library_versions(names: tuple[str, ...] = ("circle-repro", "torch", "mmengine", "mlflow", "numpy")) -> dict[str, str]:
+def library_versions(
+    names: tuple[str, ...] = ("circle-repro", "torch", "mmengine", "mlflow", "numpy"),
+) -> dict[str, str]:
     """Installed versions of the libraries a result depends on."""
     versions = {}
     for name in names:

@@ -96,7 +96,10 @@ def train_inputs(params: dict[str, Any], experiment: str) -> dict[str, str]:
     """The train rule's inputs: the training set's manifest and those of its validation sets (beside it)."""
     spec = params["experiments"][experiment]
     inputs = {"manifest": (train_data_dir(params, experiment) / "manifest.parquet").as_posix()}
-    return inputs | {f"validation_{name}": (PREPARED_ROOT / name / "manifest.parquet").as_posix() for name in validation_datasets(spec)}
+    return inputs | {
+        f"validation_{name}": (PREPARED_ROOT / name / "manifest.parquet").as_posix()
+        for name in validation_datasets(spec)
+    }
 
 
 def evaluate_inputs(params: dict[str, Any], experiment: str, loss: str, seed: str | int) -> dict[str, str]:
@@ -167,7 +170,9 @@ def without(params: dict[str, Any], experiments: Iterable[str]) -> dict[str, Any
 
 def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -> list[str]:
     """The metrics files of every run that fills a paper table; ValueError saying why when none can."""
-    experiments = [name for name, spec in params["experiments"].items() if spec["table"] == table and "sweep" not in spec]
+    experiments = [
+        name for name, spec in params["experiments"].items() if spec["table"] == table and "sweep" not in spec
+    ]
     if not experiments:
         raise ValueError(f"{table}: profile {params['profile']!r} has no experiment for it (see params.yaml profiles)")
     reasons = [f"{name}: {blocked[name]}" for name in experiments if name in blocked]
@@ -229,6 +234,7 @@ STEP_RESOURCES: dict[str, dict[str, int]] = {
 """The resources of the steps besides training, by rule name: the report's as they are; for prepare_data
 and evaluate the floor under the runtime and memory derived from the plan (:func:`prepare_resources`,
 :func:`evaluate_resources`), and what they get where nothing could be estimated."""
+
 
 def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
     """An experiment's ``resources`` from params.yaml with the defaults filled in."""
@@ -327,7 +333,9 @@ def prepare_resources(dataset: str, rates: JobRates | None) -> dict[str, Any]:
     return resources
 
 
-def _per_wildcard(rule: str, key: str, values: Iterable[str], resources_of: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+def _per_wildcard(
+    rule: str, key: str, values: Iterable[str], resources_of: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
     """One function of the wildcards per resource name that ``resources_of`` gives some of ``values``
     (the wildcard ``key``'s values); a job without a name gets None, which Snakemake drops."""
     resources_of = cache(resources_of)
@@ -352,10 +360,15 @@ def job_rates(throughput_file: str | Path, rates_file: str | Path) -> tuple[Thro
     return throughput, load_rates(rates_file) if Path(rates_file).is_file() else None
 
 
-def evaluate_rule_resources(params: dict[str, Any], throughput: Throughput | None, rates: JobRates | None) -> dict[str, Any]:
+def evaluate_rule_resources(
+    params: dict[str, Any], throughput: Throughput | None, rates: JobRates | None
+) -> dict[str, Any]:
     """The evaluate rule's ``resources:``, per experiment (:func:`evaluate_resources`)."""
     return _per_wildcard(
-        "evaluate", "experiment", params["experiments"], lambda name: evaluate_resources(params, name, throughput, rates)
+        "evaluate",
+        "experiment",
+        params["experiments"],
+        lambda name: evaluate_resources(params, name, throughput, rates),
     )
 
 

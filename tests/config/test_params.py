@@ -39,9 +39,7 @@ def _error(params) -> str:
 
 def test_committed_params_are_valid():
     params = load_params(REPO_ROOT / "params.yaml")
-    assert len(expand_runs(params)) == sum(
-        len(e["losses"]) * len(e["seeds"]) for e in params["experiments"].values()
-    )
+    assert len(expand_runs(params)) == sum(len(e["losses"]) * len(e["seeds"]) for e in params["experiments"].values())
 
 
 def test_unknown_loss_names_key_and_allowed_values(repo_params):
@@ -178,15 +176,23 @@ def test_a_trained_by_experiment_may_only_name_its_test_set(repo_params):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda p: p["experiments"]["table2_lfw_r34"].update(trained_by="nope"),
-         "experiments.table2_lfw_r34.trained_by: 'nope' is not an experiment"),
-        (lambda p: p["experiments"]["table2_ytf_r34"].update(trained_by="table2_lfw_r34"),
-         "experiments.table2_ytf_r34.trained_by: 'table2_lfw_r34' does not train (it has trained_by 'table1_megaface_r34')"),
-        (lambda p: p["profiles"]["paper"]["experiments"].remove("table1_megaface_r100"),
-         "profiles.paper.experiments: table3_ijbc_r100 evaluates the weights of table1_megaface_r100, which the "
-         "profile does not list; add table1_megaface_r100"),
-        (lambda p: p["sweeps"]["figure3_megaface_r34"].update(base="table2_lfw_r34"),
-         "sweeps.figure3_megaface_r34.base: 'table2_lfw_r34' trains nothing (trained_by)"),
+        (
+            lambda p: p["experiments"]["table2_lfw_r34"].update(trained_by="nope"),
+            "experiments.table2_lfw_r34.trained_by: 'nope' is not an experiment",
+        ),
+        (
+            lambda p: p["experiments"]["table2_ytf_r34"].update(trained_by="table2_lfw_r34"),
+            "experiments.table2_ytf_r34.trained_by: 'table2_lfw_r34' does not train (it has trained_by 'table1_megaface_r34')",
+        ),
+        (
+            lambda p: p["profiles"]["paper"]["experiments"].remove("table1_megaface_r100"),
+            "profiles.paper.experiments: table3_ijbc_r100 evaluates the weights of table1_megaface_r100, which the "
+            "profile does not list; add table1_megaface_r100",
+        ),
+        (
+            lambda p: p["sweeps"]["figure3_megaface_r34"].update(base="table2_lfw_r34"),
+            "sweeps.figure3_megaface_r34.base: 'table2_lfw_r34' trains nothing (trained_by)",
+        ),
     ],
 )
 def test_trained_by_cross_references_are_checked(repo_params, edit, message):
@@ -205,8 +211,12 @@ def test_figure3_sweeps_circle_and_the_baselines_over_the_papers_grids(repo_para
         grid.setdefault((point["loss"], point["parameter"]), set()).add(point["value"])
         base_row = repo_params["experiments"]["table1_megaface_r34"]["losses"][point["loss"]]
         assert spec["losses"][row] == base_row | {point["parameter"]: point["value"]}
-    for (loss, parameter), own in {("CircleLoss", "gamma"): 256, ("CircleLoss", "m"): 0.25, ("AM-Softmax", "gamma"): 64,
-                                   ("ArcFace", "gamma"): 64}.items():
+    for (loss, parameter), own in {
+        ("CircleLoss", "gamma"): 256,
+        ("CircleLoss", "m"): 0.25,
+        ("AM-Softmax", "gamma"): 64,
+        ("ArcFace", "gamma"): 64,
+    }.items():
         assert sweep["base_values"][loss][parameter] == own
         grid[loss, parameter].add(own)
     powers = {2.0**k for k in range(5, 11)}
@@ -222,15 +232,24 @@ def test_figure3_sweeps_circle_and_the_baselines_over_the_papers_grids(repo_para
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda s: s["baselines"].update(Softmax={}), "sweeps.figure3_megaface_r34.baselines.Softmax: 'Softmax' has no "
-                                                      "gamma to sweep (type softmax)"),
-        (lambda s: s["baselines"].update(Nope={}), "sweeps.figure3_megaface_r34.baselines.Nope: not a loss of "
-                                                   "table1_megaface_r34"),
+        (
+            lambda s: s["baselines"].update(Softmax={}),
+            "sweeps.figure3_megaface_r34.baselines.Softmax: 'Softmax' has no gamma to sweep (type softmax)",
+        ),
+        (
+            lambda s: s["baselines"].update(Nope={}),
+            "sweeps.figure3_megaface_r34.baselines.Nope: not a loss of table1_megaface_r34",
+        ),
         (lambda s: s["baselines"].update(CircleLoss={}), "baselines.CircleLoss: the swept loss itself"),
-        (lambda s: s["baselines"]["ArcFace"].update(gamma=[32, 64]),
-         "sweeps.figure3_megaface_r34.baselines.ArcFace.gamma: 64 is table1_megaface_r34's own ArcFace setting"),
+        (
+            lambda s: s["baselines"]["ArcFace"].update(gamma=[32, 64]),
+            "sweeps.figure3_megaface_r34.baselines.ArcFace.gamma: 64 is table1_megaface_r34's own ArcFace setting",
+        ),
         (lambda s: s.update(m=[0.25]), "sweeps.figure3_megaface_r34.m: 0.25 is table1_megaface_r34's own CircleLoss"),
-        (lambda s: s["baselines"]["ArcFace"].update(m=[0.3]), "baselines.ArcFace: Additional properties are not allowed"),
+        (
+            lambda s: s["baselines"]["ArcFace"].update(m=[0.3]),
+            "baselines.ArcFace: Additional properties are not allowed",
+        ),
     ],
 )
 def test_sweep_baselines_are_checked(repo_params, edit, message):
@@ -242,8 +261,10 @@ def test_sweep_baselines_are_checked(repo_params, edit, message):
 def test_a_profile_with_a_sweep_lists_its_base(repo_params):
     bad = copy.deepcopy(repo_params)
     bad["profiles"]["demo"]["experiments"].remove("demo_verification")
-    assert ("profiles.demo.experiments: demo_sensitivity draws the runs of its base demo_verification at the base "
-            "settings, which the profile does not list; add demo_verification") in _error(bad)
+    assert (
+        "profiles.demo.experiments: demo_sensitivity draws the runs of its base demo_verification at the base "
+        "settings, which the profile does not list; add demo_verification"
+    ) in _error(bad)
 
 
 # --- names that become folders and command-line words; bounds on sizes ------------------------------
@@ -256,7 +277,9 @@ def _renamed_loss(params, new_name):
     return renamed
 
 
-@pytest.mark.parametrize("name", ["..", ".", "...", ".hidden", "-rf", "X;touch PWNED;", "a b", "a/b", "$(id)", "x" * 101])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "...", ".hidden", "-rf", "X;touch PWNED;", "a b", "a/b", "$(id)", "x" * 101]
+)
 def test_names_that_could_escape_a_folder_or_a_shell_line_are_refused(repo_params, name):
     message = _error(_renamed_loss(repo_params, name))
     assert f"experiments.demo_retrieval.losses: {name!r} does not match" in message
@@ -274,20 +297,38 @@ def test_ordinary_names_with_dots_and_dashes_are_accepted(repo_params, name):
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        (["experiments", "demo_retrieval", "train", "epochs"], 1_000_000_000,
-         "experiments.demo_retrieval.train.epochs: 1000000000 is greater than the maximum of 10000; allowed: <= 10000"),
-        (["experiments", "demo_retrieval", "seeds"], [0, 2**32],
-         "experiments.demo_retrieval.seeds.1: 4294967296 is greater than the maximum of 4294967295"),
+        (
+            ["experiments", "demo_retrieval", "train", "epochs"],
+            1_000_000_000,
+            "experiments.demo_retrieval.train.epochs: 1000000000 is greater than the maximum of 10000; allowed: <= 10000",
+        ),
+        (
+            ["experiments", "demo_retrieval", "seeds"],
+            [0, 2**32],
+            "experiments.demo_retrieval.seeds.1: 4294967296 is greater than the maximum of 4294967295",
+        ),
         (["sweeps", "demo_sensitivity", "seeds"], [2**40], "sweeps.demo_sensitivity.seeds.0: 1099511627776 is greater"),
         (["report", "bootstrap", "seed"], -1, "report.bootstrap.seed: -1 is less than the minimum of 0"),
-        (["experiments", "demo_retrieval", "sampler", "k"], 100_000,
-         "experiments.demo_retrieval.sampler.k: 100000 is greater than the maximum of 1024"),
-        (["experiments", "demo_retrieval", "sampler", "p"], 5000,
-         "experiments.demo_retrieval.sampler.p: 5000 is greater than the maximum of 4096"),
-        (["experiments", "demo_retrieval", "sampler"], {"p": 128, "k": 128},
-         "experiments.demo_retrieval.sampler: p x k = 16384 images per batch; allowed: <= 8192"),
-        (["experiments", "demo_retrieval", "train"], {"iterations": 10**8, "optimizer": {"type": "Adam", "lr": 0.001}},
-         "experiments.demo_retrieval.train.iterations: 100000000 is greater than the maximum of 10000000"),
+        (
+            ["experiments", "demo_retrieval", "sampler", "k"],
+            100_000,
+            "experiments.demo_retrieval.sampler.k: 100000 is greater than the maximum of 1024",
+        ),
+        (
+            ["experiments", "demo_retrieval", "sampler", "p"],
+            5000,
+            "experiments.demo_retrieval.sampler.p: 5000 is greater than the maximum of 4096",
+        ),
+        (
+            ["experiments", "demo_retrieval", "sampler"],
+            {"p": 128, "k": 128},
+            "experiments.demo_retrieval.sampler: p x k = 16384 images per batch; allowed: <= 8192",
+        ),
+        (
+            ["experiments", "demo_retrieval", "train"],
+            {"iterations": 10**8, "optimizer": {"type": "Adam", "lr": 0.001}},
+            "experiments.demo_retrieval.train.iterations: 100000000 is greater than the maximum of 10000000",
+        ),
     ],
 )
 def test_sizes_and_seeds_out_of_bounds_name_the_key_and_the_bound(repo_params, path, value, expected):

@@ -33,8 +33,17 @@ def _md5(data: bytes) -> str:
 
 
 def _source(*files: SourceFile, access: str = "manual", substitutes: tuple[str, ...] = ()) -> Source:
-    return Source(name="fake", title="Fake Set", access=access, licence="MIT", tables=(), homepage=None, files=files,
-                  instructions="Ask the authors for it.", substitutes=substitutes)
+    return Source(
+        name="fake",
+        title="Fake Set",
+        access=access,
+        licence="MIT",
+        tables=(),
+        homepage=None,
+        files=files,
+        instructions="Ask the authors for it.",
+        substitutes=substitutes,
+    )
 
 
 ARCHIVE = SourceFile("a.tgz", None, size_bytes=len(DATA), md5=_md5(DATA))
@@ -70,7 +79,7 @@ def test_check_file_refuses_a_wrong_size_or_digest_and_writes_no_stamp(tmp_path)
     with pytest.raises(ChecksumError, match=rf"size in bytes mismatch: expected {len(DATA)}.*replace .*a.tgz"):
         check_file(path, ARCHIVE)
     path.write_bytes(DATA[::-1])  # same size, other bytes
-    with pytest.raises(ChecksumError, match="a.tgz: md5 mismatch.*replace"):
+    with pytest.raises(ChecksumError, match=r"a.tgz: md5 mismatch.*replace"):
         check_file(path, ARCHIVE)
     assert not stamp_path(path).exists()
 
@@ -139,7 +148,7 @@ def test_a_mirror_copy_with_a_wrong_checksum_is_not_kept(tmp_path):
 def test_a_copy_judged_by_its_content_digest_is_deleted_when_it_fails(tmp_path):
     declared = SourceFile("c.gz", None, md5="0" * 32, content_sha256="f" * 64)
     _write(tmp_path / "mirror" / "c.gz", gzip.compress(CONTENT))
-    with pytest.raises(ChecksumError, match="decompressed content mismatch.*copy just made was deleted"):
+    with pytest.raises(ChecksumError, match=r"decompressed content mismatch.*copy just made was deleted"):
         locate(_source(declared), tmp_path / "raw", "c.gz", mirrors=(tmp_path / "mirror",))
     assert not (tmp_path / "raw" / "c.gz").exists()
 
@@ -162,9 +171,11 @@ def test_missing_files_are_named_with_where_to_place_them(tmp_path):
     source = _source(ARCHIVE, FOLDER, substitutes=("Other Set (other)", "a Kaggle copy"))
     with pytest.raises(FileNotFoundError) as err:
         obtain(source, tmp_path / "raw", ["a.tgz", "a/"])
-    assert str(err.value) == (f"Fake Set (fake): raw data not found; place {tmp_path / 'raw' / 'a.tgz'}, "
-                              f"{tmp_path / 'raw' / 'a'}/. Ask the authors for it. Substitutes: Other Set (other); "
-                              "a Kaggle copy.")
+    assert str(err.value) == (
+        f"Fake Set (fake): raw data not found; place {tmp_path / 'raw' / 'a.tgz'}, "
+        f"{tmp_path / 'raw' / 'a'}/. Ask the authors for it. Substitutes: Other Set (other); "
+        "a Kaggle copy."
+    )
     assert access_help(_source()) == "Ask the authors for it."
     assert "one of" in str(missing_error(source, tmp_path, ["a.tgz", "a/"], one_of=True))
 
@@ -194,5 +205,5 @@ def test_first_present_prefers_the_first_alternative(tmp_path):
 
 
 def test_an_undeclared_name_is_refused():
-    with pytest.raises(KeyError, match="'b.zip' is not declared"):
+    with pytest.raises(KeyError, match=r"'b.zip' is not declared"):
         declared_file(_source(ARCHIVE), "b.zip")

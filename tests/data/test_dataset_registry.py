@@ -24,10 +24,10 @@ def test_entry_names_a_known_transform_and_protocol(name):
 
 
 def test_raw_data_sets_need_a_raw_folder(tmp_path):
-    with pytest.raises(ValueError, match="give raw_dir .*data/raw/cub200"):
+    with pytest.raises(ValueError, match=r"give raw_dir .*data/raw/cub200"):
         prepare_dataset("cub200", tmp_path / "out")
 
 
 def test_unknown_data_set_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown data set 'imagenet'; allowed: .*'cub200'"):
+    with pytest.raises(ValueError, match=r"unknown data set 'imagenet'; allowed: .*'cub200'"):
         get_dataset("imagenet")

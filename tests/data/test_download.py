@@ -30,7 +30,7 @@ class LocalServer:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
-            def do_GET(self):  # noqa: N802 - http.server API
+            def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
                 body = server.files.get(self.path)
                 if body is None:
@@ -194,7 +194,7 @@ def test_mirror_checksum_error_mentions_the_mirror(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "x.zip").write_bytes(b"not it")
-    with pytest.raises(ChecksumError, match="mirror of http://127.0.0.1:9/x.zip"):
+    with pytest.raises(ChecksumError, match=r"mirror of http://127.0.0.1:9/x.zip"):
         fetch("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", sha256=SHA256, mirror=mirror, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]
 

@@ -17,11 +17,15 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def test_arcface_template_is_insightfaces():
     """arcface_dst = eval_ijbc.py's [30.2946, ...] template with x + 8."""
-    legacy = np.array([[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366], [33.5493, 92.3655], [62.7299, 92.2041]])
-    np.testing.assert_allclose(ARCFACE_DST, legacy + [8.0, 0.0], atol=1e-12)
+    legacy = np.array(
+        [[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366], [33.5493, 92.3655], [62.7299, 92.2041]]
+    )
+    np.testing.assert_allclose(ARCFACE_DST, [*legacy, 8.0, 0.0], atol=1e-12)
 
 
-@pytest.mark.parametrize(("angle", "scale", "shift"), [(0.3, 1.7, (12.5, -4.0)), (-2.5, 0.42, (-30.0, 77.25)), (0.0, 1.0, (0, 0))])
+@pytest.mark.parametrize(
+    ("angle", "scale", "shift"), [(0.3, 1.7, (12.5, -4.0)), (-2.5, 0.42, (-30.0, 77.25)), (0.0, 1.0, (0, 0))]
+)
 def test_a_known_similarity_is_recovered_exactly(angle, scale, shift):
     src = np.array([[10.0, 20.0], [55.0, 18.0], [33.0, 40.0], [15.0, 61.0], [50.0, 63.0]])
     known = similarity(angle, scale, shift)
@@ -79,8 +83,9 @@ def test_align_face_matches_opencv_warp_affine():
     image = rng.integers(0, 256, (90, 80, 3), dtype=np.uint8)
     landmarks = apply(similarity(0.2, 0.6, (4.0, -2.0)), ARCFACE_DST) + rng.normal(0, 1.0, (5, 2))
     ours = align_face(image, landmarks)
-    reference = cv2.warpAffine(image, estimate_similarity(landmarks, ARCFACE_DST), (ALIGNED_SIZE, ALIGNED_SIZE),
-                               borderValue=0.0)
+    reference = cv2.warpAffine(
+        image, estimate_similarity(landmarks, ARCFACE_DST), (ALIGNED_SIZE, ALIGNED_SIZE), borderValue=0.0
+    )
     assert ours.shape == (112, 112, 3)
     assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1  # cv2 interpolates in 1/32-pixel fixed point
 

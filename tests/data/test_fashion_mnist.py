@@ -36,8 +36,9 @@ def fixture_mirror(tmp_path, monkeypatch):
 
 
 def test_prepare_through_a_mirror_accepts_recompressed_content(tmp_path, fixture_mirror):
-    manifest = prepare_dataset("fashion_mnist", tmp_path / "prepared", tmp_path / "raw", mirror=fixture_mirror,
-                               verification_pairs=20)
+    manifest = prepare_dataset(
+        "fashion_mnist", tmp_path / "prepared", tmp_path / "raw", mirror=fixture_mirror, verification_pairs=20
+    )
     frame = read_manifest(manifest.parent)
     assert len(frame) == 70
     assert sorted(frame.loc[frame["split"] == "train", "label"].unique()) == [0, 1, 2, 3, 4]
@@ -64,7 +65,9 @@ def test_real_debian_copy_end_to_end(tmp_path):
     raw = fashion_mnist.fetch_raw(tmp_path / "raw", mirror=fashion_mnist.DEBIAN_MIRROR)
     images, labels = fashion_mnist.load_raw(raw)
     assert images.shape == (70_000, 28, 28) and np.bincount(labels).tolist() == [7_000] * 10
-    manifest = fashion_mnist.prepare(tmp_path / "prepared", tmp_path / "raw", mirror=fashion_mnist.DEBIAN_MIRROR, per_class=30)
+    manifest = fashion_mnist.prepare(
+        tmp_path / "prepared", tmp_path / "raw", mirror=fashion_mnist.DEBIAN_MIRROR, per_class=30
+    )
     frame = read_manifest(manifest.parent)
     assert frame.groupby("label").size().tolist() == [30] * 10
     assert set(frame.loc[frame["label"] < 5, "split"]) == {"train"}

@@ -9,7 +9,6 @@ import torch
 from fixtures.face import build_faces_emore
 from fixtures.formats import make_jpeg, truncate
 from PIL import Image
-from support import REPO_ROOT
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2.functional import pil_to_tensor
 
@@ -25,10 +24,11 @@ from circle_repro.data.image_reader import (
     split_pack_member,
 )
 from circle_repro.data.manifest import read_manifest
-from circle_repro.data.stamp import DataStampError, file_table, stamp_hash, verify_files
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared
+from circle_repro.data.stamp import DataStampError, file_table, stamp_hash, verify_files
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
+from support import REPO_ROOT
 
 
 def _jpeg(seed: int, size: tuple[int, int]) -> bytes:
@@ -123,8 +123,17 @@ def test_decoded_pixels_are_pils(mode):
         assert torch.equal(decode_image(buffer.getvalue(), mode), pil_to_tensor(image.convert(mode)))
 
 
-@pytest.mark.parametrize(("style", "size"), [("face", (112, 112)), ("face", (120, 100)), ("reid", (128, 256)),
-                                             ("reid", (100, 200)), ("retrieval", (500, 375)), ("mnist", (28, 28))])
+@pytest.mark.parametrize(
+    ("style", "size"),
+    [
+        ("face", (112, 112)),
+        ("face", (120, 100)),
+        ("reid", (128, 256)),
+        ("reid", (100, 200)),
+        ("retrieval", (500, 375)),
+        ("mnist", (28, 28)),
+    ],
+)
 def test_dataset_items_are_the_transform_of_the_pil_image(tmp_path, monkeypatch, style, size):
     """Same values as build_transform on the PIL image: to float32 rounding where nothing is resized, else
     within the difference between torchvision's and PIL's antialiased bilinear resize (a level or two of 255)."""
@@ -166,7 +175,9 @@ def test_a_last_record_cut_short_is_named_when_read(prepared_pack):
     reader = ImageReader(prepared_pack, frame["path"])
     last = int(np.argmax(reader._offsets))
     os.truncate(prepared_pack / "images.rec", int(reader._offsets[last]) + 20)
-    with pytest.raises(PackError, match=r"images.rec: record at byte \d+ is truncated.*re-run `circle-repro data prepare`"):
+    with pytest.raises(
+        PackError, match=r"images.rec: record at byte \d+ is truncated.*re-run `circle-repro data prepare`"
+    ):
         ImageReader(prepared_pack, frame["path"]).read(last)
 
 
@@ -190,8 +201,17 @@ def test_an_index_missing_a_manifest_key_is_named(prepared_pack):
 def test_the_cli_exits_2_naming_a_truncated_pack(tmp_path, capsys):
     pack = build_faces_emore(tmp_path / "raw" / "faces_emore").rec
     truncate(pack.rec, 0.6)
-    argv = ["data", "prepare", "ms1mv2", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
-            "--params", str(REPO_ROOT / "params.yaml")]
+    argv = [
+        "data",
+        "prepare",
+        "ms1mv2",
+        "--raw",
+        str(tmp_path / "raw"),
+        "--out",
+        str(tmp_path / "out"),
+        "--params",
+        str(REPO_ROOT / "params.yaml"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "train.rec" in err and "Traceback" not in err
@@ -216,4 +236,6 @@ def test_scaled_normalize_of_a_float_image_only_normalises():
     step = ScaledNormalize([0.5, 0.25], [2.0, 0.5], scale=True)
     image = torch.tensor([[[1.0]], [[0.75]]])
     torch.testing.assert_close(step(image), torch.tensor([[[0.25]], [[1.0]]]))
-    torch.testing.assert_close(step(torch.tensor([[[255]], [[0]]], dtype=torch.uint8)), torch.tensor([[[0.25]], [[-0.5]]]))
+    torch.testing.assert_close(
+        step(torch.tensor([[[255]], [[0]]], dtype=torch.uint8)), torch.tensor([[[0.25]], [[-0.5]]])
+    )

@@ -80,5 +80,5 @@ def test_content_hash_covers_rows_and_file_bytes(tmp_path):
     files = pd.read_parquet(tmp_path / FILES_FILENAME).set_index("path")
     assert files.loc["b.png", "bytes"] == len((tmp_path / "b.png").read_bytes())
     assert files.loc["b.png", "sha256"] == hashlib.sha256((tmp_path / "b.png").read_bytes()).hexdigest()
-    with pytest.raises(ManifestError, match="content.sha256: not found"):
+    with pytest.raises(ManifestError, match=r"content.sha256: not found"):
         read_content_hash(tmp_path / "elsewhere")

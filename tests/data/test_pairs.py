@@ -12,7 +12,7 @@ def _frame():
 def test_pairs_are_balanced_distinct_and_labelled_correctly():
     frame = _frame()
     pairs = sample_pairs(frame, 200, seed=1)
-    label = dict(zip(frame["path"], frame["label"]))
+    label = dict(zip(frame["path"], frame["label"], strict=True))
     assert pairs["issame"].sum() == 100
     assert (pairs["path_a"] != pairs["path_b"]).all()
     assert (pairs["path_a"].map(label) == pairs["path_b"].map(label)).tolist() == pairs["issame"].tolist()

@@ -17,8 +17,16 @@ def _samples(folder, n=3, **columns):
         file = folder / f"{i}.jpg"
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_bytes(make_jpeg(i))
-        samples.append(Sample(file, f"c{i % 2}/{i}.jpg", i % 2, "train" if i % 2 else "test", f"list.txt line {i + 1}",
-                              {key: value[i] for key, value in columns.items()}))
+        samples.append(
+            Sample(
+                file,
+                f"c{i % 2}/{i}.jpg",
+                i % 2,
+                "train" if i % 2 else "test",
+                f"list.txt line {i + 1}",
+                {key: value[i] for key, value in columns.items()},
+            )
+        )
     return samples
 
 
@@ -60,13 +68,23 @@ def test_write_prepared_stores_images_and_writes_the_manifest_last(tmp_path):
     assert read_content_hash(tmp_path / "out")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda s: s[:2] + [Sample(s[2].file, "../2.jpg", 0, "test", "list.txt line 3")], r"line 3: image path '../2.jpg'"),
-    (lambda s: s + [Sample(s[0].file, s[0].relative, 0, "test", "list.txt line 4")],
-     r"line 4: image 'c0/0.jpg' is already listed in list.txt line 1"),
-    (lambda s: s + [Sample(s[0].file.with_name("gone.jpg"), "x.jpg", 0, "test", "list.txt line 4")],
-     r"line 4: names 'x.jpg', which the archive does not contain"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: [*s[:2], Sample(s[2].file, "../2.jpg", 0, "test", "list.txt line 3")],
+            r"line 3: image path '../2.jpg'",
+        ),
+        (
+            lambda s: [*s, Sample(s[0].file, s[0].relative, 0, "test", "list.txt line 4")],
+            r"line 4: image 'c0/0.jpg' is already listed in list.txt line 1",
+        ),
+        (
+            lambda s: [*s, Sample(s[0].file.with_name("gone.jpg"), "x.jpg", 0, "test", "list.txt line 4")],
+            r"line 4: names 'x.jpg', which the archive does not contain",
+        ),
+    ],
+)
 def test_a_bad_listing_is_refused_before_anything_is_stored(tmp_path, change, message):
     with pytest.raises(AnnotationError, match=message):
         write_prepared(change(_samples(tmp_path / "raw")), tmp_path / "out")

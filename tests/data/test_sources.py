@@ -15,8 +15,21 @@ from circle_repro.data.sources import ACCESS_KINDS, SOURCES_PATH, TABLE_IDS, Sou
 
 DATASETS_DOC_VARIABLE = "CIRCLE_REPRO_DATASETS_DOC"
 EXPECTED_NAMES = {
-    "cub200", "cars196", "sop", "market1501", "msmt17", "ms1mv2", "ms1mv3", "lfw", "cfp_fp", "agedb_30", "ytf",
-    "ijbc", "megaface", "fashion_mnist", "mnist5k",
+    "cub200",
+    "cars196",
+    "sop",
+    "market1501",
+    "msmt17",
+    "ms1mv2",
+    "ms1mv3",
+    "lfw",
+    "cfp_fp",
+    "agedb_30",
+    "ytf",
+    "ijbc",
+    "megaface",
+    "fashion_mnist",
+    "mnist5k",
 }
 
 
@@ -29,8 +42,10 @@ def sources():
 def doc_text():
     doc = os.environ.get(DATASETS_DOC_VARIABLE)
     if not doc or not Path(doc).is_file():
-        pytest.skip(f"the data-set notes sources.yaml was transcribed from are not in this repository: set "
-                    f"{DATASETS_DOC_VARIABLE} to their file to check the transcription against them")
+        pytest.skip(
+            f"the data-set notes sources.yaml was transcribed from are not in this repository: set "
+            f"{DATASETS_DOC_VARIABLE} to their file to check the transcription against them"
+        )
     return Path(doc).read_text(encoding="utf-8")
 
 
@@ -101,7 +116,9 @@ def test_spot_checks_against_the_doc(sources, doc_text):
     assert f"**3,083,860,082 bytes**, sha256 `{sop.sha256}`" in doc_text and sop.url in doc_text
     assert sources["sop"].expected_counts["train_classes"] == 11318
     cars = {f.name: f for f in sources["cars196"].files}
-    assert f"**md5 car_ims.tgz `{cars['car_ims.tgz'].md5}`, cars_annos.mat\n  `{cars['cars_annos.mat'].md5}`**" in doc_text
+    assert (
+        f"**md5 car_ims.tgz `{cars['car_ims.tgz'].md5}`, cars_annos.mat\n  `{cars['cars_annos.mat'].md5}`**" in doc_text
+    )
     market = sources["market1501"]
     assert f"**md5 `{market.files[0].md5}`**" in doc_text
     assert market.expected_counts["gallery_images_without_junk"] == 15913
@@ -121,7 +138,7 @@ def test_fashion_mnist_checksums_equal_the_doc_and_feed_the_data_module(sources,
         assert f"| {name} | {file.md5} | {file.content_sha256} |" in doc_text
         assert file.sha256 is None  # the doc gives no digest of the .gz bytes beyond the MD5
         assert file.url == f"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}"
-    assert fashion_mnist.FILES == {name: (f.md5, f.content_sha256) for name, f in files.items()}
+    assert {name: (f.md5, f.content_sha256) for name, f in files.items()} == fashion_mnist.FILES
 
 
 def test_sets_without_published_checksums_declare_none(sources):
@@ -151,7 +168,11 @@ def _raw():
         (lambda d: d["cub200"].__setitem__("access", "torrent"), "cub200.access", "is not one of"),
         (lambda d: d["sop"].__setitem__("tables", ["table9"]), "sop.tables[0]", "is not one of"),
         (lambda d: d["cub200"]["files"][0].__setitem__("md5", "abc"), "cub200.files[0].md5", "32 lower-case hex"),
-        (lambda d: d["cub200"]["files"][0].__setitem__("sha256", "0" * 63), "cub200.files[0].sha256", "64 lower-case hex"),
+        (
+            lambda d: d["cub200"]["files"][0].__setitem__("sha256", "0" * 63),
+            "cub200.files[0].sha256",
+            "64 lower-case hex",
+        ),
         (lambda d: d["megaface"].pop("substitutes"), "megaface.substitutes", "needs substitutes"),
         (lambda d: d["ijbc"].pop("instructions"), "ijbc.instructions", "needs instructions"),
         (lambda d: d["ijbc"]["files"][0].__setitem__("url", "http://x/y.tar"), "ijbc.files[0].url", "no direct url"),
@@ -172,5 +193,5 @@ def test_validation_errors_name_file_data_set_and_key(tmp_path, mutate, key, mes
 
 
 def test_missing_sources_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope.yaml"):
         load_sources(tmp_path / "nope.yaml")

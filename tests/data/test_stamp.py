@@ -58,7 +58,7 @@ def test_an_edited_manifest_fails_the_full_check(prepared):
     frame.loc[0, "label"] = 1
     frame.to_parquet(prepared / "manifest.parquet", index=False)
     verify_prepared(prepared, "sizes")
-    with pytest.raises(DataStampError, match="content.sha256: missing or not the hash of the manifest"):
+    with pytest.raises(DataStampError, match=r"content.sha256: missing or not the hash of the manifest"):
         verify_prepared(prepared, "full")
     assert read_content_hash(prepared)  # the recorded hash is left as it was
 

@@ -32,26 +32,52 @@ def fake_sources(tmp_path):
     one .gz set with a content checksum only, and one embedded set."""
     data = {
         "fake": {
-            "title": "Fake", "access": "download", "licence": "MIT", "tables": ["table5"], "homepage": None,
+            "title": "Fake",
+            "access": "download",
+            "licence": "MIT",
+            "tables": ["table5"],
+            "homepage": None,
             "files": [
-                {"name": "a.tgz", "url": "http://example.invalid/a.tgz", "size_bytes": len(PAYLOAD_A),
-                 "sha256": _sha256(PAYLOAD_A)},
+                {
+                    "name": "a.tgz",
+                    "url": "http://example.invalid/a.tgz",
+                    "size_bytes": len(PAYLOAD_A),
+                    "sha256": _sha256(PAYLOAD_A),
+                },
                 {"name": "b.mat", "url": "http://example.invalid/b.mat", "md5": hashlib.md5(PAYLOAD_B).hexdigest()},
                 {"name": "extra.txt", "url": None, "optional": True},
             ],
         },
         "handmade": {
-            "title": "Handmade", "access": "manual", "licence": "agreement", "tables": ["table4"],
-            "homepage": None, "instructions": "ask the authors; put d/ under data/raw/handmade/",
+            "title": "Handmade",
+            "access": "manual",
+            "licence": "agreement",
+            "tables": ["table4"],
+            "homepage": None,
+            "instructions": "ask the authors; put d/ under data/raw/handmade/",
             "files": [{"name": "d/", "url": None}],
         },
         "gz": {
-            "title": "Gz", "access": "download", "licence": "MIT", "tables": [], "homepage": None,
-            "files": [{"name": "c.gz", "url": "http://example.invalid/c.gz", "md5": "0" * 32,
-                       "content_sha256": _sha256(CONTENT_C)}],
+            "title": "Gz",
+            "access": "download",
+            "licence": "MIT",
+            "tables": [],
+            "homepage": None,
+            "files": [
+                {
+                    "name": "c.gz",
+                    "url": "http://example.invalid/c.gz",
+                    "md5": "0" * 32,
+                    "content_sha256": _sha256(CONTENT_C),
+                }
+            ],
         },
         "emb": {
-            "title": "Embedded", "access": "embedded", "licence": "BSD-3", "tables": [], "homepage": None,
+            "title": "Embedded",
+            "access": "embedded",
+            "licence": "BSD-3",
+            "tables": [],
+            "homepage": None,
             "files": [{"name": "x.csv.gz", "url": None}],
         },
     }
@@ -181,9 +207,11 @@ def test_format_size_and_table(tmp_path, fake_sources):
 
 
 def test_importing_status_does_not_import_torch():
-    code = ("import sys, circle_repro.data.status; "
-            "heavy = [m for m in ('torch', 'mmengine', 'mlflow') if m in sys.modules]; "
-            "assert not heavy, heavy; print('ok')")
+    code = (
+        "import sys, circle_repro.data.status; "
+        "heavy = [m for m in ('torch', 'mmengine', 'mlflow') if m in sys.modules]; "
+        "assert not heavy, heavy; print('ok')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

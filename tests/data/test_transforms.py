@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from torchvision.transforms import v2
 
 from circle_repro.data.transforms import BACKBONE_NORMALISATION, IMAGE_MODES, TRANSFORMS, build_transform
@@ -62,7 +61,7 @@ def test_every_transform_has_an_image_mode():
 
 
 def test_unknown_transform_names_the_choices():
-    with pytest.raises(ValueError, match="allowed: .*retrieval"):
+    with pytest.raises(ValueError, match=r"allowed: .*retrieval"):
         build_transform("imagenet", train=True)
 
 
@@ -94,7 +93,9 @@ def test_face_backbones_keep_the_minus_one_one_scale(backbone):
 
 def test_a_backbone_trained_from_scratch_takes_the_style_normalisation():
     image = _image("L", 28, 28)
-    assert torch.equal(build_transform("mnist", False, backbone="small_cnn")(image), build_transform("mnist", False)(image))
+    assert torch.equal(
+        build_transform("mnist", False, backbone="small_cnn")(image), build_transform("mnist", False)(image)
+    )
 
 
 def test_every_backbone_declares_its_input_normalisation():
@@ -102,7 +103,7 @@ def test_every_backbone_declares_its_input_normalisation():
 
 
 def test_unknown_backbone_names_the_choices():
-    with pytest.raises(ValueError, match="allowed: .*bn_inception"):
+    with pytest.raises(ValueError, match=r"allowed: .*bn_inception"):
         build_transform("retrieval", train=False, backbone="vgg16")
 
 

@@ -26,7 +26,10 @@ def _loss_configs():
         if issubclass(cls, ProxyClassifier):
             configs.append(pytest.param({"type": name, "embedding_dim": 16, "num_classes": 6}, id=name))
             configs.append(
-                pytest.param({"type": name, "embedding_dim": 16, "num_classes": 6, "sharded": True, "sample_rate": 0.5}, id=f"{name}-sharded")
+                pytest.param(
+                    {"type": name, "embedding_dim": 16, "num_classes": 6, "sharded": True, "sample_rate": 0.5},
+                    id=f"{name}-sharded",
+                )
             )
         else:
             configs.append(pytest.param({"type": name}, id=name))
@@ -64,8 +67,9 @@ def _batch():
     return {"inputs": torch.randn(8, 1, 28, 28, generator=gen), "labels": torch.arange(8) % 4}
 
 
-@pytest.mark.parametrize("loss", [{"type": "circle_classifier", "m": 0.25, "gamma": 64}, {"type": "softmax"}],
-                         ids=lambda loss: loss["type"])
+@pytest.mark.parametrize(
+    "loss", [{"type": "circle_classifier", "m": 0.25, "gamma": 64}, {"type": "softmax"}], ids=lambda loss: loss["type"]
+)
 @pytest.mark.parametrize("dtype", AUTOCAST, ids=str)
 def test_model_loss_and_statistics_are_float32_under_autocast(dtype, loss):
     model = _model(loss)

@@ -57,7 +57,7 @@ def test_checkpoints_load_with_weights_only_and_rebuild_the_message_hub(tmp_path
     assert np.array_equal(loaded["rng_state"]["numpy"][1], np.random.get_state()[1])
     # the reason for the plain layout: a HistoryBuffer pickles bound methods, which weights_only refuses
     torch.save(_checkpoint(2), path)
-    with pytest.raises(CheckpointError, match="builtins.getattr"):
+    with pytest.raises(CheckpointError, match=r"builtins.getattr"):
         latest_checkpoint(tmp_path / "work")
 
 

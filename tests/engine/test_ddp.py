@@ -42,7 +42,14 @@ NUM_CLASSES = 7
 CASES = {
     "pair_all_gather": {"type": "circle", "m": 0.25, "gamma": 32, "all_gather": True},
     "sharded_head": {"type": "circle_classifier", "m": 0.25, "gamma": 32, "sharded": True},
-    "sharded_head_sampled": {"type": "circle_classifier", "m": 0.25, "gamma": 32, "sharded": True, "sample_rate": 0.5, "seed": 3},
+    "sharded_head_sampled": {
+        "type": "circle_classifier",
+        "m": 0.25,
+        "gamma": 32,
+        "sharded": True,
+        "sample_rate": 0.5,
+        "seed": 3,
+    },
     "sharded_softmax_raw_features": {"type": "softmax", "sharded": True},
 }
 
@@ -99,7 +106,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 index = next(iter(gathered["optimizer"]))
                 checkpoint = {
                     "state_dict": dict(gathered["state_dict"]),
-                    "optimizer": {"state": {index: {"momentum_buffer": gathered["optimizer"][index]["momentum_buffer"]}}},
+                    "optimizer": {
+                        "state": {index: {"momentum_buffer": gathered["optimizer"][index]["momentum_buffer"]}}
+                    },
                 }
                 shard_checkpoint(checkpoint, model, optimizer)
                 result["resharded_equal"] = torch.equal(
@@ -132,13 +141,18 @@ def test_ddp_steps_equal_one_process_on_the_global_batch(rank_results, name):
         for key, value in expected.items():
             torch.testing.assert_close(got["state"][key], value, rtol=1e-9, atol=1e-12, msg=f"{key} on rank {rank}")
         # The steps really moved the weights (the equality is not that of untouched copies).
-        assert not torch.equal(expected["backbone.embedding.weight"], _model(CASES[name]).state_dict()["backbone.embedding.weight"])
+        assert not torch.equal(
+            expected["backbone.embedding.weight"], _model(CASES[name]).state_dict()["backbone.embedding.weight"]
+        )
         if CASES[name].get("sharded"):
             assert got["ignored"] == sorted(f"loss.{name}" for name in model.loss.rank_local_state_names())
             assert "loss.head.weight" in got["ignored"]
             assert got["local_shape"] == ((4, 8) if rank == 0 else (3, 8))
             torch.testing.assert_close(
-                got["gathered_momentum"], optimizer.state[model.loss.head.weight]["momentum_buffer"], rtol=1e-9, atol=1e-12
+                got["gathered_momentum"],
+                optimizer.state[model.loss.head.weight]["momentum_buffer"],
+                rtol=1e-9,
+                atol=1e-12,
             )
             assert got["resharded_equal"]
         else:
@@ -270,7 +284,9 @@ def test_runner_with_pytorch_launcher_on_two_processes(tmp_path, prepared_mnist5
     assert [h["iterations"] for h in hooks] == [2, 2]
     assert [h["mlflow_opened"] for h in hooks] == [True, False]
     # Only rank 0 wrote the outputs; both ranks returned the weights' path.
-    assert sorted(ranks[0]["written"]) == sorted(["resume.json", "model_init.pth", "model.pth", "history.csv", "train.json"])
+    assert sorted(ranks[0]["written"]) == sorted(
+        ["resume.json", "model_init.pth", "model.pth", "history.csv", "train.json"]
+    )
     assert ranks[1]["written"] == []
     assert {r["weights"] for r in ranks} == {str(out_dir / "model.pth")}
     record = json.loads((out_dir / "train.json").read_text())

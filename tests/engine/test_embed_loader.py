@@ -47,4 +47,3 @@ def test_workers_give_the_main_process_features_in_row_order(images, monkeypatch
     np.testing.assert_array_equal(np.concatenate([with_workers(rows), with_workers(rows, True)]), expected)
     assert [kwargs["num_workers"] for kwargs in built] == [0, 0, 2, 2]
     assert not any(kwargs["pin_memory"] for kwargs in built)  # pinned memory only for a CUDA model
-

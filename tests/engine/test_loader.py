@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 import yaml
-from support import REPO_ROOT, tiny_params
 from torch.utils.data import DataLoader
 
 from circle_repro.cli import main
@@ -19,6 +18,7 @@ from circle_repro.engine.loader import (
 )
 from circle_repro.engine.train import runner_config
 from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
+from support import REPO_ROOT, tiny_params
 
 ENGINE = REPO_ROOT / "src" / "circle_repro" / "engine"
 LOADER_KEYWORDS = {"num_workers", "pin_memory", "persistent_workers", "prefetch_factor"}
@@ -33,8 +33,12 @@ def test_one_cpu_decodes_in_the_process_itself():
 
 def test_further_cpus_become_persistent_prefetching_workers_pinned_for_a_gpu():
     settings = loader_settings(8, accelerator=True)
-    assert settings.dataloader_kwargs() == {"num_workers": 7, "pin_memory": True, "persistent_workers": True,
-                                            "prefetch_factor": loader_module.PREFETCH_BATCHES_PER_WORKER}
+    assert settings.dataloader_kwargs() == {
+        "num_workers": 7,
+        "pin_memory": True,
+        "persistent_workers": True,
+        "prefetch_factor": loader_module.PREFETCH_BATCHES_PER_WORKER,
+    }
     assert not loader_settings(3, accelerator=False).pin_memory
     with pytest.raises(ValueError, match="at least one CPU"):
         loader_settings(0, accelerator=False)
@@ -62,8 +66,9 @@ def test_runner_config_takes_the_loader_settings(repo_params, prepared_mnist5k, 
     params = tiny_params(repo_params)
     config = train_config(params, find_run(params, "demo_retrieval/CircleLoss/seed0"))
     settings = loader_settings(5, accelerator=True)
-    dataloader = runner_config(config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3,
-                               loader=settings).train_dataloader
+    dataloader = runner_config(
+        config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3, loader=settings
+    ).train_dataloader
     assert {key: dataloader[key] for key in LOADER_KEYWORDS} == settings.dataloader_kwargs()
     default = runner_config(config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3).train_dataloader
     expected = train_loader_settings(TRAIN_RESOURCE_DEFAULTS).dataloader_kwargs()
@@ -81,7 +86,10 @@ def test_train_command_derives_the_settings_from_the_experiments_resources(repo_
     monkeypatch.setattr(loader_module, "process_cpus", lambda: 64)
     monkeypatch.setattr(train_module, "train_run", lambda *args, **kwargs: seen.update(kwargs) or tmp_path)
     run = "demo_retrieval/CircleLoss/seed0"
-    assert main(["train", "--params", str(params_file), "--run", run, "--data", str(tmp_path), "--out", str(tmp_path)]) == 0
+    assert (
+        main(["train", "--params", str(params_file), "--run", run, "--data", str(tmp_path), "--out", str(tmp_path)])
+        == 0
+    )
     assert seen["loader"] == loader_settings(3, accelerator=False)
 
 

@@ -102,7 +102,10 @@ def test_verification_metric_flip_sum():
     rng = np.random.default_rng(3)
     emb, flipped = rng.normal(size=(40, 8)), rng.normal(size=(40, 8))
     issame = np.repeat(rng.random(20) < 0.5, 2)
-    samples = [{"embedding": torch.as_tensor(e), "embedding_flip": torch.as_tensor(f)} for e, f in zip(emb, flipped)]
+    samples = [
+        {"embedding": torch.as_tensor(e), "embedding_flip": torch.as_tensor(f)}
+        for e, f in zip(emb, flipped, strict=True)
+    ]
     metric = METRICS.build(dict(type="VerificationMetric", n_folds=4))
     metric.process({"issame": torch.as_tensor(issame)}, samples)
     result = metric.evaluate(40)

@@ -67,7 +67,9 @@ def test_image_size_reaches_the_model_and_both_transforms(repo_params, prepared_
     config["model"] = {**config["model"], "image_size": [32, 16]}
     built = model_config(config, 5)
     assert built["image_size"] == [32, 16] and "backbone_options" not in built
-    dataset = runner_config(config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3).train_dataloader.dataset
+    dataset = runner_config(
+        config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3
+    ).train_dataloader.dataset
     assert (dataset.backbone, dataset.image_size) == ("small_cnn", [32, 16])
     model = EmbeddingModel(**{k: v for k, v in built.items() if k != "type"})
     calls = []

@@ -31,6 +31,7 @@ from support import REPO_ROOT
 
 _PAPER = select_profile(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()), "paper")
 
+
 def _raw_layout(build: Callable[[Path], object], prepare_raw: Callable[[Path, Path], Path]) -> Callable[[Path], Path]:
     """A fixture whose builder writes the data set's raw folder and whose preparer reads it."""
 
@@ -94,7 +95,10 @@ def _smoke_params(experiment: str, data_root: Path) -> dict:
     spec = params["experiments"][experiment]
     train = read_manifest(data_root, split="train")
     per_class = train.groupby("label").size()
-    spec["sampler"] = {"p": min(spec["sampler"]["p"], len(per_class)), "k": min(spec["sampler"]["k"], int(per_class.max()))}
+    spec["sampler"] = {
+        "p": min(spec["sampler"]["p"], len(per_class)),
+        "k": min(spec["sampler"]["k"], int(per_class.max())),
+    }
     spec["model"] |= {"width": 0.0625, "pretrained": None}
     if spec["model"].get("reduction") is False:  # the embedding is the narrowed trunk's own channels
         spec["model"]["embedding_dim"] = round(spec["model"]["embedding_dim"] * spec["model"]["width"])
@@ -112,7 +116,9 @@ def _smoke_rows(spec: dict) -> list[str]:
     rows = []
     points = spec["sweep"]["points"]
     for loss, parameter in {(point["loss"], point["parameter"]) for point in points.values()}:
-        swept = sorted((p["value"], row) for row, p in points.items() if (p["loss"], p["parameter"]) == (loss, parameter))
+        swept = sorted(
+            (p["value"], row) for row, p in points.items() if (p["loss"], p["parameter"]) == (loss, parameter)
+        )
         rows += [swept[0][1], swept[-1][1]]
     return sorted(rows)
 
@@ -155,7 +161,9 @@ def test_paper_recipe_trains_and_evaluates_on_its_fixture(experiment, loss, prep
         key: _PAPER["experiments"][experiment][key] for key in ("trained_by", "table", "dataset", "evaluation")
         if key in _PAPER["experiments"][experiment]
     }  # fmt: skip
-    result = evaluate_run(run_dir, prepared(_PAPER["experiments"][experiment]["dataset"]), eval_config(params, run), tmp_path)
+    result = evaluate_run(
+        run_dir, prepared(_PAPER["experiments"][experiment]["dataset"]), eval_config(params, run), tmp_path
+    )
     assert result["run_id"] == run.run_id and result["trained_by"] == training_run(_PAPER, run).run_id
     assert result["metrics"] and all(math.isfinite(value) for value in result["metrics"].values())
 
@@ -166,5 +174,13 @@ def test_every_paper_data_set_has_a_fixture():
 
 def test_a_sweep_smoke_runs_the_extremes_of_each_parameter():
     rows = _smoke_rows(_PAPER["experiments"]["figure3_megaface_r34"])
-    assert rows == ["AM-Softmax-gamma1024", "AM-Softmax-gamma32", "ArcFace-gamma128", "ArcFace-gamma32",
-                    "CircleLoss-gamma1024", "CircleLoss-gamma32", "CircleLoss-m-0.2", "CircleLoss-m0.3"]
+    assert rows == [
+        "AM-Softmax-gamma1024",
+        "AM-Softmax-gamma32",
+        "ArcFace-gamma128",
+        "ArcFace-gamma32",
+        "CircleLoss-gamma1024",
+        "CircleLoss-gamma32",
+        "CircleLoss-m-0.2",
+        "CircleLoss-m0.3",
+    ]

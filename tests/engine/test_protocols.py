@@ -14,6 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures.face import build_youtube_faces
+from fixtures.formats import build_verification_bin
+from fixtures.ijbc_megaface import build_ijbc, build_megaface
+from fixtures.reid import build_market1501
+from fixtures.retrieval import build_cub, cub_members
 from PIL import Image
 
 from circle_repro.data.datasets import cub200, ijbc, market1501, megaface, ytf
@@ -32,14 +37,10 @@ from circle_repro.evaluation.retrieval import retrieval_metrics
 from circle_repro.evaluation.verification import flip_sum_embeddings, kfold_accuracy, tar_at_far
 from circle_repro.layout import INITIAL_WEIGHTS_FILENAME, SIMILARITIES_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 from circle_repro.report.targets import PROTOCOLS as REPORTED_PROTOCOLS
-from fixtures.face import build_youtube_faces
-from fixtures.formats import build_verification_bin
-from fixtures.ijbc_megaface import build_ijbc, build_megaface
-from fixtures.reid import build_market1501
-from fixtures.retrieval import build_cub, cub_members
 
-MODEL_CONFIG = dict(type="EmbeddingModel", backbone="small_cnn", in_channels=3, embedding_dim=8, num_classes=2,
-                    loss={"type": "circle"})
+MODEL_CONFIG = dict(
+    type="EmbeddingModel", backbone="small_cnn", in_channels=3, embedding_dim=8, num_classes=2, loss={"type": "circle"}
+)
 
 
 def _model(seed: int = 0) -> EmbeddingModel:
@@ -180,7 +181,9 @@ def test_verification_pairs_equals_the_library_with_and_without_flip(model, prep
     features = flip_sum_embeddings(raw, embed(test.frame, True)) if flip else unit(raw)
     pairs = read_pairs(test.root)
     row = {path: i for i, path in enumerate(test.frame["path"])}
-    scores = np.array([features[row[a]] @ features[row[b]] for a, b in zip(pairs["path_a"], pairs["path_b"])])
+    scores = np.array(
+        [features[row[a]] @ features[row[b]] for a, b in zip(pairs["path_a"], pairs["path_b"], strict=True)]
+    )
     mean, std = kfold_accuracy(scores, pairs["issame"], n_folds=5)
     tars = tar_at_far(scores, pairs["issame"], [0.1, 0.5])
     assert list(result.metrics) == ["accuracy", "accuracy_std", "TAR@FAR=0.1", "TAR@FAR=0.5"]
@@ -212,7 +215,7 @@ def test_ytf_video_pairs_pool_normalised_frame_features_per_video(model, prepare
     videos = {t: v / np.linalg.norm(v) for t, v in videos.items()}
     pairs = ytf.read_video_pairs(test.root)
     assert len(pairs) == 20 and pairs["fold"].tolist() == list(np.repeat(np.arange(1, 11), 2))
-    scores = np.array([videos[a] @ videos[b] for a, b in zip(pairs["template_a"], pairs["template_b"])])
+    scores = np.array([videos[a] @ videos[b] for a, b in zip(pairs["template_a"], pairs["template_b"], strict=True)])
     mean, std = kfold_accuracy(scores, pairs["issame"], n_folds=10)
     assert result.metrics["accuracy"] == pytest.approx(mean, abs=1e-12)
     assert result.metrics["accuracy_std"] == pytest.approx(std, abs=1e-12)
@@ -258,8 +261,16 @@ def test_reid_equals_the_library_on_the_same_features(model, prepared, settings)
         options["query_expansion"] = reid_eval.QueryExpansion(k=2, alpha=3)
         options["reranking"] = reid_eval.Reranking(k1=3, k2=2, lambda_value=0.3)
     ranks = settings.get("ranks", [1, 5, 10])
-    expected = reid_eval.evaluate(raw[in_query], query["label"], query["camera"], raw[~in_query], gallery["label"],
-                                  gallery["camera"], max_rank=max(ranks), **options)
+    expected = reid_eval.evaluate(
+        raw[in_query],
+        query["label"],
+        query["camera"],
+        raw[~in_query],
+        gallery["label"],
+        gallery["camera"],
+        max_rank=max(ranks),
+        **options,
+    )
     assert list(result.metrics) == [f"R-{k}" for k in ranks] + ["mAP", "mINP"]
     for k in ranks:
         assert result.metrics[f"R-{k}"] == expected.cmc[min(k, len(expected.cmc)) - 1]
@@ -292,8 +303,11 @@ def test_reid_per_query_option_matches_the_averages():
 # --- ijb ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, {"flip": False, "use_norm_score": False, "use_detector_score": False}],
-                         ids=["insightface-defaults", "all-off"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"flip": False, "use_norm_score": False, "use_detector_score": False}],
+    ids=["insightface-defaults", "all-off"],
+)
 def test_ijb_equals_the_library_on_the_same_features(model, prepared, options):
     embed, test = _recorder(model, prepared, "ijbc")
     fars = [0.2, 0.5]
@@ -302,7 +316,9 @@ def test_ijb_equals_the_library_on_the_same_features(model, prepared, options):
     on = not options
     scores_table = ijbc.read_detector_scores(test.root).set_index("path")["detector_score"]
     templates, feats = ijb_eval.template_features(
-        embed(frame, False), frame["template"], frame["media"],
+        embed(frame, False),
+        frame["template"],
+        frame["media"],
         flipped_feats=embed(frame, True) if on else None,
         detector_scores=scores_table[frame["path"]].to_numpy() if on else None,
         norm_score=on,
@@ -319,15 +335,22 @@ def test_ijb_equals_the_library_on_the_same_features(model, prepared, options):
 def test_ijb_default_fars_and_key_format(model, prepared):
     embed, test = _recorder(model, prepared, "ijbc")
     result = PROTOCOLS["ijb"](embed, test, {})
-    assert list(result.metrics) == ["TAR@FAR=1e-06", "TAR@FAR=1e-05", "TAR@FAR=0.0001", "TAR@FAR=0.001",
-                                    "TAR@FAR=0.01", "TAR@FAR=0.1"]
+    assert list(result.metrics) == [
+        "TAR@FAR=1e-06",
+        "TAR@FAR=1e-05",
+        "TAR@FAR=0.0001",
+        "TAR@FAR=0.001",
+        "TAR@FAR=0.01",
+        "TAR@FAR=0.1",
+    ]
 
 
 # --- megaface ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [{}, {"flip": True, "fars": [1e-6, 0.1], "n_distractors": 2}],
-                         ids=["defaults", "flip-subset"])
+@pytest.mark.parametrize(
+    "settings", [{}, {"flip": True, "fars": [1e-6, 0.1], "n_distractors": 2}], ids=["defaults", "flip-subset"]
+)
 def test_megaface_equals_the_library_on_the_same_features(model, prepared, settings):
     embed, test = _recorder(model, prepared, "megaface")
     result = PROTOCOLS["megaface"](embed, test, {"protocol": "megaface", **settings})
@@ -344,8 +367,17 @@ def test_megaface_equals_the_library_on_the_same_features(model, prepared, setti
     distractor_noisy = megaface.noise_flags(test.root, distractors["path"])
     assert probe_noisy.sum() == 2 and distractor_noisy.sum() == (1 if len(distractors) > 2 else 0)
     fars = settings.get("fars", [1e-6])
-    expected = [megaface_eval.evaluate(features(probes), probes["label"], features(distractors), far=far,
-                                       probe_noisy=probe_noisy, distractor_noisy=distractor_noisy) for far in fars]
+    expected = [
+        megaface_eval.evaluate(
+            features(probes),
+            probes["label"],
+            features(distractors),
+            far=far,
+            probe_noisy=probe_noisy,
+            distractor_noisy=distractor_noisy,
+        )
+        for far in fars
+    ]
     assert result.metrics == {"rank-1": expected[0].rank1} | {f"TAR@FAR={r.far:g}": r.tar for r in expected}
     assert list(result.metrics)[:2] == ["rank-1", "TAR@FAR=1e-06"]
     ids, hits = result.per_query["ids"], result.per_query["rank-1"]
@@ -374,21 +406,24 @@ class NeverEmbed:
         raise AssertionError("settings are checked before any image is embedded")
 
 
-@pytest.mark.parametrize("protocol,settings,message", [
-    ("retrieval", {}, r"retrieval: missing setting\(s\) \['ks'\]"),
-    ("retrieval", {"ks": [1], "flip": True}, r"retrieval: unknown setting\(s\) \['flip'\]; allowed: \['ks'\]"),
-    ("retrieval", {"ks": [0]}, "'ks' must be a non-empty list of positive integers"),
-    ("retrieval", {"protocol": "reid", "ks": [1]}, "retrieval: settings name protocol 'reid'"),
-    ("verification_pairs", {"flip": "yes"}, "'flip' must be true or false"),
-    ("verification_pairs", {"n_folds": 1}, "'n_folds' must be an integer >= 2"),
-    ("verification_pairs", {"fars": [2.0]}, "verification_pairs: setting 'fars'"),
-    ("reid", {"ranks": []}, "'ranks' must be a non-empty list"),
-    ("reid", {"rerank": {"k1": 3, "lam": 0.3}}, r"'rerank' has unknown key\(s\) \['lam'\]"),
-    ("reid", {"rerank": {"k1": 3, "lambda": 2}}, r"reid: setting 'rerank': Reranking.lambda_value"),
-    ("reid", {"query_expansion": 5}, "'query_expansion' must be a mapping"),
-    ("ijb", {"use_norm_score": 1}, "'use_norm_score' must be true or false"),
-    ("megaface", {"n_folds": 10}, r"megaface: unknown setting\(s\) \['n_folds'\]"),
-])
+@pytest.mark.parametrize(
+    "protocol,settings,message",
+    [
+        ("retrieval", {}, r"retrieval: missing setting\(s\) \['ks'\]"),
+        ("retrieval", {"ks": [1], "flip": True}, r"retrieval: unknown setting\(s\) \['flip'\]; allowed: \['ks'\]"),
+        ("retrieval", {"ks": [0]}, "'ks' must be a non-empty list of positive integers"),
+        ("retrieval", {"protocol": "reid", "ks": [1]}, "retrieval: settings name protocol 'reid'"),
+        ("verification_pairs", {"flip": "yes"}, "'flip' must be true or false"),
+        ("verification_pairs", {"n_folds": 1}, "'n_folds' must be an integer >= 2"),
+        ("verification_pairs", {"fars": [2.0]}, "verification_pairs: setting 'fars'"),
+        ("reid", {"ranks": []}, "'ranks' must be a non-empty list"),
+        ("reid", {"rerank": {"k1": 3, "lam": 0.3}}, r"'rerank' has unknown key\(s\) \['lam'\]"),
+        ("reid", {"rerank": {"k1": 3, "lambda": 2}}, r"reid: setting 'rerank': Reranking.lambda_value"),
+        ("reid", {"query_expansion": 5}, "'query_expansion' must be a mapping"),
+        ("ijb", {"use_norm_score": 1}, "'use_norm_score' must be true or false"),
+        ("megaface", {"n_folds": 10}, r"megaface: unknown setting\(s\) \['n_folds'\]"),
+    ],
+)
 def test_bad_settings_are_refused_before_embedding(tmp_path, protocol, settings, message):
     frame = pd.DataFrame({"path": ["a.jpg"], "label": [0], "split": ["test"]})
     with pytest.raises(ValueError, match=message):
@@ -403,7 +438,7 @@ def test_megaface_subset_larger_than_the_distractors_is_refused(model, prepared)
 
 def test_missing_inputs_are_named(model, prepared, tmp_path):
     embed, test = _recorder(model, prepared, "cub")
-    with pytest.raises(ManifestError, match="neither pairs.parquet nor video_pairs.parquet"):
+    with pytest.raises(ManifestError, match=r"neither pairs.parquet nor video_pairs.parquet"):
         PROTOCOLS["verification_pairs"](embed, test, {})
     with pytest.raises(ManifestError, match=r"lacks column\(s\) \['role', 'camera'\].*'reid'"):
         PROTOCOLS["reid"](embed, test, {})
@@ -420,9 +455,13 @@ def _fake_run(run_dir):
     torch.save(_model(1).state_dict(), run_dir / WEIGHTS_FILENAME)
     torch.save(_model(2).state_dict(), run_dir / INITIAL_WEIGHTS_FILENAME)
     record = {
-        "run_id": "exp/CircleLoss/seed0", "model": MODEL_CONFIG, "mlflow_run_id": "abc", "tracking_uri": "unused",
+        "run_id": "exp/CircleLoss/seed0",
+        "model": MODEL_CONFIG,
+        "mlflow_run_id": "abc",
+        "tracking_uri": "unused",
         "config": {"experiment": "exp", "loss_name": "CircleLoss", "seed": 0, "table": "table3"},
-        "config_hash": "0123", "provenance": {"data_hash": "x"},
+        "config_hash": "0123",
+        "provenance": {"data_hash": "x"},
     }
     (run_dir / TRAIN_RECORD_FILENAME).write_text(json.dumps(record))
 
@@ -459,7 +498,9 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
         assert per_query["rank-1"].mean() == pytest.approx(result["metrics"]["rank-1"], abs=1e-12)
 
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
-        evaluate_run(run_dir, prepared("megaface"), _RUN | {"dataset": "megaface", "evaluation": {"protocol": "x"}}, run_dir)
+        evaluate_run(
+            run_dir, prepared("megaface"), _RUN | {"dataset": "megaface", "evaluation": {"protocol": "x"}}, run_dir
+        )
 
 
 # --- metrics that are trivial for their input ---------------------------------------------------------
@@ -478,7 +519,9 @@ def test_retrieval_on_one_class_says_its_metrics_are_trivial(tmp_path):
     one_class = get_protocol("retrieval")(_random_embedder, _test_set(tmp_path, [7] * 6), {"ks": [1, 2]})
     assert one_class.metrics["R@1"] == one_class.metrics["R@2"] == 1.0  # whatever the (random) features
     assert len(one_class.trivial) == 1 and "one class (7)" in one_class.trivial[0]
-    assert get_protocol("retrieval")(_random_embedder, _test_set(tmp_path, [7, 7, 7, 8, 8, 8]), {"ks": [1]}).trivial == ()
+    assert (
+        get_protocol("retrieval")(_random_embedder, _test_set(tmp_path, [7, 7, 7, 8, 8, 8]), {"ks": [1]}).trivial == ()
+    )
 
 
 @pytest.mark.parametrize(("issame", "expected"), [([True] * 40, "all 40 test pairs match"),
@@ -505,6 +548,8 @@ def test_evaluate_run_warns_and_records_when_its_metrics_are_trivial(prepared, t
     config = _RUN | {"dataset": "cub200", "evaluation": {"protocol": "retrieval", "ks": [1]}}
     with pytest.warns(evaluate_module.TrivialMetricWarning, match=r"exp/CircleLoss/seed0 on .*one class \(3\)"):
         result = evaluate_run(tmp_path / "run", prepared("cub"), config, tmp_path / "run", device="cpu")
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["trivial"] == result["trivial"] == list(
-        trivial.trivial
+    assert (
+        json.loads((tmp_path / "run" / "metrics.json").read_text())["trivial"]
+        == result["trivial"]
+        == list(trivial.trivial)
     )

@@ -19,8 +19,8 @@ from mmengine.registry import HOOKS
 
 import circle_repro
 from circle_repro.cli import main
-from circle_repro.config import find_run, load_params, train_config
 from circle_repro.config import config_hash as hash_of
+from circle_repro.config import find_run, load_params, train_config
 from circle_repro.engine import train as train_module
 from circle_repro.engine.checkpoint import (
     checkpoint_files,
@@ -121,7 +121,9 @@ def test_iteration_based_run_resumes_mid_epoch_to_bit_identical_weights(
         with pytest.raises(Killed):
             train_run(_iteration_config(repo_params), prepared_mnist5k, tmp_path / "b", uri)
     assert latest_checkpoint(tmp_path / "b" / "work").endswith("iter_4.pth")
-    resumed = torch.load(train_run(_iteration_config(repo_params), prepared_mnist5k, tmp_path / "b", uri), weights_only=True)
+    resumed = torch.load(
+        train_run(_iteration_config(repo_params), prepared_mnist5k, tmp_path / "b", uri), weights_only=True
+    )
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
     history_a = (tmp_path / "a" / "history.csv").read_text()
     assert history_a == (tmp_path / "b" / "history.csv").read_text()

@@ -33,7 +33,9 @@ from support import tiny_params
 def _lrs(train, total, base_lr=0.1):
     """The lr of each of ``total`` iterations, as mmengine's schedulers set it."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
-    schedulers = [PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer)) for c in param_scheduler_config(train, total)]
+    schedulers = [
+        PARAM_SCHEDULERS.build(c, default_args=dict(optimizer=optimizer)) for c in param_scheduler_config(train, total)
+    ]
     lrs = []
     for _ in range(total):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -57,7 +59,10 @@ def test_multistep_lr_per_iteration():
 
 
 def test_linear_warmup_then_multistep():
-    lrs = _lrs({"warmup": {"iterations": 4, "start_factor": 0.25}, "lr_schedule": {"type": "multistep", "milestones": [0.5]}}, 20)
+    lrs = _lrs(
+        {"warmup": {"iterations": 4, "start_factor": 0.25}, "lr_schedule": {"type": "multistep", "milestones": [0.5]}},
+        20,
+    )
     np.testing.assert_allclose(lrs[:4], 0.1 * np.linspace(0.25, 1.0, 4), rtol=1e-12)
     np.testing.assert_allclose(lrs[4:10], 0.1, rtol=1e-12)
     np.testing.assert_allclose(lrs[10:], 0.01, rtol=1e-12)
@@ -94,7 +99,10 @@ def test_bad_schedules_fail_clearly(train, message):
 def test_loop_configs():
     iters = _loop_configs({"iterations": 10_000, "optimizer": {}}, per_epoch=7)
     assert iters["train_cfg"] == {"type": "ResumableIterBasedTrainLoop", "max_iters": 10_000}
-    assert iters["checkpoint"]["by_epoch"] is False and iters["checkpoint"]["interval"] == DEFAULT_CHECKPOINT_INTERVAL_ITERS
+    assert (
+        iters["checkpoint"]["by_epoch"] is False
+        and iters["checkpoint"]["interval"] == DEFAULT_CHECKPOINT_INTERVAL_ITERS
+    )
     assert _loop_configs({"iterations": 50, "optimizer": {}}, 7)["checkpoint"]["interval"] == 50
     assert _loop_configs({"iterations": 50, "checkpoint_interval": 5}, 7)["checkpoint"]["interval"] == 5
     epochs = _loop_configs({"epochs": 3, "lr_schedule": {"type": "multistep", "milestones": [0.5]}}, per_epoch=7)
@@ -115,10 +123,20 @@ def _with_train(repo_params, **train):
     ("train", "error"),
     [
         ({"optimizer": {"type": "SGD", "lr": 0.1}}, "exactly one of epochs and iterations"),
-        ({"epochs": 1, "iterations": 5, "optimizer": {"type": "SGD", "lr": 0.1}}, "exactly one of epochs and iterations"),
+        (
+            {"epochs": 1, "iterations": 5, "optimizer": {"type": "SGD", "lr": 0.1}},
+            "exactly one of epochs and iterations",
+        ),
         ({"epochs": 1, "optimizer": {"type": "Adam", "lr": 0.1, "momentum": 0.9}}, "SGD option"),
         ({"epochs": 1, "optimizer": {"type": "SGD", "lr": 0.1}, "amp": "fp8"}, "amp"),
-        ({"epochs": 1, "optimizer": {"type": "SGD", "lr": 0.1}, "lr_schedule": {"type": "multistep", "milestones": [1.5]}}, "milestones"),
+        (
+            {
+                "epochs": 1,
+                "optimizer": {"type": "SGD", "lr": 0.1},
+                "lr_schedule": {"type": "multistep", "milestones": [1.5]},
+            },
+            "milestones",
+        ),
     ],
 )
 def test_schema_refuses_bad_train_sections(repo_params, train, error):
@@ -137,7 +155,9 @@ def test_schema_takes_the_face_recipe(repo_params):
         "amp": "bf16",
     }
     validate_params(_with_train(repo_params, **face))
-    validate_params(_with_train(repo_params, iterations=10, optimizer={"type": "AdamW", "lr": 1e-3}, lr_schedule={"type": "cosine"}))
+    validate_params(
+        _with_train(repo_params, iterations=10, optimizer={"type": "AdamW", "lr": 1e-3}, lr_schedule={"type": "cosine"})
+    )
 
 
 def _pk_loader(world_size=1, rank=0):
@@ -189,7 +209,16 @@ def test_model_options_and_pretrained_reach_the_backbone(repo_params, monkeypatc
     )
     model_module.EmbeddingModel(**{k: v for k, v in built.items() if k != "type"})
     assert calls == [
-        (("small_cnn",), {"in_channels": 1, "embedding_dim": 64, "width": 0.5, "last_stride": 1, "weights": "weights/resnet50-0676ba61.pth"})
+        (
+            ("small_cnn",),
+            {
+                "in_channels": 1,
+                "embedding_dim": 64,
+                "width": 0.5,
+                "last_stride": 1,
+                "weights": "weights/resnet50-0676ba61.pth",
+            },
+        )
     ]
 
 
@@ -250,7 +279,7 @@ def test_iteration_based_run_with_schedule_checkpoints_every_n_iterations(repo_p
     with trusted_work_dir(tmp_path / "work"):
         checkpoint = load_run_checkpoint(latest_checkpoint(tmp_path / "work"))
     assert checkpoint["meta"]["iter"] == 5
-    [warmup, multistep] = checkpoint["param_schedulers"]
+    [_warmup, multistep] = checkpoint["param_schedulers"]
     assert multistep["milestones"] == {3: 1}
     lrs = checkpoint["message_hub"]["log_scalars"]["train/lr"].data[0]
     np.testing.assert_allclose(lrs, [0.05 * 0.001, 0.05, 0.05, 0.005, 0.005], rtol=1e-9)

@@ -51,7 +51,7 @@ def tracking_server(tmp_path):
         BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "artifacts"),
     ]  # fmt: skip
-    log = open(folder / "server.log", "w")
+    log = open(folder / "server.log", "w")  # noqa: SIM115 (closed in the finally below, after the server stops)
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -79,7 +79,12 @@ def tracking_server(tmp_path):
 
 def _cli(args, cwd, env):
     return subprocess.Popen(
-        [BIN / "circle-repro", *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [BIN / "circle-repro", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -100,7 +105,9 @@ def _run_study(workdir: Path, repo_params: dict, prepared: Path, env: dict) -> d
     assert len(runs) >= 8
     common = ["--params", "params.yaml", "--data", prepared]
     _all_succeed([_cli(["train", "--run", run.run_id, "--out", run.run_dir(), *common], workdir, env) for run in runs])
-    _all_succeed([_cli(["evaluate", "--run", run.run_id, "--run-dir", run.run_dir(), *common], workdir, env) for run in runs])
+    _all_succeed(
+        [_cli(["evaluate", "--run", run.run_id, "--run-dir", run.run_dir(), *common], workdir, env) for run in runs]
+    )
     _all_succeed([_cli(["report", "--params", "params.yaml", "--out", "reports"], workdir, env)])
     return params
 
@@ -111,14 +118,18 @@ def _check_store(workdir: Path, params: dict, uri: str) -> None:
     assert experiment is not None and experiment.name == "circle-repro-demo"
     mlflow_runs = client.search_runs([experiment.experiment_id], max_results=1000)
     runs = expand_runs(params)
-    assert sorted(r.data.tags["run_id"] for r in mlflow_runs) == sorted(run.run_id for run in runs), "one MLflow run each"
+    assert sorted(r.data.tags["run_id"] for r in mlflow_runs) == sorted(run.run_id for run in runs), (
+        "one MLflow run each"
+    )
     report = (workdir / "reports" / "report.md").read_text()
     for mlflow_run in mlflow_runs:
         run_dir = workdir / "runs" / mlflow_run.data.tags["run_id"]
         record = json.loads((run_dir / "metrics.json").read_text())
         assert mlflow_run.info.status == "FINISHED" and record["mlflow_run_id"] == mlflow_run.info.run_id
         logged = mlflow_run.data.metrics
-        expected = record["metrics"] | {f"untrained_{name}": value for name, value in record["untrained_metrics"].items()}
+        expected = record["metrics"] | {
+            f"untrained_{name}": value for name, value in record["untrained_metrics"].items()
+        }
         assert {metric_key(name): value for name, value in expected.items()}.items() <= logged.items()
         assert "throughput_images_per_s" in logged and any(key.endswith("loss") for key in logged), sorted(logged)
         artifacts = {artifact.path for artifact in client.list_artifacts(mlflow_run.info.run_id)}
@@ -141,6 +152,8 @@ def test_concurrent_jobs_against_a_tracking_server_lose_no_run_metric_or_artifac
 
 
 @pytest.mark.slow
-def test_concurrent_jobs_against_the_sqlite_store_lose_no_run_metric_or_artifact(tmp_path, repo_params, prepared_mnist5k):
+def test_concurrent_jobs_against_the_sqlite_store_lose_no_run_metric_or_artifact(
+    tmp_path, repo_params, prepared_mnist5k
+):
     params = _run_study(tmp_path, repo_params, prepared_mnist5k, ENV)
     _check_store(tmp_path, params, f"sqlite:///{tmp_path / 'mlflow.db'}")

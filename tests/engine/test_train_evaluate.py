@@ -32,13 +32,15 @@ def trained_circle(tmp_path_factory, repo_params, prepared_mnist5k):
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     run_dir = root / "run"
-    train_run(train_config(params, run), prepared_mnist5k, run_dir, tracking_uri=uri, experiment=tracking_experiment(params))
+    train_run(
+        train_config(params, run), prepared_mnist5k, run_dir, tracking_uri=uri, experiment=tracking_experiment(params)
+    )
     result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), run_dir)
     return params, run, run_dir, uri, result
 
 
 def test_the_trained_weights_are_an_artifact_of_the_run_and_the_metrics_say_where(trained_circle, tmp_path):
-    params, _, run_dir, uri, result = trained_circle
+    _params, _, run_dir, uri, result = trained_circle
     client = MlflowClient(tracking_uri=uri)
     mlflow_run = client.get_run(result["mlflow_run_id"])
     assert client.get_experiment(mlflow_run.info.experiment_id).name == "circle-repro-demo"
@@ -56,13 +58,15 @@ def test_trained_circle_beats_an_untrained_network(trained_circle, prepared_mnis
     test_set = ManifestDataset(prepared_mnist5k, "test", get_dataset("mnist5k").transform, train=False)
     untrained_r1 = recall_at_k(*embed_split(untrained, test_set), ks=[1])[1]
     trained_r1 = result["metrics"]["R@1"]
-    print(f"R@1 untrained {untrained_r1:.4f} (runner-seeded: {result['untrained_metrics']['R@1']:.4f}), trained {trained_r1:.4f}")
+    print(
+        f"R@1 untrained {untrained_r1:.4f} (runner-seeded: {result['untrained_metrics']['R@1']:.4f}), trained {trained_r1:.4f}"
+    )
     assert trained_r1 >= untrained_r1 + 0.04
     assert trained_r1 >= result["untrained_metrics"]["R@1"] + 0.04
 
 
 def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
-    params, run, run_dir, uri, result = trained_circle
+    _params, run, run_dir, uri, result = trained_circle
     prepared = prepared_mnist5k
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
@@ -74,7 +78,9 @@ def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     assert logged.data.tags["config_hash"] == on_disk["config_hash"]
     assert logged.data.params["circle_repro.loss.gamma"] == "80"
     assert logged.data.params["circle_repro.seed"] == "0"
-    assert not any(key.startswith(("work_dir", "load_from", "resume", "train_dataloader")) for key in logged.data.params)
+    assert not any(
+        key.startswith(("work_dir", "load_from", "resume", "train_dataloader")) for key in logged.data.params
+    )
     assert logged.data.metrics["R_at_1"] == pytest.approx(on_disk["metrics"]["R@1"])
     assert logged.data.metrics["untrained_R_at_1"] == pytest.approx(on_disk["untrained_metrics"]["R@1"])
     assert "loss" in logged.data.metrics and "s_p" in logged.data.metrics
@@ -118,7 +124,9 @@ def test_pair_correctness_reproduces_the_kfold_accuracies(n_pairs):
     correct = pair_correctness(scores, issame, n_folds=10)
     fold_accuracies = [fold.mean() for fold in np.array_split(correct, 10)]  # KFold(10) fold sizes
     assert set(np.unique(correct)) <= {0.0, 1.0}
-    assert (np.mean(fold_accuracies), np.std(fold_accuracies)) == pytest.approx(kfold_accuracy(scores, issame), abs=1e-12)
+    assert (np.mean(fold_accuracies), np.std(fold_accuracies)) == pytest.approx(
+        kfold_accuracy(scores, issame), abs=1e-12
+    )
 
 
 def test_weights_are_plain_tensors_loadable_with_weights_only(trained_circle):
@@ -142,7 +150,7 @@ def test_history_has_every_iteration(trained_circle):
 
 
 def test_same_seed_trains_the_same_model(trained_circle, tmp_path, prepared_mnist5k):
-    params, run, run_dir, uri, _ = trained_circle
+    params, run, _run_dir, uri, _ = trained_circle
     config = train_config(params, run) | {"train": {**train_config(params, run)["train"], "epochs": 1}}
     first = torch.load(train_run(config, prepared_mnist5k, tmp_path / "a", uri), weights_only=True)
     second = torch.load(train_run(config, prepared_mnist5k, tmp_path / "b", uri), weights_only=True)
@@ -165,7 +173,9 @@ def test_class_level_head_trains_and_evaluates_on_verification_pairs(tmp_path, r
     assert logged["TAR_at_FAR_0.01"] == pytest.approx(result["metrics"]["TAR@FAR=0.01"])
 
 
-def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(trained_circle, prepared_mnist5k, tmp_path):
+def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(
+    trained_circle, prepared_mnist5k, tmp_path
+):
     """trained_by: the Circle run's weights scored again, on the demo's verification pairs, as the face
     tables score one training on several test sets."""
     from circle_repro.config import expand_trained_by
@@ -181,8 +191,13 @@ def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(tra
     run = find_run(params, "demo_pairs/CircleLoss/seed0")
     out_dir = tmp_path / "demo_pairs"
 
-    with pytest.raises(ValueError, match=r"holds run 'demo_retrieval/CircleLoss/seed0', but demo_pairs/CircleLoss/seed0 evaluates the weights of 'other/CircleLoss/seed0'"):
-        evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run) | {"trained_by": "other/CircleLoss/seed0"}, out_dir)
+    with pytest.raises(
+        ValueError,
+        match=r"holds run 'demo_retrieval/CircleLoss/seed0', but demo_pairs/CircleLoss/seed0 evaluates the weights of 'other/CircleLoss/seed0'",
+    ):
+        evaluate_run(
+            run_dir, prepared_mnist5k, eval_config(params, run) | {"trained_by": "other/CircleLoss/seed0"}, out_dir
+        )
     result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), out_dir)
 
     assert (result["run_id"], result["experiment"], result["table"]) == (run.run_id, "demo_pairs", "table2")
@@ -201,8 +216,14 @@ def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(tra
     assert child.data.metrics["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
     assert child.info.status == "FINISHED"
 
-    only_these = {**params, "experiments": {name: params["experiments"][name] for name in ("demo_retrieval", "demo_pairs")}}
-    for tracking_uri, source, mlflow_id in ((uri, "MLflow", result["mlflow_run_id"]), (None, "metrics.json", result["mlflow_run_id"])):
+    only_these = {
+        **params,
+        "experiments": {name: params["experiments"][name] for name in ("demo_retrieval", "demo_pairs")},
+    }
+    for tracking_uri, source, mlflow_id in (
+        (uri, "MLflow", result["mlflow_run_id"]),
+        (None, "metrics.json", result["mlflow_run_id"]),
+    ):
         results = load_results(only_these, [run_dir / "metrics.json", out_dir / "metrics.json"], tracking_uri)
         (found,) = results.of("demo_pairs", "CircleLoss")
         assert (found.source, found.mlflow_run_id) == (source, mlflow_id)

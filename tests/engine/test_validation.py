@@ -40,7 +40,9 @@ def test_validation_is_logged_every_interval_and_leaves_training_unchanged(tmp_p
     history = record.get_metric_history(mlflow_run_id, "val/mnist5k/accuracy")
     expected_steps = sorted({*range(2, iterations + 1, 2), iterations})
     assert [m.step for m in history] == expected_steps
-    assert {"val/mnist5k/accuracy_std", "val/mnist5k/TAR_at_FAR_0.01"} <= set(record.get_run(mlflow_run_id).data.metrics)
+    assert {"val/mnist5k/accuracy_std", "val/mnist5k/TAR_at_FAR_0.01"} <= set(
+        record.get_run(mlflow_run_id).data.metrics
+    )
     # the last validation scored the final weights: the same number as evaluating them afterwards
     final = evaluate_model(load_trained_model(run_dir), TestSet.load(prepared_mnist5k), "mnist5k", PAIRS)
     assert history[-1].value == pytest.approx(final.metrics["accuracy"], abs=1e-12)
@@ -48,6 +50,8 @@ def test_validation_is_logged_every_interval_and_leaves_training_unchanged(tmp_p
 
 def test_a_validation_set_that_is_not_prepared_stops_before_training(tmp_path, repo_params, prepared_mnist5k):
     config = _config(repo_params, {"interval": 2, "sets": {"lfw": PAIRS}})
-    with pytest.raises(FileNotFoundError, match=r"no prepared lfw for train.validation; run `circle-repro data prepare lfw`"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no prepared lfw for train.validation; run `circle-repro data prepare lfw`"
+    ):
         train_run(config, prepared_mnist5k, tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / "run" / "model.pth").exists()

@@ -16,7 +16,7 @@ def insightface_rule(scores, labels, fars):
     fpr, tpr = np.flipud(fpr), np.flipud(tpr)
     result = {}
     for far in fars:
-        _, index = min(zip(abs(fpr - far), range(len(fpr))))
+        _, index = min(zip(abs(fpr - far), range(len(fpr)), strict=True))
         result[far] = float(tpr[index])
     return result
 
@@ -40,7 +40,9 @@ def test_template_pooling_flip_detector_and_norm_options():
     _, pooled = template_features(feats, [1, 1], [1, 2], flipped_feats=flipped, detector_scores=scores)
     np.testing.assert_allclose(pooled, [[2 / 20**0.5, 4 / 20**0.5]])
     # use_norm_score=False: unit image features (1, 0), (0, 1), then weights: (0.5, 0), (0, 2).
-    _, pooled = template_features(feats, [1, 1], [1, 2], flipped_feats=flipped, detector_scores=scores, norm_score=False)
+    _, pooled = template_features(
+        feats, [1, 1], [1, 2], flipped_feats=flipped, detector_scores=scores, norm_score=False
+    )
     np.testing.assert_allclose(pooled, [[0.5 / 4.25**0.5, 2 / 4.25**0.5]])
     # One media: the two images are averaged before the (single-media) sum.
     _, pooled = template_features(feats, [1, 1], [7, 7])
@@ -74,7 +76,11 @@ def random_templates(seed, n=300, dim=16, ids=None):
 @pytest.mark.parametrize("id_kind", ["small ints", "huge ints", "strings"])
 def test_score_pairs_matches_direct_dot_products(method, id_kind):
     n = 120
-    ids = {"small ints": None, "huge ints": np.arange(n) * 10**12 - 7, "strings": np.array([f"t{i:04d}" for i in range(n)])}[id_kind]
+    ids = {
+        "small ints": None,
+        "huge ints": np.arange(n) * 10**12 - 7,
+        "strings": np.array([f"t{i:04d}" for i in range(n)]),
+    }[id_kind]
     templates, feats, rng = random_templates(1, n=n, ids=ids)
     perm = rng.permutation(n)  # templates need not be sorted
     templates, feats = templates[perm], feats[perm]

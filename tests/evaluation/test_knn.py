@@ -107,7 +107,7 @@ def test_exact_ties_lower_index_first(backend):
         assert idx[0].tolist() == tied[:k]
         assert torch.all(sims == 1)
     sims, idx = topk_cosine(query, gallery, len(tied) + 3, backend=backend)
-    assert idx[0].tolist() == tied + [0, 3, 5]
+    assert idx[0].tolist() == [*tied, 0, 3, 5]
     assert torch.all(sims[0, -3:] == 0)
 
 

@@ -41,8 +41,14 @@ def test_matches_brute_force_full_matrix(seed, far, chunk_size):
     extended = remove_noises(probes, ids, probe_noisy, distractors, distractor_noisy, seed=seed)
     expected_rank1, expected_tar = brute_force(*extended[:1], ids, extended[1], far)
     result = evaluate(
-        probes, ids, distractors, probe_noisy=probe_noisy, distractor_noisy=distractor_noisy,
-        seed=seed, far=far, chunk_size=chunk_size,
+        probes,
+        ids,
+        distractors,
+        probe_noisy=probe_noisy,
+        distractor_noisy=distractor_noisy,
+        seed=seed,
+        far=far,
+        chunk_size=chunk_size,
     )
     assert result.rank1 == pytest.approx(expected_rank1, abs=1e-12)
     assert result.tar == pytest.approx(expected_tar, abs=1e-12)

@@ -55,7 +55,10 @@ print(json.dumps({"increase_mb": peak - before, "same_as_tiny_budget": budgeted 
 def test_peak_memory_stays_near_the_budget_not_the_full_matrix(workload):
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT, workload, str(N), str(DIM), str(BUDGET)],
-        capture_output=True, text=True, timeout=600, check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["same_as_tiny_budget"], "results must not depend on the budget"

@@ -143,8 +143,12 @@ def test_minus_one_gallery_items_are_removed_as_junk():
     rng = np.random.default_rng(0)
     junk = rng.normal(size=(30, g_feats.shape[1])) + q_feats[:30]  # close to queries
     with_junk = evaluate(
-        np.r_[q_feats, q_feats[:2]], np.r_[q_pids, [-1, -1]], np.r_[q_cams, [0, 1]],
-        np.r_[junk, g_feats], np.r_[np.full(30, -1), g_pids], np.r_[np.zeros(30, dtype=np.int64), g_cams],
+        np.r_[q_feats, q_feats[:2]],
+        np.r_[q_pids, [-1, -1]],
+        np.r_[q_cams, [0, 1]],
+        np.r_[junk, g_feats],
+        np.r_[np.full(30, -1), g_pids],
+        np.r_[np.zeros(30, dtype=np.int64), g_cams],
     )
     without = evaluate(q_feats, q_pids, q_cams, g_feats, g_pids, g_cams)
     np.testing.assert_array_equal(with_junk.cmc, without.cmc)
@@ -193,7 +197,10 @@ def test_similarity_blocks_stay_within_the_byte_budget(monkeypatch):
     [
         (lambda d: {**d, "q_pids": d["q_pids"][:-1]}, "q_pids"),
         (lambda d: {**d, "g_cams": d["g_cams"][:-1]}, "g_cams"),
-        (lambda d: {**d, "g_feats": np.where(np.arange(len(d["g_feats"]))[:, None] == 3, np.nan, d["g_feats"])}, "g_feats"),
+        (
+            lambda d: {**d, "g_feats": np.where(np.arange(len(d["g_feats"]))[:, None] == 3, np.nan, d["g_feats"])},
+            "g_feats",
+        ),
         (lambda d: {**d, "q_feats": d["q_feats"][:0], "q_pids": d["q_pids"][:0], "q_cams": d["q_cams"][:0]}, "q_feats"),
         (lambda d: {**d, "q_feats": d["q_feats"][:, :3]}, "dimension"),
         (lambda d: {**d, "q_pids": d["q_pids"].astype(float)}, "q_pids"),
@@ -203,7 +210,7 @@ def test_similarity_blocks_stay_within_the_byte_budget(monkeypatch):
 )
 def test_bad_input_raises_naming_the_argument(change, message):
     names = ("q_feats", "q_pids", "q_cams", "g_feats", "g_pids", "g_cams")
-    kwargs = change(dict(zip(names, market_like(0))))
+    kwargs = change(dict(zip(names, market_like(0), strict=True)))
     with pytest.raises(ValueError, match=message):
         evaluate(**kwargs)
 
@@ -245,7 +252,7 @@ def test_query_expansion_matches_per_row_loop(k, alpha, times):
     q_feats, q_pids, q_cams, g_feats, g_pids, g_cams = market_like(1, n_q=30, n_g=120, n_distractors=10)
     expected = loop_aqe(q_feats, g_feats, k, alpha, times)
     expanded = average_query_expansion(q_feats, g_feats, k, alpha, times)
-    for ours, theirs in zip(expanded, expected):
+    for ours, theirs in zip(expanded, expected, strict=True):
         np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-10, atol=1e-12)
     result = evaluate(q_feats, q_pids, q_cams, g_feats, g_pids, g_cams, query_expansion=QueryExpansion(k, alpha, times))
     assert_same(result, reference(expected[0], q_pids, q_cams, expected[1], g_pids, g_cams))
@@ -283,9 +290,18 @@ def test_options_have_fast_reid_defaults():
     ("kwargs", "message"),
     [
         ({"q_flipped_feats": np.ones((60, 16))}, "q_flipped_feats and g_flipped_feats go together"),
-        ({"q_flipped_feats": np.ones((60, 15)), "g_flipped_feats": np.ones((300, 16))}, "q_flipped_feats must have the shape of q_feats"),
-        ({"q_flipped_feats": np.ones((60, 16)), "g_flipped_feats": np.full((300, 16), np.inf)}, "g_flipped_feats contains NaN or infinite"),
-        ({"query_expansion": QueryExpansion(k=361)}, "QueryExpansion.k=361 is larger than the 360 query and gallery items"),
+        (
+            {"q_flipped_feats": np.ones((60, 15)), "g_flipped_feats": np.ones((300, 16))},
+            "q_flipped_feats must have the shape of q_feats",
+        ),
+        (
+            {"q_flipped_feats": np.ones((60, 16)), "g_flipped_feats": np.full((300, 16), np.inf)},
+            "g_flipped_feats contains NaN or infinite",
+        ),
+        (
+            {"query_expansion": QueryExpansion(k=361)},
+            "QueryExpansion.k=361 is larger than the 360 query and gallery items",
+        ),
         ({"query_expansion": QueryExpansion(k=300, alpha=0.5)}, "alpha=0.5 is not an integer"),
     ],
 )

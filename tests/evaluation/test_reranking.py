@@ -108,10 +108,10 @@ def test_any_chunking_gives_the_same_distances(max_chunk_bytes):
 def test_bad_input_raises_naming_the_argument(change, message):
     names = ("q_g_dist", "q_q_dist", "g_g_dist")
     with pytest.raises(ValueError, match=message):
-        re_ranking(**change(dict(zip(names, cosine_distances(0)))))
+        re_ranking(**change(dict(zip(names, cosine_distances(0), strict=True))))
 
 
 def test_options_have_the_paper_defaults():
     assert Reranking() == Reranking(k1=20, k2=6, lambda_value=0.3)
-    with pytest.raises(ValueError, match="Reranking.k1"):
+    with pytest.raises(ValueError, match=r"Reranking.k1"):
         Reranking(k1=2.5)

@@ -73,9 +73,7 @@ def test_recall_at_1_matches_pml_precision_at_1(clustered):
 
 def test_map_at_r_and_r_precision_match_pml(clustered):
     embeddings, labels = clustered
-    expected = pml(
-        embeddings, labels, ("mean_average_precision_at_r", "r_precision"), k="max_bin_count"
-    )
+    expected = pml(embeddings, labels, ("mean_average_precision_at_r", "r_precision"), k="max_bin_count")
     got = retrieval_metrics(embeddings, labels, [1])
     assert got["MAP@R"] == pytest.approx(expected["mean_average_precision_at_r"], abs=1e-12)
     assert got["R-precision"] == pytest.approx(expected["r_precision"], abs=1e-12)

@@ -25,7 +25,7 @@ def test_deterministic_and_validated():
     embeddings, labels = np.eye(4), np.array([0, 0, 1, 1])
     a = sample_pair_similarities(embeddings, labels, 10, seed=3)
     b = sample_pair_similarities(embeddings, labels, 10, seed=3)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     with pytest.raises(ValueError, match="embeddings must be"):
         sample_pair_similarities(embeddings, labels[:3], 10)
 
@@ -47,7 +47,7 @@ def test_anchor_pairs_share_their_anchor_and_cover_every_partner():
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     lookup = _pair_lookup(unit @ unit.T)
     seen_pos, seen_neg = set(), set()
-    for neg, pos in zip(s_n, s_p):
+    for neg, pos in zip(s_n, s_p, strict=True):
         pos_pairs = {p for p in lookup[round(float(pos), 12)] if labels[p[0]] == labels[p[1]]}
         neg_pairs = {p for p in lookup[round(float(neg), 12)] if labels[p[0]] != labels[p[1]]}
         anchors = {i for i, _ in pos_pairs} & {i for i, _ in neg_pairs}

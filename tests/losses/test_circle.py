@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_reference import assert_matches_reference, cosines, pk_batch
 from pytorch_metric_learning import losses as pml_losses
 
 from circle_repro.losses import CircleClassifier, CircleLoss
 from circle_repro.losses.circle import circle_loss_per_anchor
 from circle_repro.losses.pair_utils import EmptyBatchWarning
-from pair_reference import assert_matches_reference, cosines, pk_batch
 
 
 def brute_circle(x, labels, m, gamma, ref=None, ref_labels=None, alpha_sims=None):
@@ -184,9 +184,7 @@ def test_gradient_is_that_of_eq6_with_alpha_frozen():
     x.requires_grad_(True)
     CircleLoss(m=0.25, gamma=8)(x, labels).backward()
     frozen = cosines(x0, x0)
-    expected = numerical_grad(
-        lambda e: brute_circle(e, labels, 0.25, 8, alpha_sims=frozen), x0.clone()
-    )
+    expected = numerical_grad(lambda e: brute_circle(e, labels, 0.25, 8, alpha_sims=frozen), x0.clone())
     torch.testing.assert_close(x.grad, expected, rtol=1e-6, atol=1e-8)
     # ...and differs from the gradient of the function with α moving.
     moving = numerical_grad(lambda e: brute_circle(e, labels, 0.25, 8), x0.clone())
@@ -207,12 +205,12 @@ def test_gradient_wrt_similarities_is_eq9_and_eq10():
     lp = [gamma * ((s - 1) ** 2 - m * m) for s in s_p]  # ℓ_p^i = γ((s_p^i − 1)² − m²)
     soft_n = [math.exp(v) / sum(math.exp(u) for u in ln) for v in ln]
     soft_p = [math.exp(v) / sum(math.exp(u) for u in lp) for v in lp]
-    eq10 = [z * w * gamma * (s - 1 - m) for w, s in zip(soft_p, s_p)]
-    eq9 = [z * w * gamma * (s + m) for w, s in zip(soft_n, s_n)]
+    eq10 = [z * w * gamma * (s - 1 - m) for w, s in zip(soft_p, s_p, strict=True)]
+    eq9 = [z * w * gamma * (s + m) for w, s in zip(soft_n, s_n, strict=True)]
     expected = torch.tensor(eq10 + eq9, dtype=torch.float64)
     torch.testing.assert_close(sim.grad[0], expected, rtol=1e-12, atol=0)
     # With α not detached the negatives would get 2γ s_n·softmax·Z instead (paper §3.1).
-    not_detached = [z * w * 2 * gamma * s for w, s in zip(soft_n, s_n)]
+    not_detached = [z * w * 2 * gamma * s for w, s in zip(soft_n, s_n, strict=True)]
     assert not torch.allclose(sim.grad[0, 2:], torch.tensor(not_detached, dtype=torch.float64))
 
 
@@ -260,14 +258,10 @@ def brute_classifier(x, weight, labels, m, gamma, alpha_sims=None):
     sims = cosines(x, weight)
     alpha_sims = sims if alpha_sims is None else alpha_sims
     total = 0.0
-    for a, (row, y) in enumerate(zip(sims, labels.tolist())):
+    for a, (row, y) in enumerate(zip(sims, labels.tolist(), strict=True)):
         alpha_p = max(1 + m - alpha_sims[a][y], 0.0)
         sum_p = math.exp(-gamma * alpha_p * (row[y] - (1 - m)))
-        sum_n = sum(
-            math.exp(gamma * max(alpha_sims[a][j] + m, 0.0) * (s - m))
-            for j, s in enumerate(row)
-            if j != y
-        )
+        sum_n = sum(math.exp(gamma * max(alpha_sims[a][j] + m, 0.0) * (s - m)) for j, s in enumerate(row) if j != y)
         total += math.log(1 + sum_n * sum_p)
     return total / len(sims)
 
@@ -307,12 +301,8 @@ def test_classifier_gradient_is_that_of_eq6_with_alpha_frozen():
     head(x, labels).backward()
     x0, w0 = x.detach().clone(), head.weight.detach().clone()
     frozen = cosines(x0, w0)
-    grad_x = numerical_grad(
-        lambda e: brute_classifier(e, w0, labels, 0.25, 8, frozen), x0.clone()
-    )
-    grad_w = numerical_grad(
-        lambda w: brute_classifier(x0, w, labels, 0.25, 8, frozen), w0.clone()
-    )
+    grad_x = numerical_grad(lambda e: brute_classifier(e, w0, labels, 0.25, 8, frozen), x0.clone())
+    grad_w = numerical_grad(lambda w: brute_classifier(x0, w, labels, 0.25, 8, frozen), w0.clone())
     torch.testing.assert_close(x.grad, grad_x, rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(head.weight.grad, grad_w, rtol=1e-6, atol=1e-8)
 

@@ -34,9 +34,7 @@ IN_DIM, EMB_DIM = 6, 5
 
 FACTORIES = {
     "circle": lambda all_gather: CircleLoss(m=0.25, gamma=32, all_gather=all_gather),
-    "multi_similarity": lambda all_gather: MultiSimilarityLoss(
-        beta=10.0, all_gather=all_gather
-    ),
+    "multi_similarity": lambda all_gather: MultiSimilarityLoss(beta=10.0, all_gather=all_gather),
     "triplet": lambda all_gather: TripletMarginLoss(margin=0.3, all_gather=all_gather),
     "lifted_structure": lambda all_gather: LiftedStructureLoss(all_gather=all_gather),
 }
@@ -61,9 +59,7 @@ def embedding_model() -> nn.Linear:
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE
-    )
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
     try:
         inputs, labels = global_batch()
         local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
@@ -139,9 +135,7 @@ def test_all_gather_equals_single_process(rank_results, name):
         assert got["local_loss"] != pytest.approx(loss, rel=1e-3)
         local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         # Gradient to the local embeddings: the single-process slice, scaled by W ...
-        torch.testing.assert_close(
-            got["emb_grad"], WORLD_SIZE * emb_grad[local], rtol=1e-10, atol=1e-14
-        )
+        torch.testing.assert_close(got["emb_grad"], WORLD_SIZE * emb_grad[local], rtol=1e-10, atol=1e-14)
         # ... so that DDP's average over ranks is the single-process parameter gradient.
         torch.testing.assert_close(got["ddp_grad"], param_grad, rtol=1e-10, atol=1e-14)
 

@@ -16,10 +16,10 @@ import math
 
 import pytest
 import torch
+from pair_reference import anchor_sets, assert_matches_reference, pk_batch
 from pytorch_metric_learning import losses as pml_losses
 
 from circle_repro.losses import LOSSES, LiftedStructureLoss
-from pair_reference import anchor_sets, assert_matches_reference, pk_batch
 
 
 def distances(x: torch.Tensor, y: torch.Tensor) -> list[list[float]]:
@@ -88,9 +88,7 @@ def test_matches_pml_generalized_lifted_on_pk_batch(margin, seed):
     x, labels = pk_batch(8, 4, 16, seed, dtype=torch.float32)
     ours_x, pml_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ours = LiftedStructureLoss(margin=margin)(ours_x, labels)
-    pml = pml_losses.GeneralizedLiftedStructureLoss(neg_margin=margin, pos_margin=0)(
-        pml_x, labels
-    )
+    pml = pml_losses.GeneralizedLiftedStructureLoss(neg_margin=margin, pos_margin=0)(pml_x, labels)
     assert ours.item() > 0
     assert_matches_reference(ours, ours_x, pml, pml_x)
 

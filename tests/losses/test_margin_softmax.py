@@ -189,9 +189,7 @@ def pml_pair(kind: str, m: float, gamma: float, classes: int, dim: int, seed: in
         theirs = pml_losses.CosFaceLoss(classes, dim, margin=m, scale=gamma).double()
     else:
         ours = ArcFaceClassifier(dim, classes, m=m, gamma=gamma).double()
-        theirs = pml_losses.ArcFaceLoss(
-            classes, dim, margin=float(np.degrees(m)), scale=gamma
-        ).double()
+        theirs = pml_losses.ArcFaceLoss(classes, dim, margin=float(np.degrees(m)), scale=gamma).double()
     with torch.no_grad():
         theirs.W.copy_(ours.weight.T)
     return ours, theirs
@@ -326,9 +324,7 @@ def test_arcface_gradient_is_finite_at_cosine_plus_minus_one(target):
 
 
 @pytest.mark.parametrize(("m", "gamma"), [(0.25, 256.0), (0.1, 32.0), (-0.1, 64.0)])
-def test_circle_with_alpha_frozen_to_one_is_am_softmax_with_margin_1_minus_2m(
-    m, gamma, monkeypatch
-):
+def test_circle_with_alpha_frozen_to_one_is_am_softmax_with_margin_1_minus_2m(m, gamma, monkeypatch):
     """α_p=α_n=1 in Eq. 6: z_y = γ(s_p − (1−m)), z_j = γ(s_n − m).
 
     Adding the constant γm to every logit gives γ(s_p − (1−2m)) and γ s_n, the AM-Softmax
@@ -344,9 +340,7 @@ def test_circle_with_alpha_frozen_to_one_is_am_softmax_with_margin_1_minus_2m(
     frozen = torch.where(target, gamma * (cos - (1 - m)), gamma * (cos - m))
     shift = frozen - am.logits(x, labels)
     torch.testing.assert_close(shift, torch.full_like(shift, -gamma * m), rtol=0, atol=1e-9)
-    assert F.cross_entropy(frozen, labels).item() == pytest.approx(
-        am(x, labels).item(), rel=1e-10
-    )
+    assert F.cross_entropy(frozen, labels).item() == pytest.approx(am(x, labels).item(), rel=1e-10)
     # The same through CircleClassifier.logits (whose CE the fused forward equals), α frozen to 1.
     monkeypatch.setattr(circle_module, "positive_logits", lambda s_p, m_, gamma_: gamma_ * (s_p - (1 - m_)))
     monkeypatch.setattr(circle_module, "negative_logits", lambda s_n, m_, gamma_: gamma_ * (s_n - m_))

@@ -3,6 +3,8 @@ holding class shards equal one process holding all classes (loss, embedding and 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -34,7 +36,7 @@ def test_every_class_level_head_is_covered():
 def test_shards_are_contiguous_and_balanced(num_classes, world_size):
     ranges = [shard_range(num_classes, rank, world_size) for rank in range(world_size)]
     assert ranges[0][0] == 0 and ranges[-1][1] == num_classes
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     sizes = [end - start for start, end in ranges]
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
@@ -105,7 +107,7 @@ def test_no_target_rows_keep_their_logits():
 def test_a_no_target_row_has_no_margin(head):
     torch.manual_seed(0)
     loss = build_loss({"type": head, "embedding_dim": EMB_DIM, "num_classes": NUM_CLASSES, **HEADS[head]})
-    x, y = _batch(3)
+    x, _y = _batch(3)
     marked = loss.logits(x, torch.tensor([NO_TARGET] * 3))
     # Every column is then what the same head gives a non-target column.
     for column in range(NUM_CLASSES):
@@ -115,7 +117,14 @@ def test_a_no_target_row_has_no_margin(head):
 
 def test_sampling_keeps_the_batch_classes_and_is_deterministic_per_seed_and_step():
     head = build_loss(
-        {"type": "normface", "embedding_dim": EMB_DIM, "num_classes": 100, "sharded": True, "sample_rate": 0.1, "seed": 4}
+        {
+            "type": "normface",
+            "embedding_dim": EMB_DIM,
+            "num_classes": 100,
+            "sharded": True,
+            "sample_rate": 0.1,
+            "seed": 4,
+        }
     )
     labels = torch.tensor([3, 3, 50, 99])
     first = head.sampled_classes(labels, step=0)
@@ -123,7 +132,14 @@ def test_sampling_keeps_the_batch_classes_and_is_deterministic_per_seed_and_step
     assert torch.equal(first, head.sampled_classes(labels, step=0))
     assert not torch.equal(first, head.sampled_classes(labels, step=1))
     other_seed = build_loss(
-        {"type": "normface", "embedding_dim": EMB_DIM, "num_classes": 100, "sharded": True, "sample_rate": 0.1, "seed": 5}
+        {
+            "type": "normface",
+            "embedding_dim": EMB_DIM,
+            "num_classes": 100,
+            "sharded": True,
+            "sample_rate": 0.1,
+            "seed": 5,
+        }
     )
     assert not torch.equal(first, other_seed.sampled_classes(labels, step=0))
     many = torch.arange(20)  # more classes in the batch than the rate keeps: all of them
@@ -133,14 +149,24 @@ def test_sampling_keeps_the_batch_classes_and_is_deterministic_per_seed_and_step
 def test_sampled_loss_is_the_head_over_the_sampled_classes():
     torch.manual_seed(0)
     head = build_loss(
-        {"type": "circle_classifier", "embedding_dim": EMB_DIM, "num_classes": 40, "sharded": True, "sample_rate": 0.25, "m": 0.25, "gamma": 32}
+        {
+            "type": "circle_classifier",
+            "embedding_dim": EMB_DIM,
+            "num_classes": 40,
+            "sharded": True,
+            "sample_rate": 0.25,
+            "m": 0.25,
+            "gamma": 32,
+        }
     )
     x, _ = _batch(8)
     y = torch.tensor([0, 0, 5, 5, 17, 17, 39, 39])
     chosen = head.sampled_classes(y, step=0)
     loss = head.train()(x, y)
     assert int(head.sampling_step) == 1
-    reference = build_loss({"type": "circle_classifier", "embedding_dim": EMB_DIM, "num_classes": len(chosen), "m": 0.25, "gamma": 32})
+    reference = build_loss(
+        {"type": "circle_classifier", "embedding_dim": EMB_DIM, "num_classes": len(chosen), "m": 0.25, "gamma": 32}
+    )
     with torch.no_grad():
         reference.weight.copy_(head.head.weight[chosen])
     remapped = torch.searchsorted(chosen, y)
@@ -160,7 +186,9 @@ def test_config_errors():
     with pytest.raises(ValueError, match="sample_rate"):
         build_loss({"type": "arcface", "embedding_dim": 4, "num_classes": 3, "sharded": True, "sample_rate": 0})
     with pytest.raises(ValueError, match="labels must be class indices"):
-        head = build_loss({"type": "normface", "embedding_dim": 4, "num_classes": 3, "sharded": True, "sample_rate": 0.5})
+        head = build_loss(
+            {"type": "normface", "embedding_dim": 4, "num_classes": 3, "sharded": True, "sample_rate": 0.5}
+        )
         head.train()(torch.randn(2, 4), torch.tensor([0, 3]))
 
 

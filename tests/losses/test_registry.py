@@ -14,8 +14,8 @@ from circle_repro.losses import (
     TripletMarginLoss,
     build_loss,
     register_loss,
+    registry,
 )
-from circle_repro.losses import registry
 from circle_repro.losses.proxy import ProxyClassifier
 
 # Constructor arguments without a default, per loss: class-level heads need their dimensions.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pair_reference import anchor_sets, cosines, pk_batch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners, reducers
 from pytorch_metric_learning.distances import CosineSimilarity
 
 from circle_repro.losses import TripletMarginLoss
 from circle_repro.losses.pair_utils import EmptyBatchWarning
-from pair_reference import anchor_sets, cosines, pk_batch
 
 
 def brute_triplet(x, labels, margin, ref=None, ref_labels=None):
@@ -43,9 +43,7 @@ def test_matches_pml_batch_hard(margin, seed):
     x, labels = pk_batch(8, 4, 16, seed, dtype=torch.float32)
     ours_x, pml_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     miner = miners.BatchHardMiner(distance=CosineSimilarity())
-    pml_fn = pml_losses.TripletMarginLoss(
-        margin=margin, distance=CosineSimilarity(), reducer=reducers.MeanReducer()
-    )
+    pml_fn = pml_losses.TripletMarginLoss(margin=margin, distance=CosineSimilarity(), reducer=reducers.MeanReducer())
     pml = pml_fn(pml_x, labels, miner(pml_x, labels))
     ours = TripletMarginLoss(margin)(ours_x, labels)
     assert ours.item() > 0

@@ -96,7 +96,11 @@ def test_tiny_model_gives_the_requested_embedding() -> None:
 
 
 def _bn_statistics(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: value.clone() for name, value in module.state_dict().items() if "running_" in name or "num_batches" in name}
+    return {
+        name: value.clone()
+        for name, value in module.state_dict().items()
+        if "running_" in name or "num_batches" in name
+    }
 
 
 def _training_step(outer: torch.nn.Module) -> None:
@@ -131,8 +135,10 @@ def test_max_pool_takes_the_channel_maxima_of_the_trunk_output() -> None:
     with torch.no_grad():
         expected = model.embedding(model.trunk(images).amax(dim=(2, 3)))
         assert torch.allclose(model(images), expected)
-        assert not torch.allclose(BNInceptionEmbedding(embedding_dim=8, width=TINY).eval().pool(model.trunk(images)).flatten(1),
-                                  model.trunk(images).amax(dim=(2, 3)))
+        assert not torch.allclose(
+            BNInceptionEmbedding(embedding_dim=8, width=TINY).eval().pool(model.trunk(images)).flatten(1),
+            model.trunk(images).amax(dim=(2, 3)),
+        )
 
 
 def test_pool_and_freeze_bn_are_checked() -> None:

@@ -75,7 +75,9 @@ def write_demo_runs(root: Path, params: dict) -> list[Path]:
             untrained = {"accuracy": 0.6, "accuracy_std": 0.03, "TAR@FAR=0.001": 0.01, "TAR@FAR=0.01": 0.05,
                          "TAR@FAR=0.1": 0.2}  # fmt: skip
             per_query = {"ids": np.arange(N_PAIRS), "accuracy": correct}
-            files.append(write_run(root, params, RunSpec("demo_verification", loss, seed), metrics, per_query, untrained))
+            files.append(
+                write_run(root, params, RunSpec("demo_verification", loss, seed), metrics, per_query, untrained)
+            )
     sweep = params["experiments"]["demo_sensitivity"]
     for index, loss in enumerate(sweep["losses"]):
         for seed in sweep["seeds"]:

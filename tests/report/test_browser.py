@@ -12,7 +12,9 @@ from PIL import Image
 from circle_repro.report.build import build_report
 
 CHROMIUM = shutil.which("chromium")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 
 
 def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:

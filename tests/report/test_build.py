@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from synthetic_runs import write_run
 
 import circle_repro.report.build as report_build
 from circle_repro.config import RunSpec
 from circle_repro.report.build import STATUSES, build_report, collapse_note
 from circle_repro.report.targets import load_paper_targets
-
-from synthetic_runs import write_run
 
 T_975 = {2: stats.t.ppf(0.975, 1), 3: stats.t.ppf(0.975, 2)}
 
@@ -122,7 +121,14 @@ def test_substitute_and_unavailable_data(tmp_path, demo_params):
     params = _experiment(params, "cars", "table5", "cars196", "retrieval", {"Circle": {"type": "circle"}})
     metrics = {"accuracy": 0.99, "accuracy_std": 0.01}
     files = [
-        write_run(tmp_path / "runs", params, RunSpec("lfw", loss, 0), metrics, {"ids": np.arange(3), "accuracy": np.ones(3)}, {})
+        write_run(
+            tmp_path / "runs",
+            params,
+            RunSpec("lfw", loss, 0),
+            metrics,
+            {"ids": np.arange(3), "accuracy": np.ones(3)},
+            {},
+        )
         for loss in ("ArcFace", "CircleLoss")
     ]
     cells = pd.read_csv(build(params, files, tmp_path / "r", data_root=tmp_path / "data")[2])
@@ -192,12 +198,21 @@ def test_sweep_curves_take_the_base_runs_at_the_sweep_seeds(tmp_path, demo_param
     AM-Softmax and ArcFace baselines (at their gamma), each in results.csv and drawn in the figure."""
     out = build(demo_params, metrics_files, tmp_path / "r")
     sweep = pd.read_csv(out[2]).query("kind == 'sweep'").set_index(["row", "column"])
-    base = {key: sweep.loc[key, ["mean", "n"]].tolist() for key in [
-        ("CircleLoss (demo_verification)", "gamma=256"), ("CircleLoss (demo_verification)", "m=0.25"),
-        ("AM-Softmax (demo_verification)", "gamma=64"), ("ArcFace (demo_verification)", "gamma=64")]}
+    base = {
+        key: sweep.loc[key, ["mean", "n"]].tolist()
+        for key in [
+            ("CircleLoss (demo_verification)", "gamma=256"),
+            ("CircleLoss (demo_verification)", "m=0.25"),
+            ("AM-Softmax (demo_verification)", "gamma=64"),
+            ("ArcFace (demo_verification)", "gamma=64"),
+        ]
+    }
     runs = [json.loads(file.read_text()) for file in metrics_files]
-    accuracy = {run["loss"]: 100 * run["metrics"]["accuracy"] for run in runs
-                if run["experiment"] == "demo_verification" and run["seed"] == 0}
+    accuracy = {
+        run["loss"]: 100 * run["metrics"]["accuracy"]
+        for run in runs
+        if run["experiment"] == "demo_verification" and run["seed"] == 0
+    }
     assert base == {
         ("CircleLoss (demo_verification)", "gamma=256"): [pytest.approx(accuracy["CircleLoss"]), 1],
         ("CircleLoss (demo_verification)", "m=0.25"): [pytest.approx(accuracy["CircleLoss"]), 1],
@@ -224,13 +239,21 @@ def _history(s_n: list[float]) -> pd.DataFrame:
 
 def test_collapse_note_names_the_collapsed_losses_and_iterations_per_seed():
     losses = {"Triplet": {"type": "triplet", "margin": 0.1}, "CircleLoss": {"type": "circle"}}
-    histories = {"Triplet": [_history([0.95, 0.99, 0.999, 0.5]), _history([0.9] * 4)], "CircleLoss": [_history([0.3] * 4)]}
+    histories = {
+        "Triplet": [_history([0.95, 0.99, 0.999, 0.5]), _history([0.9] * 4)],
+        "CircleLoss": [_history([0.3] * 4)],
+    }
     note = collapse_note(histories, losses)
-    assert note.startswith("Collapsed training batches (batch mean s_n ≥ 0.99): Triplet at iterations 2–3 (1 of 2 seeds).")
+    assert note.startswith(
+        "Collapsed training batches (batch mean s_n ≥ 0.99): Triplet at iterations 2–3 (1 of 2 seeds)."
+    )
     assert "FaceNet" in note and "CircleLoss" not in note
     assert collapse_note({"CircleLoss": [_history([0.3] * 4)]}, losses) is None
     circle_only = collapse_note({"CircleLoss": [_history([0.995] * 2)]}, losses)
-    assert circle_only == "Collapsed training batches (batch mean s_n ≥ 0.99): CircleLoss at iterations 1–2 (1 of 1 seeds)."
+    assert (
+        circle_only
+        == "Collapsed training batches (batch mean s_n ≥ 0.99): CircleLoss at iterations 1–2 (1 of 1 seeds)."
+    )
 
 
 def test_a_failed_write_leaves_the_earlier_report_whole(tmp_path, monkeypatch, demo_params, metrics_files):

@@ -131,7 +131,7 @@ def test_load_pair_sample_reads_a_run_folder(metrics_files):
         assert np.array_equal(sample.s_n, data["s_n"]) and np.array_equal(sample.s_p, data["s_p"])
     assert list(sample.trajectory["iteration"]) == list(range(1, 21))
     (run_dir / "history.csv").unlink()
-    with pytest.raises(ValueError, match="has no history.csv"):
+    with pytest.raises(ValueError, match=r"has no history.csv"):
         load_pair_sample(run_dir)
 
 
@@ -174,7 +174,13 @@ def test_sensitivity(tmp_path):
 def figure3_frame() -> pd.DataFrame:
     """Fig. 3 as the paper sweeps it: Circle over gamma and m, AM-Softmax over gamma, ArcFace at 32, 64, 128."""
     rows = [
-        {"loss": loss, "parameter": "gamma", "value": gamma, "seed": 0, "metric": 90 - abs(np.log2(gamma / peak)) - shift}
+        {
+            "loss": loss,
+            "parameter": "gamma",
+            "value": gamma,
+            "seed": 0,
+            "metric": 90 - abs(np.log2(gamma / peak)) - shift,
+        }
         for loss, gammas, peak, shift in (
             ("CircleLoss", (32, 64, 128, 256, 512, 1024), 256, 0.0),
             ("AM-Softmax", (32, 64, 128, 256, 512, 1024), 64, 1.0),
@@ -182,8 +188,10 @@ def figure3_frame() -> pd.DataFrame:
         )
         for gamma in gammas
     ]
-    rows += [{"loss": "CircleLoss", "parameter": "m", "value": m, "seed": 0, "metric": 90 - 20 * (m - 0.2) ** 2}
-             for m in np.round(np.arange(-0.2, 0.31, 0.05), 2)]
+    rows += [
+        {"loss": "CircleLoss", "parameter": "m", "value": m, "seed": 0, "metric": 90 - 20 * (m - 0.2) ** 2}
+        for m in np.round(np.arange(-0.2, 0.31, 0.05), 2)
+    ]
     return pd.DataFrame(rows)
 
 

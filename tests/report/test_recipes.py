@@ -35,8 +35,10 @@ def test_removing_a_source_is_caught_for_the_trainer_and_every_experiment_using_
     sources = copy.deepcopy(packaged_sources())
     del sources["table1_megaface_r34"]["train.iterations"]
     assert missing_sources(PAPER, sources) == [
-        "table1_megaface_r34: train.iterations", "table2_lfw_r34: train.iterations",
-        "table2_ytf_r34: train.iterations", "table2_cfp_fp_r34: train.iterations",
+        "table1_megaface_r34: train.iterations",
+        "table2_lfw_r34: train.iterations",
+        "table2_ytf_r34: train.iterations",
+        "table2_cfp_fp_r34: train.iterations",
         "table3_ijbc_r34: train.iterations",
     ]
     del sources["figure3_megaface_r34"]["baselines.ArcFace.gamma"]

@@ -41,7 +41,9 @@ def test_results_come_from_mlflow_by_run_id_and_config_hash_tags(tmp_path, demo_
     run = RunSpec("demo_retrieval", "CircleLoss", 0)
     run_dir = metrics_files[0].parent
     _mlflow_run(client, experiment_id, demo_params, run, config="0ldc0nf1g", commit="stale00")  # other settings
-    mlflow_id = _mlflow_run(client, experiment_id, demo_params, run, [run_dir / "metrics.json", run_dir / "per_query.npz"])
+    mlflow_id = _mlflow_run(
+        client, experiment_id, demo_params, run, [run_dir / "metrics.json", run_dir / "per_query.npz"]
+    )
     results = load_results(demo_params, metrics_files, tracking_uri=uri)
     from_mlflow = results.of("demo_retrieval", "CircleLoss")[0]
     assert (from_mlflow.source, from_mlflow.mlflow_run_id, from_mlflow.note) == ("MLflow", mlflow_id, "")
@@ -64,7 +66,10 @@ def test_a_missing_mlflow_store_is_said_for_every_run(tmp_path, demo_params, met
     db = tmp_path / "nowhere" / "mlflow.db"
     markdown = build_report(demo_params, metrics_files, tmp_path / "r", tracking_uri=f"sqlite:///{db}")[0].read_text()
     assert not db.exists(), "reading must not create a store"
-    assert f"MLflow store sqlite:///{db} not found: results are read from the runs' metrics.json files instead." in markdown
+    assert (
+        f"MLflow store sqlite:///{db} not found: results are read from the runs' metrics.json files instead."
+        in markdown
+    )
     for loss in ("CircleLoss", "Triplet", "Softmax", "ArcFace"):
         row = _row(markdown, loss)
         assert "(n=3)" in row and "| metrics.json |" in row
@@ -98,7 +103,9 @@ def test_a_half_written_metrics_file_is_said_in_its_row(tmp_path, demo_params, m
          "holds a metric that is not a finite number"),
     ],
 )  # fmt: skip
-def test_a_metrics_file_without_usable_metrics_is_said_in_its_row(tmp_path, demo_params, metrics_files, content, problem):
+def test_a_metrics_file_without_usable_metrics_is_said_in_its_row(
+    tmp_path, demo_params, metrics_files, content, problem
+):
     metrics_files[0].write_text(content)
     row = _row(build_report(demo_params, metrics_files, tmp_path / "r")[0].read_text(), "CircleLoss")
     assert f"seed 0: {metrics_files[0]} {problem}" in row and "(n=2)" in row
@@ -107,7 +114,10 @@ def test_a_metrics_file_without_usable_metrics_is_said_in_its_row(tmp_path, demo
 def test_a_stale_metrics_file_is_not_reported_as_current(tmp_path, demo_params, metrics_files):
     changed = {**demo_params, "experiments": {**demo_params["experiments"]}}
     changed["experiments"]["demo_retrieval"] = demo_params["experiments"]["demo_retrieval"] | {"seeds": [0, 1, 2, 3]}
-    changed["experiments"]["demo_retrieval"]["train"] = {**changed["experiments"]["demo_retrieval"]["train"], "epochs": 9}
+    changed["experiments"]["demo_retrieval"]["train"] = {
+        **changed["experiments"]["demo_retrieval"]["train"],
+        "epochs": 9,
+    }
     results = load_results(changed, metrics_files)
     stale = results.of("demo_retrieval", "Triplet")
     assert [r.metrics for r in stale] == [{}] * 4

@@ -9,7 +9,9 @@ from scipy import stats
 from circle_repro.report.stats import paired_bootstrap, t_interval
 
 
-@pytest.mark.parametrize("values", [[0.90, 0.92], [1.0, 2.0, 3.0], [0.5, 0.61, 0.47, 0.55, 0.58], list(np.linspace(0, 1, 10))])
+@pytest.mark.parametrize(
+    "values", [[0.90, 0.92], [1.0, 2.0, 3.0], [0.5, 0.61, 0.47, 0.55, 0.58], list(np.linspace(0, 1, 10))]
+)
 def test_t_interval_matches_scipy(values):
     sem = np.std(values, ddof=1) / math.sqrt(len(values))
     low, high = stats.t.interval(0.95, df=len(values) - 1, loc=np.mean(values), scale=sem)
@@ -27,7 +29,9 @@ def test_t_interval_by_hand():
     assert (interval.low, interval.high) == pytest.approx((2 - half_width, 2 + half_width), abs=1e-12)
     # [90, 92]: mean 91, sd sqrt(2), sem 1; t(0.975, 1) = 12.7062
     interval = t_interval([90.0, 92.0])
-    assert (interval.low, interval.high) == pytest.approx((91 - math.tan(math.pi * (p - 0.5)), 91 + math.tan(math.pi * (p - 0.5))), abs=1e-9)
+    assert (interval.low, interval.high) == pytest.approx(
+        (91 - math.tan(math.pi * (p - 0.5)), 91 + math.tan(math.pi * (p - 0.5))), abs=1e-9
+    )
 
 
 def test_one_seed_has_no_interval_and_none_has_no_estimate():

@@ -125,11 +125,32 @@ def test_table_metadata(targets):
 
 def test_cell_id_vocabulary(targets):
     assert set(targets["dataset"]) == {
-        "megaface", "lfw", "ytf", "cfp_fp", "ijbc", "market1501", "msmt17", "cub200", "cars196", "sop",
+        "megaface",
+        "lfw",
+        "ytf",
+        "cfp_fp",
+        "ijbc",
+        "market1501",
+        "msmt17",
+        "cub200",
+        "cars196",
+        "sop",
     }
     assert set(targets["loss"]) == {
-        "softmax", "normface", "am_softmax", "arcface", "circle", "pcb_softmax", "mgn_softmax_triplet",
-        "jdgl", "lifted_struct", "hdc", "htl", "abier", "abe", "multi_similarity",
+        "softmax",
+        "normface",
+        "am_softmax",
+        "arcface",
+        "circle",
+        "pcb_softmax",
+        "mgn_softmax_triplet",
+        "jdgl",
+        "lifted_struct",
+        "hdc",
+        "htl",
+        "abier",
+        "abe",
+        "multi_similarity",
     }
     ident = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
     for col in ("dataset", "metric", "loss"):
@@ -214,7 +235,10 @@ def test_spot_cell_metadata(targets):
         (targets["table"] == "table3") & (targets["row"] == "ResNet34, ArcFace") & (targets["column"] == "1e-5")
     ].iloc[0]
     assert (cell["dataset"], cell["metric"], cell["backbone"], cell["loss"]) == (
-        "ijbc", "tar_far_1e-5", "ResNet34", "arcface",
+        "ijbc",
+        "tar_far_1e-5",
+        "ResNet34",
+        "arcface",
     )
 
 
@@ -251,7 +275,7 @@ def test_paper_table_shape_and_order(targets, table, shape):
     assert wide.shape == shape
     assert list(wide.index) == meta["rows"]
     assert list(wide.columns) == meta["columns"]
-    assert all(dt == float for dt in wide.dtypes)
+    assert all(str(dt) == "float64" for dt in wide.dtypes)
 
 
 def test_paper_table_order_literal(targets):
@@ -391,14 +415,20 @@ def test_unknown_table_key_rejected(tmp_path, yaml_doc):
 
 
 def test_only_the_original_lifted_structure_row_is_a_different_method(targets):
-    marked = {tid: meta["different_method"] for tid, meta in targets.attrs["tables"].items() if meta["different_method"]}
+    marked = {
+        tid: meta["different_method"] for tid, meta in targets.attrs["tables"].items() if meta["different_method"]
+    }
     assert list(marked) == ["table5"] and list(marked["table5"]) == ["LiftedStruct^64"]
     assert "original lifted structure" in marked["table5"]["LiftedStruct^64"]
 
 
 @pytest.mark.parametrize(
     ("different_method", "message"),
-    [({"Lifted^64": "x"}, "unknown row 'Lifted\\^64'"), ({"HDC^384": ""}, "non-empty string"), (["HDC^384"], "must map rows")],
+    [
+        ({"Lifted^64": "x"}, "unknown row 'Lifted\\^64'"),
+        ({"HDC^384": ""}, "non-empty string"),
+        (["HDC^384"], "must map rows"),
+    ],
 )
 def test_bad_different_method_rejected(tmp_path, yaml_doc, different_method, message):
     doc = _copy(yaml_doc)

@@ -82,8 +82,14 @@ def expand_sweeps(params: dict[str, Any]) -> dict[str, Any]:
             "description": sweep["description"],
             "seeds": list(sweep["seeds"]),
             "losses": losses,
-            "sweep": {"base": sweep["base"], "loss": sweep["loss"], "metric": sweep["metric"], "points": points,
-                      "baselines": list(sweep.get("baselines", {})), "base_values": base_values},
+            "sweep": {
+                "base": sweep["base"],
+                "loss": sweep["loss"],
+                "metric": sweep["metric"],
+                "points": points,
+                "baselines": list(sweep.get("baselines", {})),
+                "base_values": base_values,
+            },
         }
     return {**params, "experiments": experiments}
 
@@ -162,7 +168,9 @@ def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any])
     problems = []
     losses = base["losses"]
     if losses[sweep["loss"]]["type"] not in _SCALED_LOSSES:
-        problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {losses[sweep['loss']]['type']})")
+        problems.append(
+            f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {losses[sweep['loss']]['type']})"
+        )
     for baseline in sweep.get("baselines", {}):
         where = f"sweeps.{name}.baselines.{baseline}"
         if baseline == sweep["loss"]:
@@ -176,8 +184,10 @@ def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any])
             own = losses.get(loss, {}).get(parameter)
             if own is not None and own in values.get(parameter, ()):
                 where = f"sweeps.{name}" + ("" if loss == sweep["loss"] else f".baselines.{loss}")
-                problems.append(f"{where}.{parameter}: {own:g} is {sweep['base']}'s own {loss} setting, whose runs "
-                                "the sweep reuses; leave it out")
+                problems.append(
+                    f"{where}.{parameter}: {own:g} is {sweep['base']}'s own {loss} setting, whose runs "
+                    "the sweep reuses; leave it out"
+                )
     return problems
 
 
@@ -199,20 +209,26 @@ MAX_BATCH_IMAGES = 8192
 def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     problems = []
     if params["profile"] not in params["profiles"]:
-        problems.append(f"profile: {params['profile']!r} is not defined under profiles; allowed: {sorted(params['profiles'])}")
+        problems.append(
+            f"profile: {params['profile']!r} is not defined under profiles; allowed: {sorted(params['profiles'])}"
+        )
     sweeps = params.get("sweeps", {})
     runnable = sorted({*params["experiments"], *sweeps})
     for name, profile in params["profiles"].items():
         unknown = [exp for exp in profile["experiments"] if exp not in runnable]
         if unknown:
-            problems.append(f"profiles.{name}.experiments: {unknown} not defined under experiments or sweeps; allowed: {runnable}")
+            problems.append(
+                f"profiles.{name}.experiments: {unknown} not defined under experiments or sweeps; allowed: {runnable}"
+            )
     experiments = params["experiments"]
     for name, spec in experiments.items():
         trainer = spec.get("trained_by")
         if trainer is None:
             continue
         if trainer not in experiments:
-            problems.append(f"experiments.{name}.trained_by: {trainer!r} is not an experiment; allowed: {sorted(experiments)}")
+            problems.append(
+                f"experiments.{name}.trained_by: {trainer!r} is not an experiment; allowed: {sorted(experiments)}"
+            )
         elif "trained_by" in experiments[trainer]:
             problems.append(
                 f"experiments.{name}.trained_by: {trainer!r} does not train (it has trained_by "
@@ -229,17 +245,25 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
             problems.append(f"sweeps.{name}: an experiment has the same name; rename one of them")
         base = params["experiments"].get(sweep["base"])
         if base is None:
-            problems.append(f"sweeps.{name}.base: {sweep['base']!r} is not an experiment; allowed: {sorted(params['experiments'])}")
+            problems.append(
+                f"sweeps.{name}.base: {sweep['base']!r} is not an experiment; allowed: {sorted(params['experiments'])}"
+            )
         elif "trained_by" in base:
-            problems.append(f"sweeps.{name}.base: {sweep['base']!r} trains nothing (trained_by); sweep {base['trained_by']!r} instead")
+            problems.append(
+                f"sweeps.{name}.base: {sweep['base']!r} trains nothing (trained_by); sweep {base['trained_by']!r} instead"
+            )
         elif sweep["loss"] not in base["losses"]:
-            problems.append(f"sweeps.{name}.loss: {sweep['loss']!r} is not a loss of {sweep['base']}; allowed: {sorted(base['losses'])}")
+            problems.append(
+                f"sweeps.{name}.loss: {sweep['loss']!r} is not a loss of {sweep['base']}; allowed: {sorted(base['losses'])}"
+            )
         else:
             problems += _sweep_loss_problems(name, sweep, base)
         for profile_name, profile in params["profiles"].items():
             if name in profile["experiments"] and sweep["base"] not in profile["experiments"]:
-                problems.append(f"profiles.{profile_name}.experiments: {name} draws the runs of its base {sweep['base']} "
-                                f"at the base settings, which the profile does not list; add {sweep['base']}")
+                problems.append(
+                    f"profiles.{profile_name}.experiments: {name} draws the runs of its base {sweep['base']} "
+                    f"at the base settings, which the profile does not list; add {sweep['base']}"
+                )
     for name, spec in params["datasets"].items():
         if "train_classes" not in spec:
             continue

@@ -61,8 +61,9 @@ def is_verified(path: str | Path) -> bool:
         record = json.loads(stamp_path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (isinstance(record, dict) and record.get("size") == info.st_size
-            and record.get("mtime_ns") == info.st_mtime_ns)
+    return (
+        isinstance(record, dict) and record.get("size") == info.st_size and record.get("mtime_ns") == info.st_mtime_ns
+    )
 
 
 # --- checking a file against its declaration ------------------------------------------------------
@@ -121,8 +122,14 @@ def access_help(source: Source) -> str:
     return " ".join(part for part in parts if part)
 
 
-def missing_error(source: Source, raw_dir: str | Path, names: Sequence[str], *, one_of: bool = False,
-                  mirror_errors: Sequence[str] = ()) -> FileNotFoundError:
+def missing_error(
+    source: Source,
+    raw_dir: str | Path,
+    names: Sequence[str],
+    *,
+    one_of: bool = False,
+    mirror_errors: Sequence[str] = (),
+) -> FileNotFoundError:
     """The error for absent raw files: what to place where (``one_of``: alternatives), how to obtain it, the
     substitutes, and why the mirrors could not supply it."""
     targets = [str(Path(raw_dir) / name) + ("/" if name.endswith("/") else "") for name in names]
@@ -192,8 +199,9 @@ def _locate(source: Source, raw_dir: Path, file: SourceFile, mirrors: Mirrors) -
     if path.is_file() and is_verified(path):
         return path, []
     placed = path.is_file()
-    checked, errors = (_transfer(source, file, path, mirrors) if not placed or source.access == "download"
-                       else (False, []))
+    checked, errors = (
+        _transfer(source, file, path, mirrors) if not placed or source.access == "download" else (False, [])
+    )
     if not path.is_file():
         return None, errors
     try:
@@ -202,8 +210,10 @@ def _locate(source: Source, raw_dir: Path, file: SourceFile, mirrors: Mirrors) -
         if placed:
             raise
         path.unlink()  # brought here just now: a copy that fails its check is not kept
-        fix = ("The copy just made was deleted: its source is corrupt or a different version; check it against "
-               "the published checksum.")
+        fix = (
+            "The copy just made was deleted: its source is corrupt or a different version; check it against "
+            "the published checksum."
+        )
         raise ChecksumError(path, err.algorithm, err.expected, err.actual, fix) from None
     return path, errors
 
@@ -263,6 +273,17 @@ def first_present(source: Source, raw_dir: str | Path, names: Sequence[str], mir
 
 
 __all__ = [
-    "FETCHED_FILENAME", "STAMP_SUFFIX", "access_help", "check_file", "declared_file", "first_present", "is_verified", "locate",
-    "mark_verified", "missing_error", "obtain", "obtain_declared", "stamp_path",
+    "FETCHED_FILENAME",
+    "STAMP_SUFFIX",
+    "access_help",
+    "check_file",
+    "declared_file",
+    "first_present",
+    "is_verified",
+    "locate",
+    "mark_verified",
+    "missing_error",
+    "obtain",
+    "obtain_declared",
+    "stamp_path",
 ]

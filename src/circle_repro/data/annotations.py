@@ -19,8 +19,10 @@ def require(extracted: Path, member: str, archive: str) -> Path:
     """``extracted/member`` (``member`` as named inside ``archive``), or an AnnotationError saying it is missing."""
     path = extracted / member
     if not path.exists():
-        raise AnnotationError(f"{archive}: {member} is missing from the archive; is this the original {archive}? "
-                              "Replace it with the published file.")
+        raise AnnotationError(
+            f"{archive}: {member} is missing from the archive; is this the original {archive}? "
+            "Replace it with the published file."
+        )
     return path
 
 
@@ -31,8 +33,9 @@ def _is_row(line: str, fields: Sequence[str], ints: set[str]) -> bool:
     return all(values[fields.index(f)].lstrip("-").isdigit() for f in ints)
 
 
-def read_table(path: Path, fields: Sequence[str], display: str, *, header: bool = False,
-               ints: Iterable[str] = ()) -> list[tuple[int, dict[str, str | int]]]:
+def read_table(
+    path: Path, fields: Sequence[str], display: str, *, header: bool = False, ints: Iterable[str] = ()
+) -> list[tuple[int, dict[str, str | int]]]:
     """Rows of a whitespace-separated text table as ``(line number, {field: value})``.
 
     The last field takes the rest of the line; ``ints`` fields must be integers; ``header`` skips
@@ -46,8 +49,10 @@ def read_table(path: Path, fields: Sequence[str], display: str, *, header: bool 
         raise AnnotationError(f"{display}: not UTF-8 text ({err}); the file is not in the published format") from None
     if header:
         if not lines or _is_row(lines[0], fields, ints):
-            raise AnnotationError(f"{display} line 1: expected a header line ({' '.join(fields)}), got "
-                                  f"{lines[0] if lines else ''!r}; the file is not in the published format")
+            raise AnnotationError(
+                f"{display} line 1: expected a header line ({' '.join(fields)}), got "
+                f"{lines[0] if lines else ''!r}; the file is not in the published format"
+            )
         lines = lines[1:]
     rows = []
     for number, line in enumerate(lines, start=2 if header else 1):
@@ -61,8 +66,10 @@ def read_table(path: Path, fields: Sequence[str], display: str, *, header: bool 
             try:
                 row[field] = int(values[fields.index(field)])
             except ValueError:
-                raise AnnotationError(f"{display} line {number}: field <{field}> must be an integer, got "
-                                      f"{values[fields.index(field)]!r} in {line!r}") from None
+                raise AnnotationError(
+                    f"{display} line {number}: field <{field}> must be an integer, got "
+                    f"{values[fields.index(field)]!r} in {line!r}"
+                ) from None
         rows.append((number, row))
     if not rows:
         raise AnnotationError(f"{display}: no rows; expected lines of {expected}")

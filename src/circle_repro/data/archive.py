@@ -92,6 +92,7 @@ def _archive_kind(archive: Path) -> str:
 
 # --- tar ----------------------------------------------------------------------------------------
 
+
 def _tar_plan(archive: Path, tar: tarfile.TarFile) -> list[tuple[tarfile.TarInfo, PurePosixPath | None]]:
     plan = []
     for member in tar.getmembers():
@@ -122,8 +123,9 @@ def _check_tar_end(archive: Path, tar: tarfile.TarFile) -> None:
     fileobj.seek(tar.offset)
     block = fileobj.read(tarfile.BLOCKSIZE)
     if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
-        raise CorruptArchiveError(f"{archive}: truncated tar archive (no end-of-archive marker after the last "
-                                  "member); download it again")
+        raise CorruptArchiveError(
+            f"{archive}: truncated tar archive (no end-of-archive marker after the last member); download it again"
+        )
     while fileobj.read(CHUNK_SIZE):
         pass
 
@@ -147,8 +149,10 @@ def _extract_tar(archive: Path, staging: Path) -> list[PurePosixPath]:
             with source, open(target, "wb") as out:
                 copied = _copy(source, out)
             if copied != member.size:
-                raise CorruptArchiveError(f"{archive}: member {member.name!r} is truncated ({copied} of "
-                                          f"{member.size} bytes); download the archive again")
+                raise CorruptArchiveError(
+                    f"{archive}: member {member.name!r} is truncated ({copied} of "
+                    f"{member.size} bytes); download the archive again"
+                )
             os.chmod(target, umask_mode(0o777 if member.mode & 0o111 else 0o666))
             os.utime(target, (member.mtime, member.mtime))
             files.append(relative)
@@ -156,6 +160,7 @@ def _extract_tar(archive: Path, staging: Path) -> list[PurePosixPath]:
 
 
 # --- zip ----------------------------------------------------------------------------------------
+
 
 def _zip_plan(archive: Path, zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixPath | None]]:
     plan = []
@@ -217,6 +222,7 @@ def _raise_if_damaged(archive: Path, err: BaseException) -> None:
 
 # --- public -------------------------------------------------------------------------------------
 
+
 def list_members(archive: str | os.PathLike[str]) -> list[str]:
     """Member names of an archive after the safety checks (raises like :func:`safe_extract`)."""
     archive = Path(archive)
@@ -233,7 +239,9 @@ def list_members(archive: str | os.PathLike[str]) -> list[str]:
         raise
 
 
-def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+def safe_extract(
+    archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, overwrite: bool = False
+) -> list[Path]:
     """Extract ``archive`` into the folder ``dest``; return the extracted files (under ``dest``).
 
     ``dest`` must not exist unless ``overwrite`` is set, in which case it is replaced only after

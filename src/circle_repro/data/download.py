@@ -133,8 +133,16 @@ def _progress_bar(total: int | None, initial: int, label: str, enabled: bool) ->
         except ImportError:  # pragma: no cover - tqdm is a dependency, but a bar is optional
             tqdm = None
         if tqdm is not None:
-            bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-                       file=sys.stderr, leave=False)
+            bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=label,
+                file=sys.stderr,
+                leave=False,
+            )
     try:
         yield bar
     finally:
@@ -179,7 +187,7 @@ def _transfer_http(url: str, part: Path, progress: bool, label: str, timeout: fl
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked by caller
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
             # Range not satisfiable: the .part may already be the whole file.
@@ -188,8 +196,11 @@ def _transfer_http(url: str, part: Path, progress: bool, label: str, timeout: fl
             if match and int(match.group(1)) == offset:
                 return
             part.unlink(missing_ok=True)  # longer than the file: not a prefix of it
-            raise DownloadError(f"{url}: server refused to resume at byte {offset}; the stale {part} was deleted, "
-                                "run again to download from scratch", resumable=True) from None
+            raise DownloadError(
+                f"{url}: server refused to resume at byte {offset}; the stale {part} was deleted, "
+                "run again to download from scratch",
+                resumable=True,
+            ) from None
         err.close()
         raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
@@ -200,8 +211,10 @@ def _transfer_http(url: str, part: Path, progress: bool, label: str, timeout: fl
         if response.status == 206:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
-                raise DownloadError(f"{url}: server answered the resume request for byte {offset} with "
-                                    f"Content-Range {response.headers.get('Content-Range')!r}")
+                raise DownloadError(
+                    f"{url}: server answered the resume request for byte {offset} with "
+                    f"Content-Range {response.headers.get('Content-Range')!r}"
+                )
             total = int(match.group(3)) if match.group(3) != "*" else None
             mode = "ab"
         else:  # 200: whole file (server ignores Range, or nothing to resume)
@@ -212,8 +225,9 @@ def _transfer_http(url: str, part: Path, progress: bool, label: str, timeout: fl
             try:
                 _copy_stream(response, part, mode, bar)
             except (OSError, http.client.HTTPException) as err:
-                raise DownloadError(f"{url}: transfer interrupted ({err!r}); run again to resume from {part}",
-                                    resumable=True) from None
+                raise DownloadError(
+                    f"{url}: transfer interrupted ({err!r}); run again to resume from {part}", resumable=True
+                ) from None
     size = part.stat().st_size
     if total is not None and size != total:
         raise DownloadError(f"{url}: got {size} of {total} bytes; run again to resume from {part}", resumable=True)
@@ -268,9 +282,11 @@ def fetch(
             time.sleep(min(0.5 * 2**attempt, 8.0))
     if expected:
         where = f"from {source}" + (f" (mirror of {url})" if mirror is not None else "")
-        fix = (f"The partial download {part.name} was deleted. Run again to re-download {where}; if it keeps "
-               "failing the source has changed or is corrupt: check the URL/mirror copy against the published "
-               "checksum before changing the expected value.")
+        fix = (
+            f"The partial download {part.name} was deleted. Run again to re-download {where}; if it keeps "
+            "failing the source has changed or is corrupt: check the URL/mirror copy against the published "
+            "checksum before changing the expected value."
+        )
         try:
             _check(part, expected, dest, fix)
         except ChecksumError:

@@ -105,8 +105,9 @@ def aligned_jpeg(data: bytes, landmarks: np.ndarray) -> bytes:
         image.load()
         pixels = np.asarray(image.convert("RGB"))
     buffer = io.BytesIO()
-    Image.fromarray(align_face(pixels, np.asarray(landmarks).reshape(5, 2))).save(buffer, format="JPEG",
-                                                                                 quality=JPEG_QUALITY)
+    Image.fromarray(align_face(pixels, np.asarray(landmarks).reshape(5, 2))).save(
+        buffer, format="JPEG", quality=JPEG_QUALITY
+    )
     return buffer.getvalue()
 
 

@@ -36,8 +36,11 @@ class ScaledNormalize:
 
 
 def _fusable(first: Any, second: Any) -> bool:
-    return (isinstance(first, v2.ToDtype) and first.dtype in (torch.float32, {torch.Tensor: torch.float32})
-            and isinstance(second, v2.Normalize))
+    return (
+        isinstance(first, v2.ToDtype)
+        and first.dtype in (torch.float32, {torch.Tensor: torch.float32})
+        and isinstance(second, v2.Normalize)
+    )
 
 
 def fuse_normalisation(transform: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:

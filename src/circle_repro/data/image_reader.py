@@ -40,8 +40,10 @@ def split_pack_member(path: str) -> tuple[str, int] | None:
 
 
 def _refresh_hint(rec_path: Path) -> str:
-    return (f"the pack is truncated, corrupt or was replaced after preparation; copy {rec_path.name} and its "
-            f"{INDEX_SUFFIX} again from the download and re-run `circle-repro data prepare` for this data set")
+    return (
+        f"the pack is truncated, corrupt or was replaced after preparation; copy {rec_path.name} and its "
+        f"{INDEX_SUFFIX} again from the download and re-run `circle-repro data prepare` for this data set"
+    )
 
 
 def read_pack_index(idx_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +51,9 @@ def read_pack_index(idx_path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         table = pd.read_csv(idx_path, sep="\t", header=None, names=["key", "offset"], dtype=np.int64)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{idx_path}: pack index not found; re-run `circle-repro data prepare` "
-                                "for this data set") from None
+        raise FileNotFoundError(
+            f"{idx_path}: pack index not found; re-run `circle-repro data prepare` for this data set"
+        ) from None
     except (ValueError, pd.errors.ParserError) as err:
         raise PackError(f"{idx_path}: not a '<key>\\t<offset>' index ({err}); {_refresh_hint(idx_path)}") from None
     return table["key"].to_numpy(), table["offset"].to_numpy()
@@ -68,14 +71,18 @@ def pack_offsets(rec_path: Path, keys: np.ndarray) -> np.ndarray:
     position = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
     found = (sorted_keys[position] == keys) if len(sorted_keys) else np.zeros(len(keys), dtype=bool)
     if not found.all():
-        raise PackError(f"{idx_path}: has no record {int(keys[~found][0])} ({int((~found).sum())} key(s) of the "
-                        f"manifest missing); {_refresh_hint(rec_path)}")
+        raise PackError(
+            f"{idx_path}: has no record {int(keys[~found][0])} ({int((~found).sum())} key(s) of the "
+            f"manifest missing); {_refresh_hint(rec_path)}"
+        )
     offsets = index_offsets[order][position]
     size = rec_path.stat().st_size
     beyond = offsets + 8 > size
     if beyond.any():
-        raise PackError(f"{rec_path}: record {int(keys[beyond][0])} starts at byte {int(offsets[beyond][0])}, past the "
-                        f"end of the file ({size} bytes); {_refresh_hint(rec_path)}")
+        raise PackError(
+            f"{rec_path}: record {int(keys[beyond][0])} starts at byte {int(offsets[beyond][0])}, past the "
+            f"end of the file ({size} bytes); {_refresh_hint(rec_path)}"
+        )
     return offsets
 
 
@@ -97,8 +104,9 @@ class ImageReader:
             self._offsets[rows] = pack_offsets(rec_path, members[1][rows].astype(np.int64).to_numpy())
             self._pack_of[rows] = number
             self._packs.append(RecordFile(rec_path, rec_path.with_suffix(INDEX_SUFFIX)))
-        self._loose = np.asarray([str(self.root / p) if not is_packed else "" for p, is_packed in zip(paths, packed)],
-                                 dtype=str)
+        self._loose = np.asarray(
+            [str(self.root / p) if not is_packed else "" for p, is_packed in zip(paths, packed, strict=True)], dtype=str
+        )
 
     def __len__(self) -> int:
         return len(self._pack_of)
@@ -116,5 +124,4 @@ class ImageReader:
             raise PackError(f"{err}; {_refresh_hint(record.rec_path)}") from None
 
 
-__all__ = ["ImageReader", "PackError", "pack_member", "pack_offsets", "read_pack_index",
-           "split_pack_member"]
+__all__ = ["ImageReader", "PackError", "pack_member", "pack_offsets", "read_pack_index", "split_pack_member"]

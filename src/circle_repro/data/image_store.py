@@ -61,7 +61,10 @@ class ImageStore:
     """
 
     def __init__(
-        self, out_dir: str | Path, resize_short_side: int | None = None, pack: bool = False,
+        self,
+        out_dir: str | Path,
+        resize_short_side: int | None = None,
+        pack: bool = False,
         max_pixels: int = MAX_PIXELS,
     ) -> None:
         if resize_short_side is not None and resize_short_side < 1:
@@ -82,7 +85,9 @@ class ImageStore:
             self._writer = RecordIOWriter(self.staging / PACK_FILENAME, self.staging / PACK_INDEX_FILENAME).__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None:
             self._close_pack(exc_type, exc, tb)
             shutil.rmtree(self.staging, ignore_errors=True)

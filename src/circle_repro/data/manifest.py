@@ -43,7 +43,9 @@ def validate_manifest(frame: pd.DataFrame, source: str | Path) -> None:
         )
     unknown = sorted(set(frame.columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
     if unknown:
-        raise ManifestError(f"{source}: unknown column(s) {unknown}; allowed optional columns: {list(OPTIONAL_COLUMNS)}")
+        raise ManifestError(
+            f"{source}: unknown column(s) {unknown}; allowed optional columns: {list(OPTIONAL_COLUMNS)}"
+        )
     if frame.empty:
         raise ManifestError(f"{source}: the manifest has no rows; re-run `circle-repro data prepare`")
     if not pd.api.types.is_integer_dtype(frame["label"]):

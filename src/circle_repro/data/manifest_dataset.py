@@ -45,9 +45,12 @@ class ManifestDataset(Dataset):
         frame = read_manifest(self.data_root, split=split)
         if max_images is not None and max_images < len(frame):
             # A class-stratified subsample keeps every class, so P x K sampling still works.
-            frame = frame.groupby("label", group_keys=False).sample(
-                frac=max_images / len(frame), random_state=seed
-            ).sort_index().reset_index(drop=True)
+            frame = (
+                frame.groupby("label", group_keys=False)
+                .sample(frac=max_images / len(frame), random_state=seed)
+                .sort_index()
+                .reset_index(drop=True)
+            )
         self.frame = frame
         self.classes = np.unique(frame["label"].to_numpy(dtype=np.int64))
         # Class-level heads need labels 0..C-1; the original ids stay in ``frame["label"]``.

@@ -45,7 +45,9 @@ def write_pairs(pairs: pd.DataFrame, prepared_dir: str | Path) -> Path:
 
 def read_pairs(prepared_dir: str | Path, known_paths: pd.Series | None = None) -> pd.DataFrame:
     """Read and check a pairs file; ``known_paths`` (the manifest's) must contain every pair path."""
-    pairs = read_side_table(prepared_dir, PAIRS_FILENAME, PAIR_COLUMNS, "this prepared data set has no verification pairs")
+    pairs = read_side_table(
+        prepared_dir, PAIRS_FILENAME, PAIR_COLUMNS, "this prepared data set has no verification pairs"
+    )
     source = Path(prepared_dir) / PAIRS_FILENAME
     if not pd.api.types.is_bool_dtype(pairs["issame"]):
         raise ManifestError(f"{source}: column 'issame' must be boolean, found {pairs['issame'].dtype}")

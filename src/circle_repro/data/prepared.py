@@ -70,8 +70,9 @@ def raw_tree(source: Path, out_dir: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def committed_store(out_dir: str | Path, resize_short_side: int | None = None, *,
-                    images: int = 0) -> Iterator[ImageStore]:
+def committed_store(
+    out_dir: str | Path, resize_short_side: int | None = None, *, images: int = 0
+) -> Iterator[ImageStore]:
     """An :class:`ImageStore` committed when the block succeeds (and discarded when it fails); ``images``:
     how many images the block adds, so that a large data set goes into a pack (:func:`packs`).
 
@@ -105,14 +106,17 @@ def _check_listing(samples: Sequence[Sample]) -> None:
         if relative.is_absolute() or ".." in relative.parts:
             raise AnnotationError(f"{sample.listed_in}: image path {sample.relative!r} must stay inside the data set")
         if sample.relative in listed:
-            raise AnnotationError(f"{sample.listed_in}: image {sample.relative!r} is already listed in "
-                                  f"{listed[sample.relative]}")
+            raise AnnotationError(
+                f"{sample.listed_in}: image {sample.relative!r} is already listed in {listed[sample.relative]}"
+            )
         listed[sample.relative] = sample.listed_in
     absent = [s for s in samples if not s.file.is_file()]
     if absent:
         first = absent[0]
-        raise AnnotationError(f"{first.listed_in}: names {first.relative!r}, which the archive does not contain "
-                              f"({len(absent)} listed image(s) missing); the images and annotations do not match")
+        raise AnnotationError(
+            f"{first.listed_in}: names {first.relative!r}, which the archive does not contain "
+            f"({len(absent)} listed image(s) missing); the images and annotations do not match"
+        )
 
 
 def write_prepared(samples: Sequence[Sample], out_dir: str | Path, resize_short_side: int | None = None) -> Path:

@@ -194,16 +194,18 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
         seen.add(file.name)
     instructions = _string(path, f"{name}.instructions", entry.get("instructions"), nullable=True)
     substitutes = _strings(path, f"{name}.substitutes", entry.get("substitutes"))
-    if access == "download":
-        if not files or not all(f.url for f in files if not f.optional):
-            raise _fail(path, f"{name}.files", "access 'download' needs a url for every required file")
+    if access == "download" and (not files or not all(f.url for f in files if not f.optional)):
+        raise _fail(path, f"{name}.files", "access 'download' needs a url for every required file")
     if access in ("manual", "withdrawn"):
         if instructions is None:
             raise _fail(path, f"{name}.instructions", f"access {access!r} needs instructions")
         for i, file in enumerate(files):
             if file.url is not None:
-                raise _fail(path, f"{name}.files[{i}].url", f"access {access!r} has no direct url: use null "
-                            "(published or dead URLs go to alt_urls)")
+                raise _fail(
+                    path,
+                    f"{name}.files[{i}].url",
+                    f"access {access!r} has no direct url: use null (published or dead URLs go to alt_urls)",
+                )
     if access == "withdrawn" and not substitutes:
         raise _fail(path, f"{name}.substitutes", "access 'withdrawn' needs substitutes")
     expected_entry = entry.get("expected") or {}
@@ -243,7 +245,7 @@ def load_sources(path: str | Path | None = None) -> dict[str, Source]:
         raise FileNotFoundError(f"{path}: sources file not found") from None
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as err:
         raise SourcesError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict) or not data:

@@ -111,7 +111,9 @@ def unavailable_reason(source: Source, data_root: str | Path) -> str | None:
         return None
     required = [f for f in source.files if not f.optional] or list(source.files)
     paths = [_file_path(data_root, name, f) for f in required]
-    placed = all(p.exists() for p in paths) if any(not f.optional for f in source.files) else any(p.exists() for p in paths)
+    placed = (
+        all(p.exists() for p in paths) if any(not f.optional for f in source.files) else any(p.exists() for p in paths)
+    )
     if placed:
         return None
     where = ", ".join(str(p) for p in paths) if len(paths) < 4 else f"{raw_dir(data_root, name)}/"
@@ -189,19 +191,37 @@ def format_status_table(statuses: list[DatasetStatus], licence_width: int = 40) 
     header = ("data set", "access", "state", "size", "licence", "tables", "note")
     rows = [header]
     for status in statuses:
-        licence = status.licence if len(status.licence) <= licence_width else status.licence[: licence_width - 3] + "..."
-        rows.append((status.name, status.access, status.state, format_size(status.size_bytes), licence,
-                     ",".join(status.tables) or "-", status.detail))
+        licence = (
+            status.licence if len(status.licence) <= licence_width else status.licence[: licence_width - 3] + "..."
+        )
+        rows.append(
+            (
+                status.name,
+                status.access,
+                status.state,
+                format_size(status.size_bytes),
+                licence,
+                ",".join(status.tables) or "-",
+                status.detail,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         cells[3] = row[3].rjust(widths[3])  # sizes right-aligned
         lines.append(("  ".join(cells) + "  " + row[-1]).rstrip())
     return "\n".join(lines)
 
 
 __all__ = [
-    "STATES", "DatasetStatus", "data_status", "dataset_status", "format_size", "format_status_table", "prepared_dir",
-    "raw_dir", "verify_raw",
+    "STATES",
+    "DatasetStatus",
+    "data_status",
+    "dataset_status",
+    "format_size",
+    "format_status_table",
+    "prepared_dir",
+    "raw_dir",
+    "verify_raw",
 ]

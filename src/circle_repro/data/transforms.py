@@ -89,15 +89,17 @@ def _reid(train: bool, normalisation: Normalisation, image_size: tuple[int, int]
     size = image_size or REID_SIZE
     if not train:
         return v2.Compose([v2.Resize(size), v2.PILToTensor(), *_to_float(normalisation)])
-    return v2.Compose([
-        v2.Resize(size),
-        v2.RandomHorizontalFlip(),
-        v2.Pad(10),
-        v2.RandomCrop(size),
-        v2.PILToTensor(),
-        *_to_float(normalisation),
-        v2.RandomErasing(p=0.5),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(size),
+            v2.RandomHorizontalFlip(),
+            v2.Pad(10),
+            v2.RandomCrop(size),
+            v2.PILToTensor(),
+            *_to_float(normalisation),
+            v2.RandomErasing(p=0.5),
+        ]
+    )
 
 
 def _retrieval(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
@@ -113,12 +115,18 @@ def _retrieval(train: bool, normalisation: Normalisation, image_size: tuple[int,
 
 
 TRANSFORMS: dict[str, Callable[[bool, Normalisation, tuple[int, int] | None], Transform]] = {
-    "mnist": _mnist, "face": _face, "reid": _reid, "retrieval": _retrieval,
+    "mnist": _mnist,
+    "face": _face,
+    "reid": _reid,
+    "retrieval": _retrieval,
 }
 
 #: The normalisation of each style when the backbone brings none of its own.
 STYLE_NORMALISATION: dict[str, Normalisation] = {
-    "mnist": MNIST, "face": INSIGHTFACE, "reid": IMAGENET, "retrieval": IMAGENET,
+    "mnist": MNIST,
+    "face": INSIGHTFACE,
+    "reid": IMAGENET,
+    "retrieval": IMAGENET,
 }
 
 #: The styles whose output size ``image_size`` may set.
@@ -133,7 +141,9 @@ def normalisation_for(name: str, backbone: str | None = None) -> Normalisation:
     if name not in TRANSFORMS:
         raise ValueError(f"unknown transform {name!r}; allowed: {sorted(TRANSFORMS)}")
     if backbone is not None and backbone not in BACKBONE_NORMALISATION:
-        raise ValueError(f"unknown backbone {backbone!r} for the input normalisation; allowed: {sorted(BACKBONE_NORMALISATION)}")
+        raise ValueError(
+            f"unknown backbone {backbone!r} for the input normalisation; allowed: {sorted(BACKBONE_NORMALISATION)}"
+        )
     own = BACKBONE_NORMALISATION[backbone] if backbone is not None else None
     return own or STYLE_NORMALISATION[name]
 
@@ -149,7 +159,9 @@ def build_transform(
     if image_size is not None:
         if name not in RESIZABLE_STYLES:
             raise ValueError(f"image_size is a setting of the {list(RESIZABLE_STYLES)} transforms, not of {name!r}")
-        if len(image_size) != 2 or any(isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in image_size):
+        if len(image_size) != 2 or any(
+            isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in image_size
+        ):
             raise ValueError(f"image_size must be [height, width] in pixels, got {image_size!r}")
         image_size = (int(image_size[0]), int(image_size[1]))
     return TRANSFORMS[name](train, normalisation, image_size)

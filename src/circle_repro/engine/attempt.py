@@ -86,8 +86,12 @@ def begin_attempt(work_dir: str | Path, config_hash: str, tracking_uri: str) -> 
     if not main or earlier_run is None:
         return Attempt(checkpoint, None)
     if checkpoint is None:
-        _log.warning(f"{work_dir}: no checkpoint yet (the earlier start stopped before its first); training from iteration 0")
-        end_abandoned_run(tracking_uri, earlier_run, "it stopped before its first checkpoint; restarted from iteration 0")
+        _log.warning(
+            f"{work_dir}: no checkpoint yet (the earlier start stopped before its first); training from iteration 0"
+        )
+        end_abandoned_run(
+            tracking_uri, earlier_run, "it stopped before its first checkpoint; restarted from iteration 0"
+        )
         return Attempt(None, None)
     if not run_is_open(tracking_uri, earlier_run):
         _log.warning(f"{work_dir}: MLflow run {earlier_run} is not in {tracking_uri}; resuming into a new MLflow run")

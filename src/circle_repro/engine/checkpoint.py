@@ -291,7 +291,9 @@ def gather_sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
     if not any(head.world_size > 1 for head, _ in sharded.values()):
         return {}
     state = unwrap_model(model).state_dict()
-    gathered: dict[str, Any] = {"state_dict": {key: head.gather_rows(state[key]).cpu() for key, (head, _) in sharded.items()}}
+    gathered: dict[str, Any] = {
+        "state_dict": {key: head.gather_rows(state[key]).cpu() for key, (head, _) in sharded.items()}
+    }
     optimizer_state: dict[int, dict[str, torch.Tensor]] = {}
     if optimizer is not None:
         for index, (head, name) in sorted(_optimizer_indices(optimizer, model).items()):
@@ -317,7 +319,9 @@ def insert_full_state(checkpoint: dict[str, Any], gathered: dict[str, Any]) -> N
             optimizer_state[index] = {**optimizer_state[index], **tensors}
 
 
-def shard_checkpoint(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+def shard_checkpoint(
+    checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+) -> None:
     """Replace the full proxies (and their optimizer state) of a loaded checkpoint by this rank's rows."""
     sharded = _sharded(model)
     state_dict = checkpoint.get("state_dict", {})

@@ -53,7 +53,6 @@ EMBED_BATCH_SIZE = 512
 """Images per embedding batch unless told otherwise."""
 
 
-
 class TrivialMetricWarning(UserWarning):
     """A metric is trivial for its test input (one class, all pairs matching): it says nothing of the model."""
 
@@ -103,7 +102,11 @@ class _RowImages(Dataset):
 
 
 def model_embedder(
-    model: torch.nn.Module, data_root: str | Path, transform: str, *, batch_size: int = EMBED_BATCH_SIZE,
+    model: torch.nn.Module,
+    data_root: str | Path,
+    transform: str,
+    *,
+    batch_size: int = EMBED_BATCH_SIZE,
     loader: LoaderSettings | None = None,
 ) -> Embedder:
     """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
@@ -116,9 +119,14 @@ def model_embedder(
     (a model without a ``backbone`` gives ``embed``).
     """
     root = Path(data_root)
-    test_transform = fuse_normalisation(build_transform(
-        transform, train=False, backbone=getattr(model, "backbone_name", None), image_size=getattr(model, "image_size", None)
-    ))
+    test_transform = fuse_normalisation(
+        build_transform(
+            transform,
+            train=False,
+            backbone=getattr(model, "backbone_name", None),
+            image_size=getattr(model, "image_size", None),
+        )
+    )
     image_mode = IMAGE_MODES[transform]
     backbone = getattr(model, "backbone", None)
     features_of = backbone if backbone is not None else model.embed
@@ -144,8 +152,13 @@ def model_embedder(
 
 
 def evaluate_model(
-    model: torch.nn.Module, test: TestSet, dataset: str, evaluation: dict[str, Any], *,
-    batch_size: int = EMBED_BATCH_SIZE, loader: LoaderSettings | None = None,
+    model: torch.nn.Module,
+    test: TestSet,
+    dataset: str,
+    evaluation: dict[str, Any],
+    *,
+    batch_size: int = EMBED_BATCH_SIZE,
+    loader: LoaderSettings | None = None,
 ) -> ProtocolResult:
     """The ``evaluation`` protocol (an ``evaluation:`` mapping of params.yaml) of data set ``dataset``'s
     prepared test set, on ``model``'s embeddings as it is now (on its device; ``batch_size`` and
@@ -178,8 +191,9 @@ def _similarity_arrays(result: ProtocolResult) -> dict[str, np.ndarray] | None:
     return {"s_p": positives, "s_n": negatives, "anchor_s_n": anchor_s_n, "anchor_s_p": anchor_s_p}
 
 
-def write_outputs(out_dir: Path, result: dict[str, Any], per_query: dict[str, np.ndarray],
-                  similarities: dict[str, np.ndarray] | None) -> None:
+def write_outputs(
+    out_dir: Path, result: dict[str, Any], per_query: dict[str, np.ndarray], similarities: dict[str, np.ndarray] | None
+) -> None:
     """Write similarities.npz (or remove a stale one when there is none), per_query.npz and metrics.json as
     one generation: all into temporary files first, metrics.json moved into place last, holding the sha256
     of each array file (``arrays``, added to ``result``) so that readers can tell that they belong to it.
@@ -191,7 +205,9 @@ def write_outputs(out_dir: Path, result: dict[str, Any], per_query: dict[str, np
         if similarities is not None:
             _write_npz(paths[0], similarities)
         _write_npz(paths[-2], per_query)
-        result["arrays"] = {target.name: file_digest(path) for target, path in zip(targets[:-1], paths[:-1], strict=True)}
+        result["arrays"] = {
+            target.name: file_digest(path) for target, path in zip(targets[:-1], paths[:-1], strict=True)
+        }
         write_json(paths[-1], result)
         if similarities is None:
             (out_dir / SIMILARITIES_FILENAME).unlink(missing_ok=True)
@@ -251,7 +267,7 @@ def evaluate_run(
         "dataset": eval_config["dataset"],
         "protocol": evaluation["protocol"],
         "split": "test",
-        "n_images": int(len(test.frame)),
+        "n_images": len(test.frame),
         "metrics": trained.metrics,
         "untrained_metrics": untrained.metrics,
         "trivial": list(trained.trivial),

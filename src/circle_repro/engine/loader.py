@@ -30,8 +30,11 @@ class LoaderSettings:
 
     def dataloader_kwargs(self) -> dict[str, Any]:
         """The settings as ``torch.utils.data.DataLoader`` (or an mmengine ``*_dataloader`` config) takes them."""
-        kwargs: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
-                                  "persistent_workers": self.persistent_workers}
+        kwargs: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
         if self.prefetch_factor is not None:
             kwargs["prefetch_factor"] = self.prefetch_factor
         return kwargs
@@ -42,8 +45,12 @@ def loader_settings(cpus: int, accelerator: bool) -> LoaderSettings:
     if cpus < 1:
         raise ValueError(f"a process needs at least one CPU, got {cpus}")
     workers = cpus - 1
-    return LoaderSettings(num_workers=workers, pin_memory=accelerator, persistent_workers=workers > 0,
-                          prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None)
+    return LoaderSettings(
+        num_workers=workers,
+        pin_memory=accelerator,
+        persistent_workers=workers > 0,
+        prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers > 0 else None,
+    )
 
 
 def process_cpus() -> int:

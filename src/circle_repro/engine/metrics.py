@@ -64,9 +64,13 @@ def _records(data_batch: Any, data_samples: Sequence[Any], fields: Sequence[str]
         else:
             record["embedding"] = np.asarray(_numpy(sample), dtype=np.float32)
         if record["embedding"].ndim != 1:
-            raise ValueError(f"data_samples: each sample's embedding must be 1-D, got shape {record['embedding'].shape}")
+            raise ValueError(
+                f"data_samples: each sample's embedding must be 1-D, got shape {record['embedding'].shape}"
+            )
         for key in fields:
-            value = sample.get(key) if isinstance(sample, Mapping) and key in sample else _batch_field(data_batch, key, i)
+            value = (
+                sample.get(key) if isinstance(sample, Mapping) and key in sample else _batch_field(data_batch, key, i)
+            )
             record[key] = _numpy(value)
         records.append(record)
     return records
@@ -141,7 +145,12 @@ class ReidMetric(BaseMetric):
         cams = _require(results, "camera", "ReidMetric")
         query = self._query_mask(results)
         result = reid.evaluate(
-            embeddings[query], pids[query], cams[query], embeddings[~query], pids[~query], cams[~query],
+            embeddings[query],
+            pids[query],
+            cams[query],
+            embeddings[~query],
+            pids[~query],
+            cams[~query],
             max_rank=max(self.max_rank, *self.ranks),
         )
         metrics = {f"Rank-{k}": result.rank(k) for k in self.ranks if k <= len(result.cmc)}

@@ -36,7 +36,9 @@ class MixedPrecisionOptimWrapper(OptimWrapper):
     arguments. Gradient clipping (``clip_grad``) unscales the gradients first.
     """
 
-    def __init__(self, dtype: str | torch.dtype = "bfloat16", loss_scale: str | float | dict = "dynamic", **kwargs: Any):
+    def __init__(
+        self, dtype: str | torch.dtype = "bfloat16", loss_scale: str | float | dict = "dynamic", **kwargs: Any
+    ):
         super().__init__(**kwargs)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype, None)
@@ -103,7 +105,11 @@ def optim_wrapper_config(train: Mapping[str, Any]) -> dict[str, Any]:
     if amp not in AMP_DTYPES:
         raise ValueError(f"train.amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
     if AMP_DTYPES[amp] is not None:
-        config = {"type": "MixedPrecisionOptimWrapper", "dtype": str(AMP_DTYPES[amp]).removeprefix("torch."), "optimizer": optimizer}
+        config = {
+            "type": "MixedPrecisionOptimWrapper",
+            "dtype": str(AMP_DTYPES[amp]).removeprefix("torch."),
+            "optimizer": optimizer,
+        }
     if train.get("grad_clip"):
         config["clip_grad"] = {"max_norm": float(train["grad_clip"]["max_norm"]), "norm_type": 2}
     return config
@@ -133,7 +139,9 @@ def param_scheduler_config(train: Mapping[str, Any], total_iters: int) -> list[d
     warmup = int((train.get("warmup") or {}).get("iterations", 0))
     if warmup:
         if warmup >= total_iters:
-            raise ValueError(f"train.warmup.iterations ({warmup}) must be fewer than the run's {total_iters} iterations")
+            raise ValueError(
+                f"train.warmup.iterations ({warmup}) must be fewer than the run's {total_iters} iterations"
+            )
         start_factor = float(train["warmup"].get("start_factor", DEFAULT_WARMUP_START_FACTOR))
         schedulers.append(
             dict(type="LinearLR", start_factor=start_factor, end_factor=1.0, by_epoch=False, begin=0, end=warmup)

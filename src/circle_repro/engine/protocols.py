@@ -106,8 +106,9 @@ Protocol = Callable[[Embedder, TestSet, Mapping[str, Any]], ProtocolResult]
 # Settings
 
 
-def _settings(protocol: str, settings: Mapping[str, Any], defaults: Mapping[str, Any],
-              required: Sequence[str] = ()) -> dict[str, Any]:
+def _settings(
+    protocol: str, settings: Mapping[str, Any], defaults: Mapping[str, Any], required: Sequence[str] = ()
+) -> dict[str, Any]:
     """``settings`` over ``defaults``; ValueError on an unknown or missing key."""
     given = dict(settings)
     named = given.pop("protocol", protocol)
@@ -130,8 +131,11 @@ def _flag(protocol: str, settings: Mapping[str, Any], key: str) -> bool:
 
 
 def _positive_ints(protocol: str, value: Any, key: str) -> list[int]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or not value or not all(
-        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1 for v in value
+    if (
+        isinstance(value, (str, bytes, Mapping))
+        or not isinstance(value, Sequence)
+        or not value
+        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1 for v in value)
     ):
         raise ValueError(f"{protocol}: setting {key!r} must be a non-empty list of positive integers, got {value!r}")
     return [int(v) for v in value]
@@ -149,7 +153,9 @@ def _options(protocol: str, key: str, value: Any, build: Callable[..., Any], fie
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(f"{protocol}: setting {key!r} must be a mapping with keys {sorted(fields)} or null, got {value!r}")
+        raise ValueError(
+            f"{protocol}: setting {key!r} must be a mapping with keys {sorted(fields)} or null, got {value!r}"
+        )
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise ValueError(f"{protocol}: setting {key!r} has unknown key(s) {unknown}; allowed: {sorted(fields)}")
@@ -196,8 +202,11 @@ def retrieval_per_query(embeddings: np.ndarray, labels: np.ndarray, ks: Sequence
     ``MAP@R`` of ``retrieval_metrics(embeddings, labels, ks)`` (``ks`` is checked as it checks it)."""
     _positive_ints("retrieval", list(ks), "ks")
     per_query = library_retrieval_per_query(embeddings, labels)
-    return {"ids": per_query["ids"], "R@1": (per_query["first_hit_rank"] < 1).astype(np.float64),
-            "MAP@R": per_query["AP@R"]}
+    return {
+        "ids": per_query["ids"],
+        "R@1": (per_query["first_hit_rank"] < 1).astype(np.float64),
+        "MAP@R": per_query["AP@R"],
+    }
 
 
 def retrieval(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> ProtocolResult:
@@ -209,8 +218,10 @@ def retrieval(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Pr
     metrics = retrieval_metrics(features, labels, ks=ks)
     trivial = ()
     if len(np.unique(labels)) == 1:
-        trivial = (f"the test set has one class ({labels[0]}): every neighbour matches, so R@K, MAP@R and "
-                   "R-precision are 1.0 for any model",)
+        trivial = (
+            f"the test set has one class ({labels[0]}): every neighbour matches, so R@K, MAP@R and "
+            "R-precision are 1.0 for any model",
+        )
     return ProtocolResult(_metric_floats(metrics), retrieval_per_query(features, labels, ks), (features, labels),
                           trivial)  # fmt: skip
 
@@ -269,8 +280,11 @@ def _warn_if_folds_differ(source: Path, folds: np.ndarray, n_folds: int) -> None
         len(np.unique(folds[positional == f])) == 1 for f in range(n_folds)
     )
     if not same_split:
-        warnings.warn(f"{source}: the 'fold' column is not {n_folds} contiguous folds of KFold sizes (pairs left out "
-                      "at preparation?); accuracy uses folds by pair position, as insightface", stacklevel=3)
+        warnings.warn(
+            f"{source}: the 'fold' column is not {n_folds} contiguous folds of KFold sizes (pairs left out "
+            "at preparation?); accuracy uses folds by pair position, as insightface",
+            stacklevel=3,
+        )
 
 
 def verification_pairs(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> ProtocolResult:
@@ -297,8 +311,10 @@ def verification_pairs(embed: Embedder, test: TestSet, settings: Mapping[str, An
         metrics, per_pair = _pair_metrics(scores, pairs["issame"].to_numpy(), n_folds, fars)
         return ProtocolResult(metrics, per_pair, (features, labels), trivial_pairs(pairs["issame"].to_numpy()))
     if not (test.root / VIDEO_PAIRS_FILENAME).is_file():
-        raise ManifestError(f"{test.root}: neither {PAIRS_FILENAME} nor {VIDEO_PAIRS_FILENAME} found; "
-                            "this prepared data set has no verification pairs")
+        raise ManifestError(
+            f"{test.root}: neither {PAIRS_FILENAME} nor {VIDEO_PAIRS_FILENAME} found; "
+            "this prepared data set has no verification pairs"
+        )
     _columns("verification_pairs", test, ("template", "media"))
     pairs = read_video_pairs(test.root, known_templates=frame["template"])
     _warn_if_folds_differ(test.root / VIDEO_PAIRS_FILENAME, pairs["fold"].to_numpy(), n_folds)
@@ -325,10 +341,16 @@ def reid(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Protoco
     s = _settings(name, settings, defaults)
     ranks = _positive_ints(name, s["ranks"], "ranks")
     flip = _flag(name, s, "flip")
-    expansion = _options(name, "query_expansion", s["query_expansion"], reid_eval.QueryExpansion,
-                         {"k": "k", "alpha": "alpha", "times": "times"})
-    reranking = _options(name, "rerank", s["rerank"], reid_eval.Reranking,
-                         {"k1": "k1", "k2": "k2", "lambda": "lambda_value"})
+    expansion = _options(
+        name,
+        "query_expansion",
+        s["query_expansion"],
+        reid_eval.QueryExpansion,
+        {"k": "k", "alpha": "alpha", "times": "times"},
+    )
+    reranking = _options(
+        name, "rerank", s["rerank"], reid_eval.Reranking, {"k1": "k1", "k2": "k2", "lambda": "lambda_value"}
+    )
     _columns(name, test, ("role", "camera"))
     frame = test.frame
     is_query, is_gallery = (frame["role"] == "query").to_numpy(), (frame["role"] == "gallery").to_numpy()
@@ -340,7 +362,12 @@ def reid(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Protoco
     in_query = (rows["role"] == "query").to_numpy()
     pids, cams = rows["label"].to_numpy(dtype=np.int64), rows["camera"].to_numpy(dtype=np.int64)
     result = reid_eval.evaluate(
-        raw[in_query], pids[in_query], cams[in_query], raw[~in_query], pids[~in_query], cams[~in_query],
+        raw[in_query],
+        pids[in_query],
+        cams[in_query],
+        raw[~in_query],
+        pids[~in_query],
+        cams[~in_query],
         max_rank=max(ranks),
         q_flipped_feats=None if flipped is None else flipped[in_query],
         g_flipped_feats=None if flipped is None else flipped[~in_query],
@@ -381,12 +408,16 @@ def ijb(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Protocol
         by_path = pd.Series(table["detector_score"].to_numpy(), index=table["path"])
         missing = ~frame["path"].isin(by_path.index)
         if missing.any():
-            raise ManifestError(f"{test.root}: {int(missing.sum())} image(s) have no detector score, e.g. "
-                                f"{frame['path'][missing].iloc[0]!r}; re-run `circle-repro data prepare` for ijbc")
+            raise ManifestError(
+                f"{test.root}: {int(missing.sum())} image(s) have no detector score, e.g. "
+                f"{frame['path'][missing].iloc[0]!r}; re-run `circle-repro data prepare` for ijbc"
+            )
         detector_scores = by_path[frame["path"]].to_numpy()
     raw = embed(frame, False)
     templates, template_feats = template_features(
-        raw, frame["template"].to_numpy(), frame["media"].to_numpy(),
+        raw,
+        frame["template"].to_numpy(),
+        frame["media"].to_numpy(),
         flipped_feats=embed(frame, True) if flip else None,
         detector_scores=detector_scores,
         norm_score=norm_score,
@@ -417,16 +448,22 @@ def megaface(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Pro
         raise ManifestError(f"{test.root}: megaface needs probes (role 'query') and distractors (role 'gallery')")
     n_distractors = s["n_distractors"]
     if n_distractors is not None:
-        if (isinstance(n_distractors, bool) or not isinstance(n_distractors, int | np.integer)
-                or not 1 <= n_distractors <= len(distractors)):
-            raise ValueError(f"megaface: setting 'n_distractors' must be null or an integer in 1..{len(distractors)} "
-                             f"(the prepared distractors), got {n_distractors!r}")
+        if (
+            isinstance(n_distractors, bool)
+            or not isinstance(n_distractors, int | np.integer)
+            or not 1 <= n_distractors <= len(distractors)
+        ):
+            raise ValueError(
+                f"megaface: setting 'n_distractors' must be null or an integer in 1..{len(distractors)} "
+                f"(the prepared distractors), got {n_distractors!r}"
+            )
         distractors = distractors.iloc[: int(n_distractors)]
     probe_feats = image_features(embed, probes, flip)
     distractor_feats = image_features(embed, distractors, flip)
     probe_ids = probes["label"].to_numpy()
-    noisy = dict(probe_noisy=noise_flags(test.root, probes["path"]),
-                 distractor_noisy=noise_flags(test.root, distractors["path"]))
+    noisy = dict(
+        probe_noisy=noise_flags(test.root, probes["path"]), distractor_noisy=noise_flags(test.root, distractors["path"])
+    )
     results = [
         megaface_eval.evaluate(probe_feats, probe_ids, distractor_feats, far=far, pair_hits=(i == 0), **noisy)
         for i, far in enumerate(fars)

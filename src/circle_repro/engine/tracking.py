@@ -117,7 +117,11 @@ def log_to_run(uri: str, run_id: str, metrics: Mapping[str, float], artifacts: t
 
 
 def log_to_child_run(
-    uri: str, parent_run_id: str, tags: Mapping[str, str], metrics: Mapping[str, float], artifacts: tuple[Path, ...] = ()
+    uri: str,
+    parent_run_id: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+    artifacts: tuple[Path, ...] = (),
 ) -> str:
     """Log metrics and artifacts to a new, finished MLflow run nested under ``parent_run_id``; its id.
 

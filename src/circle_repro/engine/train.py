@@ -50,8 +50,14 @@ from circle_repro.engine.tracking import (
     log_to_run,
 )
 from circle_repro.io import atomic_open, atomic_path, write_json
+from circle_repro.layout import (
+    CHECKPOINTS_KEPT,
+    HISTORY_FILENAME,
+    INITIAL_WEIGHTS_FILENAME,
+    TRAIN_RECORD_FILENAME,
+    WEIGHTS_FILENAME,
+)
 from circle_repro.losses.proxy import is_class_level
-from circle_repro.layout import CHECKPOINTS_KEPT, HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 from circle_repro.provenance import git_commit, library_versions
 from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
 
@@ -267,7 +273,9 @@ def _loop_configs(train: dict[str, Any], per_epoch: int) -> dict[str, Any]:
     return dict(
         train_cfg=dict(by_epoch=True, max_epochs=train["epochs"]),
         checkpoint=dict(
-            type="FullStateCheckpointHook", interval=int(train.get("checkpoint_interval", 1)), max_keep_ckpts=CHECKPOINTS_KEPT
+            type="FullStateCheckpointHook",
+            interval=int(train.get("checkpoint_interval", 1)),
+            max_keep_ckpts=CHECKPOINTS_KEPT,
         ),
         log_processor=dict(by_epoch=True),
         param_scheduler=schedulers,
@@ -278,7 +286,9 @@ def _model_wrapper_config(launcher: str) -> dict[str, Any] | None:
     """DDP settings: mmengine's defaults (no buffer broadcast), on CPU without device ids."""
     if launcher == "none":
         return None
-    config: dict[str, Any] = dict(type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False)
+    config: dict[str, Any] = dict(
+        type="MMDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=False
+    )
     if not torch.cuda.is_available():
         config["device_ids"] = None
     return config
@@ -355,8 +365,12 @@ def runner_config(
             checkpoint=loops["checkpoint"],
         ),
         log_processor=loops["log_processor"],
-        custom_hooks=[dict(type="RngStateHook"), dict(type="NonFiniteGuardHook"), dict(type="ThroughputHook")]
-        + _validation_hooks(train, validation_root),
+        custom_hooks=[
+            dict(type="RngStateHook"),
+            dict(type="NonFiniteGuardHook"),
+            dict(type="ThroughputHook"),
+            *_validation_hooks(train, validation_root),
+        ],
         visualizer=dict(
             type="Visualizer",
             vis_backends=[

@@ -264,9 +264,7 @@ def _drop_intermediate(points):
         yield carry_f[-1:], carry_t[-1:]
 
 
-def tar_at_far_ijb(
-    scores: ArrayLike, labels: ArrayLike, fars: Iterable[float] = IJB_FARS
-) -> dict[float, float]:
+def tar_at_far_ijb(scores: ArrayLike, labels: ArrayLike, fars: Iterable[float] = IJB_FARS) -> dict[float, float]:
     """insightface's IJB TAR@FAR: TPR of the ROC point (after ``drop_intermediate``) nearest to each FAR.
 
     Equal to ``fpr, tpr, _ = roc_curve(labels, scores); fpr, tpr = flipud(fpr), flipud(tpr)``
@@ -303,5 +301,4 @@ def tar_at_far_ijb(
         better = d_min <= best_distance  # later points win distance ties (flipud + min)
         best_distance[better] = d_min[better]
         best_tpr[better] = tps[last_min[better]] / float(n_positive)
-    return {float(f): float(t) for f, t in zip(targets, best_tpr)}
-
+    return {float(f): float(t) for f, t in zip(targets, best_tpr, strict=True)}

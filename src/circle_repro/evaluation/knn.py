@@ -58,7 +58,9 @@ def _sorted_by_value_then_index(values: torch.Tensor, indices: torch.Tensor) -> 
     return values, indices.gather(1, order2)
 
 
-def _faiss_search(index: Any, queries: np.ndarray, fetch: int, own: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _faiss_search(
+    index: Any, queries: np.ndarray, fetch: int, own: np.ndarray | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``fetch`` best gallery items of each query (minus the query itself if ``own`` is given), in tie order.
 
     ``own`` holds the gallery index of each query when queries and gallery are the same set; the
@@ -128,9 +130,7 @@ def topk_cosine(
     q = unit_rows(queries, "queries")
     g = unit_rows(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
-        raise ValueError(
-            f"queries and gallery must have the same dimension, got {q.shape[1]} and {g.shape[1]}"
-        )
+        raise ValueError(f"queries and gallery must have the same dimension, got {q.shape[1]} and {g.shape[1]}")
     dtype = torch.promote_types(q.dtype, g.dtype)
     q, g = q.to(dtype), g.to(device=q.device, dtype=dtype)
     n_queries, n_gallery = q.shape[0], g.shape[0]

@@ -123,7 +123,9 @@ def remove_noises(
     probes = _features(probe_feats, "probe_feats", normalize)
     distractors = _features(distractor_feats, "distractor_feats", normalize)
     ids = _identities(probe_ids, len(probes))
-    probes = replace_noisy_probes(probes, ids, _flags(probe_noisy, "probe_noisy", len(probes), "probe_feats"), seed=seed)
+    probes = replace_noisy_probes(
+        probes, ids, _flags(probe_noisy, "probe_noisy", len(probes), "probe_feats"), seed=seed
+    )
     extra = _flags(distractor_noisy, "distractor_noisy", len(distractors), "distractor_feats") * NOISE_EXTRA_VALUE
     return (
         np.hstack([probes, np.zeros((len(probes), 1), dtype=probes.dtype)]),
@@ -203,7 +205,9 @@ def evaluate(
     dtype = np.result_type(probes.dtype, distractors.dtype, np.float32)
     probes = probes.astype(dtype, copy=False)
     ids = _identities(probe_ids, len(probes))
-    probes = replace_noisy_probes(probes, ids, _flags(probe_noisy, "probe_noisy", len(probes), "probe_feats"), seed=seed)
+    probes = replace_noisy_probes(
+        probes, ids, _flags(probe_noisy, "probe_noisy", len(probes), "probe_feats"), seed=seed
+    )
     noisy_distractor = _flags(distractor_noisy, "distractor_noisy", len(distractors), "distractor_feats")
     (far,) = check_fars([far], "far")
     n_p, n_d = len(probes), len(distractors)

@@ -175,7 +175,9 @@ def flip_average(
     x = finite_tensor(feats, names[0])
     flipped = finite_tensor(flipped_feats, names[1])
     if flipped.shape != x.shape:
-        raise ValueError(f"{names[1]} must have the shape of {names[0]}, got {tuple(flipped.shape)} and {tuple(x.shape)}")
+        raise ValueError(
+            f"{names[1]} must have the shape of {names[0]}, got {tuple(flipped.shape)} and {tuple(x.shape)}"
+        )
     dtype = torch.promote_types(x.dtype, flipped.dtype)
     return (x.to(dtype) + flipped.to(device=x.device, dtype=dtype)) / 2
 
@@ -212,9 +214,7 @@ def average_query_expansion(
     return feats[: len(q)], feats[len(q) :]
 
 
-def _original_distance(
-    q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, start: int, stop: int
-) -> np.ndarray:
+def _original_distance(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the scaled squared distance d of :func:`re_ranking` (float64)."""
     n_q = len(q_q)
     columns = []  # row i of d comes from column i of the full distance matrix
@@ -305,11 +305,15 @@ def re_ranking(
     n_q, n_g = q_g.shape
     for name, matrix, shape in (("q_q_dist", q_q, (n_q, n_q)), ("g_g_dist", g_g, (n_g, n_g))):
         if matrix.shape != shape:
-            raise ValueError(f"{name} must be {shape[0]} x {shape[1]} to match q_g_dist {q_g.shape}, got {matrix.shape}")
+            raise ValueError(
+                f"{name} must be {shape[0]} x {shape[1]} to match q_g_dist {q_g.shape}, got {matrix.shape}"
+            )
     options = Reranking(k1, k2, lambda_value)
     n = n_q + n_g
     if options.k1 >= n or options.k2 > n:
-        raise ValueError(f"k1={options.k1} and k2={options.k2} need k1 < N and k2 <= N for the N={n} query and gallery items")
+        raise ValueError(
+            f"k1={options.k1} and k2={options.k2} need k1 < N and k2 <= N for the N={n} query and gallery items"
+        )
     budget = _positive_int(max_chunk_bytes, "max_chunk_bytes")
     rows = max(1, budget // (24 * n))  # d's rows plus the temporaries that build them
 
@@ -438,8 +442,13 @@ def evaluate(
 
     else:
         distance = re_ranking(
-            (1 - q @ g.T).numpy(), (1 - q @ q.T).numpy(), (1 - g @ g.T).numpy(),
-            reranking.k1, reranking.k2, reranking.lambda_value, max_chunk_bytes=max_chunk_bytes,
+            (1 - q @ g.T).numpy(),
+            (1 - q @ q.T).numpy(),
+            (1 - g @ g.T).numpy(),
+            reranking.k1,
+            reranking.k2,
+            reranking.lambda_value,
+            max_chunk_bytes=max_chunk_bytes,
         )
         row_bytes = n_g * distance.itemsize
 
@@ -511,7 +520,7 @@ def evaluate(
             np.greater(rows_tile, thresholds, out=flags)
             before[top:bottom, :width] = _count_true(flags)
             np.equal(rows_tile, thresholds, out=flags)
-            for r, j in zip(*np.nonzero(_count_true(flags))):
+            for r, j in zip(*np.nonzero(_count_true(flags)), strict=True):
                 # Exact ties with a match (rare): only lower gallery indices rank before it.
                 row = top + int(r)
                 before[row, j] += np.count_nonzero(sim[row, : columns[row, j]] == values[row, j])

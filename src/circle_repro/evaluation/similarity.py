@@ -44,7 +44,7 @@ def sample_anchor_pairs(
     labels = np.asarray(labels)
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
         raise ValueError(f"embeddings must be (n, d) with n = len(labels); got {embeddings.shape} and {labels.shape}")
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    _classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     eligible = np.flatnonzero((counts[inverse] >= 2) & (counts[inverse] < len(labels)))
     if len(eligible) == 0:
         raise ValueError("no item has both a same-class and a different-class partner")

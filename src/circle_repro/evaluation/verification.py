@@ -106,7 +106,7 @@ def _fold_bounds(n: int, n_folds: object) -> list[tuple[np.ndarray, slice]]:
     sizes[: n % n_folds] += 1
     stops = np.cumsum(sizes)
     folds = []
-    for start, stop in zip(stops - sizes, stops):
+    for start, stop in zip(stops - sizes, stops, strict=True):
         train = np.ones(n, dtype=bool)
         train[start:stop] = False
         folds.append((train, slice(int(start), int(stop))))
@@ -214,10 +214,7 @@ def val_at_far(
         if n_diff_train == 0:
             raise ValueError("issame: a training split has no 'different' pair, FAR is undefined")
         far_train = _count_below(np.sort(dist[train][~y_train]), grid) / float(n_diff_train)
-        if np.max(far_train) >= far_target:
-            threshold = np.interp(far_target, far_train, grid)
-        else:
-            threshold = 0.0
+        threshold = np.interp(far_target, far_train, grid) if np.max(far_train) >= far_target else 0.0
         d_test, y_test = dist[test], same[test]
         n_same, n_diff = np.count_nonzero(y_test), np.count_nonzero(~y_test)
         if n_same == 0 or n_diff == 0:

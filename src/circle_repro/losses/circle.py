@@ -56,7 +56,9 @@ class _NegativeLogits(torch.autograd.Function):
         clamped = s_n.clamp(min=-m)
         ctx.save_for_backward(clamped)
         ctx.m, ctx.gamma = m, gamma
-        return torch.addcmul(torch.full((), -gamma * m * m, dtype=s_n.dtype, device=s_n.device), clamped, clamped, value=gamma)
+        return torch.addcmul(
+            torch.full((), -gamma * m * m, dtype=s_n.dtype, device=s_n.device), clamped, clamped, value=gamma
+        )
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
@@ -83,9 +85,7 @@ class _RowTerms(NamedTuple):
     sum_p: Tensor
 
 
-def _row_terms(
-    sim: Tensor, pos: Tensor, pos_rows: Tensor, ignored: Tensor | None, m: float, gamma: float
-) -> _RowTerms:
+def _row_terms(sim: Tensor, pos: Tensor, pos_rows: Tensor, ignored: Tensor | None, m: float, gamma: float) -> _RowTerms:
     """:class:`_RowTerms` of ``sim`` (contiguous) in a few passes over it.
 
     Positives are few in P×K batches and handled as a sparse list (``pos`` flat indices
@@ -123,9 +123,7 @@ def _row_terms(
     return _RowTerms(z, exp_n, exp_p.mul_(alpha_p.add_(m)), sum_n, sum_p)
 
 
-def _sim_grad(
-    terms: _RowTerms, pos: Tensor, pos_rows: Tensor, row_grad: Tensor, gamma: float
-) -> Tensor:
+def _sim_grad(terms: _RowTerms, pos: Tensor, pos_rows: Tensor, row_grad: Tensor, gamma: float) -> Tensor:
     """∂/∂sim of Σ_i row_grad_i · softplus(z_i), α held constant (Eqs. 9–10, §3.1), written
     over ``terms.exp_n``.
 
@@ -247,9 +245,7 @@ def positive_pairs(labels: Tensor) -> tuple[Tensor, Tensor]:
     return pos, torch.div(pos, labels.shape[0], rounding_mode="floor")
 
 
-def circle_loss_per_anchor(
-    sim: Tensor, pos: Tensor, neg: Tensor, m: float, gamma: float
-) -> Tensor:
+def circle_loss_per_anchor(sim: Tensor, pos: Tensor, neg: Tensor, m: float, gamma: float) -> Tensor:
     """Eq. 6 for each row of ``sim``, with positives ``pos`` and negatives ``neg`` (disjoint
     bool masks).
 
@@ -289,9 +285,7 @@ class CircleLoss(PairwiseLoss):
         """Without a reference set, the fused :class:`_CircleGramLoss`; else the generic
         pass over :meth:`per_anchor_loss`."""
         if ref_embeddings is not None or ref_labels is not None:
-            return super().batch_loss(
-                embeddings, labels, ref_embeddings, ref_labels, ref_includes_query
-            )
+            return super().batch_loss(embeddings, labels, ref_embeddings, ref_labels, ref_includes_query)
         check_batch(embeddings, labels)
         pos, pos_rows = positive_pairs(labels)
         x = embeddings.to(similarity_dtype(embeddings))
@@ -314,9 +308,7 @@ class CircleClassifier(ProxyClassifier):
     Face-recognition defaults of the paper (§4.2): γ=256, m=0.25.
     """
 
-    def __init__(
-        self, embedding_dim: int, num_classes: int, m: float = 0.25, gamma: float = 256
-    ) -> None:
+    def __init__(self, embedding_dim: int, num_classes: int, m: float = 0.25, gamma: float = 256) -> None:
         super().__init__(embedding_dim, num_classes)
         self.m = check_real("m", m)
         self.gamma = check_real("gamma", gamma, positive=True)

@@ -63,9 +63,7 @@ def _all_gather_detached(tensor: Tensor, world_size: int) -> list[Tensor]:
     return buffers
 
 
-def check_same_batch_shape(
-    embeddings: Tensor, labels: Tensor, world_size: int, what: str = "all_gather=True"
-) -> None:
+def check_same_batch_shape(embeddings: Tensor, labels: Tensor, world_size: int, what: str = "all_gather=True") -> None:
     """ValueError on every rank unless all ranks pass the same (B, D) and B labels.
 
     One small all-gather of the shapes, so that mismatched ranks fail instead of hanging in

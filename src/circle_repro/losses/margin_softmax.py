@@ -83,9 +83,7 @@ class AMSoftmaxClassifier(ProxyClassifier):
     Any finite m is accepted (m=0 is NormFace; m<0 loosens the target).
     """
 
-    def __init__(
-        self, embedding_dim: int, num_classes: int, m: float = 0.35, gamma: float = 64
-    ) -> None:
+    def __init__(self, embedding_dim: int, num_classes: int, m: float = 0.35, gamma: float = 64) -> None:
         super().__init__(embedding_dim, num_classes)
         self.m = check_real("m", m)
         self.gamma = check_real("gamma", gamma, positive=True)
@@ -153,7 +151,4 @@ class ArcFaceClassifier(ProxyClassifier):
         return self.gamma * replace_target(cos, labels, target)
 
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, m={self.m}, gamma={self.gamma}, "
-            f"easy_margin={self.easy_margin}"
-        )
+        return f"{super().extra_repr()}, m={self.m}, gamma={self.gamma}, easy_margin={self.easy_margin}"

@@ -184,10 +184,7 @@ def check_batch(embeddings: Tensor, labels: Tensor, what: str = "embeddings") ->
     if embeddings.dim() != 2:
         raise ValueError(f"{what} must have shape (N, D), got {tuple(embeddings.shape)}")
     if labels.shape != embeddings.shape[:1]:
-        raise ValueError(
-            f"labels for {what} must have shape ({embeddings.shape[0]},), "
-            f"got {tuple(labels.shape)}"
-        )
+        raise ValueError(f"labels for {what} must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
 
 
 def anchor_pairs(
@@ -312,9 +309,7 @@ class PairwiseLoss(nn.Module):
                 )
             check_batch(embeddings, labels)
             embeddings, labels, _, _ = gather_batch(embeddings, labels)
-        loss, valid = self.batch_loss(
-            embeddings, labels, ref_embeddings, ref_labels, ref_includes_query
-        )
+        loss, valid = self.batch_loss(embeddings, labels, ref_embeddings, ref_labels, ref_includes_query)
         warn_if_no_valid_anchor(self, valid)
         if world_size > 1:
             loss = scale_gradient(loss, world_size)

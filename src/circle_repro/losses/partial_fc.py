@@ -84,10 +84,7 @@ class _ShardedCrossEntropy(torch.autograd.Function):
     def forward(ctx, logits: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
         distributed = distributed_world_size() > 1
         n_rows = logits.shape[0]
-        if logits.shape[1]:
-            row_max = logits.detach().amax(dim=1)
-        else:
-            row_max = logits.new_full((n_rows,), -math.inf)
+        row_max = logits.detach().amax(dim=1) if logits.shape[1] else logits.new_full((n_rows,), -math.inf)
         if distributed:
             dist.all_reduce(row_max, op=dist.ReduceOp.MAX)
         exp = (logits.detach() - row_max[:, None]).exp_()
@@ -170,7 +167,9 @@ class ShardedClassifier(nn.Module):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         # The full head, drawn exactly as the plain head would be (same RNG consumption) ...
-        self.head = build_loss({"type": head, "embedding_dim": embedding_dim, "num_classes": num_classes, **head_kwargs})
+        self.head = build_loss(
+            {"type": head, "embedding_dim": embedding_dim, "num_classes": num_classes, **head_kwargs}
+        )
         self.head_type = head
         self.total_classes = num_classes
         self.sample_rate = float(sample_rate)
@@ -297,7 +296,7 @@ class ShardedClassifier(nn.Module):
         padded[: local.shape[0]] = local.detach()
         buffers = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(buffers, padded.contiguous())
-        return torch.cat([buf[: end - start] for buf, (start, end) in zip(buffers, sizes)])
+        return torch.cat([buf[: end - start] for buf, (start, end) in zip(buffers, sizes, strict=True)])
 
     def local_rows(self, full: Tensor) -> Tensor:
         """This rank's rows of a full (C, ...) tensor (a copy)."""

@@ -57,10 +57,7 @@ class ProxyClassifier(nn.Module, abc.ABC):
         """ValueError unless ``embeddings`` is (N, D) and ``labels`` is (N,)."""
         check_batch(embeddings, labels)
         if embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"embeddings must have dimension {self.embedding_dim}, "
-                f"got {embeddings.shape[1]}"
-            )
+            raise ValueError(f"embeddings must have dimension {self.embedding_dim}, got {embeddings.shape[1]}")
 
     def cosine(self, embeddings: Tensor) -> Tensor:
         """Cosines (N, C) between the embeddings and the class weights.

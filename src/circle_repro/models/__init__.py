@@ -25,9 +25,9 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 
 __all__ = [
     "BACKBONES",
+    "MGN",
     "BNInceptionEmbedding",
     "IResNet",
-    "MGN",
     "ResNet50Embedding",
     "SmallCNN",
     "build_backbone",

@@ -81,8 +81,14 @@ class InceptionBlock(nn.ModuleDict):
         self.block = block
         conv_1x1, reduce_3x3, conv_3x3, reduce_double, conv_double, pool_proj = (
             scaled(count, width) if count else 0
-            for count in (block.conv_1x1, block.reduce_3x3, block.conv_3x3, block.reduce_double, block.conv_double,
-                          block.pool_proj)
+            for count in (
+                block.conv_1x1,
+                block.reduce_3x3,
+                block.conv_3x3,
+                block.reduce_double,
+                block.conv_double,
+                block.pool_proj,
+            )
         )
         if conv_1x1:
             self["1x1"] = _unit(in_channels, conv_1x1)

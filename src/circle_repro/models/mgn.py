@@ -55,9 +55,7 @@ class MGN(nn.Module):
         )
         self.stripe_pools = nn.ModuleList(nn.AdaptiveMaxPool2d((stripes, 1)) for stripes in PARTS)
         channels = trunk_channels(resnet)
-        self.necks = nn.ModuleList(
-            EmbeddingNeck(channels, embedding_dim // FEATURES, bnneck) for _ in range(FEATURES)
-        )
+        self.necks = nn.ModuleList(EmbeddingNeck(channels, embedding_dim // FEATURES, bnneck) for _ in range(FEATURES))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         shared = self.shared(images)

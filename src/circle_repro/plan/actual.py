@@ -115,7 +115,14 @@ def actual_hours(params: dict[str, Any], root: str | Path | None = ".") -> dict[
         totals[group]["data"] = sum(hours(DATA_BENCHMARK, group, dataset=name) or 0.0 for name in datasets)
     return {
         group: ActualHours(
-            group, int(t["runs"]), int(t["measured"]), t["train"], t["gpu"], t["evaluate"], t["data"], tuple(unreadable[group])
+            group,
+            int(t["runs"]),
+            int(t["measured"]),
+            t["train"],
+            t["gpu"],
+            t["evaluate"],
+            t["data"],
+            tuple(unreadable[group]),
         )
         for group, t in totals.items()
         if t["runs"] or group != FIGURES

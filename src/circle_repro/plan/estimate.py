@@ -44,7 +44,6 @@ from circle_repro.plan.jobs import (
 from circle_repro.plan.rates import JobRates
 from circle_repro.workflow import evaluate_resources, prepare_resources, train_resource_request, train_resources
 
-
 STEPS = ("prepare_data", "train", "evaluate")
 """The rules whose jobs the plan estimates, in workflow order."""
 
@@ -162,7 +161,7 @@ class Plan:
         """The plan as JSON-ready data, with the profile's totals."""
         totals = {"runs": self.runs, "trained_runs": self.trained_runs, "gpu_hours": round(self.gpu_hours, 4)}
         data = totals | {"safety_factor": SAFETY_FACTOR, "exceeding": self.exceeding, **asdict(self)}
-        for table, written in zip(self.tables, data["tables"]):
+        for table, written in zip(self.tables, data["tables"], strict=True):
             written["hours"] = {rule: round(table.hours(rule)[0], 4) for rule in STEPS}
         return data
 
@@ -224,7 +223,9 @@ def plan_experiment(
         if train.get("amp", "none") != throughput.amp:  # type: ignore[union-attr]
             notes.append(f"throughput measured with amp {throughput.amp}; trains with amp {train.get('amp', 'none')}")  # type: ignore[union-attr]
         if job.bound is not None and job.bound.startswith("decode"):
-            notes.append(f"data-bound: {job.bound} give {job.images_per_s / gpus:,.0f} img/s per GPU, the GPU {compute:,.0f}")  # type: ignore[operator]
+            notes.append(
+                f"data-bound: {job.bound} give {job.images_per_s / gpus:,.0f} img/s per GPU, the GPU {compute:,.0f}"
+            )  # type: ignore[operator]
 
     checkpoint_bytes = None
     if checkpoints:
@@ -248,10 +249,19 @@ def plan_dataset(source: Source, data_root: Path, rates: JobRates | None = None)
     missing = unavailable_reason(source, data_root)
     if missing is None and status.state == "missing" and source.access == "download":
         size = download_bytes(source)
-        missing = f"not downloaded: the prepare_data job fetches it ({format_size(size) if size else 'size not declared'})"
+        missing = (
+            f"not downloaded: the prepare_data job fetches it ({format_size(size) if size else 'size not declared'})"
+        )
     prepare = estimate_preparation(source.name, source, rates, prepare_resources(source.name, rates))
     return DatasetPlan(
-        source.name, source.title, source.access, status.state, download_bytes(source), status.size_bytes, missing, prepare
+        source.name,
+        source.title,
+        source.access,
+        status.state,
+        download_bytes(source),
+        status.size_bytes,
+        missing,
+        prepare,
     )
 
 
@@ -307,7 +317,10 @@ def _hours(value: float | None) -> str:
 
 def _aligned(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths))).rstrip() for row in rows]
+    return [
+        (indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))).rstrip()
+        for row in rows
+    ]
 
 
 def _schedule(e: ExperimentPlan) -> str:
@@ -323,7 +336,20 @@ def _hours_with_gaps(hours: float, missing: tuple[str, ...]) -> str:
 
 
 def _job_rows(jobs: list[JobEstimate]) -> list[str]:
-    rows = [("job", "count", "min/job", "runtime min", "mem MB", "CPUs", "GPUs", "img/s", "bound", "fits (estimate x safety)")]
+    rows = [
+        (
+            "job",
+            "count",
+            "min/job",
+            "runtime min",
+            "mem MB",
+            "CPUs",
+            "GPUs",
+            "img/s",
+            "bound",
+            "fits (estimate x safety)",
+        )
+    ]
     for job in jobs:
         d, exceeds = job.declared, job.exceeds
         fits = "not estimated" if job.hours is None else ("EXCEEDS: " + exceeds if exceeds else "yes")
@@ -346,7 +372,9 @@ def format_plan(plan: Plan) -> str:
     ]
     if plan.throughput is not None:
         t = plan.throughput
-        lines.append(f"GPU throughput: {t.device}, amp {t.amp}, batch {t.batch} ({t.source}): forward, loss, backward, step.")
+        lines.append(
+            f"GPU throughput: {t.device}, amp {t.amp}, batch {t.batch} ({t.source}): forward, loss, backward, step."
+        )
     else:
         lines.append("GPU throughput: none given: no training or evaluation time estimated.")
     if plan.rates is not None:
@@ -370,17 +398,34 @@ def format_plan(plan: Plan) -> str:
         ckpt = format_size(table.checkpoint_bytes) if table.checkpoint_bytes is not None else "unknown"
         lines.append(f"{table.table}: {table.runs} runs, {gpu}; disk: data download {data}, checkpoints {ckpt}")
         labels = ("preparation", "training", "evaluation")
-        steps = [f"{label} {_hours_with_gaps(*table.hours(rule))}" for rule, label in zip(STEPS, labels)]
+        steps = [f"{label} {_hours_with_gaps(*table.hours(rule))}" for rule, label in zip(STEPS, labels, strict=True)]
         evaluate_gpu, _ = table.step_gpu_hours("evaluate")
         lines.append(f"  hours (all jobs, wall): {', '.join(steps)} ({evaluate_gpu:.2f} GPU-hours of evaluation)")
-        rows = [("experiment", "backbone", "runs", "GPUs", "schedule per run", "img/s/GPU", "GPU-h/run", "GPU-h", "checkpoints")]
+        rows = [
+            (
+                "experiment",
+                "backbone",
+                "runs",
+                "GPUs",
+                "schedule per run",
+                "img/s/GPU",
+                "GPU-h/run",
+                "GPU-h",
+                "checkpoints",
+            )
+        ]
         rows += [
             (
-                e.name, e.backbone, str(e.runs), str(e.gpus) if e.trained_by is None else "-", _schedule(e),
+                e.name,
+                e.backbone,
+                str(e.runs),
+                str(e.gpus) if e.trained_by is None else "-",
+                _schedule(e),
                 f"{e.images_per_s:,.0f}" if e.images_per_s is not None else "-",
-                _hours(e.gpu_hours_per_run), _hours(e.gpu_hours),
+                _hours(e.gpu_hours_per_run),
+                _hours(e.gpu_hours),
                 format_size(e.checkpoint_bytes) if e.checkpoint_bytes is not None else "-",
-            )  # fmt: skip
+            )
             for e in table.experiments
         ]
         lines += _aligned(rows)
@@ -422,7 +467,8 @@ def planned_vs_actual(
     """Per table of :func:`actual_hours`, the planned training GPU-hours beside the actual ones (no models built)."""
     data_root = Path(data_root) if data_root is not None else None
     plans = [
-        plan_experiment(params, name, throughput, rates, data_root=data_root, checkpoints=False) for name in params["experiments"]
+        plan_experiment(params, name, throughput, rates, data_root=data_root, checkpoints=False)
+        for name in params["experiments"]
     ]
     rows = []
     for table, actual in actual_hours(params, benchmark_root).items():
@@ -440,6 +486,15 @@ def planned_vs_actual(
 
 
 __all__ = [
-    "DatasetPlan", "ExperimentPlan", "Plan", "TablePlan", "format_plan", "make_plan", "plan_dataset",
-    "plan_experiment", "planned_vs_actual", "PlannedVsActual", "write_plan",
+    "DatasetPlan",
+    "ExperimentPlan",
+    "Plan",
+    "PlannedVsActual",
+    "TablePlan",
+    "format_plan",
+    "make_plan",
+    "plan_dataset",
+    "plan_experiment",
+    "planned_vs_actual",
+    "write_plan",
 ]

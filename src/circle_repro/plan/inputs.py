@@ -47,7 +47,9 @@ def load_throughput(path: str | Path) -> Throughput:
             inputs[result["model"]] = tuple(result["input"])
         return Throughput(str(path), data["device"], data["amp"], int(data["batch"]), rates, inputs)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: throughput file not found; run benchmarks/train_throughput.py --out") from None
+        raise FileNotFoundError(
+            f"{path}: throughput file not found; run benchmarks/train_throughput.py --out"
+        ) from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a benchmarks/train_throughput.py result ({exc!r})") from None
 
@@ -63,7 +65,9 @@ def download_bytes(source: Source) -> int | None:
     return sum(file.size_bytes for file in required)  # type: ignore[misc]
 
 
-def train_image_count(params: dict[str, Any], dataset: str, source: Source, data_root: Path | None) -> tuple[int | None, str]:
+def train_image_count(
+    params: dict[str, Any], dataset: str, source: Source, data_root: Path | None
+) -> tuple[int | None, str]:
     """The train split's image count and where it was read: the prepared manifest, else sources.yaml's
     count (:attr:`Source.train_images`) unless params.yaml narrows the data set's classes."""
     manifest_dir = prepared_dir(data_root, dataset) if data_root is not None else None

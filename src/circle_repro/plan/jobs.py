@@ -93,9 +93,13 @@ class JobEstimate:
         problems = []
         needed = self.needed_runtime_min
         if needed is not None and needed > self.declared["runtime"]:
-            problems.append(f"needs {math.ceil(needed)} min (estimate x {SAFETY_FACTOR}), declares runtime {self.declared['runtime']}")
+            problems.append(
+                f"needs {math.ceil(needed)} min (estimate x {SAFETY_FACTOR}), declares runtime {self.declared['runtime']}"
+            )
         if self.mem_mb is not None and self.mem_mb * SAFETY_FACTOR > self.declared["mem_mb"]:
-            problems.append(f"needs {math.ceil(self.mem_mb * SAFETY_FACTOR)} MB, declares mem_mb {self.declared['mem_mb']}")
+            problems.append(
+                f"needs {math.ceil(self.mem_mb * SAFETY_FACTOR)} MB, declares mem_mb {self.declared['mem_mb']}"
+            )
         return "; ".join(problems) or None
 
 
@@ -176,21 +180,35 @@ def estimate_evaluation(
     if counts is None:
         return JobEstimate(**common, images=None, images_per_s=None, bound=None, hours=None, mem_mb=None,
                            notes=(f"test images of {dataset} unknown: not prepared, none documented in sources.yaml",))  # fmt: skip
-    notes = [] if counts.counted_from != "sources.yaml" else [f"{counts.images:,} test images of {dataset} from sources.yaml"]
+    notes = (
+        []
+        if counts.counted_from != "sources.yaml"
+        else [f"{counts.images:,} test images of {dataset} from sources.yaml"]
+    )
     images = counts.images * EVALUATED_WEIGHTS * (2 if evaluation.get("flip") else 1)
     features_mb = counts.images * spec["model"]["embedding_dim"] * 4 / 2**20
     mem_mb = rates.metric.peak_rss_mb + FEATURE_COPIES * features_mb if rates is not None else None
     rate, bound, missing = None, None, None
     if declared.get("gpu", 0) > 0:
-        rate, bound, missing = embedding_rate(spec["model"]["backbone"], dataset, declared["cpus_per_task"], throughput, rates)
+        rate, bound, missing = embedding_rate(
+            spec["model"]["backbone"], dataset, declared["cpus_per_task"], throughput, rates
+        )
     else:
         missing = "embeds on the CPU: no CPU forward rate measured"
     if rate is None or rates is None:
         notes.append(f"time not estimated: {missing}")
-        return JobEstimate(**common, images=images, images_per_s=None, bound=None, hours=None, mem_mb=mem_mb, notes=tuple(notes))
-    metric_s = EVALUATED_WEIGHTS * metric_similarities(evaluation["protocol"], counts, evaluation) / rates.metric.similarities_per_s
+        return JobEstimate(
+            **common, images=images, images_per_s=None, bound=None, hours=None, mem_mb=mem_mb, notes=tuple(notes)
+        )
+    metric_s = (
+        EVALUATED_WEIGHTS
+        * metric_similarities(evaluation["protocol"], counts, evaluation)
+        / rates.metric.similarities_per_s
+    )
     hours = (images / rate + metric_s) / 3600
-    return JobEstimate(**common, images=images, images_per_s=rate, bound=bound, hours=hours, mem_mb=mem_mb, notes=tuple(notes))
+    return JobEstimate(
+        **common, images=images, images_per_s=rate, bound=bound, hours=hours, mem_mb=mem_mb, notes=tuple(notes)
+    )
 
 
 def training_rate(
@@ -208,8 +226,13 @@ def training_rate(
 
 
 def validation_seconds(
-    params: dict[str, Any], experiment: str, iterations: int, cpus: int, throughput: Throughput | None,
-    rates: JobRates | None, sources: dict[str, Source],
+    params: dict[str, Any],
+    experiment: str,
+    iterations: int,
+    cpus: int,
+    throughput: Throughput | None,
+    rates: JobRates | None,
+    sources: dict[str, Source],
 ) -> tuple[float | None, str | None]:
     """Seconds one run spends on ``train.validation``: each set's test images (x 2 with ``flip``) embedded
     every ``interval`` iterations and after the last; why not estimated (None when it is)."""
@@ -229,8 +252,13 @@ def validation_seconds(
 
 
 def estimate_training(
-    params: dict[str, Any], experiment: str, images_per_run: int | None, throughput: Throughput | None,
-    rates: JobRates | None, sources: dict[str, Source], declared: dict[str, Any],
+    params: dict[str, Any],
+    experiment: str,
+    images_per_run: int | None,
+    throughput: Throughput | None,
+    rates: JobRates | None,
+    sources: dict[str, Source],
+    declared: dict[str, Any],
 ) -> JobEstimate:
     """One training job (run) of ``experiment``: its images over all GPUs at the data-bound training rate,
     plus its validations; checked against the resources params.yaml declares (``declared``)."""
@@ -242,7 +270,9 @@ def estimate_training(
         return JobEstimate(**common, images_per_s=None, bound=None, hours=None,
                            notes=("trains on the CPU (resources.gpus 0): no GPU-hours",))  # fmt: skip
     cpus_per_gpu = declared["cpus_per_task"] // gpus
-    rate, bound, missing = training_rate(spec["model"]["backbone"], train_dataset(spec), cpus_per_gpu, throughput, rates)
+    rate, bound, missing = training_rate(
+        spec["model"]["backbone"], train_dataset(spec), cpus_per_gpu, throughput, rates
+    )
     if images_per_run is None or rate is None:
         why = missing or "train images unknown"
         return JobEstimate(**common, images_per_s=rate, bound=bound, hours=None, notes=(f"time not estimated: {why}",))
@@ -265,12 +295,17 @@ class Schedule:
     images: int | None
 
 
-def run_schedule(params: dict[str, Any], experiment: str, sources: dict[str, Source], data_root: Any = None) -> Schedule:
+def run_schedule(
+    params: dict[str, Any], experiment: str, sources: dict[str, Source], data_root: Any = None
+) -> Schedule:
     """Iterations and images of one run: ``train.iterations``, or ``epochs`` x (train images // P x K // GPUs)
     batches, each of P x K images on each of ``resources.gpus`` ranks (one rank on the CPU)."""
     spec = params["experiments"][experiment]
     dataset, train = train_dataset(spec), spec["train"]
-    ranks, batch = max(train_resource_request(params, experiment)["gpus"], 1), spec["sampler"]["p"] * spec["sampler"]["k"]
+    ranks, batch = (
+        max(train_resource_request(params, experiment)["gpus"], 1),
+        spec["sampler"]["p"] * spec["sampler"]["k"],
+    )
     images, images_from = train_image_count(params, dataset, sources[dataset], data_root)
     if images is not None and train.get("max_images") is not None:
         images = min(images, train["max_images"])
@@ -293,8 +328,22 @@ def estimate_preparation(dataset: str, source: Source, rates: JobRates | None, d
 
 
 __all__ = [
-    "EVALUATED_WEIGHTS", "FEATURE_COPIES", "MEMORY_STEP_MB", "RUNTIME_STEP_MIN", "SAFETY_FACTOR",
-    "JobEstimate", "Schedule", "derived_mem_mb", "derived_runtime_min", "embedding_rate", "estimate_evaluation",
-    "estimate_preparation", "estimate_training", "metric_similarities", "run_schedule", "training_rate", "transform_style",
+    "EVALUATED_WEIGHTS",
+    "FEATURE_COPIES",
+    "MEMORY_STEP_MB",
+    "RUNTIME_STEP_MIN",
+    "SAFETY_FACTOR",
+    "JobEstimate",
+    "Schedule",
+    "derived_mem_mb",
+    "derived_runtime_min",
+    "embedding_rate",
+    "estimate_evaluation",
+    "estimate_preparation",
+    "estimate_training",
+    "metric_similarities",
+    "run_schedule",
+    "training_rate",
+    "transform_style",
     "validation_seconds",
 ]

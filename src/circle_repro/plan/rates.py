@@ -67,11 +67,15 @@ def load_rates(path: str | Path = DEFAULT_RATES) -> JobRates:
             forward_speedup=float(data["forward_speedup_over_training"]),
         )  # fmt: skip
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: job rates file not found (benchmarks/job_rates.yaml in the repository)") from None
+        raise FileNotFoundError(
+            f"{path}: job rates file not found (benchmarks/job_rates.yaml in the repository)"
+        ) from None
     except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: not a job rates file ({exc!r}); see benchmarks/job_rates.yaml for the fields") from None
+        raise ValueError(
+            f"{path}: not a job rates file ({exc!r}); see benchmarks/job_rates.yaml for the fields"
+        ) from None
     if not (rates.metric.images > 0 and rates.metric.seconds > 0 and rates.forward_speedup > 0):
         raise ValueError(f"{path}: metric.images, metric.seconds and forward_speedup_over_training must be positive")
     return rates

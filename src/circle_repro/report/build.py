@@ -193,13 +193,20 @@ def paper_cells(
             cells.append(PaperCell(**common, status="not run", experiment="", cell=None, note=""))
             continue
         experiment, loss = fillers[0]
-        notes = [f"also configured: {', '.join(f'{e}/{l}' for e, l in fillers[1:])}"] if len(fillers) > 1 else []
+        notes = [f"also configured: {', '.join(f'{e}/{name}' for e, name in fillers[1:])}"] if len(fillers) > 1 else []
         cell = row_cell(results, experiment, loss, metric)
         if cell.interval.n == 0:
-            missing = [name for name in experiment_datasets(params["experiments"][experiment]) if _unavailable(statuses.get(name))]
+            missing = [
+                name
+                for name in experiment_datasets(params["experiments"][experiment])
+                if _unavailable(statuses.get(name))
+            ]
             if missing:
                 status = "data unavailable"
-                notes += [f"{name} ({statuses[name].access}) is not on disk; see `circle-repro data status`" for name in missing]
+                notes += [
+                    f"{name} ({statuses[name].access}) is not on disk; see `circle-repro data status`"
+                    for name in missing
+                ]
             else:
                 status = "not run"
                 evaluated = any(r.metrics for r in cell.runs)
@@ -274,7 +281,9 @@ def comparison(results: Results, params: dict[str, Any], experiment: str) -> str
     settings = params["report"]["bootstrap"]
     interval = paired_bootstrap(first, second, resamples=settings["resamples"], seed=settings["seed"])
     unit = "queries" if spec["evaluation"]["protocol"] == "retrieval" else "pairs"
-    per_seed = ", ".join(f"{100 * (a.mean() - b.mean()):+.2f} (seed {s})" for s, a, b in zip(seeds, first, second))
+    per_seed = ", ".join(
+        f"{100 * (a.mean() - b.mean()):+.2f} (seed {s})" for s, a, b in zip(seeds, first, second, strict=True)
+    )
     if interval.contains(0.0):
         verdict = "The interval includes 0: the difference is within noise."
     else:
@@ -345,7 +354,9 @@ COLLAPSED_S_N = 0.99
 point about one way, whatever their class."""
 
 
-def collapse_note(histories: Mapping[str, Sequence[pd.DataFrame]], losses: Mapping[str, Mapping[str, Any]]) -> str | None:
+def collapse_note(
+    histories: Mapping[str, Sequence[pd.DataFrame]], losses: Mapping[str, Mapping[str, Any]]
+) -> str | None:
     """Which losses trained through collapsed batches (:data:`COLLAPSED_S_N`), and when; None if none did.
 
     ``histories``: per loss, its history.csv frames, one per seed (lowest seed first).
@@ -411,7 +422,9 @@ def _figures(results: Results, params: Mapping[str, Any], experiment: str, figur
         )
     if lacking:
         blocks.append(
-            Paragraph(f"Not in these figures (no {SIMILARITIES_FILENAME} and {HISTORY_FILENAME}): {', '.join(lacking)}.")
+            Paragraph(
+                f"Not in these figures (no {SIMILARITIES_FILENAME} and {HISTORY_FILENAME}): {', '.join(lacking)}."
+            )
         )
     return blocks
 
@@ -526,8 +539,19 @@ def _paper_section(
             text = comparison(results, params, experiment)
             blocks += [Paragraph(f"{experiment}: {text}")] if text else []
         rows += [
-            _csv_row("paper", table_id, cell.experiment, cell.row, cell.column, cell.metric, cell.cell,
-                     status=cell.status, note=cell.note, published=cell.published, delta=cell.delta)  # fmt: skip
+            _csv_row(
+                "paper",
+                table_id,
+                cell.experiment,
+                cell.row,
+                cell.column,
+                cell.metric,
+                cell.cell,
+                status=cell.status,
+                note=cell.note,
+                published=cell.published,
+                delta=cell.delta,
+            )
             for cell in table_cells
         ]
     return blocks, rows
@@ -573,8 +597,17 @@ def _demo_section(
             )
         blocks += _figures(results, params, experiment, figure_dir)
         rows += [
-            _csv_row("demo", spec["table"], experiment, loss, metric, metric, cell,
-                     status="demo" if cell.interval.n else "not run", note=cell.notes)  # fmt: skip
+            _csv_row(
+                "demo",
+                spec["table"],
+                experiment,
+                loss,
+                metric,
+                metric,
+                cell,
+                status="demo" if cell.interval.n else "not run",
+                note=cell.notes,
+            )
             for (loss, metric), cell in cells.items()
         ]
     if not any(params["experiments"][name]["table"] == "table4" for name in demo):
@@ -590,7 +623,9 @@ def _sweep_points(spec: dict[str, Any]) -> list[tuple[str | None, str, str, str,
     points = [(None, row, p["loss"], p["parameter"], p["value"]) for row, p in sweep["points"].items()]
     for loss, own in sweep["base_values"].items():
         parameters = SWEPT_PARAMETERS if loss == sweep["loss"] else ("gamma",)
-        points += [(sweep["base"], loss, loss, parameter, own[parameter]) for parameter in parameters if parameter in own]
+        points += [
+            (sweep["base"], loss, loss, parameter, own[parameter]) for parameter in parameters if parameter in own
+        ]
     return points
 
 
@@ -607,9 +642,11 @@ def _sensitivity_section(
         run_experiment = source or experiment
         values = seed_values(results, run_experiment, row, metric)
         values = {seed: values[seed] for seed in spec["seeds"] if seed in values}
-        cell = Cell(t_interval([100 * values[seed] for seed in sorted(values)]),
-                    tuple(r for r in results.of(run_experiment, row) if r.run.seed in spec["seeds"]),
-                    provenance_anchor(run_experiment, row))
+        cell = Cell(
+            t_interval([100 * values[seed] for seed in sorted(values)]),
+            tuple(r for r in results.of(run_experiment, row) if r.run.seed in spec["seeds"]),
+            provenance_anchor(run_experiment, row),
+        )
         label = row if source is None else f"{row} ({source})"
         rows.append({"row": label, "parameter": parameter, "value": f"{value:g}", metric: interval_text(cell.interval)})
         frame_rows += [
@@ -617,12 +654,25 @@ def _sensitivity_section(
             for seed, score in values.items()
         ]
         csv_rows.append(
-            _csv_row("sweep", "figure3", experiment, label, f"{parameter}={value:g}", metric, cell,
-                     status="sweep" if cell.interval.n else "not run", note=cell.notes)  # fmt: skip
+            _csv_row(
+                "sweep",
+                "figure3",
+                experiment,
+                label,
+                f"{parameter}={value:g}",
+                metric,
+                cell,
+                status="sweep" if cell.interval.n else "not run",
+                note=cell.notes,
+            )
         )
     base = sweep["base"]
     settings = ", ".join(f"{k}={v}" for k, v in sweep["base_values"][sweep["loss"]].items())
-    compared = f" Baselines: {', '.join(sweep['baselines'])} (against γ; in the m panel at their best γ)." if sweep["baselines"] else ""
+    compared = (
+        f" Baselines: {', '.join(sweep['baselines'])} (against γ; in the m panel at their best γ)."
+        if sweep["baselines"]
+        else ""
+    )
     blocks: list[Block] = [
         Heading(f"Sensitivity to γ and m (paper Fig. 3): {experiment}", 2),
         Paragraph(
@@ -630,10 +680,15 @@ def _sensitivity_section(
             f"is {base}'s, whose own runs at the same seeds give the points at its settings ({sweep['loss']}: "
             f"{settings}).{compared}"
         ),
-        Table(pd.DataFrame(rows).set_index("row"), f"{experiment}: {metric} (%) per swept value, mean ± 95 % CI over seeds (n)"),
+        Table(
+            pd.DataFrame(rows).set_index("row"),
+            f"{experiment}: {metric} (%) per swept value, mean ± 95 % CI over seeds (n)",
+        ),
     ]
     if frame_rows:
-        figure = sensitivity(pd.DataFrame(frame_rows), figure_dir / f"{experiment}_sensitivity.png", metric_label=f"{metric} (%)")
+        figure = sensitivity(
+            pd.DataFrame(frame_rows), figure_dir / f"{experiment}_sensitivity.png", metric_label=f"{metric} (%)"
+        )
         blocks.append(Figure(figure, f"{experiment}. {FIGURES['sensitivity'].caption}"))
     else:
         blocks.append(Paragraph(f"No run of {experiment} has a result yet: not run."))
@@ -650,7 +705,10 @@ _GRADIENT_CAPTION = (
 
 
 def _compute_section(
-    params: dict[str, Any], throughput_file: str | Path | None, benchmark_root: str | Path | None, data_root: str | Path | None,
+    params: dict[str, Any],
+    throughput_file: str | Path | None,
+    benchmark_root: str | Path | None,
+    data_root: str | Path | None,
     rates_file: str | Path | None = None,
 ) -> list[Block]:
     """Per table: training GPU-hours planned from measured throughput and data rates (circle_repro.plan)
@@ -660,7 +718,8 @@ def _compute_section(
 
     rates = load_rates(rates_file) if rates_file is not None and Path(rates_file).is_file() else None
     loading = (
-        f"with data loading at the decode rates of {rates.source} and validation" if rates is not None
+        f"with data loading at the decode rates of {rates.source} and validation"
+        if rates is not None
         else "compute only: forward, loss, backward and optimizer step, without data loading"
     )
 
@@ -671,15 +730,19 @@ def _compute_section(
         source = f"{throughput_file} not found: nothing estimated"
     else:
         throughput = load_throughput(throughput_file)
-        source = (
-            f"{throughput.device}, amp {throughput.amp}, batch {throughput.batch}, {throughput.source}; {loading}"
-        )
-    where = f"under {Path(benchmark_root, BENCHMARK_DIR)}/" if benchmark_root is not None else "(no folder given: none read)"
+        source = f"{throughput.device}, amp {throughput.amp}, batch {throughput.batch}, {throughput.source}; {loading}"
+    where = (
+        f"under {Path(benchmark_root, BENCHMARK_DIR)}/"
+        if benchmark_root is not None
+        else "(no folder given: none read)"
+    )
     rows, notes = {}, []
     for row in planned_vs_actual(params, throughput, benchmark_root, data_root, rates):
         actual, measured = row.actual, row.actual.runs_measured > 0
         walls = (actual.train_hours, actual.evaluate_hours, actual.data_hours)
-        planned = f"{row.planned_gpu_hours:.2f}" + (f" + {len(row.not_estimated)} not estimated" if row.not_estimated else "")
+        planned = f"{row.planned_gpu_hours:.2f}" + (
+            f" + {len(row.not_estimated)} not estimated" if row.not_estimated else ""
+        )
         label = table_label(row.table) if row.table.startswith("table") else "Figures (sweeps)"
         rows[label] = {
             "runs": actual.runs,
@@ -700,7 +763,9 @@ def _compute_section(
             "time; GPU-hours = a training job's wall time × its experiment's GPUs; a resubmitted job keeps only its "
             "last attempt's file; a data set several tables use counts in each)."
         ),
-        Table(pd.DataFrame.from_dict(rows, orient="index").rename_axis("Table"), "Planned against actual hours per table"),
+        Table(
+            pd.DataFrame.from_dict(rows, orient="index").rename_axis("Table"), "Planned against actual hours per table"
+        ),
     ]
     if notes:
         blocks.append(Paragraph("Notes. " + " | ".join(notes)))

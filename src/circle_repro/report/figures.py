@@ -14,18 +14,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-from circle_repro.io import atomic_path  # noqa: E402
-from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME  # noqa: E402
-from circle_repro.report import gradients  # noqa: E402
-from circle_repro.report.stats import t_interval  # noqa: E402
+from circle_repro.io import atomic_path
+from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.report import gradients
+from circle_repro.report.stats import t_interval
 
 SWEPT_PARAMETERS = ("gamma", "m")
 PAPER_GAMMAS = (32, 64, 128, 256, 512, 1024)  # Fig. 3(a)'s range
@@ -301,17 +301,29 @@ def similarity_pairs(
         rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False, constrained_layout=True
     )
     rng = np.random.default_rng(0)
-    for ax, (loss, sample) in zip(axes.flat, samples.items()):
+    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=True):
         keep = rng.permutation(len(sample.s_n))[:max_points]
         ax.scatter(
-            sample.s_n[keep], sample.s_p[keep], s=3, alpha=0.25, color="#2a9d8f", linewidths=0,
+            sample.s_n[keep],
+            sample.s_p[keep],
+            s=3,
+            alpha=0.25,
+            color="#2a9d8f",
+            linewidths=0,
             label="test pairs after training",
         )
         trajectory = sample.trajectory.dropna(subset=["s_n", "s_p"])
         ax.plot(trajectory["s_n"], trajectory["s_p"], color="#1d3557", linewidth=0.6, alpha=0.5)
         ax.scatter(
-            trajectory["s_n"], trajectory["s_p"], c=trajectory["iteration"], cmap=TRAJECTORY_COLOURS, s=12,
-            edgecolors="#1d3557", linewidths=0.3, label="training batch means", zorder=3,
+            trajectory["s_n"],
+            trajectory["s_p"],
+            c=trajectory["iteration"],
+            cmap=TRAJECTORY_COLOURS,
+            s=12,
+            edgecolors="#1d3557",
+            linewidths=0.3,
+            label="training batch means",
+            zorder=3,
         )
         if circle_m is not None:
             ax.plot(*gradients.circle_arc(circle_m), "k-", linewidth=1.5, label=f"Circle boundary, m={circle_m:g}")
@@ -320,7 +332,7 @@ def similarity_pairs(
             line_s_p = gradients.line_boundary(line_s_n, line_m)
             ax.plot(line_s_n, line_s_p, "k--", linewidth=1.5, label=f"s_p - s_n = {line_m:g}")
         ax.set(xlim=(low, 1), ylim=(low, 1), aspect="equal", xlabel="s_n", ylabel="s_p", title=loss)
-    for ax in axes.flat[len(samples):]:
+    for ax in axes.flat[len(samples) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False, markerscale=2)
@@ -334,9 +346,10 @@ def mean_ci(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in frame.groupby(keys, sort=True):
         interval = t_interval(group["metric"].to_numpy())
-        rows.append(dict(zip(keys, key, strict=True)) | {
-            "mean": interval.estimate, "low": interval.low, "high": interval.high, "n": interval.n
-        })
+        rows.append(
+            dict(zip(keys, key, strict=True))
+            | {"mean": interval.estimate, "low": interval.low, "high": interval.high, "n": interval.n}
+        )
     return pd.DataFrame(rows)
 
 
@@ -378,8 +391,13 @@ def sensitivity_figure(frame: pd.DataFrame, metric_label: str = "metric") -> Fig
         for loss, line in part.groupby("loss", sort=False):
             below, above = (line["mean"] - line["low"]).fillna(0.0), (line["high"] - line["mean"]).fillna(0.0)
             ax.errorbar(
-                line["value"], line["mean"], yerr=[below, above], marker="o", capsize=3,
-                color=colours[loss], label=loss,
+                line["value"],
+                line["mean"],
+                yerr=[below, above],
+                marker="o",
+                capsize=3,
+                color=colours[loss],
+                label=loss,
             )
         if parameter == "m":
             _best_baselines(ax, summary, set(part["loss"]), colours)
@@ -427,7 +445,12 @@ def roc_curves(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str |
         smallest = min(smallest, 1 / np.size(s_n))
     chance = np.geomspace(smallest, 1, 50)
     ax.plot(chance, chance, "k:", linewidth=1)
-    ax.set(xscale="log", xlim=(smallest, 1), ylim=(0, 1.01), xlabel="false accept rate (s_n above threshold)",
-           ylabel="true accept rate (s_p above threshold)")
+    ax.set(
+        xscale="log",
+        xlim=(smallest, 1),
+        ylim=(0, 1.01),
+        xlabel="false accept rate (s_n above threshold)",
+        ylabel="true accept rate (s_p above threshold)",
+    )
     ax.legend(frameon=False, loc="lower right")
     return _save(figure, path)

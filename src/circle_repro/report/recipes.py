@@ -30,8 +30,14 @@ SOURCES_RESOURCE = "recipe_sources.yaml"
 SCHEMA_RESOURCE = "recipe_sources.schema.yaml"
 #: Keys that are no recipe setting: documentation, and cluster requests that change where and how long a
 #: job runs but not what it computes (``resources.gpus`` stays: it sets the global batch).
-NOT_SETTINGS = ("description", "table", "resources.cpus_per_gpu", "resources.mem_mb_per_gpu", "resources.runtime_min",
-                "resources.partition")
+NOT_SETTINGS = (
+    "description",
+    "table",
+    "resources.cpus_per_gpu",
+    "resources.mem_mb_per_gpu",
+    "resources.runtime_min",
+    "resources.partition",
+)
 #: Settings an experiment with ``trained_by`` inherits from its trainer (see ``config.expand_trained_by``).
 INHERITED = (*INHERITED_FROM_TRAINER, "train_dataset")
 CARD_COLUMNS = ("Value", "Source", "Deviation", "Experiments")
@@ -48,8 +54,11 @@ class Source:
     @property
     def text(self) -> str:
         """One line for the card: 'paper §…; <reference>; deviation: …'."""
-        parts = [f"paper {self.paper}" if self.paper else "", self.reference or "",
-                 f"deviation: {self.deviation}" if self.deviation else ""]
+        parts = [
+            f"paper {self.paper}" if self.paper else "",
+            self.reference or "",
+            f"deviation: {self.deviation}" if self.deviation else "",
+        ]
         return "; ".join(part for part in parts if part)
 
 
@@ -60,7 +69,10 @@ def load_recipe_sources(path: str | Path | None = None) -> Sources:
     """``{experiment: {setting or pattern: Source}}`` from ``path`` (default: the packaged file), validated;
     ValueError naming the file and the key on bad input."""
     if path is None:
-        text, name = resources.files(__package__).joinpath(SOURCES_RESOURCE).read_text(encoding="utf-8"), SOURCES_RESOURCE
+        text, name = (
+            resources.files(__package__).joinpath(SOURCES_RESOURCE).read_text(encoding="utf-8"),
+            SOURCES_RESOURCE,
+        )
     else:
         text, name = Path(path).read_text(encoding="utf-8"), str(path)
     try:
@@ -68,12 +80,16 @@ def load_recipe_sources(path: str | Path | None = None) -> Sources:
     except yaml.YAMLError as exc:
         raise ValueError(f"{name}: not valid YAML: {exc}") from None
     schema = yaml.safe_load(resources.files(__package__).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
+    )
     if errors:
         problems = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
         raise ValueError(f"{name}: invalid recipe sources:\n  - " + "\n  - ".join(problems))
-    return {experiment: {setting: Source(**source) for setting, source in settings.items()}
-            for experiment, settings in data["experiments"].items()}
+    return {
+        experiment: {setting: Source(**source) for setting, source in settings.items()}
+        for experiment, settings in data["experiments"].items()
+    }
 
 
 @cache
@@ -98,8 +114,11 @@ def experiment_settings(params: dict[str, Any], experiment: str) -> dict[str, An
     """The settings of one experiment of (profile-selected) ``params``: dotted path -> value."""
     spec = params["experiments"][experiment]
     own = params["sweeps"][experiment] if "sweep" in spec else spec
-    return {path: value for path, value in flatten(own).items()
-            if not any(path == key or path.startswith(f"{key}.") for key in NOT_SETTINGS)}
+    return {
+        path: value
+        for path, value in flatten(own).items()
+        if not any(path == key or path.startswith(f"{key}.") for key in NOT_SETTINGS)
+    }
 
 
 def _inherited(setting: str) -> bool:
@@ -119,8 +138,9 @@ def source_of(params: dict[str, Any], experiment: str, setting: str, sources: So
         return entries[setting]
     matches = [pattern for pattern in entries if "*" in pattern and fnmatchcase(setting, pattern)]
     if len(matches) > 1:
-        raise ValueError(f"{SOURCES_RESOURCE}: {experiment}.{setting} matches the patterns {matches}; "
-                         "give the setting its own entry")
+        raise ValueError(
+            f"{SOURCES_RESOURCE}: {experiment}.{setting} matches the patterns {matches}; give the setting its own entry"
+        )
     return entries[matches[0]] if matches else None
 
 
@@ -174,10 +194,17 @@ def recipe_cards(params: dict[str, Any], sources: Sources | None = None) -> dict
                 flags[key] = source is None or source.deviation is not None
         order = {setting: index for index, (setting, *_) in reversed(list(enumerate(rows)))}  # first appearance
         frame = pd.DataFrame(
-            [(setting, value, text, "yes" if flags[key] else "",
-              "all" if len(names) == len(experiments) else ", ".join(names))
-             for key, names in sorted(rows.items(), key=lambda item: order[item[0][0]])
-             for setting, value, text in [key]],
+            [
+                (
+                    setting,
+                    value,
+                    text,
+                    "yes" if flags[key] else "",
+                    "all" if len(names) == len(experiments) else ", ".join(names),
+                )
+                for key, names in sorted(rows.items(), key=lambda item: order[item[0][0]])
+                for setting, value, text in [key]
+            ],
             columns=["Setting", *CARD_COLUMNS],
         )
         cards[card] = frame.set_index("Setting")
@@ -189,22 +216,37 @@ def card_blocks(params: dict[str, Any], sources: Sources | None = None) -> list[
     cards = recipe_cards(params, sources)
     blocks: list[Block] = [Heading("Recipe cards")]
     if not cards:
-        return blocks + [Paragraph(
-            "No experiment of this profile follows a paper recipe: they are miniatures. "
-            "`circle-repro recipe-card` prints the paper profile's cards (docs/recipe_cards.md)."
-        )]
-    blocks.append(Paragraph(
-        "Every setting of every experiment with its source: the paper's section (Sun et al., CVPR 2020), the "
-        "reference repository and file it follows where the paper states none, or why it deviates (Deviation: "
-        "yes). The data: src/circle_repro/report/recipe_sources.yaml. Experiments evaluating another "
-        "experiment's weights (trained_by) list their own settings; their training is on the trainer's card."
-    ))
+        return [
+            *blocks,
+            Paragraph(
+                "No experiment of this profile follows a paper recipe: they are miniatures. "
+                "`circle-repro recipe-card` prints the paper profile's cards (docs/recipe_cards.md)."
+            ),
+        ]
+    blocks.append(
+        Paragraph(
+            "Every setting of every experiment with its source: the paper's section (Sun et al., CVPR 2020), the "
+            "reference repository and file it follows where the paper states none, or why it deviates (Deviation: "
+            "yes). The data: src/circle_repro/report/recipe_sources.yaml. Experiments evaluating another "
+            "experiment's weights (trained_by) list their own settings; their training is on the trainer's card."
+        )
+    )
     for card, experiments in card_experiments(params, sources).items():
         blocks.append(Table(cards[card], f"{card} recipe card: {', '.join(experiments)}"))
     return blocks
 
 
 __all__ = [
-    "CARD_COLUMNS", "NOT_SETTINGS", "Source", "card_blocks", "card_experiments", "experiment_settings", "flatten", "load_recipe_sources",
-    "missing_sources", "packaged_sources", "recipe_cards", "source_of",
+    "CARD_COLUMNS",
+    "NOT_SETTINGS",
+    "Source",
+    "card_blocks",
+    "card_experiments",
+    "experiment_settings",
+    "flatten",
+    "load_recipe_sources",
+    "missing_sources",
+    "packaged_sources",
+    "recipe_cards",
+    "source_of",
 ]

@@ -193,8 +193,10 @@ def _check_arrays(record: Mapping[str, Any], run_dir: Path) -> str:
     for name, digest in record.get("arrays", {}).items():
         path = run_dir / name
         if not path.is_file() or file_digest(path) != digest:
-            return (f"{path} is not the file {METRICS_FILENAME} was written with (an evaluation killed while "
-                    "moving its files into place?); re-run `circle-repro evaluate` for this run")
+            return (
+                f"{path} is not the file {METRICS_FILENAME} was written with (an evaluation killed while "
+                "moving its files into place?); re-run `circle-repro evaluate` for this run"
+            )
     return ""
 
 

@@ -76,7 +76,9 @@ def paired_bootstrap(
     for a, b in zip(first, second, strict=True):
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-            raise ValueError(f"per-query arrays of one seed must be 1-D, non-empty and of equal length, got {a.shape} and {b.shape}")
+            raise ValueError(
+                f"per-query arrays of one seed must be 1-D, non-empty and of equal length, got {a.shape} and {b.shape}"
+            )
         difference = a - b
         estimate += float(difference.mean())
         chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // len(difference))

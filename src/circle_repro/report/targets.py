@@ -153,7 +153,9 @@ def _parse(path: Path, doc: Any) -> tuple[str, dict[str, dict[str, Any]], list[d
             if row not in rows:
                 raise _fail(path, where, f"'different_method' names unknown row {row!r} (declared rows: {rows})")
             if not isinstance(reason, str) or not reason:
-                raise _fail(path, where, f"'different_method' reason of row {row!r} must be a non-empty string, got {reason!r}")
+                raise _fail(
+                    path, where, f"'different_method' reason of row {row!r} must be a non-empty string, got {reason!r}"
+                )
 
         row_pos = {r: i for i, r in enumerate(rows)}
         col_pos = {c: i for i, c in enumerate(columns)}

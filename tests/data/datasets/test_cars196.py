@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from fixtures.formats import truncate
 from fixtures.retrieval import CARS_CLASSES, CARS_PER_CLASS, build_cars_a, build_cars_b, devkit_annos, fixture_source
-from support import REPO_ROOT
 
 from circle_repro.data.acquire import is_verified
 from circle_repro.data.annotations import AnnotationError
@@ -14,6 +13,7 @@ from circle_repro.data.datasets import cars196
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.formats.cars_mat import CarsMatError
 from circle_repro.data.manifest import read_manifest
+from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "cars196"
 N_IMAGES = len(CARS_CLASSES) * CARS_PER_CLASS
@@ -27,11 +27,13 @@ def _labels_by_split(frame):
 @pytest.fixture
 def placed(tmp_path, monkeypatch):
     """Return a function placing packaging A and/or B in a folder, with cars196.SOURCE carrying their digests."""
+
     def place(folder, *packagings):
         for packaging in packagings:
             {"A": build_cars_a, "B": build_cars_b}[packaging](folder)
         monkeypatch.setattr(cars196, "SOURCE", fixture_source(cars196.SOURCE, folder))
         return folder
+
     return place
 
 
@@ -78,8 +80,14 @@ def test_nothing_placed_explains_what_to_put_where(tmp_path):
         cars196.prepare(tmp_path / "out", raw)
     message = str(info.value)
     assert str(raw) in message
-    for name in ("car_ims.tgz", "cars_annos.mat", "cars_train.tgz", "cars_test.tgz", "car_devkit.tgz",
-                 "cars_test_annos_withlabels.mat"):
+    for name in (
+        "car_ims.tgz",
+        "cars_annos.mat",
+        "cars_train.tgz",
+        "cars_test.tgz",
+        "car_devkit.tgz",
+        "cars_test_annos_withlabels.mat",
+    ):
         assert name in message
     assert "404" in message and "Kaggle" in message  # instructions and substitutes from sources.yaml
     assert not (tmp_path / "out").exists()
@@ -121,7 +129,7 @@ def test_unlabelled_test_annotations_are_refused(tmp_path, placed):
     raw = tmp_path / "raw"
     build_cars_b(raw, labelled_test=False)
     placed(raw)
-    with pytest.raises(AnnotationError, match="cars_test_annos_withlabels.mat: annotations lack the field"):
+    with pytest.raises(AnnotationError, match=r"cars_test_annos_withlabels.mat: annotations lack the field"):
         cars196.prepare(tmp_path / "out", raw)
 
 
@@ -137,7 +145,7 @@ def test_unreadable_mat(tmp_path):
     raw = tmp_path / "raw"
     build_cars_b(raw)
     (raw / "cars_test_annos_withlabels.mat").write_bytes(b"not a mat file at all")
-    with pytest.raises(AnnotationError, match="cars_test_annos_withlabels.mat: not a readable MATLAB file"):
+    with pytest.raises(AnnotationError, match=r"cars_test_annos_withlabels.mat: not a readable MATLAB file"):
         cars196.prepare_raw(raw, tmp_path / "out")
 
 
@@ -153,7 +161,7 @@ def test_truncated_image_archive(tmp_path):
     raw = tmp_path / "raw"
     build_cars_a(raw)
     truncate(raw / "car_ims.tgz", 0.5)
-    with pytest.raises(CorruptArchiveError, match="car_ims.tgz"):
+    with pytest.raises(CorruptArchiveError, match=r"car_ims.tgz"):
         cars196.prepare_raw(raw, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -167,8 +175,10 @@ def _real_present() -> bool:
     return any(all((REAL_RAW / n).is_file() for n in files) for files in (cars196.PACKAGING_A, cars196.PACKAGING_B))
 
 
-@pytest.mark.skipif(not _real_present(), reason=f"real Cars196 not present: place car_ims.tgz + cars_annos.mat "
-                                                f"(or the four devkit files) in {REAL_RAW}/")
+@pytest.mark.skipif(
+    not _real_present(),
+    reason=f"real Cars196 not present: place car_ims.tgz + cars_annos.mat (or the four devkit files) in {REAL_RAW}/",
+)
 def test_real_data_counts(tmp_path):
     expected = cars196.SOURCE.expected_counts
     frame = read_manifest(cars196.prepare(tmp_path / "cars196", REAL_RAW).parent)
@@ -178,4 +188,3 @@ def test_real_data_counts(tmp_path):
     assert (len(test), test["label"].nunique()) == (expected["test_images"], expected["test_classes"])
     assert sorted(train["label"].unique()) == list(range(1, 99))
     assert sorted(test["label"].unique()) == list(range(99, 197))
-

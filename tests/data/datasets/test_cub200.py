@@ -8,7 +8,6 @@ import pytest
 from fixtures.formats import make_jpeg, make_png_bomb, truncate
 from fixtures.retrieval import CUB_CLASSES, CUB_PER_CLASS, build_cub, cub_image_name, cub_members, fixture_source
 from PIL import Image
-from support import REPO_ROOT
 
 from circle_repro.data.acquire import is_verified
 from circle_repro.data.annotations import AnnotationError
@@ -17,6 +16,7 @@ from circle_repro.data.datasets import cub200
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import read_content_hash, read_manifest
+from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "cub200"
 ROOT = "CUB_200_2011"
@@ -49,7 +49,12 @@ def test_prepare_gives_the_class_disjoint_split(tmp_path, mirror):
     assert frame["label"].dtype == "int64"
     assert frame["path"].iloc[0] == f"images/{cub_image_name(1, 0)}"
     assert all((out / p).is_file() for p in frame["path"])
-    assert sorted(p.name for p in out.iterdir()) == ["content.sha256", "files.parquet", "images", "manifest.parquet"]  # no scratch
+    assert sorted(p.name for p in out.iterdir()) == [
+        "content.sha256",
+        "files.parquet",
+        "images",
+        "manifest.parquet",
+    ]  # no scratch
     assert is_verified(tmp_path / "raw" / "CUB_200_2011.tgz")
     assert read_content_hash(out)
 
@@ -94,7 +99,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path, bad_bytes):
 def test_wrong_checksum_is_refused_and_nothing_is_kept(tmp_path):
     mirror = tmp_path / "mirror"
     build_cub(mirror)  # cub200.SOURCE keeps the published checksums, which the fixture does not have
-    with pytest.raises(ChecksumError, match="CUB_200_2011.tgz: sha256 mismatch"):
+    with pytest.raises(ChecksumError, match=r"CUB_200_2011.tgz: sha256 mismatch"):
         cub200.prepare(tmp_path / "out", tmp_path / "raw", mirror=mirror)
     assert not (tmp_path / "raw" / "CUB_200_2011.tgz").exists()
     assert not (tmp_path / "raw" / "CUB_200_2011.tgz.part").exists()
@@ -104,7 +109,7 @@ def test_wrong_checksum_is_refused_and_nothing_is_kept(tmp_path):
 def test_truncated_archive(tmp_path):
     raw = tmp_path / "raw"
     truncate(build_cub(raw), 0.6)
-    with pytest.raises(CorruptArchiveError, match="CUB_200_2011.tgz"):
+    with pytest.raises(CorruptArchiveError, match=r"CUB_200_2011.tgz"):
         cub200.prepare_raw(raw, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -132,8 +137,12 @@ def test_missing_annotation_file_is_named(tmp_path, missing):
         ("images.txt", "3", r"images.txt line 3: expected <image_id> <image_name>, got '3'"),
         ("image_class_labels.txt", "3 bird", r"image_class_labels.txt line 3: field <class_id> must be an integer"),
         ("image_class_labels.txt", "3 7", r"image_class_labels.txt line 3: class 7 is not in CUB_200_2011/classes.txt"),
-        ("image_class_labels.txt", "3 101", r"images.txt line 3: .* lies in folder '002.Laysan_Albatross', but "
-                                            r"image_class_labels.txt line 3 gives class 101"),
+        (
+            "image_class_labels.txt",
+            "3 101",
+            r"images.txt line 3: .* lies in folder '002.Laysan_Albatross', but "
+            r"image_class_labels.txt line 3 gives class 101",
+        ),
         ("images.txt", f"1 {cub_image_name(1, 0)}", r"images.txt line 3: image id 1 is already used on line 1"),
     ],
 )
@@ -179,11 +188,17 @@ def test_failed_preparation_keeps_the_previous_one(tmp_path, mirror):
 
 def test_entry():
     assert (cub200.ENTRY.name, cub200.ENTRY.protocol, cub200.ENTRY.transform, cub200.ENTRY.in_channels) == (
-        "cub200", "retrieval", "retrieval", 3)
+        "cub200",
+        "retrieval",
+        "retrieval",
+        3,
+    )
 
 
-@pytest.mark.skipif(not (REAL_RAW / "CUB_200_2011.tgz").is_file(),
-                    reason=f"real CUB-200-2011 not present: place CUB_200_2011.tgz in {REAL_RAW}/")
+@pytest.mark.skipif(
+    not (REAL_RAW / "CUB_200_2011.tgz").is_file(),
+    reason=f"real CUB-200-2011 not present: place CUB_200_2011.tgz in {REAL_RAW}/",
+)
 def test_real_data_counts(tmp_path):
     expected = cub200.SOURCE.expected_counts
     frame = read_manifest(cub200.prepare(tmp_path / "cub200", REAL_RAW).parent)

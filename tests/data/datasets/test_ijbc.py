@@ -7,13 +7,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.ijbc_megaface import IJB_ARCHIVE, IJBC_IMAGES, IJBC_PAIRS, build_ijbc
 from PIL import Image
 
 from circle_repro.data.archive import CorruptArchiveError, UnsafeArchiveError
 from circle_repro.data.datasets import ijbc
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import CONTENT_HASH_FILENAME, MANIFEST_FILENAME, read_manifest
-from fixtures.ijbc_megaface import IJB_ARCHIVE, IJBC_IMAGES, IJBC_PAIRS, build_ijbc
 from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "ijbc"
@@ -65,7 +65,9 @@ def test_each_face_is_aligned_with_its_landmarks(tmp_path):
         with Image.open(io.BytesIO(ijbc.aligned_jpeg(fixture.crops[name], fixture.landmarks[name].ravel()))) as image:
             expected = np.asarray(image).astype(int)
         np.testing.assert_array_equal(stored, expected)
-        unaligned = np.asarray(Image.open(io.BytesIO(fixture.crops[name])).convert("RGB").resize((112, 112))).astype(int)
+        unaligned = np.asarray(Image.open(io.BytesIO(fixture.crops[name])).convert("RGB").resize((112, 112))).astype(
+            int
+        )
         assert np.abs(stored - expected).mean() < np.abs(stored - unaligned).mean()
 
 
@@ -130,12 +132,27 @@ def _replace_line(file_name, number, text):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (_replace_line(ijbc.TEMPLATE_MEDIA_FILE, 3, "3.jpg 1"), r"ijbc_face_tid_mid.txt:3: expected 3 space-separated fields"),
-        (_replace_line(ijbc.TEMPLATE_MEDIA_FILE, 2, "2.jpg one 69544"), r"ijbc_face_tid_mid.txt:2: field 'template' is 'one'"),
+        (
+            _replace_line(ijbc.TEMPLATE_MEDIA_FILE, 3, "3.jpg 1"),
+            r"ijbc_face_tid_mid.txt:3: expected 3 space-separated fields",
+        ),
+        (
+            _replace_line(ijbc.TEMPLATE_MEDIA_FILE, 2, "2.jpg one 69544"),
+            r"ijbc_face_tid_mid.txt:2: field 'template' is 'one'",
+        ),
         (_replace_line(ijbc.TEMPLATE_MEDIA_FILE, 4, "4.jpg 2 11 9"), r"ijbc_face_tid_mid.txt:4: expected 3"),
-        (_replace_line(ijbc.TEMPLATE_MEDIA_FILE, 5, "1.jpg 2 12"), r"ijbc_face_tid_mid.txt:5: image '1.jpg' is listed twice"),
-        (_replace_line(ijbc.LANDMARKS_FILE, 6, "6.jpg 1 2 3 4 5 6 7 8 9 0.9"), r"ijbc_name_5pts_score.txt:6: expected 12"),
-        (_replace_line(ijbc.LANDMARKS_FILE, 1, "1.jpg 1 2 3 4 5 6 7 8 9 nan 0.9"), r"ijbc_name_5pts_score.txt:1: field 'y5'"),
+        (
+            _replace_line(ijbc.TEMPLATE_MEDIA_FILE, 5, "1.jpg 2 12"),
+            r"ijbc_face_tid_mid.txt:5: image '1.jpg' is listed twice",
+        ),
+        (
+            _replace_line(ijbc.LANDMARKS_FILE, 6, "6.jpg 1 2 3 4 5 6 7 8 9 0.9"),
+            r"ijbc_name_5pts_score.txt:6: expected 12",
+        ),
+        (
+            _replace_line(ijbc.LANDMARKS_FILE, 1, "1.jpg 1 2 3 4 5 6 7 8 9 nan 0.9"),
+            r"ijbc_name_5pts_score.txt:1: field 'y5'",
+        ),
         (_replace_line(ijbc.LANDMARKS_FILE, 8, "9.jpg 1 2 3 4 5 6 7 8 9 10 0.9"), r"list different images"),
         (_replace_line(ijbc.PAIRS_FILE, 2, "1 2 2"), r"ijbc_template_pair_label.txt:2: label 2 is not 0 or 1"),
         (_replace_line(ijbc.PAIRS_FILE, 3, "2 99 0"), r"ijbc_template_pair_label.txt:3: template 99 has no image"),
@@ -153,7 +170,7 @@ def test_a_missing_meta_file_or_crop_is_named(tmp_path):
     build_ijbc(tmp_path / "raw", packed=False, mutate=lambda root: (root / "loose_crop" / "7.jpg").unlink())
     with pytest.raises(FileNotFoundError, match=r"loose_crop: 1 image\(s\) .* not found, e.g. \['7.jpg'\]"):
         ijbc.prepare(tmp_path / "prepared", tmp_path / "raw")
-    with pytest.raises(FileNotFoundError, match="ijbc_template_pair_label.txt: IJB-C meta file not found"):
+    with pytest.raises(FileNotFoundError, match=r"ijbc_template_pair_label.txt: IJB-C meta file not found"):
         (tmp_path / "raw" / "IJBC" / "meta" / ijbc.PAIRS_FILE).unlink()
         ijbc.read_meta(tmp_path / "raw" / "IJBC" / "meta")
     assert _nothing_written(tmp_path / "prepared")
@@ -163,7 +180,7 @@ def test_truncated_archive_is_refused_and_nothing_is_written(tmp_path):
     build_ijbc(tmp_path / "raw")
     archive = tmp_path / "raw" / IJB_ARCHIVE
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    with pytest.raises(CorruptArchiveError, match="IJB_release.tar"):
+    with pytest.raises(CorruptArchiveError, match=r"IJB_release.tar"):
         ijbc.prepare(tmp_path / "prepared", tmp_path / "raw")
     assert _nothing_written(tmp_path / "prepared") and not list((tmp_path / "prepared").glob(".extract-*"))
 
@@ -186,7 +203,7 @@ def test_an_archive_without_the_suite_is_named(tmp_path):
     with tarfile.open(raw / IJB_ARCHIVE, "w") as tar:
         info = tarfile.TarInfo("IJB_release/README")
         tar.addfile(info, io.BytesIO(b""))
-    with pytest.raises(FileNotFoundError, match="holds no IJBC/meta/ijbc_face_tid_mid.txt"):
+    with pytest.raises(FileNotFoundError, match=r"holds no IJBC/meta/ijbc_face_tid_mid.txt"):
         ijbc.prepare(tmp_path / "prepared", raw)
 
 
@@ -214,7 +231,7 @@ def test_undecodable_crops_are_skipped_counted_and_empty_templates_lose_their_pa
 def test_side_file_readers_name_what_is_missing(tmp_path):
     from circle_repro.data.manifest import ManifestError
 
-    with pytest.raises(ManifestError, match="template_pairs.parquet: not found"):
+    with pytest.raises(ManifestError, match=r"template_pairs.parquet: not found"):
         ijbc.read_template_pairs(tmp_path)
     pd.DataFrame({"t1": [1]}).to_parquet(tmp_path / ijbc.TEMPLATE_PAIRS_FILENAME)
     with pytest.raises(ManifestError, match=r"missing column\(s\) \['t2', 'label'\]"):
@@ -222,10 +239,17 @@ def test_side_file_readers_name_what_is_missing(tmp_path):
 
 
 def test_entry_names_the_ijb_protocol():
-    assert (ijbc.ENTRY.name, ijbc.ENTRY.protocol, ijbc.ENTRY.transform, ijbc.ENTRY.in_channels) == ("ijbc", "ijb", "face", 3)
+    assert (ijbc.ENTRY.name, ijbc.ENTRY.protocol, ijbc.ENTRY.transform, ijbc.ENTRY.in_channels) == (
+        "ijbc",
+        "ijb",
+        "face",
+        3,
+    )
 
 
-@pytest.mark.skipif(_real_meta_dir() is None, reason=f"real IJB-C meta files not under {REAL_RAW} (gated: NIST licence)")
+@pytest.mark.skipif(
+    _real_meta_dir() is None, reason=f"real IJB-C meta files not under {REAL_RAW} (gated: NIST licence)"
+)
 def test_real_meta_files_have_the_published_counts():
     expected = ijbc.SOURCE.expected_counts
     images, pairs = ijbc.read_meta(_real_meta_dir())

@@ -7,6 +7,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from fixtures.formats import truncate
+from fixtures.reid import MARKET_ARCHIVE, MARKET_ROOT, build_market1501, market_name
 from PIL import Image
 
 from circle_repro.data.acquire import stamp_path
@@ -15,8 +17,6 @@ from circle_repro.data.datasets import market1501
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
-from fixtures.formats import truncate
-from fixtures.reid import MARKET_ARCHIVE, MARKET_ROOT, build_market1501, market_name
 from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "market1501"
@@ -75,16 +75,20 @@ def test_manifest_feeds_the_reid_protocol_with_same_camera_removal(tmp_path, raw
     rng = np.random.default_rng(0)
     base = {pid: rng.normal(size=8) for pid in frame["label"].unique()}
     feats = lambda part: np.stack([base[p] + 0.01 * rng.normal(size=8) for p in part["label"]])  # noqa: E731
-    result = evaluate(feats(q), q["label"].to_numpy(), q["camera"].to_numpy(),
-                      feats(g), g["label"].to_numpy(), g["camera"].to_numpy())
+    result = evaluate(
+        feats(q), q["label"].to_numpy(), q["camera"].to_numpy(), feats(g), g["label"].to_numpy(), g["camera"].to_numpy()
+    )
     assert result.n_valid_queries == 3 and result.rank(1) == 1.0
 
 
 def test_read_layout_works_on_member_names_alone(tmp_path):
     build_market1501(tmp_path)
     rows = market1501.read_layout(list_members(tmp_path / MARKET_ARCHIVE))
-    assert rows["path"].str.split("/").str[0].drop_duplicates().tolist() == ["bounding_box_train", "query",
-                                                                               "bounding_box_test"]
+    assert rows["path"].str.split("/").str[0].drop_duplicates().tolist() == [
+        "bounding_box_train",
+        "query",
+        "bounding_box_test",
+    ]
     assert rows["member"].str.startswith(f"{MARKET_ROOT}/").all()
     assert len(rows) == 14
 
@@ -137,11 +141,14 @@ def test_unsafe_member_is_refused(tmp_path):
     assert not (tmp_path / "evil.jpg").exists()
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("0001_c1_001051_00.jpg", "does not match"),
-    ("1502_c1s1_001051_00.jpg", "pid 1502"),
-    ("0001_c7s1_001051_00.jpg", "camera 7"),
-])
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("0001_c1_001051_00.jpg", "does not match"),
+        ("1502_c1s1_001051_00.jpg", "pid 1502"),
+        ("0001_c7s1_001051_00.jpg", "camera 7"),
+    ],
+)
 def test_malformed_file_name_names_the_member(tmp_path, name, problem):
     build_market1501(tmp_path / "raw", mutate=lambda root: (root / "query" / name).write_bytes(b""))
     with pytest.raises(ValueError) as err:
@@ -164,8 +171,9 @@ def test_missing_protocol_folder_is_named(tmp_path):
 
 def test_corrupt_image_is_skipped_and_counted(tmp_path):
     name = market_name(3, 6, 1, 2401, 1)
-    build_market1501(tmp_path / "raw",
-                     mutate=lambda root: (root / "bounding_box_test" / name).write_bytes(b"\xff\xd8 cut"))
+    build_market1501(
+        tmp_path / "raw", mutate=lambda root: (root / "bounding_box_test" / name).write_bytes(b"\xff\xd8 cut")
+    )
     with pytest.warns(SkippedImagesWarning, match="1 image"):
         manifest = market1501.prepare_raw(tmp_path / "raw", tmp_path / "out")
     frame = read_manifest(manifest.parent)
@@ -178,8 +186,10 @@ def test_entry():
     assert (entry.name, entry.transform, entry.protocol, entry.in_channels) == ("market1501", "reid", "reid", 3)
 
 
-@pytest.mark.skipif(not (REAL_RAW / MARKET_ARCHIVE).is_file(),
-                    reason=f"real Market-1501 not present: place {MARKET_ARCHIVE} under {REAL_RAW}")
+@pytest.mark.skipif(
+    not (REAL_RAW / MARKET_ARCHIVE).is_file(),
+    reason=f"real Market-1501 not present: place {MARKET_ARCHIVE} under {REAL_RAW}",
+)
 def test_real_archive_has_the_published_counts():
     expected = market1501.SOURCE.expected_counts
     market1501.fetch_raw(REAL_RAW)  # md5

@@ -6,11 +6,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
-from circle_repro.data.datasets import megaface
-from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
-from circle_repro.data.manifest import MANIFEST_FILENAME, ManifestError, read_manifest
-from circle_repro.evaluation.megaface import evaluate
 from fixtures.ijbc_megaface import (
     FACESCRUB_NOISES,
     FACESCRUB_PROBES,
@@ -18,6 +13,11 @@ from fixtures.ijbc_megaface import (
     MEGAFACE_NOISES,
     build_megaface,
 )
+
+from circle_repro.data.datasets import megaface
+from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
+from circle_repro.data.manifest import MANIFEST_FILENAME, ManifestError, read_manifest
+from circle_repro.evaluation.megaface import evaluate
 from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "megaface"
@@ -75,8 +75,14 @@ def test_prepared_set_feeds_the_megaface_evaluation(tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 8))
     probe_feats = centres[frame.loc[query, "label"]] + 0.01 * rng.normal(size=(query.sum(), 8))
-    result = evaluate(probe_feats, frame.loc[query, "label"], rng.normal(size=((~query).sum(), 8)),
-                      probe_noisy=flags[query], distractor_noisy=flags[~query], far=0.1)
+    result = evaluate(
+        probe_feats,
+        frame.loc[query, "label"],
+        rng.normal(size=((~query).sum(), 8)),
+        probe_noisy=flags[query],
+        distractor_noisy=flags[~query],
+        far=0.1,
+    )
     assert result.n_distractors == len(MEGAFACE_DISTRACTORS) and result.rank1 == 1.0
 
 
@@ -108,19 +114,34 @@ def _write(name, text):
 @pytest.mark.parametrize(
     ("mutate", "error", "message"),
     [
-        (_write("facescrub_lst", "Aaron_Eckhart/Aaron_Eckhart_136.png\nAaron_Eckhart_201.png\n"), ValueError,
-         r"facescrub_lst:2: expected a relative image path ending in <identity>/<image>"),
+        (
+            _write("facescrub_lst", "Aaron_Eckhart/Aaron_Eckhart_136.png\nAaron_Eckhart_201.png\n"),
+            ValueError,
+            r"facescrub_lst:2: expected a relative image path ending in <identity>/<image>",
+        ),
         (_write("megaface_lst", "988/98817479@N00/3354221283_0.jpg\n\n"), ValueError, r"megaface_lst:2: expected"),
         (_write("megaface_lst", "988/98817479@N00/3354221283_0.jpg\n../x/y/z.jpg\n"), ValueError, r"megaface_lst:2"),
-        (_write("megaface_lst", "988/98817479@N00/3354221283_0.jpg\n988/98817479@N00/3354221283_0.jpg\n"), ValueError,
-         r"megaface_lst:2: image 988/98817479@N00/3354221283_0.jpg is listed twice \(first at line 1\)"),
+        (
+            _write("megaface_lst", "988/98817479@N00/3354221283_0.jpg\n988/98817479@N00/3354221283_0.jpg\n"),
+            ValueError,
+            r"megaface_lst:2: image 988/98817479@N00/3354221283_0.jpg is listed twice \(first at line 1\)",
+        ),
         (_write("megaface_lst", ""), ValueError, r"megaface_lst: the list is empty"),
-        (_write("megaface_noises.txt", "# header\n98817479@N00/3354221283_0.jpg\n"), ValueError,
-         r"megaface_noises.txt:2: expected a distractor path"),
-        (_write("facescrub_noises.txt", "Pamela_Anderson_2474.png\nPamela_Anderson_2490.png\n"), ValueError,
-         r"facescrub_lst:6: every probe of identity 'Pamela_Anderson' is in facescrub_noises.txt"),
-        (lambda raw: (raw / "megaface_images/7/7033155@N03/2263914862_2.jpg").unlink(), FileNotFoundError,
-         r"1 listed image\(s\) not found, e.g. \['.*megaface_lst:4: .*2263914862_2.jpg'\]"),
+        (
+            _write("megaface_noises.txt", "# header\n98817479@N00/3354221283_0.jpg\n"),
+            ValueError,
+            r"megaface_noises.txt:2: expected a distractor path",
+        ),
+        (
+            _write("facescrub_noises.txt", "Pamela_Anderson_2474.png\nPamela_Anderson_2490.png\n"),
+            ValueError,
+            r"facescrub_lst:6: every probe of identity 'Pamela_Anderson' is in facescrub_noises.txt",
+        ),
+        (
+            lambda raw: (raw / "megaface_images/7/7033155@N03/2263914862_2.jpg").unlink(),
+            FileNotFoundError,
+            r"1 listed image\(s\) not found, e.g. \['.*megaface_lst:4: .*2263914862_2.jpg'\]",
+        ),
     ],
 )
 def test_bad_inputs_are_named_and_nothing_is_written(tmp_path, mutate, error, message):
@@ -153,11 +174,14 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path):
     assert len(frame) == len(FACESCRUB_PROBES) + len(MEGAFACE_DISTRACTORS) - 2
     assert frame.loc[frame["role"] == "gallery", "label"].tolist() == [-1, -3, -4]  # ids follow megaface_lst lines
     skipped = pd.read_json(out / SKIPPED_FILENAME)
-    assert skipped["source"].str.contains("facescrub_lst:1").any() and skipped["source"].str.contains("megaface_lst:2").any()
+    assert (
+        skipped["source"].str.contains("facescrub_lst:1").any()
+        and skipped["source"].str.contains("megaface_lst:2").any()
+    )
 
 
 def test_noise_reader_names_what_is_missing(tmp_path):
-    with pytest.raises(ManifestError, match="noises.parquet: not found"):
+    with pytest.raises(ManifestError, match=r"noises.parquet: not found"):
         megaface.read_noises(tmp_path)
 
 
@@ -165,8 +189,10 @@ def test_entry_names_the_megaface_protocol():
     assert (megaface.ENTRY.name, megaface.ENTRY.protocol, megaface.ENTRY.transform) == ("megaface", "megaface", "face")
 
 
-@pytest.mark.skipif(not (REAL_RAW / megaface.DISTRACTOR_LIST).is_file(),
-                    reason=f"real MegaFace test pack not under {REAL_RAW} (withdrawn: bring your own copy)")
+@pytest.mark.skipif(
+    not (REAL_RAW / megaface.DISTRACTOR_LIST).is_file(),
+    reason=f"real MegaFace test pack not under {REAL_RAW} (withdrawn: bring your own copy)",
+)
 def test_real_pack_has_the_published_counts():
     expected = megaface.SOURCE.expected_counts
     distractors = megaface.read_list(REAL_RAW / megaface.DISTRACTOR_LIST, 3)

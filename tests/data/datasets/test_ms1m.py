@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 from fixtures.face import build_faces_emore, build_rec_pack
 from fixtures.formats import make_jpeg, truncate
-from support import REPO_ROOT
 
 from circle_repro.data.datasets.ms1m import MS1MV2, MS1MV2_ENTRY, MS1MV3, MS1MV3_ENTRY
 from circle_repro.data.formats.recordio import RecordIOError, RecordIOReader, read_property
 from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
+from support import REPO_ROOT
 
 REAL_MS1MV2 = REPO_ROOT / "data" / "raw" / "ms1mv2"
 
@@ -45,7 +45,11 @@ def test_prepare_links_the_pack_instead_of_copying_images(tmp_path, faces_emore)
     out = tmp_path / "out"
     MS1MV2.prepare(out, tmp_path / "raw" / "ms1mv2")
     assert sorted(p.name for p in out.iterdir()) == [
-        "content.sha256", "files.parquet", "images.idx", "images.rec", "manifest.parquet"
+        "content.sha256",
+        "files.parquet",
+        "images.idx",
+        "images.rec",
+        "manifest.parquet",
     ]
     assert (out / "images.rec").samefile(faces_emore.rec) and (out / "images.idx").samefile(faces_emore.idx)
 
@@ -140,7 +144,7 @@ def test_index_missing_an_announced_key_is_named(tmp_path, faces_emore):
 
 def test_truncated_rec_is_refused_and_leaves_nothing(tmp_path, faces_emore):
     truncate(faces_emore.rec, 0.6)
-    with pytest.raises(RecordIOError, match="train.rec"):
+    with pytest.raises(RecordIOError, match=r"train.rec"):
         MS1MV2.prepare_raw(tmp_path / "raw" / "ms1mv2", tmp_path / "out")
     _assert_nothing_written(tmp_path / "out")
 
@@ -170,8 +174,10 @@ def test_bad_max_classes(tmp_path, faces_emore):
         MS1MV2.prepare_raw(tmp_path / "raw" / "ms1mv2", tmp_path / "out", max_classes=0)
 
 
-@pytest.mark.skipif(not (REAL_MS1MV2 / "faces_emore" / "train.rec").is_file(),
-                    reason="real MS1MV2 not present: place the pack at data/raw/ms1mv2/faces_emore/ (see sources.yaml)")
+@pytest.mark.skipif(
+    not (REAL_MS1MV2 / "faces_emore" / "train.rec").is_file(),
+    reason="real MS1MV2 not present: place the pack at data/raw/ms1mv2/faces_emore/ (see sources.yaml)",
+)
 def test_real_ms1mv2_counts(tmp_path):
     expected = MS1MV2.source.expected_counts
     paths = MS1MV2.fetch_raw(REAL_MS1MV2)

@@ -6,13 +6,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from fixtures.formats import truncate
+from fixtures.reid import MSMT_GALLERY, MSMT_QUERY, MSMT_TRAIN, MSMT_VAL, build_msmt17
 
 from circle_repro.data.archive import CorruptArchiveError
 from circle_repro.data.datasets import msmt17
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
-from fixtures.formats import truncate
-from fixtures.reid import MSMT_GALLERY, MSMT_QUERY, MSMT_TRAIN, MSMT_VAL, build_msmt17
 from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "msmt17"
@@ -26,10 +26,12 @@ def _assert_clean(out_dir) -> None:
 
 def _rewrite(list_name: str, line_number: int, new_line: str):
     """A mutation replacing one (1-based) line of a list file."""
+
     def mutate(root):
         lines = (root / list_name).read_text().splitlines()
         lines[line_number - 1] = new_line
         (root / list_name).write_text("\n".join(lines) + "\n")
+
     return mutate
 
 
@@ -84,10 +86,12 @@ def test_parse_lists_on_texts():
         "list_gallery.txt": "0005/0005_001_14_0113noon_0002_1.jpg 5",
     }
     rows = msmt17.parse_lists(texts, "MSMT17_V1")
-    assert rows["path"].tolist() == ["train/0000/0000_000_01_0303morning_0015_0.jpg",
-                                     "train/0000/0000_001_02_0303morning_0016_0.jpg",
-                                     "test/0005/0005_000_15_0113noon_0001_1.jpg",
-                                     "test/0005/0005_001_14_0113noon_0002_1.jpg"]
+    assert rows["path"].tolist() == [
+        "train/0000/0000_000_01_0303morning_0015_0.jpg",
+        "train/0000/0000_001_02_0303morning_0016_0.jpg",
+        "test/0005/0005_000_15_0113noon_0001_1.jpg",
+        "test/0005/0005_001_14_0113noon_0002_1.jpg",
+    ]
     assert rows["camera"].tolist() == [1, 2, 15, 14] and rows["label"].tolist() == [0, 0, 5, 5]
     assert rows["source"].iloc[1] == "MSMT17_V1/list_val.txt:1"
 
@@ -108,20 +112,38 @@ def test_archive_is_copied_from_a_mirror(tmp_path):
     assert paths["MSMT17_V2.zip"].read_bytes() == fixture.raw.read_bytes()
 
 
-@pytest.mark.parametrize(("mutate", "error", "message"), [
-    (_rewrite("list_query.txt", 2, "0001/0001_000_15_0114noon_0002_2.jpg"), ValueError,
-     r"list_query.txt:2: expected '<pid4>/"),
-    (_rewrite("list_query.txt", 2, "0001/0001_000_15_0114noon_0002_2.jpg one"), ValueError,
-     r"list_query.txt:2: pid 'one'"),
-    (_rewrite("list_train.txt", 1, "0000/0000_000_01_0113morning_0001_0.jpg 3"), ValueError,
-     r"list_train.txt:1: folder and file name .* pid 3"),
-    (_rewrite("list_gallery.txt", 3, "0001/0001_009_16_0114noon_0002_2.jpg 1"), ValueError,
-     r"list_gallery.txt:3: no camera 01..15"),
-    (_rewrite("list_gallery.txt", 3, "../0001/x.jpg 1"), ValueError, r"list_gallery.txt:3: image path"),
-    (_rewrite("list_gallery.txt", 3, "0001/0001_009_02_0114noon_0002_2.jpg 1"), FileNotFoundError,
-     r"list_gallery.txt:3: image .* not found"),
-    (lambda root: (root / "list_val.txt").unlink(), FileNotFoundError, r"missing list_val.txt"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "error", "message"),
+    [
+        (
+            _rewrite("list_query.txt", 2, "0001/0001_000_15_0114noon_0002_2.jpg"),
+            ValueError,
+            r"list_query.txt:2: expected '<pid4>/",
+        ),
+        (
+            _rewrite("list_query.txt", 2, "0001/0001_000_15_0114noon_0002_2.jpg one"),
+            ValueError,
+            r"list_query.txt:2: pid 'one'",
+        ),
+        (
+            _rewrite("list_train.txt", 1, "0000/0000_000_01_0113morning_0001_0.jpg 3"),
+            ValueError,
+            r"list_train.txt:1: folder and file name .* pid 3",
+        ),
+        (
+            _rewrite("list_gallery.txt", 3, "0001/0001_009_16_0114noon_0002_2.jpg 1"),
+            ValueError,
+            r"list_gallery.txt:3: no camera 01..15",
+        ),
+        (_rewrite("list_gallery.txt", 3, "../0001/x.jpg 1"), ValueError, r"list_gallery.txt:3: image path"),
+        (
+            _rewrite("list_gallery.txt", 3, "0001/0001_009_02_0114noon_0002_2.jpg 1"),
+            FileNotFoundError,
+            r"list_gallery.txt:3: image .* not found",
+        ),
+        (lambda root: (root / "list_val.txt").unlink(), FileNotFoundError, r"missing list_val.txt"),
+    ],
+)
 def test_bad_lists_name_the_file_and_line(tmp_path, mutate, error, message):
     build_msmt17(tmp_path / "raw", mutate=mutate)
     with pytest.raises(error, match=message):
@@ -141,7 +163,7 @@ def test_an_image_listed_twice_is_refused(tmp_path):
 
 def test_truncated_archive_leaves_nothing(tmp_path):
     truncate(build_msmt17(tmp_path / "raw").raw, 0.5)
-    with pytest.raises(CorruptArchiveError, match="MSMT17_V1.zip"):
+    with pytest.raises(CorruptArchiveError, match=r"MSMT17_V1.zip"):
         msmt17.prepare(tmp_path / "out", tmp_path / "raw")
     _assert_clean(tmp_path / "out")
 
@@ -150,7 +172,7 @@ def test_archive_without_the_layout_is_refused(tmp_path):
     (tmp_path / "raw").mkdir()
     with zipfile.ZipFile(tmp_path / "raw" / "MSMT17_V1.zip", "w") as zf:
         zf.writestr("something/else.txt", "x")
-    with pytest.raises(FileNotFoundError, match="no MSMT17_V1/list_train.txt"):
+    with pytest.raises(FileNotFoundError, match=r"no MSMT17_V1/list_train.txt"):
         msmt17.prepare(tmp_path / "out", tmp_path / "raw")
     _assert_clean(tmp_path / "out")
 
@@ -186,8 +208,10 @@ def _real_list_texts() -> tuple[str, dict[str, str]]:
     raise AssertionError("unreachable: the test is skipped without real data")
 
 
-@pytest.mark.skipif(not any(p.exists() for p in REAL_INPUTS),
-                    reason=f"real MSMT17 not present: place MSMT17_V1.zip / _V2.zip (or a folder) under {REAL_RAW}")
+@pytest.mark.skipif(
+    not any(p.exists() for p in REAL_INPUTS),
+    reason=f"real MSMT17 not present: place MSMT17_V1.zip / _V2.zip (or a folder) under {REAL_RAW}",
+)
 def test_real_lists_have_the_published_counts():
     expected = msmt17.SOURCE.expected_counts
     rows = msmt17.parse_lists(*_real_list_texts())

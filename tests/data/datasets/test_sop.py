@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from fixtures.formats import make_jpeg, truncate
 from fixtures.retrieval import SOP_TEST, SOP_TRAIN, build_sop, fixture_source, sop_members
-from support import REPO_ROOT
 
 from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.archive import CorruptArchiveError
@@ -13,6 +12,7 @@ from circle_repro.data.datasets import sop
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
+from support import REPO_ROOT
 
 REAL_RAW = REPO_ROOT / "data" / "raw" / "sop"
 ROOT = "Stanford_Online_Products"
@@ -78,8 +78,11 @@ def test_missing_header_is_refused(tmp_path):
     [
         ("3 1 1", r"Ebay_train.txt line 3: expected <image_id> <class_id> <super_class_id> <path>, got '3 1 1'"),
         ("3 one 1 bicycle_final/111085122871_1.JPG", r"Ebay_train.txt line 3: field <class_id> must be an integer"),
-        ("3 1 1 bicycle_final/111085122871_0.JPG", r"Ebay_train.txt line 3: image 'bicycle_final/111085122871_0.JPG' "
-                                                   r"is already listed in .*Ebay_train.txt line 2"),
+        (
+            "3 1 1 bicycle_final/111085122871_0.JPG",
+            r"Ebay_train.txt line 3: image 'bicycle_final/111085122871_0.JPG' "
+            r"is already listed in .*Ebay_train.txt line 2",
+        ),
         ("3 1 1 ../../escape.JPG", r"Ebay_train.txt line 3: image path '../../escape.JPG' must stay inside"),
     ],
 )
@@ -122,7 +125,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path):
 def test_wrong_checksum_is_refused(tmp_path):
     mirror = tmp_path / "mirror"
     build_sop(mirror)  # sop.SOURCE keeps the published checksums
-    with pytest.raises(ChecksumError, match="Stanford_Online_Products.zip: sha256 mismatch"):
+    with pytest.raises(ChecksumError, match=r"Stanford_Online_Products.zip: sha256 mismatch"):
         sop.prepare(tmp_path / "out", tmp_path / "raw", mirror=mirror)
     assert not (tmp_path / "raw" / "Stanford_Online_Products.zip").exists()
     assert not (tmp_path / "out").exists()
@@ -131,18 +134,24 @@ def test_wrong_checksum_is_refused(tmp_path):
 def test_truncated_zip(tmp_path):
     raw = tmp_path / "raw"
     truncate(build_sop(raw), 0.5)
-    with pytest.raises(CorruptArchiveError, match="Stanford_Online_Products.zip"):
+    with pytest.raises(CorruptArchiveError, match=r"Stanford_Online_Products.zip"):
         sop.prepare_raw(raw, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_entry():
     assert (sop.ENTRY.name, sop.ENTRY.protocol, sop.ENTRY.transform, sop.ENTRY.in_channels) == (
-        "sop", "retrieval", "retrieval", 3)
+        "sop",
+        "retrieval",
+        "retrieval",
+        3,
+    )
 
 
-@pytest.mark.skipif(not (REAL_RAW / "Stanford_Online_Products.zip").is_file(),
-                    reason=f"real SOP not present: place Stanford_Online_Products.zip in {REAL_RAW}/")
+@pytest.mark.skipif(
+    not (REAL_RAW / "Stanford_Online_Products.zip").is_file(),
+    reason=f"real SOP not present: place Stanford_Online_Products.zip in {REAL_RAW}/",
+)
 def test_real_data_counts(tmp_path):
     expected = sop.SOURCE.expected_counts
     frame = read_manifest(sop.prepare(tmp_path / "sop", REAL_RAW).parent)

@@ -10,7 +10,6 @@ import pytest
 from fixtures.face import build_faces_emore
 from fixtures.formats import build_verification_bin, evil_pickle, make_jpeg, truncate
 from PIL import Image
-from support import REPO_ROOT
 
 from circle_repro.data.datasets.verification_pack import (
     AGEDB_30,
@@ -24,6 +23,7 @@ from circle_repro.data.formats.verification_bin import UnsafePickleError, Verifi
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.pairs import read_pairs
+from support import REPO_ROOT
 
 PACKS = {"lfw": LFW, "cfp_fp": CFP_FP, "agedb_30": AGEDB_30}
 
@@ -112,7 +112,7 @@ def test_unexpected_pickle_global_is_refused(tmp_path):
 def test_truncated_pack_is_refused(tmp_path):
     _bin(tmp_path / "raw" / "lfw.bin", n_pairs=3)
     truncate(tmp_path / "raw" / "lfw.bin", 0.5)
-    with pytest.raises(VerificationBinError, match="lfw.bin: not a readable pickle"):
+    with pytest.raises(VerificationBinError, match=r"lfw.bin: not a readable pickle"):
         LFW.prepare_raw(tmp_path / "raw", tmp_path / "out")
     _assert_nothing_written(tmp_path / "out")
 
@@ -142,8 +142,12 @@ def test_pair_with_a_corrupt_image_is_left_out_with_a_warning(tmp_path):
     assert any("1 of 3 pairs left out" in str(w.message) for w in record)
     frame = read_manifest(manifest.parent)
     assert frame["pair_id"].tolist() == [0, 0, 2, 2]
-    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["00000.jpg", "00001.jpg",
-                                                                               "00004.jpg", "00005.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == [
+        "00000.jpg",
+        "00001.jpg",
+        "00004.jpg",
+        "00005.jpg",
+    ]
     assert read_pairs(manifest.parent, known_paths=frame["path"])["issame"].tolist() == [True, True]
     assert json.loads((tmp_path / "out" / "skipped_images.json").read_text())[0]["source"] == "lfw.bin: image 3"
 
@@ -155,11 +159,21 @@ def _real_pack(name):
     return None
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.skipif(_real_pack(name) is None, reason=(
-        f"real {name}.bin not present under data/raw/{name}/ or data/raw/ms1mv2/faces_emore/ (see sources.yaml)")))
-    for name in sorted(PACKS)
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.skipif(
+                _real_pack(name) is None,
+                reason=(
+                    f"real {name}.bin not present under data/raw/{name}/ or data/raw/ms1mv2/faces_emore/ (see sources.yaml)"
+                ),
+            ),
+        )
+        for name in sorted(PACKS)
+    ],
+)
 def test_real_pack_counts(tmp_path, name):
     pack = PACKS[name]
     (tmp_path / "raw").mkdir()

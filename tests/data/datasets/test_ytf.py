@@ -17,17 +17,24 @@ from fixtures.face import (
 from fixtures.formats import truncate
 from PIL import Image
 from scipy import ndimage
-from support import REPO_ROOT
 
 from circle_repro.data.archive import CorruptArchiveError, UnsafeArchiveError
 from circle_repro.data.datasets import ytf
 from circle_repro.data.face_alignment import ALIGNED_SIZE, ARCFACE_DST, aligned_jpeg
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
+from support import REPO_ROOT
 
 # (person, video) in the prepared order: person name, then video number (2 before 12)
-VIDEO_ORDER = ["Aaron_Eckhart/0", "Aaron_Eckhart/1", "Abdullah_Gul/1", "Abdullah_Gul/3", "Al_Gore/2", "Al_Gore/12",
-               "Zico/0"]
+VIDEO_ORDER = [
+    "Aaron_Eckhart/0",
+    "Aaron_Eckhart/1",
+    "Abdullah_Gul/1",
+    "Abdullah_Gul/3",
+    "Al_Gore/2",
+    "Al_Gore/12",
+    "Zico/0",
+]
 PERSON = {"Aaron_Eckhart": 0, "Abdullah_Gul": 1, "Al_Gore": 2, "Zico": 3}
 REAL_YTF = REPO_ROOT / "data" / "raw" / "ytf" / "YouTubeFaces"
 
@@ -99,7 +106,7 @@ def test_corrected_splits_on_request(tmp_path):
 
 def test_corrected_splits_missing_is_named(tmp_path):
     build_youtube_faces(tmp_path / "raw")
-    with pytest.raises(FileNotFoundError, match="splits_corrected.txt"):
+    with pytest.raises(FileNotFoundError, match=r"splits_corrected.txt"):
         ytf.prepare(tmp_path / "out", tmp_path / "raw", corrected_splits=True)
 
 
@@ -118,15 +125,19 @@ def test_missing_raw_data_names_both_forms(tmp_path):
 def test_mirror_copy_of_the_tarball(tmp_path):
     build_youtube_faces(tmp_path / "mirror")
     assert ytf.fetch_raw(tmp_path / "raw", mirror=tmp_path / "mirror") == {
-        "YouTubeFaces.tar.gz": tmp_path / "raw" / "YouTubeFaces.tar.gz"}
+        "YouTubeFaces.tar.gz": tmp_path / "raw" / "YouTubeFaces.tar.gz"
+    }
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("1, 1, Aaron_Eckhart/0, 1", "expected '<split>, <pair>"),
-    ("11, 1, Aaron_Eckhart/0, Zico/0, 1", "split number 11 is outside 1..10"),
-    ("1, 1, Aaron_Eckhart, Zico/0, 1", "video 'Aaron_Eckhart' is not '<person>/<video number>'"),
-    ("1, 1, Aaron_Eckhart/0, Zico/0, yes", "is-same flag 'yes' is not 0 or 1"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1, 1, Aaron_Eckhart/0, 1", "expected '<split>, <pair>"),
+        ("11, 1, Aaron_Eckhart/0, Zico/0, 1", "split number 11 is outside 1..10"),
+        ("1, 1, Aaron_Eckhart, Zico/0, 1", "video 'Aaron_Eckhart' is not '<person>/<video number>'"),
+        ("1, 1, Aaron_Eckhart/0, Zico/0, yes", "is-same flag 'yes' is not 0 or 1"),
+    ],
+)
 def test_malformed_split_line_is_named(tmp_path, line, message):
     built = build_youtube_faces(tmp_path / "raw", archive=False)
     splits = built.path / "splits.txt"
@@ -138,8 +149,9 @@ def test_malformed_split_line_is_named(tmp_path, line, message):
 
 def test_pair_naming_an_unknown_video_is_refused(tmp_path):
     built = build_youtube_faces(tmp_path / "raw", archive=False)
-    (built.path / "splits.txt").write_text("split number, pair number, first name, second name, is same\n"
-                                           "1, 1, Aaron_Eckhart/0, Nobody/4, 0\n")
+    (built.path / "splits.txt").write_text(
+        "split number, pair number, first name, second name, is same\n1, 1, Aaron_Eckhart/0, Nobody/4, 0\n"
+    )
     with pytest.raises(ValueError, match=r"names video 'Nobody/4', which has no folder"):
         ytf.prepare(tmp_path / "out", tmp_path / "raw")
     _assert_nothing_written(tmp_path / "out")
@@ -164,7 +176,7 @@ def test_frame_name_breaking_the_convention_is_named(tmp_path):
 def test_truncated_tarball_is_refused_and_leaves_nothing(tmp_path):
     build_youtube_faces(tmp_path / "raw")
     truncate(tmp_path / "raw" / "YouTubeFaces.tar.gz", 0.5)
-    with pytest.raises(CorruptArchiveError, match="YouTubeFaces.tar.gz"):
+    with pytest.raises(CorruptArchiveError, match=r"YouTubeFaces.tar.gz"):
         ytf.prepare(tmp_path / "out", tmp_path / "raw")
     _assert_nothing_written(tmp_path / "out")
 
@@ -189,15 +201,19 @@ def test_corrupt_frame_is_skipped_and_an_empty_video_drops_its_pairs(tmp_path):
     frame = read_manifest(manifest.parent)
     assert len(frame) == 12 and VIDEO_ORDER.index("Al_Gore/2") not in set(frame["template"])
     skipped = json.loads((tmp_path / "out" / "skipped_images.json").read_text())
-    assert [s["source"] for s in skipped] == ["aligned_images_DB/Aaron_Eckhart/0/aligned_detect_0.99.jpg",
-                                              "aligned_images_DB/Al_Gore/2/aligned_detect_2.98.jpg"]
+    assert [s["source"] for s in skipped] == [
+        "aligned_images_DB/Aaron_Eckhart/0/aligned_detect_0.99.jpg",
+        "aligned_images_DB/Al_Gore/2/aligned_detect_2.98.jpg",
+    ]
     kept = [p for p in ytf_pairs() if "Al_Gore/2" not in p[1:3]]
     assert _pairs_of(tmp_path / "out") == _expected_pairs(kept)
 
 
-@pytest.mark.skipif(not (REAL_YTF / "aligned_images_DB").is_dir(),
-                    reason="real YTF not extracted at data/raw/ytf/YouTubeFaces/ (see sources.yaml; extracting the "
-                           "tarball inside a test would take too long)")
+@pytest.mark.skipif(
+    not (REAL_YTF / "aligned_images_DB").is_dir(),
+    reason="real YTF not extracted at data/raw/ytf/YouTubeFaces/ (see sources.yaml; extracting the "
+    "tarball inside a test would take too long)",
+)
 def test_real_ytf_counts():
     expected = ytf.SOURCE.expected_counts
     videos = ytf.scan_videos(REAL_YTF / "aligned_images_DB")
@@ -212,7 +228,7 @@ def test_real_ytf_counts():
 
 def _dots(points: np.ndarray, size: tuple[int, int], sigma: float) -> bytes:
     """A black JPEG frame (width, height) with a bright Gaussian dot centred on each (x, y) point."""
-    ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(float)
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]].astype(float)
     pixels = sum(np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in points)
     grey = np.clip(255 * pixels, 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
@@ -259,14 +275,22 @@ def test_missing_landmark_file_names_the_file_and_how_to_make_it(tmp_path):
     _assert_nothing_written(tmp_path / "out")
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("Zico/0/aligned_detect_0.98.jpg 1 2 3", "expected 11 whitespace-separated fields"),
-    ("Zico/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 10",
-     "frame 'Zico/aligned_detect_0.98.jpg' is not '<person>/<video number>/<frame file>'"),
-    ("Zico/0/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 nan", "the ten coordinates must be finite numbers"),
-    ("Zico/0/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 x", "the ten coordinates must be finite numbers"),
-    ("Zico/0/aligned_detect_0.99.jpg 1 2 3 4 5 6 7 8 9 10", "frame 'Zico/0/aligned_detect_0.99.jpg' is listed twice"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("Zico/0/aligned_detect_0.98.jpg 1 2 3", "expected 11 whitespace-separated fields"),
+        (
+            "Zico/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 10",
+            "frame 'Zico/aligned_detect_0.98.jpg' is not '<person>/<video number>/<frame file>'",
+        ),
+        ("Zico/0/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 nan", "the ten coordinates must be finite numbers"),
+        ("Zico/0/aligned_detect_0.98.jpg 1 2 3 4 5 6 7 8 9 x", "the ten coordinates must be finite numbers"),
+        (
+            "Zico/0/aligned_detect_0.99.jpg 1 2 3 4 5 6 7 8 9 10",
+            "frame 'Zico/0/aligned_detect_0.99.jpg' is listed twice",
+        ),
+    ],
+)
 def test_malformed_landmark_line_is_named(tmp_path, line, message):
     build_youtube_faces(tmp_path / "raw", archive=False)
     path = tmp_path / "raw" / "ytf_landmarks.txt"

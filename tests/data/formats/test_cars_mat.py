@@ -65,7 +65,7 @@ def test_class_outside_class_names(tmp_path):
 def test_not_a_mat_file(tmp_path):
     path = tmp_path / "cars_annos.mat"
     path.write_bytes(b"<html>404 Not Found</html>")
-    with pytest.raises(CarsMatError, match="cars_annos.mat"):
+    with pytest.raises(CarsMatError, match=r"cars_annos.mat"):
         read_cars_annos(path)
 
 
@@ -94,5 +94,5 @@ def test_devkit_class_count_and_bad_class(tmp_path):
     annos.write_bytes(devkit_annos([("00001.jpg", 4)]))
     with pytest.raises(CarsMatError, match=r"annos: annotations\[0\] \(00001.jpg\) has class 4, outside 1..3"):
         read_devkit_annos(annos, "annos", 3)
-    with pytest.raises(CarsMatError, match="devkit/cars_meta.mat: the variable 'class_names' is missing"):
+    with pytest.raises(CarsMatError, match=r"devkit/cars_meta.mat: the variable 'class_names' is missing"):
         read_devkit_class_count(annos, "devkit/cars_meta.mat")

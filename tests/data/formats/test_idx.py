@@ -20,7 +20,7 @@ FASHION_MNIST = {
 
 def test_header_bytes_are_exact(tmp_path):
     path = write_idx(tmp_path / "a-idx2-ubyte", np.arange(6, dtype=np.uint8).reshape(2, 3))
-    assert path.read_bytes() == bytes.fromhex("00000802" "00000002" "00000003") + bytes(range(6))
+    assert path.read_bytes() == bytes.fromhex("000008020000000200000003") + bytes(range(6))
     labels = write_idx(tmp_path / "l-idx1-ubyte", np.array([7, 1], dtype=np.uint8))
     assert labels.read_bytes()[:4] == bytes.fromhex("00000801")
 
@@ -82,7 +82,7 @@ def test_truncated_and_oversized_data(tmp_path):
 def test_truncated_gzip_is_reported(tmp_path):
     path = write_idx(tmp_path / "labels-idx1-ubyte.gz", np.arange(5000, dtype=np.int32))
     truncate(path, 0.5)
-    with pytest.raises(IdxFormatError, match="labels-idx1-ubyte.gz: corrupt or truncated gzip"):
+    with pytest.raises(IdxFormatError, match=r"labels-idx1-ubyte.gz: corrupt or truncated gzip"):
         read_idx(path)
 
 
@@ -95,8 +95,10 @@ def test_gzip_output_is_deterministic(tmp_path):
 def test_debian_fashion_mnist_files():
     missing = [name for name in FASHION_MNIST if not (FASHION_MNIST_DIR / name).is_file()]
     if missing:
-        pytest.skip(f"Debian package dataset-fashion-mnist not installed: {FASHION_MNIST_DIR}/{missing[0]} absent "
-                    "(apt-get install dataset-fashion-mnist to run this check)")
+        pytest.skip(
+            f"Debian package dataset-fashion-mnist not installed: {FASHION_MNIST_DIR}/{missing[0]} absent "
+            "(apt-get install dataset-fashion-mnist to run this check)"
+        )
     for name, (sha256, shape) in FASHION_MNIST.items():
         path = FASHION_MNIST_DIR / name
         assert hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == sha256, name

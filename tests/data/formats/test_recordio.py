@@ -28,7 +28,7 @@ def lrec(cflag, length):
 
 
 def test_magic_is_0xced7230a_little_endian():
-    assert MAGIC_BYTES == bytes.fromhex("0a23d7ce")
+    assert bytes.fromhex("0a23d7ce") == MAGIC_BYTES
     assert IR_SIZE == 24
 
 
@@ -40,8 +40,7 @@ def test_whole_record_bytes_are_exact():
 
 def test_payload_with_aligned_magic_is_split_like_dmlc():
     payload = b"AAAA" + MAGIC_BYTES + b"BBBBBB"
-    expected = (MAGIC_BYTES + lrec(1, 4) + b"AAAA"
-                + MAGIC_BYTES + lrec(3, 6) + b"BBBBBB" + b"\0\0")
+    expected = MAGIC_BYTES + lrec(1, 4) + b"AAAA" + MAGIC_BYTES + lrec(3, 6) + b"BBBBBB" + b"\0\0"
     assert encode_record(payload) == expected
 
 
@@ -131,12 +130,12 @@ def test_fixture_really_contains_split_records(pack_dir):
     for key in pack_dir.split_keys:
         raw = reader.read(key)
         assert MAGIC_BYTES in raw
-        assert raw[IR_SIZE:] == pack_dir.images[key] or raw[IR_SIZE + 8:] == pack_dir.images[key]
+        assert raw[IR_SIZE:] == pack_dir.images[key] or raw[IR_SIZE + 8 :] == pack_dir.images[key]
 
 
 def test_scan_offsets_rebuilds_the_index(pack_dir):
     reader = RecordIOReader(pack_dir.rec, pack_dir.idx)
-    assert scan_offsets(pack_dir.rec) == [reader.offset(k) for k in reader.keys()]
+    assert scan_offsets(pack_dir.rec) == [reader.offset(k) for k in reader]
 
 
 def test_reader_survives_pickling_for_dataloader_workers(pack_dir):
@@ -171,7 +170,7 @@ def test_truncated_rec_is_reported(tmp_path):
     (tmp_path / "t.rec").write_bytes(blob[:-10])
     reader = RecordIOReader(tmp_path / "t.rec", tmp_path / "t.idx")
     assert reader.read(0) == b"ok"
-    with pytest.raises(RecordIOError, match="t.rec: record at byte 12 is truncated"):
+    with pytest.raises(RecordIOError, match=r"t.rec: record at byte 12 is truncated"):
         reader.read(1)
     with pytest.raises(RecordIOError, match="truncated"):
         scan_offsets(tmp_path / "t.rec")

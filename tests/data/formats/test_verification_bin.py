@@ -49,8 +49,14 @@ def test_decoded_array_pack_is_returned_as_array(tmp_path):
 
 @pytest.mark.parametrize(
     "module, name",
-    [("os", "system"), ("posix", "system"), ("builtins", "eval"), ("__builtin__", "eval"),
-     ("subprocess", "Popen"), ("builtins", "getattr")],
+    [
+        ("os", "system"),
+        ("posix", "system"),
+        ("builtins", "eval"),
+        ("__builtin__", "eval"),
+        ("subprocess", "Popen"),
+        ("builtins", "getattr"),
+    ],
 )
 def test_restricted_unpickler_refuses_foreign_globals(tmp_path, module, name):
     marker = tmp_path / "pwned"
@@ -66,16 +72,21 @@ def test_restricted_unpickler_refuses_foreign_globals(tmp_path, module, name):
 
 def test_allow_list_is_explicit_and_small():
     assert set(ALLOWED_GLOBALS) == {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("_codecs", "encode"),
     }
 
 
 def test_codecs_encode_only_round_trips_latin1(tmp_path):
     path = tmp_path / "codec.bin"
+
     def text(value):
         return b"X" + struct.pack("<I", len(value)) + value
 
@@ -94,11 +105,11 @@ def test_image_count_must_be_twice_the_pair_count(tmp_path):
 def test_structure_errors_name_the_file(tmp_path):
     path = tmp_path / "weird.bin"
     path.write_bytes(pickle.dumps({"bins": []}, protocol=4))
-    with pytest.raises(VerificationBinError, match="weird.bin"):
+    with pytest.raises(VerificationBinError, match=r"weird.bin"):
         load_verification_bin(path)
     path.write_bytes(pickle.dumps(([b"a", b"b"], ["yes"]), protocol=4))
     with pytest.raises(VerificationBinError, match="booleans"):
         load_verification_bin(path)
     path.write_bytes(b"\x80\x04not a pickle")
-    with pytest.raises(VerificationBinError, match="weird.bin"):
+    with pytest.raises(VerificationBinError, match=r"weird.bin"):
         load_verification_bin(path)

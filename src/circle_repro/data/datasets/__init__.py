@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.datasets import (
     cars196,
     cub200,
@@ -21,7 +22,6 @@ from circle_repro.data.datasets import (
     verification_pack,
     ytf,
 )
-from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.sources import load_sources
 from circle_repro.generations import staged_folder
@@ -30,12 +30,21 @@ from circle_repro.io import write_json
 DATASETS: dict[str, DatasetEntry] = {
     entry.name: entry
     for entry in (
-        cub200.ENTRY, cars196.ENTRY, sop.ENTRY,
-        market1501.ENTRY, msmt17.ENTRY,
-        ms1m.MS1MV2_ENTRY, ms1m.MS1MV3_ENTRY,
-        verification_pack.LFW_ENTRY, verification_pack.CFP_FP_ENTRY, verification_pack.AGEDB_30_ENTRY,
-        ytf.ENTRY, ijbc.ENTRY, megaface.ENTRY,
-        mnist5k.ENTRY, fashion_mnist.ENTRY,
+        cub200.ENTRY,
+        cars196.ENTRY,
+        sop.ENTRY,
+        market1501.ENTRY,
+        msmt17.ENTRY,
+        ms1m.MS1MV2_ENTRY,
+        ms1m.MS1MV3_ENTRY,
+        verification_pack.LFW_ENTRY,
+        verification_pack.CFP_FP_ENTRY,
+        verification_pack.AGEDB_30_ENTRY,
+        ytf.ENTRY,
+        ijbc.ENTRY,
+        megaface.ENTRY,
+        mnist5k.ENTRY,
+        fashion_mnist.ENTRY,
     )
 }
 
@@ -58,7 +67,9 @@ def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None =
     entry = get_dataset(name)
     embedded = load_sources()[name].access == "embedded"
     if raw_dir is None and not embedded:
-        raise ValueError(f"data set {name!r} is prepared from raw files: give raw_dir (the CLI default is data/raw/{name})")
+        raise ValueError(
+            f"data set {name!r} is prepared from raw files: give raw_dir (the CLI default is data/raw/{name})"
+        )
     target, staging = Path(out_dir), Path(out_dir)
     caught: list[warnings.WarningMessage] = []
     try:
@@ -81,7 +92,9 @@ def fetch_dataset(name: str, raw_dir: str | Path, mirror: str | Path | None = No
     """
     entry = get_dataset(name)
     if entry.fetch is None:
-        raise ValueError(f"data set {name!r} is embedded in an installed package: nothing to fetch; prepare it directly")
+        raise ValueError(
+            f"data set {name!r} is embedded in an installed package: nothing to fetch; prepare it directly"
+        )
     files = entry.fetch(raw_dir, mirror)
     sizes = {file: path.stat().st_size if path.is_file() else None for file, path in sorted(files.items())}
     record = {"dataset": name, "files": sizes}

@@ -41,8 +41,10 @@ def _missing_message(raw_dir: Path) -> str:
         missing = [name for name in files if not (raw_dir / name).is_file()]
         return f"{', '.join(files)} (missing: {', '.join(missing)})"
 
-    return (f"{SOURCE.title}: no complete packaging in {raw_dir}/. Place there either packaging A: "
-            f"{listing(PACKAGING_A)}, or packaging B: {listing(PACKAGING_B)}. {access_help(SOURCE)}")
+    return (
+        f"{SOURCE.title}: no complete packaging in {raw_dir}/. Place there either packaging A: "
+        f"{listing(PACKAGING_A)}, or packaging B: {listing(PACKAGING_B)}. {access_help(SOURCE)}"
+    )
 
 
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
@@ -60,8 +62,9 @@ def samples_a(extracted: Path, annos: Path) -> list[Sample]:
     for index, record in enumerate(read_cars_annos(annos)):
         where = f"cars_annos.mat annotations[{index}]"
         split = class_split(record.class_id, TRAIN_CLASSES, TEST_CLASSES, where)
-        samples.append(Sample(extracted / record.relative_im_path, record.relative_im_path, record.class_id, split,
-                              where))
+        samples.append(
+            Sample(extracted / record.relative_im_path, record.relative_im_path, record.class_id, split, where)
+        )
     return samples
 
 
@@ -101,11 +104,14 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         return write_prepared(samples, out_dir, resize_short_side)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None) -> Path:
+def prepare(
+    out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *, resize_short_side: int | None = None
+) -> Path:
     """Check the placed files (packaging A or B) and prepare Cars196; return the manifest path."""
     fetch_raw(raw_dir, mirror)
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
 
-ENTRY = DatasetEntry(name="cars196", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval")
+ENTRY = DatasetEntry(
+    name="cars196", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval"
+)

@@ -31,11 +31,17 @@ def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str
 def read_samples(extracted: Path) -> list[Sample]:
     """The images listed by an extracted archive, in ``images.txt`` order, with class ids and split."""
     root = require(extracted, ROOT, ARCHIVE)
-    tables = {name: require(extracted, f"{ROOT}/{name}", ARCHIVE)
-              for name in ("images.txt", "image_class_labels.txt", "classes.txt")}
+    tables = {
+        name: require(extracted, f"{ROOT}/{name}", ARCHIVE)
+        for name in ("images.txt", "image_class_labels.txt", "classes.txt")
+    }
     images = read_table(tables["images.txt"], ("image_id", "image_name"), f"{ROOT}/images.txt", ints=["image_id"])
-    labels = read_table(tables["image_class_labels.txt"], ("image_id", "class_id"), f"{ROOT}/image_class_labels.txt",
-                        ints=["image_id", "class_id"])
+    labels = read_table(
+        tables["image_class_labels.txt"],
+        ("image_id", "class_id"),
+        f"{ROOT}/image_class_labels.txt",
+        ints=["image_id", "class_id"],
+    )
     classes = read_table(tables["classes.txt"], ("class_id", "class_name"), f"{ROOT}/classes.txt", ints=["class_id"])
     class_names = {row["class_id"]: str(row["class_name"]) for _, row in classes}
     label_of: dict[int, tuple[int, int]] = {}  # image id -> (class id, line)
@@ -60,14 +66,18 @@ def read_samples(extracted: Path) -> list[Sample]:
         class_id, label_line = label_of.pop(image_id)
         folder = name.split("/", 1)[0]
         if folder != class_names[class_id]:
-            raise AnnotationError(f"{where}: {name} lies in folder {folder!r}, but image_class_labels.txt line "
-                                  f"{label_line} gives class {class_id} ({class_names[class_id]})")
+            raise AnnotationError(
+                f"{where}: {name} lies in folder {folder!r}, but image_class_labels.txt line "
+                f"{label_line} gives class {class_id} ({class_names[class_id]})"
+            )
         split = class_split(class_id, TRAIN_CLASSES, TEST_CLASSES, where)
         samples.append(Sample(root / "images" / name, name, class_id, split, where))
     if label_of:
         image_id, (_, number) = next(iter(label_of.items()))
-        raise AnnotationError(f"{ROOT}/image_class_labels.txt line {number}: image {image_id} is not in "
-                              f"{ROOT}/images.txt ({len(label_of)} such line(s))")
+        raise AnnotationError(
+            f"{ROOT}/image_class_labels.txt line {number}: image {image_id} is not in "
+            f"{ROOT}/images.txt ({len(label_of)} such line(s))"
+        )
     return samples
 
 
@@ -78,11 +88,14 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         return write_prepared(samples, out_dir, resize_short_side)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None) -> Path:
+def prepare(
+    out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *, resize_short_side: int | None = None
+) -> Path:
     """Fetch, verify and prepare CUB-200-2011; return the manifest path."""
     fetch_raw(raw_dir, mirror)
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
 
-ENTRY = DatasetEntry(name="cub200", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval")
+ENTRY = DatasetEntry(
+    name="cub200", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval"
+)

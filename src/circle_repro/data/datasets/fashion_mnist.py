@@ -30,8 +30,9 @@ FILES = {file.name: (file.md5, file.content_sha256) for file in SOURCE.files}
 def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str, Path]:
     """Download (or copy from ``mirror``) the four IDX archives into ``raw_dir`` and check them against ``FILES``;
     one that matches neither digest is deleted again."""
-    files = tuple(dataclasses.replace(file, md5=FILES[file.name][0], content_sha256=FILES[file.name][1])
-                  for file in SOURCE.files)
+    files = tuple(
+        dataclasses.replace(file, md5=FILES[file.name][0], content_sha256=FILES[file.name][1]) for file in SOURCE.files
+    )
     return obtain(dataclasses.replace(SOURCE, files=files), raw_dir, list(FILES), mirrors=(mirror,))
 
 
@@ -40,7 +41,9 @@ def load_raw(raw: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
     images = np.concatenate([read_idx(raw["train-images-idx3-ubyte.gz"]), read_idx(raw["t10k-images-idx3-ubyte.gz"])])
     labels = np.concatenate([read_idx(raw["train-labels-idx1-ubyte.gz"]), read_idx(raw["t10k-labels-idx1-ubyte.gz"])])
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise ValueError(f"Fashion-MNIST: expected N images of 28 x 28 and N labels, got {images.shape} and {labels.shape}")
+        raise ValueError(
+            f"Fashion-MNIST: expected N images of 28 x 28 and N labels, got {images.shape} and {labels.shape}"
+        )
     return images, labels.astype(np.int64)
 
 
@@ -67,4 +70,6 @@ def prepare(
     return prepare_arrays(images, labels, split_of, out_dir, verification_pairs)
 
 
-ENTRY = DatasetEntry(name="fashion_mnist", prepare=prepare, fetch=fetch_raw, transform="mnist", in_channels=1, protocol="retrieval")
+ENTRY = DatasetEntry(
+    name="fashion_mnist", prepare=prepare, fetch=fetch_raw, transform="mnist", in_channels=1, protocol="retrieval"
+)

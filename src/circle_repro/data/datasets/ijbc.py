@@ -60,7 +60,9 @@ LANDMARK_COLUMNS = tuple(f"{axis}{i}" for i in range(1, 6) for axis in "xy")
 # meta file -> (column names, dtypes, the line format for error messages)
 META_FORMATS = {
     TEMPLATE_MEDIA_FILE: (
-        ("name", "template", "media"), (str, np.int64, np.int64), "'<image> <template id> <media id>'"
+        ("name", "template", "media"),
+        (str, np.int64, np.int64),
+        "'<image> <template id> <media id>'",
     ),
     LANDMARKS_FILE: (
         ("name", *LANDMARK_COLUMNS, "detector_score"),
@@ -83,8 +85,10 @@ def _first_bad_line(path: Path, names: tuple[str, ...], types: tuple[type, ...],
         for number, line in enumerate(fh, start=1):
             fields = line.rstrip().split(" ")
             if len(fields) != len(names):
-                return (f"{path}:{number}: expected {len(names)} space-separated fields {line_format}, "
-                        f"got {line.rstrip()!r}")
+                return (
+                    f"{path}:{number}: expected {len(names)} space-separated fields {line_format}, "
+                    f"got {line.rstrip()!r}"
+                )
             for name, kind, value in zip(names, types, fields, strict=True):
                 if kind is str:
                     if not value:
@@ -105,20 +109,24 @@ def read_meta_file(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     names, types, line_format = META_FORMATS[path.name]
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: IJB-C meta file not found; "
-                                f"the {ROOT_NAME}/meta/ folder of {ARCHIVE_NAME} holds it")
+        raise FileNotFoundError(
+            f"{path}: IJB-C meta file not found; the {ROOT_NAME}/meta/ folder of {ARCHIVE_NAME} holds it"
+        )
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: empty file; expected lines {line_format}")
     try:
         frame = pd.read_csv(path, sep=" ", header=None, dtype=dict(enumerate(types)), keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as err:
-        raise ValueError(_first_bad_line(path, names, types, line_format)
-                         or f"{path}: cannot be read as lines {line_format}: {err}") from None
+        raise ValueError(
+            _first_bad_line(path, names, types, line_format) or f"{path}: cannot be read as lines {line_format}: {err}"
+        ) from None
     if frame.shape[1] == len(names) + 1 and (frame[len(names)].astype(str) == "").all():
         frame = frame.drop(columns=len(names))  # a trailing space on every line
     if frame.shape[1] != len(names):
-        raise ValueError(_first_bad_line(path, names, types, line_format)
-                         or f"{path}: {frame.shape[1]} fields per line; expected {len(names)}: {line_format}")
+        raise ValueError(
+            _first_bad_line(path, names, types, line_format)
+            or f"{path}: {frame.shape[1]} fields per line; expected {len(names)}: {line_format}"
+        )
     frame.columns = list(names)
     return frame
 
@@ -165,8 +173,10 @@ def read_meta(meta_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         unknown = ~pairs[column].isin(known)
         if unknown.any():
             line = int(np.flatnonzero(unknown)[0]) + 1
-            raise ValueError(f"{meta_dir / PAIRS_FILE}:{line}: template {pairs[column][line - 1]} has no image in "
-                             f"{TEMPLATE_MEDIA_FILE}; the meta files do not belong together")
+            raise ValueError(
+                f"{meta_dir / PAIRS_FILE}:{line}: template {pairs[column][line - 1]} has no image in "
+                f"{TEMPLATE_MEDIA_FILE}; the meta files do not belong together"
+            )
     images = media.merge(landmarks, on="name", how="left", validate="one_to_one")
     return images, pairs.astype({"label": np.int8})
 
@@ -185,8 +195,9 @@ def _ijbc_root(raw_dir: Path, out_dir: Path) -> Iterator[Path]:
     with raw_tree(source, out_dir) as tree:
         root = _find_root(tree)
         if root is None:
-            raise FileNotFoundError(f"{source}: holds no {ROOT_NAME}/meta/{TEMPLATE_MEDIA_FILE}; is it insightface's "
-                                    "IJB test suite?")
+            raise FileNotFoundError(
+                f"{source}: holds no {ROOT_NAME}/meta/{TEMPLATE_MEDIA_FILE}; is it insightface's IJB test suite?"
+            )
         yield root
 
 
@@ -199,8 +210,9 @@ def _aligned_or_reason(file: Path, landmarks: np.ndarray) -> tuple[bytes | None,
         return None, f"{type(err).__name__}: {err}"
 
 
-def _store_aligned(images: pd.DataFrame, crops: Path, out_dir: Path, resize_short_side: int | None,
-                   workers: int) -> pd.DataFrame:
+def _store_aligned(
+    images: pd.DataFrame, crops: Path, out_dir: Path, resize_short_side: int | None, workers: int
+) -> pd.DataFrame:
     """Align (``workers`` threads, in batches) and store every crop; return the rows kept, ``path`` set
     to the stored path. Undecodable crops and degenerate landmarks are skipped and counted."""
     files = [crops / name for name in images["name"]]
@@ -209,9 +221,12 @@ def _store_aligned(images: pd.DataFrame, crops: Path, out_dir: Path, resize_shor
     with committed_store(out_dir, resize_short_side, images=len(files)) as store, ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(files), ALIGN_BATCH):
             batch = slice(start, start + ALIGN_BATCH)
-            for name, file, (data, reason) in zip(images["name"][batch], files[batch],
-                                                  pool.map(_aligned_or_reason, files[batch], coordinates[batch]),
-                                                  strict=True):
+            for name, file, (data, reason) in zip(
+                images["name"][batch],
+                files[batch],
+                pool.map(_aligned_or_reason, files[batch], coordinates[batch]),
+                strict=True,
+            ):
                 if data is None:
                     store.skipped.append({"source": str(file), "reason": reason})
                     stored_paths.append(None)
@@ -221,8 +236,9 @@ def _store_aligned(images: pd.DataFrame, crops: Path, out_dir: Path, resize_shor
     return kept[kept["path"].notna()].reset_index(drop=True)
 
 
-def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
-                workers: int = DEFAULT_WORKERS) -> Path:
+def prepare_raw(
+    raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None, workers: int = DEFAULT_WORKERS
+) -> Path:
     """Read and check the meta files, align and store the crops, write the template pairs, the
     detector scores and (last) the manifest; return the manifest path.
 
@@ -237,28 +253,41 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         crops = root / "loose_crop"
         missing = [name for name in images["name"] if not (crops / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"{crops}: {len(missing)} image(s) of {TEMPLATE_MEDIA_FILE} not found, e.g. "
-                                    f"{missing[:3]}; the crops and the meta files do not belong together")
+            raise FileNotFoundError(
+                f"{crops}: {len(missing)} image(s) of {TEMPLATE_MEDIA_FILE} not found, e.g. "
+                f"{missing[:3]}; the crops and the meta files do not belong together"
+            )
         kept = _store_aligned(images, crops, out_dir, resize_short_side, workers)
     lost = ~(pairs["t1"].isin(kept["template"]) & pairs["t2"].isin(kept["template"]))
     if lost.any():
-        warnings.warn(f"{out_dir}: {int(lost.sum())} template pair(s) dropped: a template lost all its images "
-                      "(undecodable crops, see skipped_images.json)", stacklevel=2)
+        warnings.warn(
+            f"{out_dir}: {int(lost.sum())} template pair(s) dropped: a template lost all its images "
+            "(undecodable crops, see skipped_images.json)",
+            stacklevel=2,
+        )
     write_side_table(pairs[~lost].reset_index(drop=True), out_dir, TEMPLATE_PAIRS_FILENAME)
     scores = kept[["path", "detector_score"]].astype({"detector_score": np.float32})
     write_side_table(scores, out_dir, DETECTOR_SCORES_FILENAME)
-    frame = pd.DataFrame({
-        "path": kept["path"],
-        "label": np.full(len(kept), NO_IDENTITY, dtype=np.int64),
-        "split": "test",
-        "template": kept["template"].astype(np.int64),
-        "media": kept["media"].astype(np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            "path": kept["path"],
+            "label": np.full(len(kept), NO_IDENTITY, dtype=np.int64),
+            "split": "test",
+            "template": kept["template"].astype(np.int64),
+            "media": kept["media"].astype(np.int64),
+        }
+    )
     return write_manifest(frame, out_dir)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None, workers: int = DEFAULT_WORKERS) -> Path:
+def prepare(
+    out_dir: str | Path,
+    raw_dir: str | Path,
+    mirror: str | Path | None = None,
+    *,
+    resize_short_side: int | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Path:
     """Check the raw inputs (``fetch_raw``), then ``prepare_raw``; return the manifest path."""
     fetch_raw(raw_dir, mirror)
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, workers=workers)

@@ -50,13 +50,17 @@ def _parse(member: str) -> tuple[int, int]:
     name = PurePosixPath(member).name
     match = FILE_NAME.fullmatch(name)
     if match is None:
-        raise ValueError(f"{ARCHIVE}: member {member!r}: file name does not match "
-                         f"'<pid>_c<cam>s<seq>_<frame6>_<box2>.jpg' ({FILE_NAME.pattern}); "
-                         "is this the Market-1501 archive?")
+        raise ValueError(
+            f"{ARCHIVE}: member {member!r}: file name does not match "
+            f"'<pid>_c<cam>s<seq>_<frame6>_<box2>.jpg' ({FILE_NAME.pattern}); "
+            "is this the Market-1501 archive?"
+        )
     pid, camera = int(match.group(1)), int(match.group(2))
     if not (pid == JUNK_PID or 0 <= pid <= MAX_PID) or camera not in CAMERAS:
-        raise ValueError(f"{ARCHIVE}: member {member!r}: pid {pid} / camera {camera} outside "
-                         f"0..{MAX_PID} (or -1) / {CAMERAS.start}..{CAMERAS.stop - 1}")
+        raise ValueError(
+            f"{ARCHIVE}: member {member!r}: pid {pid} / camera {camera} outside "
+            f"0..{MAX_PID} (or -1) / {CAMERAS.start}..{CAMERAS.stop - 1}"
+        )
     return pid, camera
 
 
@@ -77,17 +81,29 @@ def read_layout(members: Iterable[str]) -> pd.DataFrame:
         roots.add(parts[:-2])
         pid, camera = _parse(member)
         split, role = FOLDERS[parts[-2]]
-        rows.append({"path": f"{parts[-2]}/{parts[-1]}", "label": pid, "split": split, "camera": camera,
-                     "role": role, "member": member})
+        rows.append(
+            {
+                "path": f"{parts[-2]}/{parts[-1]}",
+                "label": pid,
+                "split": split,
+                "camera": camera,
+                "role": role,
+                "member": member,
+            }
+        )
     if len(roots) > 1:
-        raise ValueError(f"{ARCHIVE}: image folders under several roots {sorted('/'.join(r) or '.' for r in roots)}; "
-                         "expected one Market-1501-v15.09.15/ folder")
+        raise ValueError(
+            f"{ARCHIVE}: image folders under several roots {sorted('/'.join(r) or '.' for r in roots)}; "
+            "expected one Market-1501-v15.09.15/ folder"
+        )
     frame = pd.DataFrame(rows, columns=[*REID_COLUMNS, "member"])
     folder = frame["path"].map(lambda path: path.split("/")[0])
     empty = [name for name in FOLDERS if not (folder == name).any()]
     if empty:
-        raise ValueError(f"{ARCHIVE}: no images under {', '.join(f + '/' for f in empty)}; expected the folders "
-                         f"{', '.join(FOLDERS)} of Market-1501-v15.09.15")
+        raise ValueError(
+            f"{ARCHIVE}: no images under {', '.join(f + '/' for f in empty)}; expected the folders "
+            f"{', '.join(FOLDERS)} of Market-1501-v15.09.15"
+        )
     order = folder.map(list(FOLDERS).index)
     frame = frame.assign(_order=order)[frame["label"] != JUNK_PID]
     return frame.sort_values(["_order", "path"]).drop(columns="_order").reset_index(drop=True)
@@ -100,17 +116,28 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     """
     with raw_tree(Path(raw_dir) / ARCHIVE, out_dir) as folder:
         members = [path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()]
-        samples = [Sample(folder / row.member, row.path, row.label, row.split, f"{ARCHIVE}: {row.member}",
-                          {"camera": row.camera, "role": row.role})
-                   for row in read_layout(members).itertuples(index=False)]
+        samples = [
+            Sample(
+                folder / row.member,
+                row.path,
+                row.label,
+                row.split,
+                f"{ARCHIVE}: {row.member}",
+                {"camera": row.camera, "role": row.role},
+            )
+            for row in read_layout(members).itertuples(index=False)
+        ]
         return write_prepared(samples, out_dir, resize_short_side)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None) -> Path:
+def prepare(
+    out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *, resize_short_side: int | None = None
+) -> Path:
     """Check the raw archive (``fetch_raw``), then ``prepare_raw``; return the manifest path."""
     fetch_raw(raw_dir, mirror)
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
 
-ENTRY = DatasetEntry(name="market1501", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid")
+ENTRY = DatasetEntry(
+    name="market1501", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid"
+)

@@ -113,8 +113,9 @@ def parse_facescrub_noises(text: str, source: str = PROBE_NOISES) -> list[str]:
             continue
         stem = entry.split(".")[0]
         if "/" in entry or "_" not in stem or not stem.rsplit("_", 1)[0]:
-            raise ValueError(f"{source}:{number}: expected an image file name '<identity>_<number>.<ext>', "
-                             f"got {line!r}")
+            raise ValueError(
+                f"{source}:{number}: expected an image file name '<identity>_<number>.<ext>', got {line!r}"
+            )
         entries.append(entry)
     return entries
 
@@ -150,16 +151,20 @@ def _check_probe_noises(probes: list[ListedImage], noisy_names: set[str]) -> Non
     for probe in probes:
         identity, name = probe.key.split("/")
         if name in noisy_names and identity not in clean:
-            raise ValueError(f"{probe.where}: every probe of identity {identity!r} is in {PROBE_NOISES}; "
-                             "the noise list does not belong to this facescrub_lst")
+            raise ValueError(
+                f"{probe.where}: every probe of identity {identity!r} is in {PROBE_NOISES}; "
+                "the noise list does not belong to this facescrub_lst"
+            )
 
 
-def _store(listed: list[tuple[str, ListedImage, Path]], out_dir: Path,
-           resize_short_side: int | None) -> list[str | None]:
+def _store(
+    listed: list[tuple[str, ListedImage, Path]], out_dir: Path, resize_short_side: int | None
+) -> list[str | None]:
     """Store each ``(prepared relative path, listed image, file)``; the stored manifest paths (None: skipped)."""
     with committed_store(out_dir, resize_short_side, images=len(listed)) as store:
-        return [store.add(relative, file.read_bytes(), source=f"{item.where}: {file}")
-                for relative, item, file in listed]
+        return [
+            store.add(relative, file.read_bytes(), source=f"{item.where}: {file}") for relative, item, file in listed
+        ]
 
 
 def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None) -> Path:
@@ -175,8 +180,10 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     listed += [(f"megaface/{d.key}", d, raw_dir / DISTRACTOR_IMAGES / d.relative) for d in distractors]
     missing = [f"{item.where}: {file}" for _, item, file in listed if not file.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} listed image(s) not found, e.g. {missing[:3]}; "
-                                "the lists and the image folders do not belong together")
+        raise FileNotFoundError(
+            f"{len(missing)} listed image(s) not found, e.g. {missing[:3]}; "
+            "the lists and the image folders do not belong together"
+        )
 
     stored = _store(listed, out_dir, resize_short_side)
     identities = sorted({p.key.split("/")[0] for p in probes})
@@ -204,8 +211,9 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     return write_manifest(frame, out_dir)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None) -> Path:
+def prepare(
+    out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *, resize_short_side: int | None = None
+) -> Path:
     """Check the raw inputs (``fetch_raw``), then ``prepare_raw``; return the manifest path."""
     fetch_raw(raw_dir, mirror)
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
@@ -213,7 +221,9 @@ def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None 
 
 def read_noises(prepared_dir: str | Path) -> pd.DataFrame:
     """The parsed noise lists of a prepared MegaFace: ``list``, ``entry``, ``path`` (null: no prepared image)."""
-    return read_side_table(prepared_dir, NOISES_FILENAME, NOISE_COLUMNS, "re-run `circle-repro data prepare` for megaface")
+    return read_side_table(
+        prepared_dir, NOISES_FILENAME, NOISE_COLUMNS, "re-run `circle-repro data prepare` for megaface"
+    )
 
 
 def noise_flags(prepared_dir: str | Path, paths: pd.Series | list[str]) -> np.ndarray:
@@ -222,4 +232,6 @@ def noise_flags(prepared_dir: str | Path, paths: pd.Series | list[str]) -> np.nd
     return pd.Series(paths).isin(set(marked)).to_numpy()
 
 
-ENTRY = DatasetEntry(name="megaface", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="megaface")
+ENTRY = DatasetEntry(
+    name="megaface", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="megaface"
+)

@@ -57,7 +57,9 @@ def prepare(
     """Write the digits as PNGs plus a manifest into ``out_dir``, and ``verification_pairs``
     matched/mismatched test-class pairs (seed 0) beside it; return the manifest path."""
     images, labels = load_raw()
-    return prepare_arrays(images, labels, class_disjoint_split(train_classes, test_classes), out_dir, verification_pairs)
+    return prepare_arrays(
+        images, labels, class_disjoint_split(train_classes, test_classes), out_dir, verification_pairs
+    )
 
 
 ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")

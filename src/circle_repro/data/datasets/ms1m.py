@@ -124,8 +124,14 @@ class RecordPack:
             )
         return {name: folder / name for name in PACK_FILES}
 
-    def prepare_raw(self, raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
-                    max_classes: int | None = None) -> Path:
+    def prepare_raw(
+        self,
+        raw_dir: str | Path,
+        out_dir: str | Path,
+        *,
+        resize_short_side: int | None = None,
+        max_classes: int | None = None,
+    ) -> Path:
         """Index the pack into ``out_dir``'s manifest (or, with ``resize_short_side``, re-encode its images);
         return the manifest path.
 
@@ -140,8 +146,11 @@ class RecordPack:
         out_dir = Path(out_dir)
         with RecordIOReader(folder / "train.rec", folder / "train.idx") as reader:
             identities = reader.identities() if max_classes is not None else {}
-            keys = ([key for first, end in list(identities.values())[:max_classes] for key in range(first, end)]
-                    if identities else reader.image_keys())
+            keys = (
+                [key for first, end in list(identities.values())[:max_classes] for key in range(first, end)]
+                if identities
+                else reader.image_keys()
+            )
             records = self._records(reader, keys, num_classes, max_classes, bool(identities), folder)
             if resize_short_side is not None:
                 rows = []
@@ -163,23 +172,35 @@ class RecordPack:
         return write_manifest(frame, out_dir)
 
     @staticmethod
-    def _records(reader: RecordIOReader, keys: list[int], num_classes: int, max_classes: int | None,
-                 by_identity: bool, folder: Path) -> Iterator[tuple[int, int, bytes]]:
+    def _records(
+        reader: RecordIOReader,
+        keys: list[int],
+        num_classes: int,
+        max_classes: int | None,
+        by_identity: bool,
+        folder: Path,
+    ) -> Iterator[tuple[int, int, bytes]]:
         """``(key, class, image bytes)`` of every image record kept, each record's framing and class checked."""
         for key in keys:
             if key not in reader:
-                raise RecordIOError(f"{reader.idx_path}: image key {key} (announced by record 0 of "
-                                    f"{reader.rec_path}) is missing; the .idx is truncated or belongs to "
-                                    "another .rec")
+                raise RecordIOError(
+                    f"{reader.idx_path}: image key {key} (announced by record 0 of "
+                    f"{reader.rec_path}) is missing; the .idx is truncated or belongs to "
+                    "another .rec"
+                )
             header, image = reader.read_record(key)
             label = _class_of(header, f"{reader.rec_path}: key {key}")
             if label >= num_classes:
-                raise RecordIOError(f"{reader.rec_path}: key {key}: class {label} is not below the {num_classes} "
-                                    f"classes of {folder / 'property'}; the files are from different packs")
+                raise RecordIOError(
+                    f"{reader.rec_path}: key {key}: class {label} is not below the {num_classes} "
+                    f"classes of {folder / 'property'}; the files are from different packs"
+                )
             if max_classes is not None and label >= max_classes:
                 if by_identity:
-                    raise RecordIOError(f"{reader.rec_path}: key {key} has class {label}, but the identity records "
-                                        f"list it among classes 0..{max_classes - 1}")
+                    raise RecordIOError(
+                        f"{reader.rec_path}: key {key} has class {label}, but the identity records "
+                        f"list it among classes 0..{max_classes - 1}"
+                    )
                 continue
             yield key, label, image
 
@@ -188,8 +209,10 @@ class RecordPack:
         """Put the pack in place as ``images.rec``/``images.idx`` (replacing an earlier preparation's images)
         and record the skipped images; the manifest is written after this."""
         if not any_image:
-            raise ValueError(f"{reader.rec_path}: no image could be read ({len(skipped)} skipped); "
-                             "check that the pack is an insightface training pack")
+            raise ValueError(
+                f"{reader.rec_path}: no image could be read ({len(skipped)} skipped); "
+                "check that the pack is an insightface training pack"
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest_path(out_dir).unlink(missing_ok=True)  # must not name the images being replaced
         shutil.rmtree(out_dir / IMAGES_DIRNAME, ignore_errors=True)
@@ -198,22 +221,38 @@ class RecordPack:
         skipped_file = out_dir / SKIPPED_FILENAME
         if skipped:
             write_json(skipped_file, skipped)
-            warnings.warn(f"{out_dir}: {len(skipped)} image(s) could not be read and were left out "
-                          f"(first: {skipped[0]['source']}: {skipped[0]['reason']}); list in {skipped_file}",
-                          SkippedImagesWarning, stacklevel=3)
+            warnings.warn(
+                f"{out_dir}: {len(skipped)} image(s) could not be read and were left out "
+                f"(first: {skipped[0]['source']}: {skipped[0]['reason']}); list in {skipped_file}",
+                SkippedImagesWarning,
+                stacklevel=3,
+            )
         else:
             skipped_file.unlink(missing_ok=True)
 
-    def prepare(self, out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-                resize_short_side: int | None = None, max_classes: int | None = None) -> Path:
+    def prepare(
+        self,
+        out_dir: str | Path,
+        raw_dir: str | Path,
+        mirror: str | Path | None = None,
+        *,
+        resize_short_side: int | None = None,
+        max_classes: int | None = None,
+    ) -> Path:
         """``fetch_raw`` then ``prepare_raw``; return the manifest path."""
         self.fetch_raw(raw_dir, mirror)
         return self.prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, max_classes=max_classes)
 
     @property
     def entry(self) -> DatasetEntry:
-        return DatasetEntry(name=self.name, prepare=self.prepare, fetch=self.fetch_raw, transform="face", in_channels=3,
-                            protocol="verification_pairs")
+        return DatasetEntry(
+            name=self.name,
+            prepare=self.prepare,
+            fetch=self.fetch_raw,
+            transform="face",
+            in_channels=3,
+            protocol="verification_pairs",
+        )
 
 
 _SOURCES = load_sources()

@@ -84,14 +84,24 @@ def parse_lists(texts: Mapping[str, str], version: str, include_val: bool = True
                 continue
             where = f"{version}/{list_name}:{number}"
             relative, pid, camera = _parse_line(where, line)
-            rows.append({"path": f"{folders[folder]}/{relative}", "label": pid, "split": split, "camera": camera,
-                         "role": role, "source": where})
+            rows.append(
+                {
+                    "path": f"{folders[folder]}/{relative}",
+                    "label": pid,
+                    "split": split,
+                    "camera": camera,
+                    "role": role,
+                    "source": where,
+                }
+            )
     frame = pd.DataFrame(rows, columns=[*REID_COLUMNS, "source"])
     duplicated = frame[frame["path"].duplicated(keep=False)]
     if not duplicated.empty:
         first = duplicated.groupby("path")["source"].apply(list).iloc[0]
-        raise ValueError(f"{version}: image {duplicated['path'].iloc[0]!r} listed twice ({', '.join(first)}); "
-                         "the lists must be disjoint")
+        raise ValueError(
+            f"{version}: image {duplicated['path'].iloc[0]!r} listed twice ({', '.join(first)}); "
+            "the lists must be disjoint"
+        )
     return frame
 
 
@@ -101,11 +111,15 @@ def _find_root(tree: Path, version: str) -> Path:
         if (root / "list_train.txt").is_file():
             missing = [name for name in (*LISTS, *VERSIONS[version]) if not (root / name).exists()]
             if missing:
-                raise FileNotFoundError(f"{root}: missing {', '.join(missing)}; an {version} folder holds "
-                                        f"{', '.join(LISTS)} and the folders {'/, '.join(VERSIONS[version])}/")
+                raise FileNotFoundError(
+                    f"{root}: missing {', '.join(missing)}; an {version} folder holds "
+                    f"{', '.join(LISTS)} and the folders {'/, '.join(VERSIONS[version])}/"
+                )
             return root
-    raise FileNotFoundError(f"{tree}: no {version}/list_train.txt; expected the {version} layout "
-                            f"({', '.join(LISTS)}, {'/, '.join(VERSIONS[version])}/)")
+    raise FileNotFoundError(
+        f"{tree}: no {version}/list_train.txt; expected the {version} layout "
+        f"({', '.join(LISTS)}, {'/, '.join(VERSIONS[version])}/)"
+    )
 
 
 def _choose_input(raw_dir: Path, version: str | None) -> tuple[str, Path]:
@@ -118,8 +132,14 @@ def _choose_input(raw_dir: Path, version: str | None) -> tuple[str, Path]:
     return name.removesuffix("/").removesuffix(".zip"), path
 
 
-def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
-                version: str | None = None, include_val: bool = True) -> Path:
+def prepare_raw(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    resize_short_side: int | None = None,
+    version: str | None = None,
+    include_val: bool = True,
+) -> Path:
     """Read the lists, store the train/query/gallery images and write the manifest; return its path.
 
     ``version`` picks ``MSMT17_V1`` or ``MSMT17_V2`` (default: the first present, V1 first);
@@ -130,21 +150,32 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         root = _find_root(tree, version)
         texts = {name: (root / name).read_text(encoding="utf-8") for name in LISTS}
         rows = parse_lists(texts, version, include_val)
-        samples = [Sample(root / row.path, row.path, row.label, row.split, row.source,
-                          {"camera": row.camera, "role": row.role}) for row in rows.itertuples(index=False)]
+        samples = [
+            Sample(
+                root / row.path, row.path, row.label, row.split, row.source, {"camera": row.camera, "role": row.role}
+            )
+            for row in rows.itertuples(index=False)
+        ]
         for sample in samples:
             if not sample.file.is_file():
-                raise FileNotFoundError(f"{sample.listed_in}: image {sample.file} not found; the list and the image "
-                                        "folders disagree")
+                raise FileNotFoundError(
+                    f"{sample.listed_in}: image {sample.file} not found; the list and the image folders disagree"
+                )
         return write_prepared(samples, out_dir, resize_short_side)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None, version: str | None = None, include_val: bool = True) -> Path:
+def prepare(
+    out_dir: str | Path,
+    raw_dir: str | Path,
+    mirror: str | Path | None = None,
+    *,
+    resize_short_side: int | None = None,
+    version: str | None = None,
+    include_val: bool = True,
+) -> Path:
     """Check the raw inputs (``fetch_raw``), then ``prepare_raw``; return the manifest path."""
     fetch_raw(raw_dir, mirror)
-    return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, version=version,
-                       include_val=include_val)
+    return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, version=version, include_val=include_val)
 
 
 ENTRY = DatasetEntry(name="msmt17", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid")

@@ -59,11 +59,14 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         return write_prepared(samples, out_dir, resize_short_side)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None) -> Path:
+def prepare(
+    out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *, resize_short_side: int | None = None
+) -> Path:
     """Fetch, verify and prepare Stanford Online Products; return the manifest path."""
     fetch_raw(raw_dir, mirror)
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
 
-ENTRY = DatasetEntry(name="sop", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval")
+ENTRY = DatasetEntry(
+    name="sop", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval"
+)

@@ -48,8 +48,10 @@ from circle_repro.data.sources import Source, load_sources
 def _png_images(images: np.ndarray, path: Path) -> list[bytes]:
     """A pack holding one decoded uint8 array (N x H x W or N x H x W x C, RGB): each image as PNG bytes."""
     if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))):
-        raise VerificationBinError(f"{path}: a decoded image array must be uint8 N x H x W or N x H x W x 1|3, "
-                                   f"got {images.dtype} {images.shape}")
+        raise VerificationBinError(
+            f"{path}: a decoded image array must be uint8 N x H x W or N x H x W x 1|3, "
+            f"got {images.dtype} {images.shape}"
+        )
     encoded = []
     for image in images:
         buffer = io.BytesIO()
@@ -94,8 +96,10 @@ class VerificationPack:
         rows, pairs = [], []
         with committed_store(out_dir, resize_short_side) as store:
             for pair, same in enumerate(issame.tolist()):
-                stored = [store.add(f"{i:0{width}d}{suffix}", encoded[i], source=f"{path.name}: image {i}")
-                          for i in (2 * pair, 2 * pair + 1)]
+                stored = [
+                    store.add(f"{i:0{width}d}{suffix}", encoded[i], source=f"{path.name}: image {i}")
+                    for i in (2 * pair, 2 * pair + 1)
+                ]
                 if None in stored:
                     for kept in filter(None, stored):
                         _discard(store, kept)
@@ -105,22 +109,38 @@ class VerificationPack:
                 pairs.append((*stored, same))
         dropped = len(issame) - len(pairs)
         if dropped:
-            warnings.warn(f"{path}: {dropped} of {len(issame)} pairs left out (an image could not be decoded); "
-                          "the 10-fold boundaries after them shift", SkippedImagesWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: {dropped} of {len(issame)} pairs left out (an image could not be decoded); "
+                "the 10-fold boundaries after them shift",
+                SkippedImagesWarning,
+                stacklevel=2,
+            )
         frame = pd.DataFrame(rows, columns=["path", "label", "pair_id"]).astype({"label": "int64", "pair_id": "int64"})
         write_pairs(pd.DataFrame(pairs, columns=["path_a", "path_b", "issame"]).astype({"issame": bool}), out_dir)
         return write_manifest(frame.assign(split="test")[["path", "label", "split", "pair_id"]], out_dir)
 
-    def prepare(self, out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-                resize_short_side: int | None = None) -> Path:
+    def prepare(
+        self,
+        out_dir: str | Path,
+        raw_dir: str | Path,
+        mirror: str | Path | None = None,
+        *,
+        resize_short_side: int | None = None,
+    ) -> Path:
         """``fetch_raw`` then ``prepare_raw``; return the manifest path."""
         self.fetch_raw(raw_dir, mirror)
         return self.prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
     @property
     def entry(self) -> DatasetEntry:
-        return DatasetEntry(name=self.name, prepare=self.prepare, fetch=self.fetch_raw, transform="face", in_channels=3,
-                            protocol="verification_pairs")
+        return DatasetEntry(
+            name=self.name,
+            prepare=self.prepare,
+            fetch=self.fetch_raw,
+            transform="face",
+            in_channels=3,
+            protocol="verification_pairs",
+        )
 
 
 _SOURCES = load_sources()

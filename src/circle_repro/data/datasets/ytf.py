@@ -119,8 +119,9 @@ def fetch_raw(raw_dir: str | Path, mirror: str | Path | None = None) -> dict[str
 def scan_videos(aligned_dir: Path) -> list[Video]:
     """Every video of ``aligned_images_DB`` in (person, video number) order; files other than ``*.jpg`` are ignored."""
     if not aligned_dir.is_dir():
-        raise FileNotFoundError(f"{aligned_dir}: not found; is this the YouTubeFaces folder "
-                                "(aligned_images_DB/ inside)?")
+        raise FileNotFoundError(
+            f"{aligned_dir}: not found; is this the YouTubeFaces folder (aligned_images_DB/ inside)?"
+        )
     videos = []
     for person in sorted(p for p in aligned_dir.iterdir() if p.is_dir()):
         folders = [f for f in person.iterdir() if f.is_dir()]
@@ -167,8 +168,10 @@ def read_splits_txt(path: Path) -> list[VideoPair]:
                 continue
             fields = [field.strip() for field in line.split(",")]
             if len(fields) < 5 or not fields[0].isdigit():
-                raise ValueError(f"{path}:{line_number}: expected '<split>, <pair>, <person>/<video>, "
-                                 f"<person>/<video>, ..., <is same>', got {line!r}")
+                raise ValueError(
+                    f"{path}:{line_number}: expected '<split>, <pair>, <person>/<video>, "
+                    f"<person>/<video>, ..., <is same>', got {line!r}"
+                )
             pairs.append(_pair(f"{path}:{line_number}", int(fields[0]), fields[2], fields[3], fields[-1]))
     if not pairs:
         raise ValueError(f"{path}: no pair lines found")
@@ -195,8 +198,9 @@ def read_splits_mat(path: Path) -> list[VideoPair]:
             first, second, same = (int(v) for v in splits[row, :3, fold])
             if not (1 <= first <= len(names) and 1 <= second <= len(names)):
                 raise ValueError(f"{path}: Splits[{row}, :, {fold}] indexes a video outside 1..{len(names)}")
-            pairs.append(_pair(f"{path}: Splits[{row}, :, {fold}]", fold + 1, names[first - 1], names[second - 1],
-                               str(same)))
+            pairs.append(
+                _pair(f"{path}: Splits[{row}, :, {fold}]", fold + 1, names[first - 1], names[second - 1], str(same))
+            )
     return pairs
 
 
@@ -207,8 +211,10 @@ def read_splits(root: Path) -> list[VideoPair]:
             return read_splits_txt(root / name)
     if (root / SPLITS_MAT).is_file():
         return read_splits_mat(root / SPLITS_MAT)
-    raise FileNotFoundError(f"{root}: neither {' nor '.join(SPLITS_CANDIDATES)} nor {SPLITS_MAT} found; "
-                            "the YouTubeFaces folder is incomplete")
+    raise FileNotFoundError(
+        f"{root}: neither {' nor '.join(SPLITS_CANDIDATES)} nor {SPLITS_MAT} found; "
+        "the YouTubeFaces folder is incomplete"
+    )
 
 
 def landmarks_missing_error(path: Path) -> FileNotFoundError:
@@ -238,7 +244,9 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
                 continue
             where = f"{path}:{number}"
             if len(fields) != 11:
-                raise ValueError(f"{where}: expected 11 whitespace-separated fields {LANDMARKS_LINE}, got {line.strip()!r}")
+                raise ValueError(
+                    f"{where}: expected 11 whitespace-separated fields {LANDMARKS_LINE}, got {line.strip()!r}"
+                )
             if FRAME_KEY.fullmatch(fields[0]) is None:
                 raise ValueError(f"{where}: frame {fields[0]!r} is not '<person>/<video number>/<frame file>'")
             try:
@@ -281,8 +289,14 @@ def read_video_pairs(prepared_dir: str | Path, known_templates: pd.Series | None
     return pairs
 
 
-def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: int | None = None,
-                corrected_splits: bool = False, workers: int = DEFAULT_WORKERS) -> Path:
+def prepare_raw(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    resize_short_side: int | None = None,
+    corrected_splits: bool = False,
+    workers: int = DEFAULT_WORKERS,
+) -> Path:
     """Align (``workers`` threads) and store every frame, write ``video_pairs.parquet`` and the manifest;
     return the manifest path. ``resize_short_side`` rescales the aligned 112 x 112 frames (None keeps them)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -301,22 +315,33 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
         for pair in pairs:
             for video in (pair.first, pair.second):
                 if video not in template_of:
-                    raise ValueError(f"the pair ({pair.first}, {pair.second}) of split {pair.fold} names video "
-                                     f"{video!r}, which has no folder {root / ALIGNED / video}; the split file "
-                                     "does not match the frames")
+                    raise ValueError(
+                        f"the pair ({pair.first}, {pair.second}) of split {pair.fold} names video "
+                        f"{video!r}, which has no folder {root / ALIGNED / video}; the split file "
+                        "does not match the frames"
+                    )
         label_of = {person: index for index, person in enumerate(sorted({video.person for video in videos}))}
-        frames = [(f"{video.video_id}/{file.name}", file, label_of[video.person], template)
-                  for template, video in enumerate(videos) for file in video.frames]
+        frames = [
+            (f"{video.video_id}/{file.name}", file, label_of[video.person], template)
+            for template, video in enumerate(videos)
+            for file in video.frames
+        ]
         unknown = sorted(set(landmarks) - {key for key, *_ in frames})
         if unknown:
-            raise ValueError(f"{raw_dir / LANDMARKS_FILE}: {len(unknown)} line(s) name a frame that is not in "
-                             f"{ALIGNED}/, e.g. {unknown[:3]}; the landmark file does not belong to these frames")
+            raise ValueError(
+                f"{raw_dir / LANDMARKS_FILE}: {len(unknown)} line(s) name a frame that is not in "
+                f"{ALIGNED}/, e.g. {unknown[:3]}; the landmark file does not belong to these frames"
+            )
         rows = []
-        with committed_store(out_dir, resize_short_side, images=len(frames)) as store, ThreadPoolExecutor(workers) as pool:
+        with (
+            committed_store(out_dir, resize_short_side, images=len(frames)) as store,
+            ThreadPoolExecutor(workers) as pool,
+        ):
             for start in range(0, len(frames), ALIGN_BATCH):
-                batch = frames[start:start + ALIGN_BATCH]
-                aligned = pool.map(_aligned_or_reason, [file for _, file, *_ in batch],
-                                   [landmarks.get(key) for key, *_ in batch])
+                batch = frames[start : start + ALIGN_BATCH]
+                aligned = pool.map(
+                    _aligned_or_reason, [file for _, file, *_ in batch], [landmarks.get(key) for key, *_ in batch]
+                )
                 for (key, _, label, template), (data, reason) in zip(batch, aligned, strict=True):
                     if data is None:
                         store.skipped.append({"source": f"{ALIGNED}/{key}", "reason": reason})
@@ -327,29 +352,57 @@ def prepare_raw(raw_dir: str | Path, out_dir: str | Path, *, resize_short_side: 
     frame = pd.DataFrame(rows, columns=["path", "label", "template"]).astype({"label": "int64", "template": "int64"})
     frame = frame.assign(split="test", media=frame["template"])[["path", "label", "split", "template", "media"]]
     present = set(frame["template"])
-    table = pd.DataFrame([(template_of[p.first], template_of[p.second], p.issame, p.fold) for p in pairs],
-                         columns=list(VIDEO_PAIR_COLUMNS)).astype({"issame": bool})
+    table = pd.DataFrame(
+        [(template_of[p.first], template_of[p.second], p.issame, p.fold) for p in pairs],
+        columns=list(VIDEO_PAIR_COLUMNS),
+    ).astype({"issame": bool})
     kept = table["template_a"].isin(present) & table["template_b"].isin(present)
     if not kept.all():
-        warnings.warn(f"{out_dir}: {int((~kept).sum())} of {len(table)} video pairs left out (a video has no "
-                      "decodable frame); the 10-fold boundaries after them shift", SkippedImagesWarning, stacklevel=2)
+        warnings.warn(
+            f"{out_dir}: {int((~kept).sum())} of {len(table)} video pairs left out (a video has no "
+            "decodable frame); the 10-fold boundaries after them shift",
+            SkippedImagesWarning,
+            stacklevel=2,
+        )
     write_video_pairs(table[kept], out_dir)
     return write_manifest(frame, out_dir)
 
 
-def prepare(out_dir: str | Path, raw_dir: str | Path, mirror: str | Path | None = None, *,
-            resize_short_side: int | None = None, corrected_splits: bool = False,
-            workers: int = DEFAULT_WORKERS) -> Path:
+def prepare(
+    out_dir: str | Path,
+    raw_dir: str | Path,
+    mirror: str | Path | None = None,
+    *,
+    resize_short_side: int | None = None,
+    corrected_splits: bool = False,
+    workers: int = DEFAULT_WORKERS,
+) -> Path:
     """``fetch_raw`` then ``prepare_raw``; return the manifest path."""
     fetch_raw(raw_dir, mirror)
-    return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, corrected_splits=corrected_splits,
-                       workers=workers)
+    return prepare_raw(
+        raw_dir, out_dir, resize_short_side=resize_short_side, corrected_splits=corrected_splits, workers=workers
+    )
 
 
-ENTRY = DatasetEntry(name="ytf", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="verification_pairs")
+ENTRY = DatasetEntry(
+    name="ytf", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="verification_pairs"
+)
 
 __all__ = [
-    "ENTRY", "LANDMARKS_FILE", "SOURCE", "VIDEO_PAIRS_FILENAME", "Video", "VideoPair", "fetch_raw", "prepare",
-    "prepare_raw", "read_landmarks", "read_splits", "read_splits_mat", "read_splits_txt", "read_video_pairs",
-    "scan_videos", "write_video_pairs",
+    "ENTRY",
+    "LANDMARKS_FILE",
+    "SOURCE",
+    "VIDEO_PAIRS_FILENAME",
+    "Video",
+    "VideoPair",
+    "fetch_raw",
+    "prepare",
+    "prepare_raw",
+    "read_landmarks",
+    "read_splits",
+    "read_splits_mat",
+    "read_splits_txt",
+    "read_video_pairs",
+    "scan_videos",
+    "write_video_pairs",
 ]

@@ -80,8 +80,10 @@ def read_cars_annos(path: str | os.PathLike[str]) -> list[CarsRecord]:
     present = sorted(k for k in mat if not k.startswith("__"))
     for variable in ("annotations", "class_names"):
         if variable not in mat:
-            raise CarsMatError(f"{path}: variable {variable!r} is missing (found {present}); "
-                               "is this cars_annos.mat (packaging A) rather than a devkit file?")
+            raise CarsMatError(
+                f"{path}: variable {variable!r} is missing (found {present}); "
+                "is this cars_annos.mat (packaging A) rather than a devkit file?"
+            )
     annotations = mat["annotations"]
     names = annotations.dtype.names or ()
     missing = [field for field in ANNOTATION_FIELDS if field not in names]
@@ -95,8 +97,9 @@ def read_cars_annos(path: str | os.PathLike[str]) -> list[CarsRecord]:
         bbox = tuple(int(_scalar(path, index, f, values[f])) for f in ANNOTATION_FIELDS[1:5])
         class_id = int(_scalar(path, index, "class", values["class"]))
         if not 1 <= class_id <= len(class_names):
-            raise CarsMatError(f"{path}: annotations[{index}] ({relative}) has class {class_id}, "
-                               f"outside 1..{len(class_names)}")
+            raise CarsMatError(
+                f"{path}: annotations[{index}] ({relative}) has class {class_id}, outside 1..{len(class_names)}"
+            )
         test = int(_scalar(path, index, "test", values["test"]))
         if test not in (0, 1):
             raise CarsMatError(f"{path}: annotations[{index}].test is {test}, expected 0 or 1")
@@ -125,8 +128,9 @@ def read_devkit_annos(path: str | os.PathLike[str], display: str, num_classes: i
     """``(fname, class)`` of each entry of a devkit ``annotations`` struct array, in file order."""
     mat = _loadmat(Path(path), display, squeeze_me=True)
     if "annotations" not in mat:
-        raise CarsMatError(f"{display}: variable 'annotations' is missing (found "
-                           f"{sorted(k for k in mat if not k.startswith('__'))})")
+        raise CarsMatError(
+            f"{display}: variable 'annotations' is missing (found {sorted(k for k in mat if not k.startswith('__'))})"
+        )
     annotations = np.atleast_1d(mat["annotations"])
     names = annotations.dtype.names or ()
     missing = [name for name in ("class", "fname") if name not in names]
@@ -137,16 +141,25 @@ def read_devkit_annos(path: str | os.PathLike[str], display: str, num_classes: i
     for index, entry in enumerate(annotations):
         fname, class_id = np.asarray(entry["fname"]).ravel(), np.asarray(entry["class"]).ravel()
         if fname.size != 1 or class_id.size != 1 or not isinstance(fname[0], str):
-            raise CarsMatError(f"{display}: annotations[{index}] needs one fname string and one class, "
-                               f"got fname={entry['fname']!r}, class={entry['class']!r}")
+            raise CarsMatError(
+                f"{display}: annotations[{index}] needs one fname string and one class, "
+                f"got fname={entry['fname']!r}, class={entry['class']!r}"
+            )
         if not 1 <= int(class_id[0]) <= num_classes:
-            raise CarsMatError(f"{display}: annotations[{index}] ({fname[0]}) has class {int(class_id[0])}, "
-                               f"outside 1..{num_classes}")
+            raise CarsMatError(
+                f"{display}: annotations[{index}] ({fname[0]}) has class {int(class_id[0])}, outside 1..{num_classes}"
+            )
         rows.append((str(fname[0]), int(class_id[0])))
     return rows
 
 
 __all__ = [
-    "ANNOTATION_FIELDS", "DEVKIT_FIELDS", "CarsMatError", "CarsRecord", "read_cars_annos", "read_class_names",
-    "read_devkit_annos", "read_devkit_class_count",
+    "ANNOTATION_FIELDS",
+    "DEVKIT_FIELDS",
+    "CarsMatError",
+    "CarsRecord",
+    "read_cars_annos",
+    "read_class_names",
+    "read_devkit_annos",
+    "read_devkit_class_count",
 ]

@@ -53,8 +53,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise IdxFormatError(f"{path}: {len(raw)} bytes is too short for an IDX header")
     zero, code, ndim = struct.unpack_from(">HBB", raw)
     if zero != 0 or code not in DTYPES or ndim == 0:
-        raise IdxFormatError(f"{path}: bad IDX magic 0x{raw[:4].hex()} (expected 0x0000TTNN with type TT in "
-                             f"{{{', '.join(f'0x{c:02x}' for c in DTYPES)}}} and NN >= 1 dimensions)")
+        raise IdxFormatError(
+            f"{path}: bad IDX magic 0x{raw[:4].hex()} (expected 0x0000TTNN with type TT in "
+            f"{{{', '.join(f'0x{c:02x}' for c in DTYPES)}}} and NN >= 1 dimensions)"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise IdxFormatError(f"{path}: truncated IDX header ({len(raw)} of {header} bytes)")
@@ -64,8 +66,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     actual = len(raw) - header
     if actual != expected:
         what = "truncated" if actual < expected else "has trailing bytes"
-        raise IdxFormatError(f"{path}: IDX data {what}: shape {shape} of {dtype.name} needs {expected} bytes "
-                             f"after the header, found {actual}")
+        raise IdxFormatError(
+            f"{path}: IDX data {what}: shape {shape} of {dtype.name} needs {expected} bytes "
+            f"after the header, found {actual}"
+        )
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=True)
 

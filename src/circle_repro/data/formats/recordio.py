@@ -55,13 +55,14 @@ class IRHeader(NamedTuple):
 
 # --- record payloads (IRHeader + image) ---------------------------------------------------------
 
+
 def pack(header: IRHeader | Sequence[Any], image: bytes) -> bytes:
     """IRHeader + labels + image bytes, as ``mxnet.recordio.pack`` lays them out.
 
     A scalar label goes into the header (flag 0); a sequence sets ``flag = len(label)``, writes
     ``label = 0`` in the header and puts the float32 vector right after it.
     """
-    flag, label, rec_id, id2 = header
+    _flag, label, rec_id, id2 = header
     if isinstance(label, numbers.Number):
         return struct.pack(IR_FORMAT, 0, float(label), rec_id, id2) + bytes(image)
     vector = np.asarray(label, dtype="<f4").ravel()
@@ -78,11 +79,12 @@ def unpack(payload: bytes) -> tuple[IRHeader, bytes]:
         if len(rest) < 4 * flag:
             raise RecordIOError(f"IRHeader announces {flag} labels but only {len(rest)} bytes follow")
         vector = np.frombuffer(rest, dtype="<f4", count=flag).astype(np.float32)
-        return IRHeader(flag, vector, rec_id, id2), bytes(rest[4 * flag:])
+        return IRHeader(flag, vector, rec_id, id2), bytes(rest[4 * flag :])
     return IRHeader(flag, float(label), rec_id, id2), bytes(rest)
 
 
 # --- framing ------------------------------------------------------------------------------------
+
 
 def _part(cflag: int, data: bytes) -> bytes:
     return MAGIC_BYTES + struct.pack("<I", (cflag << LENGTH_BITS) | len(data)) + data
@@ -97,7 +99,7 @@ def encode_record(payload: bytes) -> bytes:
     out = bytearray()
     start = 0
     for i in range(0, size - size % 4, 4):
-        if payload[i:i + 4] == MAGIC_BYTES:
+        if payload[i : i + 4] == MAGIC_BYTES:
             out += _part(CFLAG_START if start == 0 else CFLAG_MIDDLE, payload[start:i])
             start = i + 4
     out += _part(CFLAG_END if start != 0 else CFLAG_FULL, payload[start:])
@@ -162,17 +164,22 @@ class RecordFile:
             magic, lrec = struct.unpack("<II", head)
             if magic != MAGIC:
                 of_index = f"; is {self.index} the index of this file?" if self.index is not None else ""
-                raise RecordIOError(f"{self.rec_path}: bad magic 0x{magic:08x} at byte {position} "
-                                    f"(expected 0x{MAGIC:08x}){of_index}")
+                raise RecordIOError(
+                    f"{self.rec_path}: bad magic 0x{magic:08x} at byte {position} (expected 0x{MAGIC:08x}){of_index}"
+                )
             cflag, length = lrec >> LENGTH_BITS, lrec & LENGTH_MASK
             expected = (CFLAG_FULL, CFLAG_START) if not parts else (CFLAG_MIDDLE, CFLAG_END)
             if cflag not in expected:
-                raise RecordIOError(f"{self.rec_path}: unexpected continuation flag {cflag} at byte {position} "
-                                    f"(expected one of {expected})")
+                raise RecordIOError(
+                    f"{self.rec_path}: unexpected continuation flag {cflag} at byte {position} "
+                    f"(expected one of {expected})"
+                )
             data = os.pread(fd, length, position + 8) if length else b""
             if len(data) < length:
-                raise RecordIOError(f"{self.rec_path}: record at byte {offset} is truncated "
-                                    f"({len(data)} of {length} bytes at byte {position + 8})")
+                raise RecordIOError(
+                    f"{self.rec_path}: record at byte {offset} is truncated "
+                    f"({len(data)} of {length} bytes at byte {position + 8})"
+                )
             parts.append(data)
             position += 8 + _padded(length)
             if cflag in (CFLAG_FULL, CFLAG_END):
@@ -192,8 +199,10 @@ class RecordIOReader:
         self._size = self.rec_path.stat().st_size
         for key, offset in self._offsets.items():
             if offset % 4 or offset + 8 > self._size:
-                raise RecordIOError(f"{self.idx_path}: offset {offset} of key {key} is not a record start in "
-                                    f"{self.rec_path} ({self._size} bytes)")
+                raise RecordIOError(
+                    f"{self.idx_path}: offset {offset} of key {key} is not a record start in "
+                    f"{self.rec_path} ({self._size} bytes)"
+                )
         self._file = RecordFile(self.rec_path, self.idx_path)
 
     def close(self) -> None:
@@ -287,7 +296,9 @@ def read_index(idx_path: str | os.PathLike[str]) -> dict[int, int]:
                     raise ValueError
                 key, offset = int(fields[0]), int(fields[1])
             except ValueError:
-                raise RecordIOError(f"{idx_path}:{number}: expected '<key>\\t<offset>', got {line.rstrip()!r}") from None
+                raise RecordIOError(
+                    f"{idx_path}:{number}: expected '<key>\\t<offset>', got {line.rstrip()!r}"
+                ) from None
             if key in offsets:
                 raise RecordIOError(f"{idx_path}:{number}: duplicate key {key}")
             offsets[key] = offset
@@ -332,6 +343,7 @@ def read_property(path: str | os.PathLike[str]) -> tuple[int, int, int]:
 
 
 # --- writer (fixtures, small exports) ------------------------------------------------------------
+
 
 class RecordIOWriter:
     """Write an indexed .rec/.idx pair; both files land atomically when the ``with`` block succeeds."""
@@ -410,7 +422,22 @@ def iter_parts(blob: bytes) -> Iterator[tuple[int, int]]:
 
 
 __all__ = [
-    "IRHeader", "IR_FORMAT", "IR_SIZE", "MAGIC", "MAGIC_BYTES", "RecordFile", "RecordIOError", "RecordIOReader",
-    "RecordIOWriter", "encode_record", "iter_parts", "pack", "read_index", "read_property", "scan_offsets",
-    "unpack", "write_property", "write_record",
+    "IR_FORMAT",
+    "IR_SIZE",
+    "MAGIC",
+    "MAGIC_BYTES",
+    "IRHeader",
+    "RecordFile",
+    "RecordIOError",
+    "RecordIOReader",
+    "RecordIOWriter",
+    "encode_record",
+    "iter_parts",
+    "pack",
+    "read_index",
+    "read_property",
+    "scan_offsets",
+    "unpack",
+    "write_property",
+    "write_record",
 ]

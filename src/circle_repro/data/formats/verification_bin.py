@@ -34,9 +34,11 @@ class UnsafePickleError(pickle.UnpicklingError):
         self.path = str(path)
         self.module = module
         self.name = name
-        super().__init__(f"{self.path}: refusing to load global {module}.{name}: a verification pack only holds "
-                         f"image bytes/uint8 arrays and booleans (allowed: {', '.join(sorted(_ALLOWED_NAMES))}); "
-                         "the file is not a genuine pack or has been tampered with")
+        super().__init__(
+            f"{self.path}: refusing to load global {module}.{name}: a verification pack only holds "
+            f"image bytes/uint8 arrays and booleans (allowed: {', '.join(sorted(_ALLOWED_NAMES))}); "
+            "the file is not a genuine pack or has been tampered with"
+        )
 
 
 class VerificationBinError(ValueError):
@@ -107,8 +109,10 @@ def _image_bytes(path: Path, index: int, item: Any) -> bytes:
     is_column = item.ndim == 1 or (item.ndim == 2 and item.shape[1] == 1) if isinstance(item, np.ndarray) else False
     if is_column and item.dtype == np.uint8:
         return item.tobytes()  # cv2.imencode returns an (n, 1) or (n,) uint8 array
-    raise VerificationBinError(f"{path}: image {index} is {type(item).__name__}"
-                               f"{getattr(item, 'shape', '')}, expected encoded image bytes or a 1-D uint8 array")
+    raise VerificationBinError(
+        f"{path}: image {index} is {type(item).__name__}"
+        f"{getattr(item, 'shape', '')}, expected encoded image bytes or a 1-D uint8 array"
+    )
 
 
 def load_verification_bin(path: str | os.PathLike[str]) -> tuple[list[bytes] | np.ndarray, np.ndarray]:
@@ -129,17 +133,23 @@ def load_verification_bin(path: str | os.PathLike[str]) -> tuple[list[bytes] | n
     if issame_array.ndim != 1:
         raise VerificationBinError(f"{path}: issame must be a flat list, got shape {issame_array.shape}")
     if issame_array.dtype != np.bool_:
-        if issame_array.size and not (np.issubdtype(issame_array.dtype, np.integer)
-                                      and np.isin(issame_array, (0, 1)).all()):
+        if issame_array.size and not (
+            np.issubdtype(issame_array.dtype, np.integer) and np.isin(issame_array, (0, 1)).all()
+        ):
             raise VerificationBinError(f"{path}: issame must hold booleans, got dtype {issame_array.dtype}")
         issame_array = issame_array.astype(bool)
     if len(images) != 2 * len(issame_array):
-        raise VerificationBinError(f"{path}: {len(images)} images for {len(issame_array)} pairs; "
-                                   "a pack holds exactly 2 images per pair")
+        raise VerificationBinError(
+            f"{path}: {len(images)} images for {len(issame_array)} pairs; a pack holds exactly 2 images per pair"
+        )
     return images, issame_array
 
 
 __all__ = [
-    "ALLOWED_GLOBALS", "RestrictedUnpickler", "UnsafePickleError", "VerificationBinError",
-    "load_verification_bin", "restricted_load",
+    "ALLOWED_GLOBALS",
+    "RestrictedUnpickler",
+    "UnsafePickleError",
+    "VerificationBinError",
+    "load_verification_bin",
+    "restricted_load",
 ]
