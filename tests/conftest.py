@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,11 @@ def prepared_mnist5k(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_inherited_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_inherited_tracking_uri() -> Iterator[None]:
     """``mlflow.set_tracking_uri`` (which mmengine's MLflow backend calls) also sets ``$MLFLOW_TRACKING_URI``
-    for the rest of the process, and that variable overrides ``tracking.uri``: each test starts without it,
-    as each CLI process starts with the user's environment."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for the rest of the process, and that variable overrides ``tracking.uri``: each test starts and ends
+    without it (so module-scoped fixtures, set up before this one, do not inherit it either), as each CLI
+    process starts with the user's environment."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -267,7 +267,8 @@ def _stub_bin(root: Path) -> Path:
 
 
 def _env(root: Path, bin_dir: Path, **stub_settings: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+    inherited = ("SLURM_", "SBATCH_", "SRUN_", "MLFLOW_TRACKING_URI")  # the jobs log to the project's own store
+    env = {key: value for key, value in os.environ.items() if not key.startswith(inherited)}
     return (
         env
         | stub_settings
@@ -393,10 +394,23 @@ def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_pa
     assert argv_value(gpu_train, "--gpus") == "2" and argv_value(gpu_train, "--cpus-per-task") == "6"
     assert argv_value(gpu_train, "--ntasks-per-gpu") is None, "torchrun is one task that starts one process per GPU"
 
+    # Evaluation follows its experiment: one GPU with the experiment's CPUs per GPU in its partition,
+    # or one CPU in the cluster's default partition.
+    cpu_eval = jobs.pop("rule_evaluate_wildcards_demo_retrieval_CircleLoss_0")[0]
+    gpu_eval = jobs.pop("rule_evaluate_wildcards_demo_verification_CircleLoss_0")[0]
+    assert (argv_value(cpu_eval, "-p"), argv_value(cpu_eval, "--cpus-per-task"), argv_value(cpu_eval, "--gpus")) == (
+        DEFAULT_PARTITION, "1", None
+    )  # fmt: skip
+    assert (argv_value(gpu_eval, "-p"), argv_value(gpu_eval, "--cpus-per-task"), argv_value(gpu_eval, "--gpus")) == (
+        "gpu", "3", "1"
+    )  # fmt: skip
+    for argv in (cpu_eval, gpu_eval):
+        assert (argv_value(argv, "-t"), argv_value(argv, "--mem")) == ("30", "8000")
+
     # The CPU-only steps: their declared resources, and the cluster's default partition.
     steps = {comment.split("_wildcards_")[0]: argvs[0] for comment, argvs in jobs.items()}
-    assert set(steps) == {"rule_prepare_data", "rule_evaluate", "rule_report"}
-    for rule, runtime, mem in (("prepare_data", "60", "4000"), ("evaluate", "30", "8000"), ("report", "30", "4000")):
+    assert set(steps) == {"rule_prepare_data", "rule_report"}
+    for rule, runtime, mem in (("prepare_data", "60", "4000"), ("report", "30", "4000")):
         argv = steps[f"rule_{rule}"]
         assert (argv_value(argv, "-p"), argv_value(argv, "-t"), argv_value(argv, "--mem")) == (
             DEFAULT_PARTITION,

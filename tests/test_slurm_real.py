@@ -67,7 +67,8 @@ def slurm_cluster() -> None:
 
 
 def _env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+    inherited = ("SLURM_", "SBATCH_", "SRUN_", "MLFLOW_TRACKING_URI")  # the jobs log to the project's own store
+    env = {key: value for key, value in os.environ.items() if not key.startswith(inherited)}
     return env | {
         "PATH": os.pathsep.join([str(VENV_BIN), os.environ["PATH"]]),
         "MLFLOW_DISABLE_TELEMETRY": "true",
