@@ -20,7 +20,7 @@ def test_arcface_template_is_insightfaces():
     legacy = np.array(
         [[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366], [33.5493, 92.3655], [62.7299, 92.2041]]
     )
-    np.testing.assert_allclose(ARCFACE_DST, [*legacy, 8.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(ARCFACE_DST, legacy + np.array([8.0, 0.0]), atol=1e-12)
 
 
 @pytest.mark.parametrize(
