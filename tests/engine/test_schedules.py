@@ -17,16 +17,15 @@ from circle_repro.config import ConfigError, find_run, train_config, validate_pa
 from circle_repro.data.samplers import PKSampler
 from circle_repro.engine import model as model_module
 from circle_repro.engine.checkpoint import latest_checkpoint, load_run_checkpoint, trusted_work_dir
+from circle_repro.engine.loop import ResumableSampler, _EpochCycler
 from circle_repro.engine.optim import param_scheduler_config, total_iterations
-from circle_repro.engine.train import (
+from circle_repro.engine.runner_config import (
     DEFAULT_CHECKPOINT_INTERVAL_ITERS,
-    ResumableSampler,
-    _EpochCycler,
     _loop_configs,
     model_config,
     runner_config,
-    train_run,
 )
+from circle_repro.engine.train import train_run
 from support import tiny_params
 
 

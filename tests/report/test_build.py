@@ -16,7 +16,9 @@ from synthetic_runs import write_run
 
 import circle_repro.report.build as report_build
 from circle_repro.config import RunSpec
-from circle_repro.report.build import STATUSES, build_report, collapse_note
+from circle_repro.report.build import build_report
+from circle_repro.report.sections.demo_figures import collapse_note
+from circle_repro.report.sections.paper import STATUSES
 from circle_repro.report.targets import load_paper_targets
 
 T_975 = {2: stats.t.ppf(0.975, 1), 3: stats.t.ppf(0.975, 2)}
