@@ -153,6 +153,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print("report written: " + ", ".join(str(path) for path in outputs))
 
 
+def _cmd_summary(args: argparse.Namespace) -> None:
+    from circle_repro.report.summary import headline_summary
+
+    print(headline_summary(args.reports))
+
+
 def _cmd_recipe_card(args: argparse.Namespace) -> None:
     from circle_repro.report.recipes import card_blocks, missing_sources
     from circle_repro.report.render import Heading, render_markdown
@@ -308,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _params_arg(report)
     report.set_defaults(func=_cmd_report)
+
+    summary = verbs.add_parser(
+        "summary", help="print the headline results of a built report and where it is (the end of `make reproduce`)"
+    )
+    summary.add_argument("--reports", type=Path, default=Path("reports"), help="the report's folder (default: reports)")
+    summary.set_defaults(func=_cmd_summary)
     return parser
 
 

@@ -22,6 +22,7 @@ from circle_repro.report.results import UNTRAINED, Results, load_results, seed_v
 from circle_repro.report.sections.compute import compute_section
 from circle_repro.report.sections.demo import demo_section
 from circle_repro.report.sections.gradients import gradient_section
+from circle_repro.report.sections.overview import overview_section
 from circle_repro.report.sections.paper import paper_cells, paper_section
 from circle_repro.report.sections.provenance import provenance_section
 from circle_repro.report.sections.sensitivity import sensitivity_section
@@ -76,12 +77,11 @@ def build_report(
             "cell links to the runs behind it."
         ),
     ]
+    blocks += overview_section(params, results, demo)
     if results.problems:
         blocks += [Heading("Problems"), *(Paragraph(problem) for problem in results.problems)]
-    blocks += card_blocks(params)
     paper_blocks, csv_rows = paper_section(tables_params, results, targets, cells, statuses, demo)
-    blocks += paper_blocks
-    if demo:
+    if demo:  # results first: the demo versions and the sweeps, then the paper's tables (results.csv: paper first)
         demo_blocks, demo_rows = demo_section(tables_params, results, demo, figure_dir)
         blocks += demo_blocks
         csv_rows += demo_rows
@@ -89,6 +89,8 @@ def build_report(
         sweep_blocks, sweep_rows = sensitivity_section(params, results, sweep, figure_dir)
         blocks += sweep_blocks
         csv_rows += sweep_rows
+    blocks += card_blocks(params)
+    blocks += paper_blocks
     blocks += gradient_section(params, figure_dir)
     blocks += compute_section(params, throughput_file, benchmark_root, data_root, rates_file)
     blocks += provenance_section(params, results)
