@@ -21,7 +21,7 @@ from circle_repro.config import (
 from circle_repro.data.manifest import ManifestError
 from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
-from circle_repro.engine.tracking import disable_telemetry, tracking_uri
+from circle_repro.engine.tracking import disable_telemetry, quiet_artifact_transfers, tracking_uri
 from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
 
@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input exits with status 2 and a one-paragraph message, not a traceback."""
     disable_telemetry()
+    quiet_artifact_transfers()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
