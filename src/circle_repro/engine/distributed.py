@@ -1,5 +1,4 @@
-"""Data-parallel set-up: joining the process group of a torchrun or srun launch, and the Runner that leaves
-rank-local state alone."""
+"""Data-parallel set-up: joining the process group of a torchrun or srun launch."""
 
 from __future__ import annotations
 
@@ -9,33 +8,11 @@ import subprocess
 
 import torch
 import torch.distributed as dist
-from mmengine.dist import broadcast, init_dist
-from mmengine.runner import Runner
-
-from circle_repro.engine.checkpoint import unwrap_model
+from mmengine.dist import init_dist
 
 LAUNCHERS = ("none", "pytorch", "slurm")
 """``--launcher``: none (one process), pytorch (torchrun's RANK/WORLD_SIZE/MASTER_ADDR/... variables),
 slurm (srun's SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST/...)."""
-
-
-class TrainRunner(Runner):
-    """mmengine's Runner, except that rank-local state is not broadcast from rank 0 at start.
-
-    After ``init_weights`` the Runner broadcasts every parameter and buffer from rank 0, so that all
-    ranks start alike. A sharded class-level head's proxies differ between ranks by design (each
-    holds its own class shard, drawn from the same RNG as the full matrix): those are the names the
-    model registered with DDP as ignored, and they are left alone here too.
-    """
-
-    def _init_model_weights(self) -> None:
-        model = unwrap_model(self.model)
-        if hasattr(model, "init_weights"):
-            model.init_weights()
-            rank_local = set(getattr(model, "_ddp_params_and_buffers_to_ignore", ()))
-            for name, tensor in model.state_dict().items():
-                if name not in rank_local:
-                    broadcast(tensor)
 
 
 def _slurm_environment() -> None:

@@ -21,8 +21,9 @@ from circle_repro.config import config_hash
 from circle_repro.data.manifest import read_content_hash, read_manifest, verify_prepared
 from circle_repro.engine.attempt import MLFLOW_BACKEND, begin_attempt, ending_mlflow_run, record_attempt
 from circle_repro.engine.checkpoint import full_model_state, trusted_work_dir
-from circle_repro.engine.distributed import TrainRunner, init_distributed
+from circle_repro.engine.distributed import init_distributed
 from circle_repro.engine.loader import LoaderSettings
+from circle_repro.engine.runner import TrainRunner
 from circle_repro.engine.runner_config import iterations_per_epoch, model_config, runner_config
 from circle_repro.engine.tracking import DEFAULT_EXPERIMENT, artifact_uri, ensure_experiment, log_to_run
 from circle_repro.io import atomic_open, atomic_path, write_json
