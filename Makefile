@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 
 reproduce: $(STAMP)  ## run the demo study: data -> train -> evaluate -> report
 	$(BIN)/snakemake --cores all
-	@echo "Report: $(CURDIR)/reports/report.html"
+	@$(BIN)/circle-repro summary --reports reports
 
 test: $(STAMP)  ## the default test suite (slow end-to-end checks: make test-slow)
 	$(BIN)/python -m pytest

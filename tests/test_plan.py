@@ -16,11 +16,11 @@ from circle_repro.cli import main
 from circle_repro.config import expand_runs, load_params
 from circle_repro.data.sources import load_sources
 from circle_repro.engine.model import EmbeddingModel
-from circle_repro.engine.train import _loop_configs
+from circle_repro.engine.runner_config import _loop_configs
 from circle_repro.plan import DEFAULT_RATES as _RATES_PATH
 from circle_repro.plan.jobs import metric_similarities
-from circle_repro.report.build import _compute_section
 from circle_repro.report.render import Paragraph, Table
+from circle_repro.report.sections.compute import compute_section
 from support import REPO_ROOT
 
 DEFAULT_RATES = REPO_ROOT / _RATES_PATH
@@ -477,7 +477,7 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
     params = load_params(params_file)
     root = tmp_path / "work"
     _benchmark(root / planning.TRAIN_BENCHMARK.format(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 1))
-    blocks = _compute_section(params, throughput_file, root, None)
+    blocks = compute_section(params, throughput_file, root, None)
     (table,) = [block for block in blocks if isinstance(block, Table)]
     frame = table.frame
     assert frame.loc["Table 5", "planned GPU-h (training)"] == f"{4 * 300 / 3600:.2f}"
@@ -496,13 +496,13 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
         f"{1010 * 64 * 2 / 2000 / 3600:.2f}"
     )
 
-    with_rates = _compute_section(params, throughput_file, root, None, rates_file)
+    with_rates = compute_section(params, throughput_file, root, None, rates_file)
     (table,) = [block for block in with_rates if isinstance(block, Table)]
     assert table.frame.loc["Table 4", "planned GPU-h (training)"].startswith(
         f"{1010 * 64 * 2 / 1600 / 3600:.2f}"
     )  # data-bound
 
-    missing = _compute_section(params, tmp_path / "nope.json", root, None)
+    missing = compute_section(params, tmp_path / "nope.json", root, None)
     assert "nope.json not found: nothing estimated" in missing[1].text
 
 

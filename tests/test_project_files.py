@@ -32,7 +32,11 @@ def test_ci_calls_the_readme_test_command():
     ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     assert "make test" in ci
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert re.search(r"^reproduce: .*\n\t\$\(BIN\)/snakemake --cores all$", makefile, flags=re.M)
+    assert re.search(
+        r"^reproduce: .*\n\t\$\(BIN\)/snakemake --cores all\n\t@\$\(BIN\)/circle-repro summary --reports reports$",
+        makefile,
+        flags=re.M,
+    ), "make reproduce runs the workflow, then prints the headline results and where the report is"
     assert re.search(r"^test: ", makefile, flags=re.M)
 
 

@@ -21,7 +21,7 @@ from circle_repro.config import (
 from circle_repro.data.manifest import ManifestError
 from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
-from circle_repro.engine.tracking import disable_telemetry, tracking_uri
+from circle_repro.engine.tracking import disable_telemetry, quiet_artifact_transfers, tracking_uri
 from circle_repro.io import atomic_open
 from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
 
@@ -151,6 +151,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
         throughput_file=args.throughput, benchmark_root=args.benchmarks, rates_file=args.rates,
     )  # fmt: skip
     print("report written: " + ", ".join(str(path) for path in outputs))
+
+
+def _cmd_summary(args: argparse.Namespace) -> None:
+    from circle_repro.report.summary import headline_summary
+
+    print(headline_summary(args.reports))
 
 
 def _cmd_recipe_card(args: argparse.Namespace) -> None:
@@ -308,12 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _params_arg(report)
     report.set_defaults(func=_cmd_report)
+
+    summary = verbs.add_parser(
+        "summary", help="print the headline results of a built report and where it is (the end of `make reproduce`)"
+    )
+    summary.add_argument("--reports", type=Path, default=Path("reports"), help="the report's folder (default: reports)")
+    summary.set_defaults(func=_cmd_summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input exits with status 2 and a one-paragraph message, not a traceback."""
     disable_telemetry()
+    quiet_artifact_transfers()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

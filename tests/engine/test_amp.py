@@ -12,7 +12,8 @@ from mmengine.registry import MODELS, OPTIM_WRAPPERS
 from circle_repro.config import find_run, train_config
 from circle_repro.engine import train as train_module  # noqa: F401  (registers everything)
 from circle_repro.engine.optim import AMP_DTYPES, MixedPrecisionOptimWrapper, optim_wrapper_config
-from circle_repro.engine.train import model_config, train_run
+from circle_repro.engine.runner_config import model_config
+from circle_repro.engine.train import train_run
 from circle_repro.losses import LOSSES, CircleLoss, build_loss
 from circle_repro.losses.proxy import ProxyClassifier
 from support import tiny_params

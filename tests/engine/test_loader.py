@@ -16,7 +16,7 @@ from circle_repro.engine.loader import (
     loader_settings,
     train_loader_settings,
 )
-from circle_repro.engine.train import runner_config
+from circle_repro.engine.runner_config import runner_config
 from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
 from support import REPO_ROOT, tiny_params
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from circle_repro.config import find_run, train_config
 from circle_repro.engine import evaluate as evaluate_module
 from circle_repro.engine.model import EmbeddingModel
-from circle_repro.engine.train import model_config, runner_config
+from circle_repro.engine.runner_config import model_config, runner_config
 from circle_repro.losses import LOSSES
 from support import tiny_params
 

@@ -33,6 +33,7 @@ from circle_repro.engine.protocols import PROTOCOLS, ProtocolResult, TestSet, ge
 from circle_repro.evaluation import ijb as ijb_eval
 from circle_repro.evaluation import megaface as megaface_eval
 from circle_repro.evaluation import reid as reid_eval
+from circle_repro.evaluation.reranking import Reranking
 from circle_repro.evaluation.retrieval import retrieval_metrics
 from circle_repro.evaluation.verification import flip_sum_embeddings, kfold_accuracy, tar_at_far
 from circle_repro.layout import INITIAL_WEIGHTS_FILENAME, SIMILARITIES_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
@@ -259,7 +260,7 @@ def test_reid_equals_the_library_on_the_same_features(model, prepared, settings)
         options |= {"q_flipped_feats": flipped[in_query], "g_flipped_feats": flipped[~in_query]}
     if "query_expansion" in settings:
         options["query_expansion"] = reid_eval.QueryExpansion(k=2, alpha=3)
-        options["reranking"] = reid_eval.Reranking(k1=3, k2=2, lambda_value=0.3)
+        options["reranking"] = Reranking(k1=3, k2=2, lambda_value=0.3)
     ranks = settings.get("ranks", [1, 5, 10])
     expected = reid_eval.evaluate(
         raw[in_query],

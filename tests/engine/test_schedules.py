@@ -17,16 +17,16 @@ from circle_repro.config import ConfigError, find_run, train_config, validate_pa
 from circle_repro.data.samplers import PKSampler
 from circle_repro.engine import model as model_module
 from circle_repro.engine.checkpoint import latest_checkpoint, load_run_checkpoint, trusted_work_dir
+from circle_repro.engine.loop import ResumableSampler, _EpochCycler
 from circle_repro.engine.optim import param_scheduler_config, total_iterations
-from circle_repro.engine.train import (
+from circle_repro.engine.runner import HARMLESS_WARNINGS
+from circle_repro.engine.runner_config import (
     DEFAULT_CHECKPOINT_INTERVAL_ITERS,
-    ResumableSampler,
-    _EpochCycler,
     _loop_configs,
     model_config,
     runner_config,
-    train_run,
 )
+from circle_repro.engine.train import train_run
 from support import tiny_params
 
 
@@ -260,7 +260,9 @@ def test_runner_config_for_ddp(repo_params, prepared_mnist5k, tmp_path):
         runner_config(config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, launcher="mpi", per_epoch=3)
 
 
-def test_iteration_based_run_with_schedule_checkpoints_every_n_iterations(repo_params, prepared_mnist5k, tmp_path):
+def test_iteration_based_run_with_schedule_checkpoints_every_n_iterations(
+    repo_params, prepared_mnist5k, tmp_path, capfd
+):
     params = tiny_params(repo_params, max_images=300)
     config = train_config(params, find_run(params, "demo_retrieval/CircleLoss/seed0"))
     config["train"] = {
@@ -273,6 +275,9 @@ def test_iteration_based_run_with_schedule_checkpoints_every_n_iterations(repo_p
         "grad_clip": {"max_norm": 1.0},
     }
     train_run(config, prepared_mnist5k, tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
+    log = capfd.readouterr().out
+    assert "mmengine - INFO - Checkpoints will be saved to" in log
+    assert not [message for message in HARMLESS_WARNINGS if message in log], "known harmless warnings stay out"
     record = json.loads((tmp_path / "train.json").read_text())
     assert record["iterations"] == 5 and record["iterations_per_epoch"] == 3 and record["world_size"] == 1
     assert sorted(p.name for p in (tmp_path / "work").glob("*.pth")) == ["iter_4.pth", "iter_5.pth"]  # saved at 2, 4, 5

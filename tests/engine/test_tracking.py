@@ -16,6 +16,7 @@ from circle_repro.engine.tracking import (
     check_tracking_store,
     end_abandoned_run,
     ensure_experiment,
+    quiet_artifact_transfers,
     resolve_tracking_uri,
     run_is_open,
     tracking_uri,
@@ -118,3 +119,19 @@ def test_abandoned_running_runs_are_marked_failed_and_others_left_alone(tmp_path
     assert client.get_run(running).data.tags["abandoned"] == "its process died"
     assert client.get_run(finished).info.status == "FINISHED"
     assert run_is_open(uri, running) and not run_is_open(uri, "0" * 32)
+
+
+def test_the_cli_turns_mlflow_artifact_progress_bars_off_unless_the_environment_sets_them(monkeypatch, capsys):
+    from mlflow.utils.file_utils import ArtifactProgressBar
+
+    from circle_repro.cli import main
+    from support import REPO_ROOT
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    assert ArtifactProgressBar.files("downloading", total=3).pbar is not None, "MLflow draws a bar by default"
+    capsys.readouterr()
+    assert main(["runs", "--params", str(REPO_ROOT / "params.yaml"), "--profile", "demo"]) == 0
+    assert ArtifactProgressBar.files("downloading", total=3).pbar is None
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
+    quiet_artifact_transfers()
+    assert ArtifactProgressBar.files("downloading", total=3).pbar is not None

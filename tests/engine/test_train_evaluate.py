@@ -18,7 +18,8 @@ from circle_repro.data.manifest import read_content_hash
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.engine.evaluate import embed_split, evaluate_run, load_trained_model
 from circle_repro.engine.protocols import pair_correctness, retrieval_per_query
-from circle_repro.engine.train import model_config, train_run
+from circle_repro.engine.runner_config import model_config
+from circle_repro.engine.train import train_run
 from circle_repro.evaluation.retrieval import recall_at_k, retrieval_metrics
 from circle_repro.evaluation.verification import kfold_accuracy
 from support import tiny_params

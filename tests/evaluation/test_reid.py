@@ -8,12 +8,11 @@ from circle_repro.evaluation import reid
 from circle_repro.evaluation.reid import (
     QueryExpansion,
     ReidResult,
-    Reranking,
     average_query_expansion,
     evaluate,
     flip_average,
-    re_ranking,
 )
+from circle_repro.evaluation.reranking import Reranking, re_ranking
 
 
 def unit(x):

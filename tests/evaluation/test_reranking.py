@@ -1,9 +1,9 @@
-"""reid.re_ranking: agreement with a per-item loop written from Zhong et al.'s definition, chunking, errors."""
+"""reranking.re_ranking: agreement with a per-item loop written from Zhong et al.'s definition, chunking, errors."""
 
 import numpy as np
 import pytest
 
-from circle_repro.evaluation.reid import Reranking, re_ranking
+from circle_repro.evaluation.reranking import Reranking, re_ranking
 
 
 def loop_re_ranking(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, expanded=None):

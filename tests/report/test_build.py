@@ -16,7 +16,9 @@ from synthetic_runs import write_run
 
 import circle_repro.report.build as report_build
 from circle_repro.config import RunSpec
-from circle_repro.report.build import STATUSES, build_report, collapse_note
+from circle_repro.report.build import build_report
+from circle_repro.report.sections.demo_figures import collapse_note
+from circle_repro.report.sections.paper import STATUSES
 from circle_repro.report.targets import load_paper_targets
 
 T_975 = {2: stats.t.ppf(0.975, 1), 3: stats.t.ppf(0.975, 2)}
@@ -41,6 +43,31 @@ def test_demo_tables_hold_mean_and_95_ci_over_seeds(tmp_path, demo_params, metri
     assert "### Tables 2–3 style (demo version): demo_verification" in markdown
     assert "### Table 4 style (demo version): not applicable: no camera ids" in markdown
     assert "| CircleLoss | 87.00 ± " in markdown and "| 30.00 ± 0.00 (n=3) |" in markdown
+
+
+def test_the_report_opens_with_what_was_run_then_the_results_then_the_paper_tables(
+    tmp_path, demo_params, metrics_files
+):
+    markdown = build(demo_params, metrics_files, tmp_path / "r")[0].read_text()
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings[:5] == [
+        "## What was run",
+        "## Demo versions (other data: not comparable with the published numbers)",
+        "## Sensitivity to γ and m (paper Fig. 3): demo_sensitivity",
+        "## Recipe cards",
+        "## The paper's tables, cell by cell",
+    ]
+    # best loss row at the first metric: R@1 CircleLoss 92 over Triplet 82; accuracy CircleLoss 87 (synthetic_runs)
+    hw = half_width([90, 92, 94])
+    assert (
+        "| demo_retrieval | demo version of paper Table 5 | mnist5k | retrieval | 2 | 0, 1, 2 | 6 of 6 | "
+        f"R@1: CircleLoss 92.00 ± {hw:.2f} (n=3) |"
+    ) in markdown
+    assert (
+        "| demo_verification | demo version of paper Table 2 | mnist5k | verification_pairs | 5 | 0, 1, 2 | 15 of 15 |"
+        in markdown
+    )
+    assert "| demo_sensitivity | sensitivity (paper Fig. 3) | mnist5k |" in markdown
 
 
 def test_demo_profile_lists_every_paper_cell_as_not_run(tmp_path, demo_params, metrics_files):
@@ -111,6 +138,7 @@ def test_a_matching_experiment_fills_paper_cells_with_status_and_delta(tmp_path,
     assert "43.00 (n=1, no CI) · Δ -0.60 · different method" in markdown
     assert "cub: Circle minus the best other loss (MS) at R@1:" in markdown
     assert "## Demo versions" in markdown and "demo version): cub" not in markdown
+    assert "| cub | paper Table 5 | cub200 | retrieval | 3 | 0, 1 | 5 of 6 | R@1: Circle 66.70 ± " in markdown
 
 
 def test_substitute_and_unavailable_data(tmp_path, demo_params):

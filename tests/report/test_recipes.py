@@ -135,11 +135,12 @@ def test_cli_prints_the_cards_and_refuses_a_setting_without_a_source(tmp_path, c
     assert "recipe_sources.yaml" in err
 
 
-def test_paper_report_opens_with_the_cards(tmp_path):
+def test_paper_report_gives_the_cards_after_what_was_run_and_before_the_paper_tables(tmp_path):
     from circle_repro.report.build import build_report
 
     markdown = build_report(PAPER, [], tmp_path / "r", generated="2026-01-01 00:00 UTC", commit="0")[0].read_text()
-    assert markdown.index("## Recipe cards") < markdown.index("Table 1")
+    order = [markdown.index(heading) for heading in ("## What was run", "## Recipe cards", "## The paper's tables")]
+    assert order == sorted(order)
     for card in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Fig. 3"):
         assert f"**{card} recipe card:" in markdown
 

@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from circle_repro.data.formats.recordio import IRHeader, RecordIOWriter
 from circle_repro.data.image_reader import INDEX_SUFFIX, pack_member
 from circle_repro.io import write_json
+from circle_repro.progress import Progress
 
 IMAGES_DIRNAME = "images"
 PACK_FILENAME = "images.rec"
@@ -58,6 +59,7 @@ class ImageStore:
     ``resize_short_side`` rescales every image so its shorter side has that many pixels
     (aspect kept); ``None`` stores the original bytes untouched after checking they decode.
     ``pack`` writes the images into ``images.rec`` instead of loose files (see :func:`packs`).
+    ``progress`` counts every image offered to :meth:`add`.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class ImageStore:
         resize_short_side: int | None = None,
         pack: bool = False,
         max_pixels: int = MAX_PIXELS,
+        progress: Progress | None = None,
     ) -> None:
         if resize_short_side is not None and resize_short_side < 1:
             raise ValueError(f"resize_short_side must be a positive number of pixels, got {resize_short_side}")
@@ -77,6 +80,7 @@ class ImageStore:
         self.skipped: list[dict[str, str]] = []
         self.stored = 0
         self._writer: RecordIOWriter | None = None
+        self.progress = progress
 
     def __enter__(self) -> ImageStore:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -102,6 +106,8 @@ class ImageStore:
 
         ``source`` names where the bytes came from (archive member, record index) for the skip list.
         """
+        if self.progress is not None:
+            self.progress.update()
         relative_path = PurePosixPath(relative)
         if relative_path.is_absolute() or ".." in relative_path.parts:
             raise ValueError(f"{source}: image path {relative!r} must be relative and stay inside images/")

@@ -24,6 +24,7 @@ from circle_repro.data.annotations import AnnotationError
 from circle_repro.data.archive import safe_extract
 from circle_repro.data.image_store import ImageStore, packs
 from circle_repro.data.manifest import manifest_path, write_manifest
+from circle_repro.progress import Progress
 
 # --- scratch extraction ---------------------------------------------------------------------------
 
@@ -79,7 +80,11 @@ def committed_store(
     The stale manifest is removed just before the commit: it must not name the new images. Write the
     extra evaluation files and then the manifest (last) after the block.
     """
-    with ImageStore(out_dir, resize_short_side, pack=packs(images)) as store:
+    label = f"storing the images of {Path(out_dir).name}"
+    with (
+        Progress(label, images or None) as progress,
+        ImageStore(out_dir, resize_short_side, pack=packs(images), progress=progress) as store,
+    ):
         yield store
         if store.stored:  # commit() refuses an empty store, which must not cost the earlier manifest
             manifest_path(out_dir).unlink(missing_ok=True)

@@ -44,6 +44,7 @@ from circle_repro.layout import (
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
 )
+from circle_repro.progress import Progress
 
 #: Keys of an ``evaluation:`` mapping that the orchestrator reads; the rest are the protocol's settings.
 ORCHESTRATOR_KEYS = ("protocol",)
@@ -81,10 +82,11 @@ def embed_split(
     model.eval()
     device = next(model.parameters()).device
     settings = _loader_settings(loader, model).dataloader_kwargs()
-    chunks = [
-        model.embed(batch["inputs"].to(device, non_blocking=True)).cpu()
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **settings)
-    ]
+    chunks = []
+    with Progress("embedding", len(dataset)) as progress:
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **settings):
+            chunks.append(model.embed(batch["inputs"].to(device, non_blocking=True)).cpu())
+            progress.update(len(batch["inputs"]))
     return torch.cat(chunks).numpy(), dataset.labels
 
 
@@ -140,12 +142,14 @@ def model_embedder(
         images = _RowImages(root, rows["path"].tolist(), test_transform, image_mode)
         settings = _loader_settings(loader, model).dataloader_kwargs()
         chunks = []
-        for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, **settings):
-            inputs = inputs.to(device, non_blocking=True)
-            if flip:
-                inputs = TF.horizontal_flip(inputs)
-            features = features_of(inputs)
-            chunks.append(features.to(torch.promote_types(features.dtype, torch.float32)).cpu())
+        with Progress("embedding" + (" (flipped)" if flip else ""), len(images)) as progress:
+            for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, **settings):
+                inputs = inputs.to(device, non_blocking=True)
+                if flip:
+                    inputs = TF.horizontal_flip(inputs)
+                features = features_of(inputs)
+                chunks.append(features.to(torch.promote_types(features.dtype, torch.float32)).cpu())
+                progress.update(len(inputs))
         return torch.cat(chunks).numpy()
 
     return embed

@@ -53,6 +53,7 @@ from circle_repro.data.pairs import PAIRS_FILENAME, read_pairs
 from circle_repro.evaluation import megaface as megaface_eval
 from circle_repro.evaluation import reid as reid_eval
 from circle_repro.evaluation.ijb import IJB_FARS, score_pairs, tar_at_far_ijb, template_features
+from circle_repro.evaluation.reranking import Reranking
 from circle_repro.evaluation.retrieval import retrieval_metrics
 from circle_repro.evaluation.retrieval import retrieval_per_query as library_retrieval_per_query
 from circle_repro.evaluation.verification import (
@@ -348,9 +349,7 @@ def reid(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Protoco
         reid_eval.QueryExpansion,
         {"k": "k", "alpha": "alpha", "times": "times"},
     )
-    reranking = _options(
-        name, "rerank", s["rerank"], reid_eval.Reranking, {"k1": "k1", "k2": "k2", "lambda": "lambda_value"}
-    )
+    reranking = _options(name, "rerank", s["rerank"], Reranking, {"k1": "k1", "k2": "k2", "lambda": "lambda_value"})
     _columns(name, test, ("role", "camera"))
     frame = test.frame
     is_query, is_gallery = (frame["role"] == "query").to_numpy(), (frame["role"] == "gallery").to_numpy()

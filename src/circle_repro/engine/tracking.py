@@ -181,3 +181,9 @@ def disable_telemetry() -> None:
     """Opt out of MLflow telemetry and DVC analytics for this process and its children."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def quiet_artifact_transfers() -> None:
+    """No MLflow progress bar per artifact upload or download (they flood job logs) for this process and its
+    children; a value already set in the environment wins."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -175,7 +175,7 @@ def optimizer_slots(optimizer: dict[str, Any]) -> int:
 def run_disk_bytes(params: dict[str, Any], run: RunSpec, num_classes: int) -> int:
     """Bytes one run keeps: ``WEIGHT_FILES`` state dicts + ``CHECKPOINTS_KEPT`` checkpoints (state dict +
     optimizer state), counted on the model built from the experiment's config as training builds it."""
-    from circle_repro.engine.train import model_config
+    from circle_repro.engine.runner_config import model_config
 
     config = train_config(params, run)
     model = model_config(config, num_classes, load_pretrained=False)

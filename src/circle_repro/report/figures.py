@@ -301,7 +301,7 @@ def similarity_pairs(
         rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False, constrained_layout=True
     )
     rng = np.random.default_rng(0)
-    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=False):
+    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=False):  # spare grid axes: hidden below
         keep = rng.permutation(len(sample.s_n))[:max_points]
         ax.scatter(
             sample.s_n[keep],

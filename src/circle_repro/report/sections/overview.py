@@ -1,0 +1,69 @@
+"""What was run: per experiment, where its results stand in the report, its data, loss rows, seeds and
+its best loss row at its headline metric."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from circle_repro.report.cells import interval_text, row_cell, table_label
+from circle_repro.report.render import Block, Heading, Paragraph, Table
+from circle_repro.report.results import Results, experiment_metrics
+
+
+def _placement(spec: dict[str, Any], experiment: str, demo: Sequence[str]) -> str:
+    if "sweep" in spec:
+        return "sensitivity (paper Fig. 3)"
+    if experiment in demo:
+        return f"demo version of paper {table_label(spec['table'])}"
+    return f"paper {table_label(spec['table'])}"
+
+
+def headline(results: Results, params: dict[str, Any], experiment: str) -> str:
+    """The loss row with the highest mean at the experiment's first metric, e.g. 'R@1: CircleLoss 92.00 ± 4.97
+    (n=3)'; 'no result' when no run has one."""
+    metrics = experiment_metrics(results, experiment)
+    if not metrics:
+        return "no result"
+    cells = {
+        loss: row_cell(results, experiment, loss, metrics[0]) for loss in params["experiments"][experiment]["losses"]
+    }
+    scored = {loss: cell for loss, cell in cells.items() if cell.interval.n}
+    if not scored:
+        return "no result"
+    best = max(scored, key=lambda loss: scored[loss].interval.estimate)
+    return f"{metrics[0]}: {best} {interval_text(scored[best].interval)}"
+
+
+def overview_section(params: dict[str, Any], results: Results, demo: Sequence[str]) -> list[Block]:
+    """One row per experiment of the profile: where its results are, its data and protocol, its loss rows and
+    seeds, how many of its runs have results, and its best loss row at its headline metric."""
+    rows = {}
+    for experiment, spec in params["experiments"].items():
+        runs = [r for r in results.runs if r.run.experiment == experiment]
+        rows[experiment] = {
+            "results in": _placement(spec, experiment, demo),
+            "data set": spec["dataset"],
+            "protocol": spec["evaluation"]["protocol"],
+            "loss rows": len(spec["losses"]),
+            "seeds": ", ".join(str(seed) for seed in spec["seeds"]),
+            "runs with results": f"{sum(1 for r in runs if r.metrics)} of {len(runs)}",
+            "best loss row": headline(results, params, experiment),
+        }
+    parts = ["the demo versions"] if demo else []
+    parts += ["the sensitivity sweeps"] if any("sweep" in spec for spec in params["experiments"].values()) else []
+    order = ", then ".join([*parts, "the recipe cards and the paper's tables cell by cell"])
+    return [
+        Heading("What was run"),
+        Paragraph(
+            f"{len(rows)} experiment(s) of this profile, each trained once per loss row and seed, then evaluated on "
+            f"its test split. Below: {order}; then the gradient maps, the planned "
+            "against actual compute and every run's provenance."
+        ),
+        Table(
+            pd.DataFrame.from_dict(rows, orient="index").rename_axis("Experiment"),
+            "Experiments of this profile; best loss row: the highest mean at the experiment's first metric",
+        ),
+    ]
