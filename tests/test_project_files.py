@@ -48,7 +48,7 @@ def test_readme_python_examples_run():
 def test_every_pin_is_exact_and_admitted_by_pyproject():
     import tomllib
 
-    pins = _pins("requirements.txt")
+    pins = _pins("requirements.in")
     assert all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in pins.values())
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     for line in project["dependencies"]:
@@ -62,10 +62,40 @@ def test_environment_yml_installs_the_same_pins():
     environment = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
     assert "python=3.11" in environment["dependencies"]
     pip_section = next(d for d in environment["dependencies"] if isinstance(d, dict))["pip"]
-    assert "-r requirements-dev.txt" in pip_section
-    assert "-r requirements.txt" in (REPO_ROOT / "requirements-dev.txt").read_text()
+    assert pip_section == ["-r requirements.lock"]
 
 
 def test_torch_pair_is_the_one_that_installs_here():
-    pins = _pins("requirements.txt")
+    pins = _pins("requirements.in")
     assert str(pins["torch"].specifier) == "==2.14.1" and str(pins["torchvision"].specifier) == "==0.29.1"
+
+
+def test_readme_data_table_is_the_one_generated_from_sources_yaml():
+    from circle_repro.data.info import format_placement_table
+    from circle_repro.data.sources import load_sources
+
+    assert format_placement_table(load_sources()) in README
+
+
+def test_readme_stays_short_and_its_links_lead_to_files():
+    assert len(README.splitlines()) <= 200
+    for page in (
+        REPO_ROOT / "README.md",
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
+        REPO_ROOT / "benchmarks" / "README.md",
+    ):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.name} links {target}, which does not exist"
+
+
+def test_readme_circle_repro_commands_and_make_targets_exist():
+    from circle_repro.cli import build_parser
+
+    commands = re.findall(r"\.venv/bin/circle-repro ([^`\n#]+)", README)
+    assert len(commands) >= 6
+    for command in commands:
+        build_parser().parse_args(command.split())  # an unknown verb or option exits 2 here
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    for target in set(re.findall(r"`make ([a-z-]+)`", README)) | {"reproduce", "test", "lock", "clean"}:
+        assert re.search(rf"^{target}:", makefile, flags=re.M), target

@@ -280,7 +280,7 @@ def test_evaluate_jobs_of_gpu_experiments_get_one_gpu_their_cpus_and_partition(r
 SNAKEFILES = [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk"))]
 
 # Lint findings that are intentional, by title. The project installs one pinned pip environment
-# (requirements.txt; conda is not available on the target machines), so no rule names a conda
+# (requirements.lock; conda is not available on the target machines), so no rule names a conda
 # environment or a container. The params file, profile, throughput and rates files reach the shell commands
 # from outside the rules on purpose: under `params:` they would be rerun triggers, and moving or
 # copying a file would retrain everything (the settings themselves are triggers, via circle_repro.workflow).

