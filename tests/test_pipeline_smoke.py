@@ -1,5 +1,6 @@
 """End-to-end: the whole Snakefile and the whole dvc.yaml on a tiny config, in temporary folders."""
 
+import json
 import os
 import re
 import shutil
@@ -122,7 +123,7 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
     _run([dvc, "repro", "validate"], cwd=workdir)
     _run([dvc, "commit", "-f"], cwd=workdir)
     assert _run([dvc, "status"], cwd=workdir).stdout.strip() == "Data and pipelines are up to date."
-    assert "Stage 'train_retrieval@CircleLoss-0' didn't change" in _run([dvc, "repro", "--dry"], cwd=workdir).stdout
+    assert "Running stage" not in _run([dvc, "repro", "--dry"], cwd=workdir).stdout  # nothing to redo
 
     params["experiments"]["demo_retrieval"]["losses"]["CircleLoss"]["gamma"] = 64
     write_params(params, workdir / "params.yaml")
@@ -205,29 +206,46 @@ def _git_commit(workdir, message):
 
 @pytest.mark.slow
 def test_dvc_repro_runs_the_same_demo(tiny):
-    workdir, _ = tiny
+    workdir, params = tiny
     dvc = _dvc_repo(workdir)
     _run([dvc, "repro"], cwd=workdir)  # no paper data set placed: their stages are not part of it
     assert (workdir / "reports" / "report.md").is_file()
-    assert (workdir / "runs" / "demo_retrieval" / "CircleLoss" / "seed0" / "metrics.json").is_file()
-    assert "up to date" in _run([dvc, "status"], cwd=workdir).stdout  # both pipeline files, nothing else said
-    # `dvc metrics show`: a header and one short row per run, its headline metrics alone
+    assert _run([dvc, "status"], cwd=workdir).stdout.strip() == "Data and pipelines are up to date."
     runs = sorted(p.parent.relative_to(workdir).as_posix() for p in workdir.glob("runs/*/*/seed*/train.json"))
+    verification = [run for run in runs if run.startswith("runs/demo_verification/")]
+    assert len(runs) > len(verification) > 0
+
+    # each run's scores.json: the metrics its table shows, without per-fold spreads, identifiers or provenance
+    scores = {run: json.loads((workdir / run / "scores.json").read_text()) for run in runs}
+    for run in runs:
+        record = json.loads((workdir / run / "metrics.json").read_text())
+        assert scores[run] == {name: value for name, value in record["metrics"].items() if name != "accuracy_std"}
+    assert {"R@1", "MAP@R", "accuracy", "TAR@FAR=0.001"} <= {name for names in scores.values() for name in names}
+    # `dvc metrics show`: a header and one short row per run
     rows = _run([dvc, "metrics", "show"], cwd=workdir).stdout.splitlines()
     assert len(rows) == 1 + len(runs) and max(map(len, rows)) < 200, rows
-    assert rows[0].split()[:2] == ["Path", "R-precision"] and "TAR@FAR" in rows[0] and "config_hash" not in rows[0]
+    assert set(rows[0].split()) == {"Path"} | {name for names in scores.values() for name in names}
     assert sorted(row.split()[0] for row in rows[1:]) == [f"{run}/scores.json" for run in runs]
-    # ... and `dvc metrics diff` after another evaluation: one row per changed metric of that run
+
+    # `dvc plots show`: every run's training curve, every verification run's ROC
+    plots = json.loads(_run([dvc, "plots", "show", "--json"], cwd=workdir).stdout)["data"]
+    curves = {f"{run}/history.csv": ("iteration", "loss") for run in runs}
+    assert plots.keys() == curves.keys() | {f"{run}/roc.csv" for run in verification}
+    for path, (x, y) in curves.items() | {(f"{run}/roc.csv", ("far", "tar")) for run in verification}:
+        content = json.dumps(plots[path][0]["content"])
+        assert f'"x": {{"field": "{x}"' in content and f'"field": "{y}"' in content, path
+
+    # `dvc metrics diff` after one run is evaluated with fewer k: that run's dropped metrics, nothing else
     _git_commit(workdir, "demo")
-    params, run = load_params(workdir / "params.yaml"), runs[0]
-    params["experiments"][run.split("/")[1]]["evaluation"]["ks"] = [1]
+    params["experiments"]["demo_retrieval"]["evaluation"]["ks"] = [1]
     write_params(params, workdir / "params.yaml")
-    _run([dvc, "repro", f"evaluate_retrieval@{run.split('/')[2]}-{run.split('seed')[-1]}"], cwd=workdir)
+    _run([dvc, "repro", "evaluate_retrieval@CircleLoss-0"], cwd=workdir)
     diff = _run([dvc, "metrics", "diff"], cwd=workdir).stdout.splitlines()
     assert diff[0].split() == ["Path", "Metric", "HEAD", "workspace", "Change"] and max(map(len, diff)) < 200, diff
-    assert {tuple(row.split()[:2]) for row in diff[1:]} == {(f"{run}/scores.json", "R@2"), ...}
-    # `dvc plots show`: every run's training curve and every verification run's ROC
-    _run([dvc, "plots", "show", "--json"], cwd=workdir)
+    changed = "runs/demo_retrieval/CircleLoss/seed0/scores.json"
+    dropped = sorted(row.split() for row in diff[1:])
+    assert [(row[0], row[1], row[3]) for row in dropped] == [(changed, f"R@{k}", "-") for k in (2, 4, 8)]
+    assert [float(row[2]) for row in dropped] == pytest.approx([scores[changed][f"R@{k}"] for k in (2, 4, 8)], rel=1e-4)
 
 
 def test_a_paper_data_set_has_a_dvc_stage_once_placed_outside_the_default_pipeline():
