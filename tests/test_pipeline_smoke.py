@@ -313,7 +313,7 @@ def test_a_prepared_data_set_goes_through_a_dvc_remote_byte_for_byte(tiny, tmp_p
 
     clone = tmp_path_factory.mktemp("clone") / "repo"
     _run(["git", "clone", "-q", workdir, clone], cwd=clone.parent)
-    assert not (clone / "data").exists() and not list((clone / ".dvc").glob("cache/**/*"))
+    assert not (clone / "data" / "prepared" / "mnist5k").exists() and not list((clone / ".dvc").glob("cache/**/*"))
     _run([dvc, "pull", "prepare"], cwd=clone)
 
     def files(root):
