@@ -242,9 +242,11 @@ def test_dvc_repro_runs_the_same_demo(tiny):
     _run([dvc, "repro", "evaluate_retrieval@CircleLoss-0"], cwd=workdir)
     diff = _run([dvc, "metrics", "diff"], cwd=workdir).stdout.splitlines()
     assert diff[0].split() == ["Path", "Metric", "HEAD", "workspace", "Change"] and max(map(len, diff)) < 200, diff
-    changed = "runs/demo_retrieval/CircleLoss/seed0/scores.json"
+    changed = "runs/demo_retrieval/CircleLoss/seed0"
     dropped = sorted(row.split() for row in diff[1:])
-    assert [(row[0], row[1], row[3]) for row in dropped] == [(changed, f"R@{k}", "-") for k in (2, 4, 8)]
+    assert [(row[0], row[1], row[3]) for row in dropped] == [
+        (f"{changed}/scores.json", f"R@{k}", "-") for k in (2, 4, 8)
+    ]
     assert [float(row[2]) for row in dropped] == pytest.approx([scores[changed][f"R@{k}"] for k in (2, 4, 8)], rel=1e-4)
 
 
