@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -18,7 +19,13 @@ from circle_repro.data.datasets import image_arrays, mnist5k, prepare_dataset
 from circle_repro.data.manifest import read_manifest, verify_prepared
 from circle_repro.engine import evaluate
 from circle_repro.generations import file_digest, recover_folder, staged_files, staged_folder, staging_path
-from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.layout import (
+    METRICS_FILENAME,
+    PER_QUERY_FILENAME,
+    ROC_FILENAME,
+    SCORES_FILENAME,
+    SIMILARITIES_FILENAME,
+)
 
 
 class Killed(RuntimeError):
@@ -137,17 +144,22 @@ def test_a_failed_preparation_leaves_the_earlier_one_whole_and_nothing_beside_it
 
 def _evaluation_outputs(tmp_path, seed):
     rng = np.random.default_rng(seed)
-    result = {"run_id": "e/l/seed0", "metrics": {"R@1": float(rng.random())}}
-    per_query = {"ids": np.arange(5), "R@1": rng.random(5)}
+    result = {"run_id": "e/l/seed0", "metrics": {"accuracy": float(rng.random()), "accuracy_std": 0.1}}
+    per_query = {"ids": np.arange(5), "accuracy": rng.random(5)}
     similarities = {name: rng.random(8) for name in ("s_p", "s_n", "anchor_s_n", "anchor_s_p")}
-    return result, per_query, similarities
+    roc = {"far": np.array([0.0, 1.0]), "tar": np.array([rng.random(), 1.0]), "threshold": np.array([0.5, 0.1])}
+    return result, per_query, similarities, roc
 
 
-@pytest.mark.parametrize(("writer", "call"), [("_write_npz", 1), ("_write_npz", 2), ("write_json", 1)])
+@pytest.mark.parametrize(
+    ("writer", "call"), [("_write_npz", 1), ("_write_npz", 2), ("write_json", 1), ("write_json", 2)]
+)
 def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_path, monkeypatch, writer, call):
-    evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 0))
+    first = _evaluation_outputs(tmp_path, 0)
+    evaluate.write_outputs(tmp_path, *first)
     before = _snapshot(tmp_path)
-    assert sorted(before) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SIMILARITIES_FILENAME])
+    assert sorted(before) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, ROC_FILENAME, SCORES_FILENAME,
+                                     SIMILARITIES_FILENAME])  # fmt: skip
     monkeypatch.setattr(evaluate, writer, _fail_on_call(getattr(evaluate, writer), call))
     with pytest.raises(Killed):
         evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 1))
@@ -156,11 +168,14 @@ def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_pat
     assert record["arrays"] == {
         name: file_digest(tmp_path / name) for name in (SIMILARITIES_FILENAME, PER_QUERY_FILENAME)
     }
+    # the headline metrics alone, without the per-fold spread, identifiers or provenance
+    assert json.loads((tmp_path / SCORES_FILENAME).read_text()) == {"accuracy": record["metrics"]["accuracy"]}
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / ROC_FILENAME), pd.DataFrame(first[3]))
     monkeypatch.undo()
-    result, per_query, _ = _evaluation_outputs(tmp_path, 1)
-    evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz
-    assert sorted(_snapshot(tmp_path)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME])
-    np.testing.assert_array_equal(np.load(tmp_path / PER_QUERY_FILENAME)["R@1"], per_query["R@1"])
+    result, per_query, _, _ = _evaluation_outputs(tmp_path, 1)
+    evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz, no ROC
+    assert sorted(_snapshot(tmp_path)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SCORES_FILENAME])
+    np.testing.assert_array_equal(np.load(tmp_path / PER_QUERY_FILENAME)["accuracy"], per_query["accuracy"])
 
 
 def _wait_for(path, process, timeout_s=300):

@@ -1,5 +1,6 @@
 """End-to-end: the whole Snakefile and the whole dvc.yaml on a tiny config, in temporary folders."""
 
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from circle_repro.plan import experiment_group
 from support import REPO_ROOT, tiny_params, write_params
 
 DATA_PIPELINE = Path("datasets") / "dvc.yaml"  # the paper data sets' stages, apart from the demo's dvc.yaml
+PLACED = DATA_PIPELINE.with_name("placed.yaml")  # which of them have a stage
 ENV = os.environ | {
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -116,6 +118,13 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
     server = ENV | {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     assert "Nothing to be done" in _snakemake(workdir, "--dry-run", env=server).stdout
 
+    # the run recorded in DVC as docs/dvc.md says: every output of dvc.yaml's stages is one Snakemake wrote
+    dvc = _dvc_repo(workdir)
+    _run([dvc, "repro", "validate"], cwd=workdir)
+    _run([dvc, "commit", "-f"], cwd=workdir)
+    assert _run([dvc, "status"], cwd=workdir).stdout.strip() == "Data and pipelines are up to date."
+    assert "Running stage" not in _run([dvc, "repro", "--dry"], cwd=workdir).stdout  # nothing to redo
+
     params["experiments"]["demo_retrieval"]["losses"]["CircleLoss"]["gamma"] = 64
     write_params(params, workdir / "params.yaml")
     planned = _planned_jobs(_snakemake(workdir, "--dry-run").stdout)
@@ -176,48 +185,104 @@ def test_a_params_file_given_with_configfile_is_refused_naming_the_option_to_use
     assert "--config params=path/to/params.yaml" in result.stdout + result.stderr
 
 
-def _dvc_repo(workdir):
-    """``workdir`` as a git + DVC repository holding both pipeline files; the path of the dvc executable."""
+def _dvc_repo(workdir, placed=()):
+    """``workdir`` as a git + DVC repository holding both pipeline files, with the paper data sets ``placed``
+    listed in placed.yaml; the path of the dvc executable."""
     shutil.copy(REPO_ROOT / "dvc.yaml", workdir / "dvc.yaml")
     (workdir / DATA_PIPELINE).parent.mkdir()
     shutil.copy(REPO_ROOT / DATA_PIPELINE, workdir / DATA_PIPELINE)
+    (workdir / PLACED).write_text(yaml.safe_dump({"placed": list(placed)}))
     _run(["git", "init", "-q"], cwd=workdir)
     dvc = Path(sys.executable).parent / "dvc"
     _run([dvc, "init", "-q"], cwd=workdir)
     return dvc
 
 
+def _git_commit(workdir, message):
+    _run(["git", "add", "-A"], cwd=workdir)
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-q", "-m", message],
+         cwd=workdir)  # fmt: skip
+
+
 @pytest.mark.slow
 def test_dvc_repro_runs_the_same_demo(tiny):
-    workdir, _ = tiny
+    workdir, params = tiny
     dvc = _dvc_repo(workdir)
     _run([dvc, "repro"], cwd=workdir)  # no paper data set placed: their stages are not part of it
     assert (workdir / "reports" / "report.md").is_file()
-    assert (workdir / "runs" / "demo_retrieval" / "CircleLoss" / "seed0" / "metrics.json").is_file()
-    shown = _run([dvc, "metrics", "show"], cwd=workdir).stdout
-    assert "reports/metrics.json" in shown and "R@1" in shown
-    assert "up to date" in _run([dvc, "status", "dvc.yaml"], cwd=workdir).stdout
+    assert _run([dvc, "status"], cwd=workdir).stdout.strip() == "Data and pipelines are up to date."
+    runs = sorted(p.parent.relative_to(workdir).as_posix() for p in workdir.glob("runs/*/*/seed*/train.json"))
+    verification = [run for run in runs if run.startswith("runs/demo_verification/")]
+    assert len(runs) > len(verification) > 0
+
+    # each run's scores.json: the metrics its table shows, without per-fold spreads, identifiers or provenance
+    scores = {run: json.loads((workdir / run / "scores.json").read_text()) for run in runs}
+    for run in runs:
+        record = json.loads((workdir / run / "metrics.json").read_text())
+        assert scores[run] == {name: value for name, value in record["metrics"].items() if name != "accuracy_std"}
+    assert {"R@1", "MAP@R", "accuracy", "TAR@FAR=0.001"} <= {name for names in scores.values() for name in names}
+    # `dvc metrics show`: a header and one short row per run
+    rows = _run([dvc, "metrics", "show"], cwd=workdir).stdout.splitlines()
+    assert len(rows) == 1 + len(runs) and max(map(len, rows)) < 200, rows
+    assert set(rows[0].split()) == {"Path"} | {name for names in scores.values() for name in names}
+    assert sorted(row.split()[0] for row in rows[1:]) == [f"{run}/scores.json" for run in runs]
+
+    # `dvc plots show`: every run's training curve, every verification run's ROC
+    plots = json.loads(_run([dvc, "plots", "show", "--json"], cwd=workdir).stdout)["data"]
+    curves = {f"{run}/history.csv": ("iteration", "loss") for run in runs}
+    assert plots.keys() == curves.keys() | {f"{run}/roc.csv" for run in verification}
+    for path, (x, y) in curves.items() | {(f"{run}/roc.csv", ("far", "tar")) for run in verification}:
+        content = json.dumps(plots[path][0]["content"])
+        assert f'"x": {{"field": "{x}"' in content and f'"field": "{y}"' in content, path
+
+    # `dvc metrics diff` after one run is evaluated with fewer k: that run's dropped metrics, nothing else
+    _git_commit(workdir, "demo")
+    params["experiments"]["demo_retrieval"]["evaluation"]["ks"] = [1]
+    write_params(params, workdir / "params.yaml")
+    _run([dvc, "repro", "evaluate_retrieval@CircleLoss-0"], cwd=workdir)
+    diff = _run([dvc, "metrics", "diff"], cwd=workdir).stdout.splitlines()
+    assert diff[0].split() == ["Path", "Metric", "HEAD", "workspace", "Change"] and max(map(len, diff)) < 200, diff
+    changed = "runs/demo_retrieval/CircleLoss/seed0"
+    dropped = sorted(row.split() for row in diff[1:])
+    assert [(row[0], row[1], row[3]) for row in dropped] == [
+        (f"{changed}/scores.json", f"R@{k}", "-") for k in (2, 4, 8)
+    ]
+    assert [float(row[2]) for row in dropped] == pytest.approx([scores[changed][f"R@{k}"] for k in (2, 4, 8)], rel=1e-4)
 
 
-def test_every_raw_data_set_has_a_dvc_stage_outside_the_default_pipeline():
-    stage = yaml.safe_load((REPO_ROOT / DATA_PIPELINE).read_text())["stages"]["data"]
-    names = stage["matrix"]["dataset"]
-    # every data set prepared from placed raw files, except the mini profile's Fashion-MNIST (params-driven)
-    raw_sets = {name for name, source in load_sources().items() if source.access != "embedded"} - {"fashion_mnist"}
-    assert sorted(names) == sorted(raw_sets) and len(names) == len(set(names))
+def test_a_paper_data_set_has_a_dvc_stage_once_placed_outside_the_default_pipeline():
+    pipeline = yaml.safe_load((REPO_ROOT / DATA_PIPELINE).read_text())
+    stage = pipeline["stages"]["data"]
+    assert pipeline["vars"] == [PLACED.name] and stage["matrix"] == {"dataset": "${placed}"}
+    assert yaml.safe_load((REPO_ROOT / PLACED).read_text()) == {"placed": []}  # none placed in the repository
     assert stage["wdir"] == ".."  # paths below are relative to the repository root, as the CLI's defaults
     assert stage["deps"] == ["data/raw/${item.dataset}"] and stage["outs"] == ["data/prepared/${item.dataset}"]
     assert stage["cmd"].startswith("circle-repro data prepare ${item.dataset} ")
     assert "--raw data/raw/${item.dataset}" in stage["cmd"] and "--out data/prepared/${item.dataset}" in stage["cmd"]
     # plain `dvc repro` (the root dvc.yaml and what it depends on) needs no placed data set
     demo = str(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"])
+    names = [name for name, source in load_sources().items() if source.access != "embedded"]
     assert "data/raw" not in demo and not any(f"data/prepared/{name}" in demo for name in names)
+
+
+@pytest.mark.slow
+def test_data_sets_nobody_placed_stay_out_of_dvc_status_and_commit(tmp_path):
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    dvc = _dvc_repo(tmp_path)
+    assert _run([dvc, "stage", "list", DATA_PIPELINE], cwd=tmp_path).stdout == ""
+    status = _run([dvc, "status", DATA_PIPELINE], cwd=tmp_path).stdout
+    assert "data@" not in status and "data/raw" not in status
+    _run([dvc, "commit", "-f", DATA_PIPELINE], cwd=tmp_path)  # exits 0: nothing of the data sets to record
+    (tmp_path / PLACED).write_text(yaml.safe_dump({"placed": ["lfw", "cub200"]}))
+    listed = _run([dvc, "stage", "list", DATA_PIPELINE], cwd=tmp_path).stdout
+    assert [line.split()[0] for line in listed.splitlines()] == [f"{DATA_PIPELINE.as_posix()}:data@{name}"
+                                                                for name in ("lfw", "cub200")]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_dvc_versions_a_placed_data_set(tiny):
     workdir, _ = tiny
-    dvc = _dvc_repo(workdir)
+    dvc = _dvc_repo(workdir, placed=["lfw"])
     raw = workdir / "data" / "raw" / "lfw"
     raw.mkdir(parents=True)
     build_verification_bin(raw / "lfw.bin", n_pairs=3)
@@ -231,5 +296,31 @@ def test_dvc_versions_a_placed_data_set(tiny):
 
     build_verification_bin(raw / "lfw.bin", n_pairs=4)  # another pack placed: the raw data changed
     assert re.search(r"modified:\s+data/raw/lfw", _run([dvc, "status", stage], cwd=workdir).stdout)
-    unplaced = _run([dvc, "status", f"{DATA_PIPELINE.as_posix()}:data@cub200"], cwd=workdir).stdout
-    assert re.search(r"deleted:\s+data/raw/cub200", unplaced)
+    everything = _run([dvc, "status", DATA_PIPELINE], cwd=workdir).stdout  # the sets nobody placed: not a word
+    assert everything.splitlines()[0] == f"{DATA_PIPELINE.as_posix()}:data@lfw:" and "cub200" not in everything
+
+    _run([dvc, "commit", "-f", DATA_PIPELINE], cwd=workdir)  # records the new raw pack as it is
+    assert "up to date" in _run([dvc, "status", DATA_PIPELINE], cwd=workdir).stdout
+
+
+@pytest.mark.slow
+def test_a_prepared_data_set_goes_through_a_dvc_remote_byte_for_byte(tiny, tmp_path_factory):
+    workdir, _ = tiny
+    dvc = _dvc_repo(workdir)
+    _run([dvc, "repro", "prepare"], cwd=workdir)
+    remote = tmp_path_factory.mktemp("remote")
+    _run([dvc, "remote", "add", "--default", "team", remote], cwd=workdir)
+    _git_commit(workdir, "mnist5k prepared")  # dvc.lock names the prepared files; .dvc/config the remote
+    _run([dvc, "push", "prepare"], cwd=workdir)
+
+    clone = tmp_path_factory.mktemp("clone") / "repo"
+    _run(["git", "clone", "-q", workdir, clone], cwd=clone.parent)
+    assert not (clone / "data" / "prepared" / "mnist5k").exists() and not list((clone / ".dvc").glob("cache/**/*"))
+    _run([dvc, "pull", "prepare"], cwd=clone)
+
+    def files(root):
+        folder = root / "data" / "prepared" / "mnist5k"
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    assert len(files(workdir)) > 1000 and files(clone) == files(workdir)
+    assert "up to date" in _run([dvc, "status", "prepare"], cwd=clone).stdout

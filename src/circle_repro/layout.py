@@ -1,13 +1,24 @@
 """File names inside a run folder, shared by the steps that write and read them."""
 
+from collections.abc import Mapping
+
 WEIGHTS_FILENAME = "model.pth"  # state dict only, loadable with torch.load(weights_only=True)
 INITIAL_WEIGHTS_FILENAME = "model_init.pth"  # the seeded weights before training: the untrained reference
 TRAIN_RECORD_FILENAME = "train.json"  # resolved config, MLflow run id, timings
 HISTORY_FILENAME = "history.csv"  # per-iteration training loss and batch s_p / s_n
-METRICS_FILENAME = "metrics.json"  # evaluation result of the run
+METRICS_FILENAME = "metrics.json"  # evaluation result of the run, with its identifiers and provenance
+SCORES_FILENAME = "scores.json"  # the run's headline test metrics alone: the file `dvc metrics show` prints
 SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the report's figures
+ROC_FILENAME = "roc.csv"  # far / tar / threshold of the sampled test similarities, for `dvc plots` (verification)
 PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one array per metric it averages to
 
 CHECKPOINTS_KEPT = (
     2  # mmengine checkpoints a run keeps in work/: the newest, and the one before in case it is unreadable
 )
+
+SPREAD_SUFFIX = "_std"  # a metric named with it is the per-fold spread of another metric, not a result itself
+
+
+def headline_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The metrics a results table shows: every metric but the per-fold spreads, in evaluation order."""
+    return {name: value for name, value in metrics.items() if not name.endswith(SPREAD_SUFFIX)}

@@ -75,6 +75,8 @@ def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     assert on_disk == json.loads(json.dumps(result))
     assert set(on_disk["metrics"]) >= {"R@1", "R@2", "R@4", "R@8", "MAP@R"}
     assert on_disk["n_images"] == 2500 and on_disk["protocol"] == "retrieval"
+    assert json.loads((run_dir / "scores.json").read_text()) == on_disk["metrics"]  # no per-fold spread to drop
+    assert not (run_dir / "roc.csv").exists(), "a ROC only for verification"
 
     logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"])
     assert logged.data.tags["run_id"] == run.run_id
@@ -177,6 +179,11 @@ def test_class_level_head_trains_and_evaluates_on_verification_pairs(tmp_path, r
         assert per_pair["accuracy"].mean() == pytest.approx(result["metrics"]["accuracy"], abs=1e-12)  # equal folds
     logged = MlflowClient(tracking_uri=uri).get_run(result["mlflow_run_id"]).data.metrics
     assert logged["TAR_at_FAR_0.01"] == pytest.approx(result["metrics"]["TAR@FAR=0.01"])
+    # what `dvc metrics show` and `dvc plots show` read: the headline metrics alone, the test ROC
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores == {name: value for name, value in result["metrics"].items() if name != "accuracy_std"}
+    roc = pd.read_csv(tmp_path / "roc.csv")
+    assert list(roc.columns) == ["far", "tar", "threshold"] and roc["far"].iloc[-1] == roc["tar"].iloc[-1] == 1.0
 
 
 def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(

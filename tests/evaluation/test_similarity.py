@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from sklearn.metrics import roc_curve
 
-from circle_repro.evaluation.similarity import sample_anchor_pairs, sample_pair_similarities
+from circle_repro.evaluation.similarity import roc_points, sample_anchor_pairs, sample_pair_similarities
 
 
 def test_samples_are_true_pair_cosines():
@@ -64,3 +65,32 @@ def test_anchor_pairs_need_an_eligible_anchor():
         sample_anchor_pairs(np.eye(3), np.array([0, 1, 2]), 5)
     with pytest.raises(ValueError, match="embeddings must be"):
         sample_anchor_pairs(np.eye(3), np.array([0, 0]), 5)
+
+
+def test_roc_points_by_hand():
+    # accept at >= 0.9: 1 of 2 positives, no negative; >= 0.7: + one negative; >= 0.5: every positive; >= 0.1: all
+    points = roc_points(np.array([0.9, 0.5]), np.array([0.7, 0.1]), n_points=2)  # grid FAR 0, 0.5, 1
+    assert {name: values.tolist() for name, values in points.items()} == {
+        "far": [0.0, 0.5, 1.0],
+        "tar": [0.5, 1.0, 1.0],
+        "threshold": [0.9, 0.5, 0.1],
+    }
+    tied = roc_points(np.array([0.5]), np.array([0.5]))  # one threshold accepts both pairs at once
+    assert tied["far"].tolist() == [0.0, 1.0] and tied["tar"].tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="needs positive and negative pairs"):
+        roc_points(np.array([]), np.array([0.5]))
+
+
+def test_roc_points_lie_on_the_full_roc_and_keep_its_best_tar_per_far():
+    rng = np.random.default_rng(3)
+    s_p, s_n = np.round(rng.normal(0.5, 0.2, 3000), 3), np.round(rng.normal(0.1, 0.2, 5000), 3)  # with ties
+    points = roc_points(s_p, s_n, n_points=50)
+    issame = np.r_[np.ones(len(s_p), bool), np.zeros(len(s_n), bool)]
+    far, tar, thresholds = roc_curve(issame, np.r_[s_p, s_n], drop_intermediate=False)  # the independent reference
+    for point_far, point_tar, threshold in zip(points["far"], points["tar"], points["threshold"], strict=True):
+        assert point_tar == tar[far <= point_far].max()  # the best TAR at no more than this FAR
+        if np.isfinite(threshold):
+            at = thresholds == threshold
+            assert (far[at], tar[at]) == (pytest.approx(point_far), pytest.approx(point_tar))
+    assert points["far"][0] == 0 and points["far"][-1] == 1 and len(points["far"]) <= 51
+    assert np.all(np.diff(points["far"]) > 0) and np.all(np.diff(points["tar"]) >= 0)

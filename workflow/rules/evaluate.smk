@@ -6,6 +6,7 @@ rule evaluate:
         metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",
         similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
         per_query="runs/{experiment}/{loss}/seed{seed}/per_query.npz",
+        scores="runs/{experiment}/{loss}/seed{seed}/scores.json",
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     benchmark:

@@ -3,7 +3,8 @@
 Load the run's model (trained and initial weights), build an :data:`~circle_repro.engine.protocols.Embedder`
 from it (the data set's test transform, batches through a DataLoader, flip = horizontal flip of the
 input tensor), run the data set's protocol (:mod:`circle_repro.engine.protocols`) on both, and write
-metrics.json, per_query.npz and similarities.npz (atomically) before logging to the run's MLflow run.
+metrics.json, scores.json, per_query.npz, similarities.npz and (verification) roc.csv atomically, before
+logging to the run's MLflow run.
 """
 
 from __future__ import annotations
@@ -33,16 +34,19 @@ from circle_repro.engine.loader import LoaderSettings, process_loader_settings
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
 from circle_repro.engine.tracking import log_to_child_run, log_to_run
-from circle_repro.evaluation.similarity import sample_anchor_pairs, sample_pair_similarities
+from circle_repro.evaluation.similarity import roc_points, sample_anchor_pairs, sample_pair_similarities
 from circle_repro.generations import file_digest, staged_files
 from circle_repro.io import write_json
 from circle_repro.layout import (
     INITIAL_WEIGHTS_FILENAME,
     METRICS_FILENAME,
     PER_QUERY_FILENAME,
+    ROC_FILENAME,
+    SCORES_FILENAME,
     SIMILARITIES_FILENAME,
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
+    headline_metrics,
 )
 from circle_repro.progress import Progress
 
@@ -196,25 +200,34 @@ def _similarity_arrays(result: ProtocolResult) -> dict[str, np.ndarray] | None:
 
 
 def write_outputs(
-    out_dir: Path, result: dict[str, Any], per_query: dict[str, np.ndarray], similarities: dict[str, np.ndarray] | None
+    out_dir: Path,
+    result: dict[str, Any],
+    per_query: dict[str, np.ndarray],
+    similarities: dict[str, np.ndarray] | None,
+    roc: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write similarities.npz (or remove a stale one when there is none), per_query.npz and metrics.json as
-    one generation: all into temporary files first, metrics.json moved into place last, holding the sha256
-    of each array file (``arrays``, added to ``result``) so that readers can tell that they belong to it.
-    A failure while writing leaves the earlier files as they were."""
-    targets = [out_dir / PER_QUERY_FILENAME, out_dir / METRICS_FILENAME]
-    if similarities is not None:
-        targets.insert(0, out_dir / SIMILARITIES_FILENAME)
-    with staged_files(targets) as paths:
+    """Write similarities.npz and roc.csv (or remove a stale one where there is none), per_query.npz,
+    scores.json (the headline metrics alone) and metrics.json as one generation: all into temporary files
+    first, metrics.json moved into place last, holding the sha256 of each array file (``arrays``, added to
+    ``result``) so that readers can tell that they belong to it. A failure while writing leaves the earlier
+    files as they were."""
+    arrays = [out_dir / SIMILARITIES_FILENAME] if similarities is not None else []
+    arrays.append(out_dir / PER_QUERY_FILENAME)
+    tables = [out_dir / ROC_FILENAME] if roc is not None else []
+    with staged_files([*arrays, *tables, out_dir / SCORES_FILENAME, out_dir / METRICS_FILENAME]) as paths:
         if similarities is not None:
             _write_npz(paths[0], similarities)
-        _write_npz(paths[-2], per_query)
+        _write_npz(paths[len(arrays) - 1], per_query)
+        if roc is not None:
+            pd.DataFrame(roc).to_csv(paths[len(arrays)], index=False)
         result["arrays"] = {
-            target.name: file_digest(path) for target, path in zip(targets[:-1], paths[:-1], strict=True)
+            target.name: file_digest(path) for target, path in zip(arrays, paths[: len(arrays)], strict=True)
         }
+        write_json(paths[-2], headline_metrics(result["metrics"]))
         write_json(paths[-1], result)
-        if similarities is None:
-            (out_dir / SIMILARITIES_FILENAME).unlink(missing_ok=True)
+        for name, written in ((SIMILARITIES_FILENAME, similarities), (ROC_FILENAME, roc)):
+            if written is None:
+                (out_dir / name).unlink(missing_ok=True)
 
 
 def evaluate_run(
@@ -259,6 +272,9 @@ def evaluate_run(
     trained = run_on(WEIGHTS_FILENAME)
     untrained = run_on(INITIAL_WEIGHTS_FILENAME)
     similarities = _similarity_arrays(trained)
+    roc = None
+    if similarities is not None and evaluation["protocol"] == "verification_pairs":  # the report's ROC, as data
+        roc = roc_points(similarities["s_p"], similarities["s_n"])
     for reason in trained.trivial:
         warnings.warn(f"{eval_config['run_id']} on {data_root}: {reason}", TrivialMetricWarning, stacklevel=2)
     result = {
@@ -282,7 +298,7 @@ def evaluate_run(
     }
     logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained.metrics.items()}
     if record["run_id"] == eval_config["run_id"]:
-        write_outputs(out_dir, result, trained.per_query, similarities)
+        write_outputs(out_dir, result, trained.per_query, similarities, roc)
         artifacts = (out_dir / METRICS_FILENAME, out_dir / PER_QUERY_FILENAME)
         log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=artifacts)
         return result
@@ -295,5 +311,5 @@ def evaluate_run(
         result["mlflow_run_id"] = log_to_child_run(
             record["tracking_uri"], record["mlflow_run_id"], tags, logged, artifacts=staged
         )
-    write_outputs(out_dir, result, trained.per_query, similarities)
+    write_outputs(out_dir, result, trained.per_query, similarities, roc)
     return result

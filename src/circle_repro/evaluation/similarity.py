@@ -67,3 +67,23 @@ def sample_anchor_pairs(
     s_p = np.einsum("ij,ij->i", unit[anchors], unit[positives])
     s_n = np.einsum("ij,ij->i", unit[anchors], unit[negatives])
     return s_n, s_p
+
+
+def roc_points(s_p: np.ndarray, s_n: np.ndarray, n_points: int = 100) -> dict[str, np.ndarray]:
+    """Points of the verification ROC of positive (s_p) and negative (s_n) pair similarities, a pair accepted
+    when its similarity reaches ``threshold``: ``far`` (share of s_n accepted), ``tar`` (share of s_p
+    accepted) and ``threshold``, at most ``n_points`` + 1 of them, spaced evenly on a log FAR axis from
+    1 / len(s_n) to 1, with the highest TAR at FAR 0 first."""
+    s_p, s_n = np.ravel(s_p), np.ravel(s_n)
+    if not len(s_p) or not len(s_n):
+        raise ValueError(f"roc_points: needs positive and negative pairs, got {len(s_p)} and {len(s_n)}")
+    scores = np.r_[s_p, s_n]
+    order = np.argsort(-scores, kind="stable")
+    ranked, positive = scores[order], np.r_[np.ones(len(s_p), bool), np.zeros(len(s_n), bool)][order]
+    last_of_threshold = np.r_[ranked[1:] != ranked[:-1], True]  # accepting a threshold accepts all its ties
+    tar = np.r_[0, np.cumsum(positive)[last_of_threshold]] / len(s_p)
+    far = np.r_[0, np.cumsum(~positive)[last_of_threshold]] / len(s_n)
+    threshold = np.r_[np.inf, ranked[last_of_threshold]]
+    grid = np.r_[0, np.geomspace(1 / len(s_n), 1, n_points)]
+    chosen = np.unique(np.searchsorted(far, grid, side="right") - 1)  # per grid FAR: the last point not above it
+    return {"far": far[chosen], "tar": tar[chosen], "threshold": threshold[chosen]}

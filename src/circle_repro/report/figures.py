@@ -20,8 +20,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
 
+from circle_repro.evaluation.similarity import roc_points
 from circle_repro.io import atomic_path
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
 from circle_repro.report import gradients
@@ -430,6 +430,10 @@ def _best_baselines(ax: plt.Axes, summary: pd.DataFrame, swept: set[str], colour
         ax.axhline(row.mean, linestyle="--", color=colours[row.loss], label=f"best {row.loss} (γ={row.value:g})")
 
 
+ROC_FIGURE_POINTS = 400
+"""Points per ROC line of the figure, evenly spaced on its log FAR axis."""
+
+
 def roc_curves(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
     """Verification ROC per loss from sampled same-class (s_p) and different-class (s_n) cosines."""
     _check_samples(samples, "roc_curves")
@@ -437,11 +441,9 @@ def roc_curves(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str |
     figure, ax = plt.subplots(figsize=(5.5, 4.5), constrained_layout=True)
     smallest = 1.0
     for loss, (s_p, s_n) in samples.items():
-        scores = np.r_[np.ravel(s_p), np.ravel(s_n)]
-        issame = np.r_[np.ones(np.size(s_p), bool), np.zeros(np.size(s_n), bool)]
-        far, tar, _ = roc_curve(issame, scores)
-        accepted = far > 0  # the log axis has no zero
-        ax.plot(far[accepted], tar[accepted], label=loss)
+        points = roc_points(s_p, s_n, n_points=ROC_FIGURE_POINTS)
+        accepted = points["far"] > 0  # the log axis has no zero
+        ax.plot(points["far"][accepted], points["tar"][accepted], label=loss)
         smallest = min(smallest, 1 / np.size(s_n))
     chance = np.geomspace(smallest, 1, 50)
     ax.plot(chance, chance, "k:", linewidth=1)

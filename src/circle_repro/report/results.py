@@ -27,7 +27,7 @@ import numpy as np
 from circle_repro.config import RunSpec, config_hash, expand_runs, tracking_experiment, train_config
 from circle_repro.engine.tracking import SQLITE_PREFIX
 from circle_repro.generations import file_digest
-from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME
+from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, headline_metrics
 
 UNTRAINED = "untrained network"
 PROVENANCE_KEYS = ("git_commit", "config_hash", "data_hash", "device")
@@ -306,8 +306,8 @@ def experiment_metrics(results: Results, experiment: str) -> list[str]:
     names: dict[str, None] = {}
     for result in results.runs:
         if result.run.experiment == experiment:
-            names.update(dict.fromkeys(result.metrics))
-    return [name for name in names if not name.endswith("_std")]
+            names.update(dict.fromkeys(headline_metrics(result.metrics)))
+    return list(names)
 
 
 def per_query_pairs(
