@@ -301,7 +301,8 @@ def similarity_pairs(
         rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False, constrained_layout=True
     )
     rng = np.random.default_rng(0)
-    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=True):
+    # the grid may have spare axes (hidden below)
+    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=False):
         keep = rng.permutation(len(sample.s_n))[:max_points]
         ax.scatter(
             sample.s_n[keep],
