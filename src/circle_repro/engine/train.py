@@ -294,17 +294,25 @@ def _model_wrapper_config(launcher: str) -> dict[str, Any] | None:
     return config
 
 
-def _validation_hooks(train: dict[str, Any], validation_root: Path) -> list[dict[str, Any]]:
-    """The validation hook of a ``train.validation`` section (none without one)."""
-    validation = train.get("validation")
-    if validation is None:
-        return []
-    missing = [name for name in validation["sets"] if not (validation_root / name / "manifest.parquet").is_file()]
+def _validation_sets(train: dict[str, Any], validation_root: Path) -> list[Path]:
+    """The prepared folders of the sets of a ``train.validation`` section (none without one);
+    FileNotFoundError naming those that are not prepared."""
+    sets = train.get("validation", {}).get("sets", {})
+    missing = [name for name in sets if not (validation_root / name / "manifest.parquet").is_file()]
     if missing:
         raise FileNotFoundError(
             f"{validation_root}: no prepared {', '.join(missing)} for train.validation; "
             f"run `circle-repro data prepare {missing[0]}` (or snakemake data) first"
         )
+    return [validation_root / name for name in sets]
+
+
+def _validation_hooks(train: dict[str, Any], validation_root: Path) -> list[dict[str, Any]]:
+    """The validation hook of a ``train.validation`` section (none without one)."""
+    validation = train.get("validation")
+    if validation is None:
+        return []
+    _validation_sets(train, validation_root)
     return [dict(type="PeriodicValidationHook", prepared_root=str(validation_root), sets=validation["sets"],
                  interval=validation["interval"])]  # fmt: skip
 
@@ -508,6 +516,8 @@ def train_run(
     as an artifact of the run). ``validation_root``: where the ``train.validation`` sets are prepared
     (default: beside ``data_root``). ``loader``: the DataLoader settings from the experiment's
     resources (:func:`circle_repro.engine.loader.train_loader_settings`; default: the default resources).
+    ``verify_data``: how the training set and the validation sets are checked against their stamps
+    before anything starts (``sizes``, ``full``, ``none``).
 
     A run started again (after a crash, a kill or a SLURM requeue) resumes from its latest
     checkpoint in ``out_dir/work`` and continues the same MLflow run.
@@ -523,6 +533,9 @@ def train_run(
     # Read the training split first: missing or broken data fails before any run is opened.
     num_classes = read_manifest(data_root, split="train")["label"].nunique()
     verify_prepared(data_root, verify_data)  # the data is what its recorded hash says (stamp.VERIFY_LEVELS)
+    validation_root = data_root.parent if validation_root is None else Path(validation_root)
+    for validation_set in _validation_sets(run_config["train"], validation_root):
+        verify_prepared(validation_set, verify_data)  # the sets evaluated during training, likewise
     if main:
         ensure_experiment(tracking_uri, experiment)
     started = time.time()
@@ -538,7 +551,7 @@ def train_run(
     per_epoch = iterations_per_epoch(run_config, data_root, world_size)
     config = runner_config(
         run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch,
-        None if validation_root is None else Path(validation_root), loader, experiment,
+        validation_root, loader, experiment,
     )  # fmt: skip
     attempt = begin_attempt(work_dir, config_hash(run_config), tracking_uri)
     if attempt.checkpoint:
