@@ -562,6 +562,8 @@ def train_run(
             mlflow = runner.visualizer.get_backend(MLFLOW_BACKEND).experiment if main else None
             mlflow_run_id = mlflow.active_run().info.run_id if main else None
         if main:
+            if attempt.copy_of:
+                mlflow.set_tag("copy_of_mlflow_run", attempt.copy_of)
             record_attempt(work_dir, config_hash(run_config), mlflow_run_id)
         _save_weights(runner.model, out_dir / INITIAL_WEIGHTS_FILENAME)
         with trusted_work_dir(work_dir):
