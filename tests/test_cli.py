@@ -1,6 +1,9 @@
 import copy
+import importlib
 import json
 import shutil
+import socket
+import time
 
 import pytest
 import yaml
@@ -110,7 +113,8 @@ def test_damaged_prepared_data_stops_train_and_evaluate_before_they_start(
         args = ["train", "--params", params, "--run", run, "--data", str(data), "--out", str(tmp_path / "run")]
     else:
         (tmp_path / "run").mkdir()
-        (tmp_path / "run" / "train.json").write_text(json.dumps({"run_id": run}))
+        record = {"run_id": run, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+        (tmp_path / "run" / "train.json").write_text(json.dumps(record))
         args = ["evaluate", "--params", params, "--run", run, "--data", str(data), "--run-dir", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -129,3 +133,19 @@ def test_data_fetch_of_an_embedded_or_unplaced_data_set_exits_2_saying_why(tmp_p
     err = capsys.readouterr().err
     assert err.startswith("circle-repro data: error: ") and "Market-1501" in err and "Traceback" not in err
     assert not (tmp_path / "market1501" / "fetched.json").exists()
+
+
+def test_evaluate_with_an_unreachable_tracking_server_exits_2_within_seconds(tmp_path, capsys):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    run = "demo_retrieval/CircleLoss/seed0"
+    (tmp_path / "train.json").write_text(json.dumps({"run_id": run, "tracking_uri": uri, "mlflow_run_id": "0" * 32}))
+    importlib.import_module("circle_repro.engine.evaluate")  # timed below: the probe, not the imports
+    started = time.monotonic()
+    argv = ["evaluate", "--params", str(REPO_ROOT / "params.yaml"), "--run", run, "--data", str(tmp_path / "data")]
+    assert main([*argv, "--run-dir", str(tmp_path)]) == 2
+    assert time.monotonic() - started < 30  # MLflow's own retries would take minutes
+    error = capsys.readouterr().err
+    assert f"tracking store {uri} does not answer" in error and "Traceback" not in error  # the first check
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json"]  # nothing written

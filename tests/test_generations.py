@@ -18,7 +18,14 @@ from circle_repro import generations
 from circle_repro.data.datasets import image_arrays, mnist5k, prepare_dataset
 from circle_repro.data.manifest import read_manifest, verify_prepared
 from circle_repro.engine import evaluate
-from circle_repro.generations import file_digest, recover_folder, staged_files, staged_folder, staging_path
+from circle_repro.generations import (
+    file_digest,
+    recover_folder,
+    staged_files,
+    staged_folder,
+    staged_outputs,
+    staging_path,
+)
 from circle_repro.layout import (
     METRICS_FILENAME,
     PER_QUERY_FILENAME,
@@ -99,6 +106,40 @@ def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path):
     staging_path(target).mkdir()
     recover_folder(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"old.txt": b"old"}
+
+
+def test_staged_outputs_replace_the_owned_entries_and_keep_the_other_files(tmp_path, monkeypatch):
+    target = tmp_path / "reports"
+    (target / "figures").mkdir(parents=True)
+    (target / "figures" / "stale.png").write_text("old")
+    (target / "report.md").write_text("old")
+    (target / "snakemake_report.zip").write_text("theirs")
+    (target / "link").symlink_to("snakemake_report.zip")
+    theirs = (target / "snakemake_report.zip").stat().st_ino
+    with pytest.raises(Killed), staged_outputs(target, ["report.md", "figures"]) as staging:
+        (staging / "report.md").write_text("new")
+        raise Killed
+    assert _snapshot(target) == {"figures/stale.png": b"old", "report.md": b"old", "snakemake_report.zip": b"theirs",
+                                 "link": b"theirs"}  # fmt: skip
+    monkeypatch.chdir(target)  # "." names the folder too
+    with staged_outputs(".", ["report.md", "figures"]) as staging:
+        (staging / "figures").mkdir()
+        (staging / "figures" / "new.png").write_text("new")
+        (staging / "report.md").write_text("new")
+    assert _snapshot(target) == {"figures/new.png": b"new", "report.md": b"new", "snakemake_report.zip": b"theirs",
+                                 "link": b"theirs"}  # fmt: skip
+    assert (target / "snakemake_report.zip").stat().st_ino == theirs  # hard-linked, not copied
+    assert (target / "link").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+def test_staged_outputs_refuse_a_folder_they_would_have_to_copy(tmp_path):
+    target = tmp_path / "reports"
+    (target / "notes").mkdir(parents=True)
+    (target / "report.md").write_text("old")
+    refused = pytest.raises(ValueError, match=r"reports: holds the folder notes, which this step does not write")
+    with refused, staged_outputs(target, ["report.md", "figures"]):
+        raise AssertionError("the block must not run")
+    assert _snapshot(target) == {"report.md": b"old"} and not staging_path(target).exists()
 
 
 # --- the three steps -------------------------------------------------------------------------------

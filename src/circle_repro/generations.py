@@ -7,6 +7,8 @@ the :func:`file_digest` of the others, so that a reader tells a kill between two
 generation. :func:`staged_folder` builds a whole folder
 beside its target and swaps it in with one atomic exchange (``renameat2(RENAME_EXCHANGE)`` on Linux;
 elsewhere two renames, and the next preparation puts back a folder a kill left aside).
+:func:`staged_outputs` does the same for a step that owns some entries of a folder it shares with other
+files (a report folder beside a Snakemake report, say): the other files are hard-linked into the new folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import ctypes
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from circle_repro.io import atomic_path
@@ -97,3 +99,45 @@ def staged_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(_aside(target))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _foreign_entries(folder: Path, owned: Collection[str]) -> list[Path]:
+    """The entries of ``folder`` not in ``owned``; ValueError naming the first that is a folder."""
+    if not folder.is_dir():
+        return []
+    foreign = sorted(entry for entry in folder.iterdir() if entry.name not in owned)
+    for entry in foreign:
+        if entry.is_dir() and not entry.is_symlink():
+            raise ValueError(
+                f"{folder}: holds the folder {entry.name}, which this step does not write; the step replaces "
+                f"{folder} as a whole (so that a kill leaves its old outputs or its new ones, never a mix), and "
+                f"copies only files across. Give the step an output folder of its own, or move {entry} elsewhere."
+            )
+    return foreign
+
+
+def _carry(entry: Path, destination: Path) -> None:
+    """Put ``entry`` (a file or a symlink) at ``destination``: a hard link where possible, else a copy."""
+    if entry.is_symlink():
+        os.symlink(os.readlink(entry), destination)
+        return
+    try:
+        os.link(entry, destination)
+    except OSError:  # no hard links on this file system, or protected_hardlinks
+        shutil.copy2(entry, destination)
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: str | os.PathLike[str], owned: Collection[str]) -> Iterator[Path]:
+    """Yield an empty staging folder in which to write the entries ``owned`` (names) of ``folder``; when
+    the block succeeds, ``folder`` is replaced as a whole (:func:`staged_folder`) by the staging folder
+    plus the other files of the old one (hard-linked where possible), so the owned entries are all old
+    or all new and the other files stay. Raises ValueError, before the block runs, when ``folder`` holds
+    a folder that is not owned."""
+    folder = Path(os.path.abspath(folder))  # "." has no name to build a sibling from
+    _foreign_entries(folder, owned)
+    with staged_folder(folder) as staging:
+        yield staging
+        for entry in _foreign_entries(folder, owned):
+            if not (staging / entry.name).exists():
+                _carry(entry, staging / entry.name)

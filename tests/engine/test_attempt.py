@@ -1,6 +1,7 @@
 """What a start of a run resumes, and how its MLflow run ends (the end-to-end restarts are in test_resume.py)."""
 
 import os
+import shutil
 import signal
 import time
 
@@ -85,3 +86,36 @@ def test_a_run_folder_brought_to_another_store_resumes_into_a_new_mlflow_run(tmp
     assert attempt.checkpoint.endswith("iter_2.pth") and attempt.mlflow_run_id is None
     assert "is not in" in caplog.text
     assert (tmp_path / "work" / RESUME_STATE_FILENAME).is_file()
+
+
+def test_a_copied_run_folder_resumes_into_a_new_mlflow_run_and_leaves_the_original_alone(tmp_path, store, caplog):
+    original = _running_run(store)
+    _checkpoint(tmp_path / "a" / "work", 2)
+    record_attempt(tmp_path / "a" / "work", "hash", original)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    attempt = begin_attempt(tmp_path / "b" / "work", "hash", store)
+    assert attempt.checkpoint.endswith("b/work/iter_2.pth")
+    assert (attempt.mlflow_run_id, attempt.copy_of) == (None, original)
+    assert f"a copy of {(tmp_path / 'a' / 'work').resolve()}" in caplog.text
+    assert begin_attempt(tmp_path / "a" / "work", "hash", store).mlflow_run_id == original  # the original goes on
+    assert _status(store, original) == "RUNNING"
+
+    # copied before its first checkpoint, or started with other settings: the original's run is not ended
+    (tmp_path / "a" / "work" / "iter_2.pth").unlink()
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    assert begin_attempt(tmp_path / "c" / "work", "hash", store) == Attempt(None, None, copy_of=original)
+    shutil.copytree(tmp_path / "a", tmp_path / "d")
+    assert begin_attempt(tmp_path / "d" / "work", "other hash", store) == Attempt(None, None)
+    assert _status(store, original) == "RUNNING"
+
+
+def test_a_moved_folder_or_one_reached_through_a_link_continues_its_mlflow_run(tmp_path, store):
+    earlier = _running_run(store)
+    _checkpoint(tmp_path / "a" / "work", 2)
+    record_attempt(tmp_path / "a" / "work", "hash", earlier)
+    (tmp_path / "a").rename(tmp_path / "moved")
+    assert begin_attempt(tmp_path / "moved" / "work", "hash", store).mlflow_run_id == earlier
+    record_attempt(tmp_path / "moved" / "work", "hash", earlier)
+    (tmp_path / "link").symlink_to(tmp_path / "moved")
+    attempt = begin_attempt(tmp_path / "link" / "work", "hash", store)
+    assert (attempt.mlflow_run_id, attempt.copy_of) == (earlier, None)

@@ -251,6 +251,27 @@ def test_run_interrupted_twice_completes_on_the_third_start_in_one_finished_mlfl
     assert [(run.info.run_id, run.info.status) for run in _mlflow_runs(uri)] == [(first.info.run_id, "FINISHED")]
 
 
+@pytest.mark.slow
+def test_a_copied_run_folder_trains_on_in_a_new_mlflow_run_and_the_original_in_its_own(
+    tmp_path, repo_params, prepared_mnist5k, straight_six, monkeypatch
+):
+    uri, out, config = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "run", _six_iterations(repo_params)
+    with pytest.raises(Killed):
+        _start(monkeypatch, config, prepared_mnist5k, out, uri, at=4)
+    (original,) = _mlflow_runs(uri)
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(out, copy)
+    _assert_same(_start(monkeypatch, config, prepared_mnist5k, copy, uri), straight_six, copy / "history.csv")
+    (copied,) = [run for run in _mlflow_runs(uri) if run.info.run_id != original.info.run_id]
+    assert copied.info.status == "FINISHED" and copied.data.tags["copy_of_mlflow_run"] == original.info.run_id
+    assert MlflowClient(tracking_uri=uri).get_run(original.info.run_id).info.status == "FAILED"  # left alone
+
+    _assert_same(_start(monkeypatch, config, prepared_mnist5k, out, uri), straight_six, out / "history.csv")
+    assert sorted((run.info.run_id, run.info.status) for run in _mlflow_runs(uri)) == sorted(
+        [(original.info.run_id, "FINISHED"), (copied.info.run_id, "FINISHED")]
+    )
+
+
 _KILLED_WHILE_PUBLISHING = """
 import json, os, signal, sys
 from circle_repro.engine import hooks

@@ -2,12 +2,16 @@
 
 import copy
 import json
+import re
+import shutil
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from circle_repro.config import find_run, train_config
+from circle_repro.data.manifest import read_manifest
+from circle_repro.data.stamp import DataStampError
 from circle_repro.engine.evaluate import evaluate_model, load_trained_model
 from circle_repro.engine.protocols import TestSet
 from circle_repro.engine.train import train_run
@@ -55,3 +59,17 @@ def test_a_validation_set_that_is_not_prepared_stops_before_training(tmp_path, r
     ):
         train_run(config, prepared_mnist5k, tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / "run" / "model.pth").exists()
+
+
+def test_a_validation_set_that_is_not_what_its_stamp_says_stops_before_training(
+    tmp_path, repo_params, prepared_mnist5k
+):
+    validation_root = tmp_path / "prepared"
+    shutil.copytree(prepared_mnist5k, validation_root / "mnist5k")
+    image = validation_root / "mnist5k" / read_manifest(prepared_mnist5k)["path"].iloc[-1]
+    image.write_bytes(image.read_bytes()[:-1])  # truncated by one byte
+    config = _config(repo_params, {"interval": 2, "sets": {"mnist5k": PAIRS}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(DataStampError, match=rf"{re.escape(str(validation_root / 'mnist5k'))}: .*\.png has"):
+        train_run(config, prepared_mnist5k, tmp_path / "run", uri, validation_root=validation_root)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "mlflow.db").exists()  # nothing started

@@ -14,7 +14,6 @@ import pytest
 from scipy import stats
 from synthetic_runs import write_run
 
-import circle_repro.report.build as report_build
 from circle_repro.config import RunSpec
 from circle_repro.report.build import build_report
 from circle_repro.report.sections.demo_figures import collapse_note
@@ -282,17 +281,3 @@ def test_collapse_note_names_the_collapsed_losses_and_iterations_per_seed():
         circle_only
         == "Collapsed training batches (batch mean s_n ≥ 0.99): CircleLoss at iterations 1–2 (1 of 1 seeds)."
     )
-
-
-def test_a_failed_write_leaves_the_earlier_report_whole(tmp_path, monkeypatch, demo_params, metrics_files):
-    out = tmp_path / "reports"
-    build(demo_params, metrics_files, out)
-    before = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
-
-    def killed(*args, **kwargs):
-        raise RuntimeError("injected failure")
-
-    monkeypatch.setattr(report_build, "write_json", killed)  # metrics.json: the last of the four, after the others
-    with pytest.raises(RuntimeError, match="injected failure"):
-        build_report(demo_params, metrics_files, out, generated="2026-02-02 00:00 UTC", commit="1111111")
-    assert {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()} == before  # no temp file

@@ -1,6 +1,8 @@
 """Reading results: MLflow by tag first, metrics.json as the fallback, and every failure said per run."""
 
 import json
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -74,6 +76,21 @@ def test_a_missing_mlflow_store_is_said_for_every_run(tmp_path, demo_params, met
         row = _row(markdown, loss)
         assert "(n=3)" in row and "| metrics.json |" in row
         assert row.count(f"MLflow store sqlite:///{db} not found") == 3, "each seed of each row says so"
+
+
+def test_an_mlflow_server_that_does_not_answer_is_said_within_seconds(demo_params, metrics_files):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    started = time.monotonic()
+    results = load_results(demo_params, metrics_files, uri)
+    assert time.monotonic() - started < 10
+    assert results.source == (
+        f"MLflow store {uri} does not answer within 5 s: results are read from the runs' metrics.json files instead."
+    )
+    from_files = [r for r in results.runs if r.run_dir is not None]
+    assert len(from_files) == len(metrics_files)
+    assert all(r.metrics and f"MLflow store {uri} does not answer" in r.note for r in from_files)
 
 
 def test_an_mlflow_run_without_metrics_is_said_in_its_row(tmp_path, demo_params, metrics_files):

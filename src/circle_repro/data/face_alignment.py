@@ -17,7 +17,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from circle_repro.data.image_store import JPEG_QUALITY
+from circle_repro.data.image_store import JPEG_QUALITY, open_raw_image
 
 ALIGNED_SIZE = 112
 # insightface's arcface_dst: the 5 reference points of a 112 x 112 aligned face, (x, y) in pixels.
@@ -100,8 +100,9 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = ALIGNED_SIZ
 
 def aligned_jpeg(data: bytes, landmarks: np.ndarray) -> bytes:
     """An encoded image and its 5 landmarks (10 numbers, x then y per point) -> the 112 x 112 ArcFace-aligned
-    face as JPEG bytes (RGB)."""
-    with Image.open(io.BytesIO(data)) as image:
+    face as JPEG bytes (RGB). An image over the pixel limit raises ``Image.DecompressionBombError``
+    (:func:`~circle_repro.data.image_store.open_raw_image`) before it is decoded."""
+    with open_raw_image(data) as image:
         image.load()
         pixels = np.asarray(image.convert("RGB"))
     buffer = io.BytesIO()

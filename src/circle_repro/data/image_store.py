@@ -8,8 +8,9 @@ shared cluster file systems handle millions of small files badly. Either way eve
 independently seekable, so a loader with many workers reads them in parallel without a shared
 handle. A corrupt or undecodable image is **skipped and counted**: it gets no manifest row, and its
 name and reason go to ``skipped_images.json`` beside the manifest and to a warning. So is an image
-larger than ``max_pixels`` (width x height read from its header, before anything is decoded): a
-decompression bomb, a few KB that would decode to gigabytes.
+of more pixels than the process's limit (width x height read from its header, before anything is
+decoded; :func:`pixel_limit`, set per data set by its preparation): a decompression bomb, a few KB that
+would decode to gigabytes.
 
 Writing goes to ``images.partial/``, moved into place only by :meth:`ImageStore.commit`, so a killed
 preparation never leaves a half-filled ``images/`` or pack that a manifest points into.
@@ -17,9 +18,11 @@ preparation never leaves a half-filled ``images/`` or pack that a manifest point
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -38,11 +41,38 @@ PACK_THRESHOLD = 100_000
 SKIPPED_FILENAME = "skipped_images.json"
 JPEG_QUALITY = 95
 MAX_PIXELS = 64_000_000
-"""The pixel limit of one raw image: 8000 x 8000 (192 MB decoded as RGB); Pillow's own limit is 89 million."""
+"""The default pixel limit of one raw image: 8000 x 8000 (192 MB decoded as RGB); Pillow's own is 89 million."""
+UNDECODABLE = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
+"""What opening or decoding a raw image raises when the image is to be skipped and counted."""
 
 
 class SkippedImagesWarning(UserWarning):
     """Some raw images could not be decoded and were left out of the prepared data set."""
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Inside: the process's pixel limit of one image (Pillow's ``Image.MAX_IMAGE_PIXELS``, every thread's)
+    is ``max_pixels``; outside, what it was."""
+    if max_pixels < 1:
+        raise ValueError(f"a pixel limit must be a positive number of pixels, got {max_pixels}")
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+@contextlib.contextmanager
+def open_raw_image(data: bytes) -> Iterator[Image.Image]:
+    """Open an encoded image; ``Image.DecompressionBombError``, before anything is decoded, when its width x
+    height is over the process's pixel limit (:func:`pixel_limit`; Pillow by itself refuses only twice that)."""
+    with Image.open(io.BytesIO(data)) as image:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and image.width * image.height > limit:
+            raise Image.DecompressionBombError(f"{image.width} x {image.height} pixels is over the limit of {limit}")
+        yield image
 
 
 def _resized(image: Image.Image, short_side: int | None) -> Image.Image:
@@ -67,7 +97,6 @@ class ImageStore:
         out_dir: str | Path,
         resize_short_side: int | None = None,
         pack: bool = False,
-        max_pixels: int = MAX_PIXELS,
         progress: Progress | None = None,
     ) -> None:
         if resize_short_side is not None and resize_short_side < 1:
@@ -75,7 +104,6 @@ class ImageStore:
         self.out_dir = Path(out_dir)
         self.resize_short_side = resize_short_side
         self.pack = pack
-        self.max_pixels = max_pixels
         self.staging = self.out_dir / f"{IMAGES_DIRNAME}.partial"
         self.skipped: list[dict[str, str]] = []
         self.stored = 0
@@ -112,14 +140,10 @@ class ImageStore:
         if relative_path.is_absolute() or ".." in relative_path.parts:
             raise ValueError(f"{source}: image path {relative!r} must be relative and stay inside images/")
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > self.max_pixels:
-                    raise Image.DecompressionBombError(
-                        f"{image.width} x {image.height} pixels is over the limit of {self.max_pixels}"
-                    )
+            with open_raw_image(data) as image:
                 image.load()
                 stored = self._encode(image, data, relative_path)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+        except UNDECODABLE as err:
             self.skipped.append({"source": source, "reason": f"{type(err).__name__}: {err}"})
             return None
         bytes_out, relative_path = stored

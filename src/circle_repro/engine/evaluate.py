@@ -33,7 +33,7 @@ from circle_repro.engine import registrations as _registrations  # noqa: F401
 from circle_repro.engine.loader import LoaderSettings, process_loader_settings
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
-from circle_repro.engine.tracking import log_to_child_run, log_to_run
+from circle_repro.engine.tracking import check_tracking_store, log_to_child_run, log_to_run
 from circle_repro.evaluation.similarity import roc_points, sample_anchor_pairs, sample_pair_similarities
 from circle_repro.generations import file_digest, staged_files
 from circle_repro.io import write_json
@@ -252,6 +252,8 @@ def evaluate_run(
     ``batch_size`` images per embedding batch; ``loader``: the DataLoader settings (default: from this
     process's CPUs).
     ``verify_data``: how the prepared data is checked against its stamp first (``sizes``, ``full``, ``none``).
+    A tracking store that does not answer fails first, within seconds, naming its URI
+    (:class:`~circle_repro.engine.errors.TrackingStoreUnreachable`).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
@@ -260,6 +262,7 @@ def evaluate_run(
             f"{run_dir / TRAIN_RECORD_FILENAME}: holds run {record['run_id']!r}, but {eval_config['run_id']} "
             f"evaluates the weights of {eval_config['trained_by']!r}; pass that run's folder as --run-dir"
         )
+    check_tracking_store(record["tracking_uri"])  # before the embedding, not when logging after it
     evaluation = eval_config["evaluation"]
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     test = TestSet.load(data_root)

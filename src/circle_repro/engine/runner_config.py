@@ -126,17 +126,25 @@ def _model_wrapper_config(launcher: str) -> dict[str, Any] | None:
     return config
 
 
-def _validation_hooks(train: dict[str, Any], validation_root: Path) -> list[dict[str, Any]]:
-    """The validation hook of a ``train.validation`` section (none without one)."""
-    validation = train.get("validation")
-    if validation is None:
-        return []
-    missing = [name for name in validation["sets"] if not (validation_root / name / "manifest.parquet").is_file()]
+def validation_sets(train: dict[str, Any], validation_root: Path) -> list[Path]:
+    """The prepared folders of the sets of a ``train.validation`` section (none without one);
+    FileNotFoundError naming those that are not prepared."""
+    sets = train.get("validation", {}).get("sets", {})
+    missing = [name for name in sets if not (validation_root / name / "manifest.parquet").is_file()]
     if missing:
         raise FileNotFoundError(
             f"{validation_root}: no prepared {', '.join(missing)} for train.validation; "
             f"run `circle-repro data prepare {missing[0]}` (or snakemake data) first"
         )
+    return [validation_root / name for name in sets]
+
+
+def _validation_hooks(train: dict[str, Any], validation_root: Path) -> list[dict[str, Any]]:
+    """The validation hook of a ``train.validation`` section (none without one)."""
+    validation = train.get("validation")
+    if validation is None:
+        return []
+    validation_sets(train, validation_root)
     return [dict(type="PeriodicValidationHook", prepared_root=str(validation_root), sets=validation["sets"],
                  interval=validation["interval"])]  # fmt: skip
 

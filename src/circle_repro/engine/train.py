@@ -24,7 +24,7 @@ from circle_repro.engine.checkpoint import full_model_state, trusted_work_dir
 from circle_repro.engine.distributed import init_distributed
 from circle_repro.engine.loader import LoaderSettings
 from circle_repro.engine.runner import TrainRunner
-from circle_repro.engine.runner_config import iterations_per_epoch, model_config, runner_config
+from circle_repro.engine.runner_config import iterations_per_epoch, model_config, runner_config, validation_sets
 from circle_repro.engine.tracking import DEFAULT_EXPERIMENT, artifact_uri, ensure_experiment, log_to_run
 from circle_repro.io import atomic_open, atomic_path, write_json
 from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
@@ -100,6 +100,8 @@ def train_run(
     as an artifact of the run). ``validation_root``: where the ``train.validation`` sets are prepared
     (default: beside ``data_root``). ``loader``: the DataLoader settings from the experiment's
     resources (:func:`circle_repro.engine.loader.train_loader_settings`; default: the default resources).
+    ``verify_data``: how the training set and the validation sets are checked against their stamps
+    before anything starts (``sizes``, ``full``, ``none``).
 
     A run started again (after a crash, a kill or a SLURM requeue) resumes from its latest
     checkpoint in ``out_dir/work`` and continues the same MLflow run.
@@ -115,6 +117,9 @@ def train_run(
     # Read the training split first: missing or broken data fails before any run is opened.
     num_classes = read_manifest(data_root, split="train")["label"].nunique()
     verify_prepared(data_root, verify_data)  # the data is what its recorded hash says (stamp.VERIFY_LEVELS)
+    validation_root = data_root.parent if validation_root is None else Path(validation_root)
+    for validation_set in validation_sets(run_config["train"], validation_root):
+        verify_prepared(validation_set, verify_data)  # the sets evaluated during training, likewise
     if main:
         ensure_experiment(tracking_uri, experiment)
     started = time.time()
@@ -130,7 +135,7 @@ def train_run(
     per_epoch = iterations_per_epoch(run_config, data_root, world_size)
     config = runner_config(
         run_config, data_root, work_dir, tracking_uri, num_classes, provenance, launcher, per_epoch,
-        None if validation_root is None else Path(validation_root), loader, experiment,
+        validation_root, loader, experiment,
     )  # fmt: skip
     attempt = begin_attempt(work_dir, config_hash(run_config), tracking_uri)
     if attempt.checkpoint:
@@ -141,6 +146,8 @@ def train_run(
             mlflow = runner.visualizer.get_backend(MLFLOW_BACKEND).experiment if main else None
             mlflow_run_id = mlflow.active_run().info.run_id if main else None
         if main:
+            if attempt.copy_of:
+                mlflow.set_tag("copy_of_mlflow_run", attempt.copy_of)
             record_attempt(work_dir, config_hash(run_config), mlflow_run_id)
         _save_weights(runner.model, out_dir / INITIAL_WEIGHTS_FILENAME)
         with trusted_work_dir(work_dir):

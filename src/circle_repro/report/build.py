@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from circle_repro.data.status import data_status
-from circle_repro.generations import staged_files
+from circle_repro.generations import staged_outputs
 from circle_repro.io import write_json
 from circle_repro.provenance import git_commit
 from circle_repro.report.csv_rows import CSV_COLUMNS
@@ -28,6 +28,10 @@ from circle_repro.report.sections.provenance import provenance_section
 from circle_repro.report.sections.sensitivity import sensitivity_section
 from circle_repro.report.targets import load_paper_targets
 
+REPORT_FILES = ("report.md", "report.html", "results.csv", "metrics.json")
+"""The files ``report`` writes into its folder, beside :data:`FIGURE_FOLDER`."""
+FIGURE_FOLDER = "figures"
+
 
 def build_report(
     params: dict[str, Any],
@@ -42,19 +46,45 @@ def build_report(
     generated: str | None = None,
     commit: str | None = None,
 ) -> list[Path]:
-    """Write report.md, report.html, results.csv (every cell, long form) and metrics.json into ``out_dir``.
+    """Write report.md, report.html, results.csv (every cell, long form), metrics.json and figures/ into
+    ``out_dir``, as one generation: a kill at any point leaves the earlier report whole or the new one.
 
-    Results come from the MLflow store at ``tracking_uri`` with ``metrics_files`` as the fallback (None:
-    the files only); ``data_root`` (holding raw/ and prepared/) tells which data sets are on disk (None:
-    not checked). ``throughput_file`` (benchmarks/train_throughput.py output), ``rates_file``
-    (benchmarks/job_rates.yaml; None: compute only) and ``benchmark_root`` (the
-    workflow's working directory, holding logs/benchmarks/) feed the planned-against-actual section (None:
-    nothing estimated, nothing read). ``generated`` and ``commit`` default to now and the checkout's HEAD
-    (fixed in golden tests).
+    ``out_dir`` is replaced as a whole; other files in it are kept, a folder other than figures/ is
+    refused (ValueError, before anything is drawn). Results come from the MLflow store at
+    ``tracking_uri`` with ``metrics_files`` as the fallback (None: the files only); ``data_root`` (holding
+    raw/ and prepared/) tells which data sets are on disk (None: not checked). ``throughput_file``
+    (benchmarks/train_throughput.py output), ``rates_file`` (benchmarks/job_rates.yaml; None: compute
+    only) and ``benchmark_root`` (the workflow's working directory, holding logs/benchmarks/) feed the
+    planned-against-actual section (None: nothing estimated, nothing read). ``generated`` and ``commit``
+    default to now and the checkout's HEAD (fixed in golden tests).
     """
-    out_dir = Path(out_dir)
-    figure_dir = out_dir / "figures"
-    results = load_results(params, metrics_files, tracking_uri)
+    with staged_outputs(out_dir, (*REPORT_FILES, FIGURE_FOLDER)) as staging:
+        figure_dir = staging / FIGURE_FOLDER
+        figure_dir.mkdir()  # an output even when no figure is drawn
+        results = load_results(params, metrics_files, tracking_uri)
+        blocks, csv_rows, title = _compose(
+            params, results, figure_dir, data_root, throughput_file, benchmark_root, rates_file, generated, commit
+        )
+        markdown, page, table, summary = (staging / name for name in REPORT_FILES)
+        markdown.write_text(render_markdown(blocks, staging), encoding="utf-8")
+        page.write_text(render_html(blocks, title), encoding="utf-8")
+        pd.DataFrame(csv_rows, columns=list(CSV_COLUMNS)).to_csv(table, index=False)
+        write_json(summary, _summary_metrics(results))
+    return [Path(out_dir) / name for name in REPORT_FILES]
+
+
+def _compose(
+    params: dict[str, Any],
+    results: Results,
+    figure_dir: Path,
+    data_root: str | Path | None,
+    throughput_file: str | Path | None,
+    benchmark_root: str | Path | None,
+    rates_file: str | Path | None,
+    generated: str | None,
+    commit: str | None,
+) -> tuple[list[Block], list[dict[str, Any]], str]:
+    """The report's blocks, its results.csv rows and its title; figures are drawn into ``figure_dir``."""
     targets = load_paper_targets()
     statuses = {s.name: s for s in data_status(data_root)} if data_root is not None else {}
     sweeps = [name for name, spec in params["experiments"].items() if "sweep" in spec]
@@ -94,14 +124,7 @@ def build_report(
     blocks += gradient_section(params, figure_dir)
     blocks += compute_section(params, throughput_file, benchmark_root, data_root, rates_file)
     blocks += provenance_section(params, results)
-
-    outputs = [out_dir / "report.md", out_dir / "report.html", out_dir / "results.csv", out_dir / "metrics.json"]
-    with staged_files(outputs) as staged:  # one generation: all four written before any is replaced
-        staged[0].write_text(render_markdown(blocks, out_dir), encoding="utf-8")
-        staged[1].write_text(render_html(blocks, title), encoding="utf-8")
-        pd.DataFrame(csv_rows, columns=list(CSV_COLUMNS)).to_csv(staged[2], index=False)
-        write_json(staged[3], _summary_metrics(results))
-    return outputs
+    return blocks, csv_rows, title
 
 
 def _summary_metrics(results: Results) -> dict[str, Any]:

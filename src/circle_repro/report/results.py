@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from circle_repro.config import RunSpec, config_hash, expand_runs, tracking_experiment, train_config
-from circle_repro.engine.tracking import SQLITE_PREFIX
+from circle_repro.engine.errors import TrackingStoreUnreachable
+from circle_repro.engine.tracking import PROBE_TIMEOUT_S, SQLITE_PREFIX, check_tracking_store
 from circle_repro.generations import file_digest
 from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, headline_metrics
 
@@ -219,6 +220,10 @@ class _Store:
 
         if uri.startswith(SQLITE_PREFIX) and not Path(uri[len(SQLITE_PREFIX) :]).is_file():
             raise StoreUnavailable(f"MLflow store {uri} not found")
+        try:
+            check_tracking_store(uri)  # a server that is down is said within seconds, not after minutes of retries
+        except TrackingStoreUnreachable as exc:
+            raise StoreUnavailable(f"MLflow store {uri} does not answer within {PROBE_TIMEOUT_S:g} s") from exc
         self._errors = (MlflowException, OSError, SQLAlchemyError)
         try:
             self.client = MlflowClient(tracking_uri=uri)

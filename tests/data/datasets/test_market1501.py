@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import re
 import zipfile
 
 import numpy as np
@@ -13,7 +15,8 @@ from PIL import Image
 
 from circle_repro.data.acquire import stamp_path
 from circle_repro.data.archive import CorruptArchiveError, UnsafeArchiveError, list_members
-from circle_repro.data.datasets import market1501
+from circle_repro.data.datasets import market1501, prepare_dataset
+from circle_repro.data.datasets.entry import CROP_PIXELS
 from circle_repro.data.download import ChecksumError
 from circle_repro.data.image_store import SKIPPED_FILENAME, SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
@@ -179,6 +182,22 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path):
     frame = read_manifest(manifest.parent)
     assert (frame["role"] == "gallery").sum() == 5
     assert name in (tmp_path / "out" / SKIPPED_FILENAME).read_text()
+
+
+def test_an_image_over_the_data_sets_pixel_limit_is_skipped_and_counted(tmp_path, monkeypatch):
+    name = market_name(3, 6, 1, 2401, 1)
+    large = io.BytesIO()
+    Image.new("RGB", (1001, 1000)).save(large, format="JPEG")  # one pixel row over 1000 x 1000
+    fixture = build_market1501(
+        tmp_path / "raw", mutate=lambda root: (root / "bounding_box_test" / name).write_bytes(large.getvalue())
+    )
+    _accept(monkeypatch, fixture.md5)
+    process_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.warns(SkippedImagesWarning, match=re.escape("1001 x 1000 pixels is over the limit of 1000000")):
+        prepare_dataset("market1501", tmp_path / "out", tmp_path / "raw")
+    assert process_limit == Image.MAX_IMAGE_PIXELS  # the data set's limit holds while it is prepared, no longer
+    assert market1501.ENTRY.max_pixels == CROP_PIXELS == 1_000_000
+    assert (read_manifest(tmp_path / "out")["role"] == "gallery").sum() == 5
 
 
 def test_entry():

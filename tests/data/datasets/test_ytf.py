@@ -14,7 +14,7 @@ from fixtures.face import (
     write_ytf_landmarks,
     ytf_pairs,
 )
-from fixtures.formats import truncate
+from fixtures.formats import make_png_bomb, truncate
 from PIL import Image
 from scipy import ndimage
 
@@ -207,6 +207,18 @@ def test_corrupt_frame_is_skipped_and_an_empty_video_drops_its_pairs(tmp_path):
     ]
     kept = [p for p in ytf_pairs() if "Al_Gore/2" not in p[1:3]]
     assert _pairs_of(tmp_path / "out") == _expected_pairs(kept)
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000])  # under and over Pillow's own error limit (2 x 89.5 M pixels)
+def test_a_decompression_bomb_among_the_frames_is_skipped_and_counted(tmp_path, side):
+    built = build_youtube_faces(tmp_path / "raw", archive=False)
+    bomb = "Aaron_Eckhart/0/aligned_detect_0.99.jpg"
+    (built.path / "aligned_images_DB" / bomb).write_bytes(make_png_bomb(side, side))
+    with pytest.warns(SkippedImagesWarning, match="1 image"):
+        manifest = ytf.prepare(tmp_path / "out", tmp_path / "raw")
+    assert len(read_manifest(manifest.parent)) == 13
+    [skipped] = json.loads((tmp_path / "out" / "skipped_images.json").read_text())
+    assert skipped["source"] == f"aligned_images_DB/{bomb}" and skipped["reason"].startswith("DecompressionBombError")
 
 
 @pytest.mark.skipif(

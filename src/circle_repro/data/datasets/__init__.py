@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.datasets import (
     cars196,
@@ -23,6 +25,7 @@ from circle_repro.data.datasets import (
     ytf,
 )
 from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.image_store import pixel_limit
 from circle_repro.data.sources import load_sources
 from circle_repro.generations import staged_folder
 from circle_repro.io import write_json
@@ -62,7 +65,8 @@ def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None =
 
     Embedded data sets (``access: embedded`` in sources.yaml) have no raw folder and ignore ``raw_dir``.
     The new set is built beside ``out_dir`` and replaces it whole (:func:`~circle_repro.generations.staged_folder`):
-    a failed or killed preparation leaves the earlier one as it was.
+    a failed or killed preparation leaves the earlier one as it was. While it is prepared, the process's
+    pixel limit is the data set's (``max_pixels`` of its entry): a larger raw image is skipped and counted.
     """
     entry = get_dataset(name)
     embedded = load_sources()[name].access == "embedded"
@@ -73,8 +77,13 @@ def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None =
     target, staging = Path(out_dir), Path(out_dir)
     caught: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings(record=True) as caught, staged_folder(target) as staging:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            staged_folder(target) as staging,
+            pixel_limit(entry.max_pixels),
+        ):
             warnings.simplefilter("always")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # skipped and counted instead
             manifest = entry.prepare(staging, **options) if embedded else entry.prepare(staging, raw_dir, **options)
     finally:
         for warning in caught:  # they name files of the staging folder: the files now in out_dir

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from circle_repro.data.acquire import obtain
-from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.datasets.entry import CROP_PIXELS, DatasetEntry
 from circle_repro.data.datasets.image_arrays import class_disjoint_split, prepare_arrays
 from circle_repro.data.formats.idx import read_idx
 from circle_repro.data.sources import load_sources
@@ -71,5 +71,11 @@ def prepare(
 
 
 ENTRY = DatasetEntry(
-    name="fashion_mnist", prepare=prepare, fetch=fetch_raw, transform="mnist", in_channels=1, protocol="retrieval"
+    name="fashion_mnist",
+    prepare=prepare,
+    fetch=fetch_raw,
+    transform="mnist",
+    in_channels=1,
+    protocol="retrieval",
+    max_pixels=CROP_PIXELS,
 )

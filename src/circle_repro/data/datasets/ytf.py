@@ -59,12 +59,11 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from PIL import UnidentifiedImageError
 
 from circle_repro.data.acquire import first_present, missing_error
 from circle_repro.data.datasets.entry import DatasetEntry
 from circle_repro.data.face_alignment import aligned_jpeg
-from circle_repro.data.image_store import SkippedImagesWarning
+from circle_repro.data.image_store import UNDECODABLE, SkippedImagesWarning
 from circle_repro.data.manifest import ManifestError, read_side_table, write_manifest, write_side_table
 from circle_repro.data.prepared import committed_store, raw_tree
 from circle_repro.data.sources import load_sources
@@ -269,7 +268,7 @@ def _aligned_or_reason(file: Path, landmarks: np.ndarray | None) -> tuple[bytes 
         return None, f"no landmarks in {LANDMARKS_FILE}"
     try:
         return aligned_jpeg(file.read_bytes(), landmarks), ""
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except UNDECODABLE as err:
         return None, f"{type(err).__name__}: {err}"
 
 
