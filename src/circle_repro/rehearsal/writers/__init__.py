@@ -33,14 +33,13 @@ WRITERS: dict[str, Writer] = {
 
 
 def write_raw(dataset: str, raw_dir: str | Path, scale: Scale) -> int:
-    """Write ``dataset``'s synthetic raw files into ``raw_dir`` (emptied first would be the caller's job: it must
-    not exist) and stamp its declared files as checked (they are synthetic: no published checksum can match);
-    return the number of images written."""
+    """Write ``dataset``'s synthetic raw files into the new folder ``raw_dir`` and stamp its declared files as
+    checked (they are synthetic: no published checksum can match); return the number of images written."""
     if dataset not in WRITERS:
         raise ValueError(f"no rehearsal writer for data set {dataset!r}; writers: {', '.join(sorted(WRITERS))}")
     raw_dir = Path(raw_dir)
     if raw_dir.exists():
-        raise FileExistsError(f"{raw_dir}: already exists; the rehearsal writes its raw data into a new folder")
+        raise ValueError(f"{raw_dir}: already exists; the rehearsal writes its raw data into a new folder")
     raw_dir.mkdir(parents=True)
     source = load_sources()[dataset]
     images = WRITERS[dataset](raw_dir, source, scale)
