@@ -161,8 +161,10 @@ def _fraction(text: str) -> float:
 
 
 def _tables(text: str) -> list[str]:
+    from circle_repro.data.sources import TABLE_IDS
+
     tables = [f"table{item.strip().removeprefix('table')}" for item in text.split(",") if item.strip()]
-    unknown = [table for table in tables if table not in ("table1", "table2", "table3", "table4", "table5")]
+    unknown = [table for table in tables if table not in TABLE_IDS]
     if not tables or unknown:
         raise argparse.ArgumentTypeError(f"expected paper table numbers 1-5 separated by commas, got {text!r}")
     return tables

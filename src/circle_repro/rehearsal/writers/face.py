@@ -141,16 +141,13 @@ def write_ytf(raw_dir: Path, source: Source, scale: Scale) -> int:
     return seed
 
 
-IJBC_TEMPLATES = 23124  # datasets.md section 12 [unverified]: not a count sources.yaml declares, only the pairs' scale
-
-
 def write_ijbc(raw_dir: Path, source: Source, scale: Scale) -> int:
     """``raw_dir/IJB_release.tar`` (``IJB_release/IJBC/loose_crop/<n>.jpg`` and the three meta files); two
     templates per identity, two images per media; the number of images."""
     counts = source.expected_counts
     height, width = source.image_size or (250, 250)
     images = scale.count(counts["images"], 8)
-    templates = min(images // 2, scale.count(IJBC_TEMPLATES, 4)) // 2 * 2
+    templates = min(images // 2, scale.count(counts["templates"], 4)) // 2 * 2
     all_pairs = list(combinations(range(1, templates + 1), 2))
     genuine = [(a, b) for a, b in all_pairs if (a - 1) // 2 == (b - 1) // 2]
     impostor = [(a, b) for a, b in all_pairs if (a - 1) // 2 != (b - 1) // 2]

@@ -18,7 +18,6 @@ MARKET_CAMERAS = 6
 MSMT_ROOT = "MSMT17_V1"
 MSMT_CAMERAS = 15
 MSMT_TIMES = ("0113morning", "0114noon", "0302afternoon", "0303morning")
-MSMT_VAL_SHARE = 2373 / 32621  # list_val's share of the train images (datasets.md section 5 [unverified])
 
 
 def market_name(pid: int, camera: int, sequence: int, frame: int, box: int) -> str:
@@ -89,8 +88,9 @@ def _msmt_lists(source: Source, scale: Scale) -> dict[str, list[tuple[int, int]]
     train_ids = scale.classes(counts["train_identities"])
     test_ids = scale.classes(counts["test_identities"])
     lists: dict[str, list[tuple[int, int]]] = {"list_train.txt": [], "list_val.txt": []}
+    val_share = counts["val_images"] / counts["train_images"]  # list_val's share of the train images
     for pid, n in enumerate(spread(scale.images(counts["train_images"], train_ids), train_ids)):
-        val = min(n - scale.min_per_class, round(n * MSMT_VAL_SHARE)) if n > scale.min_per_class else 0
+        val = min(n - scale.min_per_class, round(n * val_share)) if n > scale.min_per_class else 0
         lists["list_train.txt"] += [(pid, 1 + k % MSMT_CAMERAS) for k in range(n - val)]
         lists["list_val.txt"] += [(pid, 1 + (n - val + k) % MSMT_CAMERAS) for k in range(val)]
     for name, key in (("list_query.txt", "query_images"), ("list_gallery.txt", "gallery_images")):
