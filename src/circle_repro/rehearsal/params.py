@@ -18,8 +18,10 @@ def _shortened(spec: dict[str, Any], iterations: int, max_p: int | None) -> dict
     if "train" in spec:
         train = {key: value for key, value in spec["train"].items() if key != "epochs"}
         train["iterations"] = iterations
-        if "warmup" in train:
-            train["warmup"] = {**train["warmup"], "iterations": max(1, min(train["warmup"]["iterations"], iterations))}
+        if "warmup" in train and iterations > 1:  # a warm-up ends before the last iteration
+            train["warmup"] = {**train["warmup"], "iterations": min(train["warmup"]["iterations"], iterations - 1)}
+        elif "warmup" in train:
+            del train["warmup"]
         spec["train"] = train
     if "model" in spec:
         spec["model"] = {key: value for key, value in spec["model"].items() if key != "pretrained"}
@@ -34,7 +36,7 @@ def write_rehearsal_params(
     params_file: str | Path, out_file: str | Path, *, iterations: int, max_p: int | None = None
 ) -> dict[str, Any]:
     """Write the paper profile of ``params_file`` to ``out_file`` with every training cut to ``iterations``
-    iterations (warm-up within them), the first seed only, no ``pretrained`` folder (randomly initialised
+    iterations (a warm-up within them, none for one), the first seed only, no ``pretrained`` folder (randomly initialised
     backbones) and, with ``max_p``, at most that many classes per batch; return it as loaded (validated)."""
     try:
         raw = yaml.safe_load(Path(params_file).read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import RunSpec, expand_runs, experiment_datasets, load_params, training_run
+from circle_repro.config import RunSpec, expand_runs, experiment_datasets, load_params, train_dataset, training_run
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_open, write_json
 from circle_repro.plan.inputs import Throughput
@@ -65,7 +65,7 @@ def _floors(params: dict[str, Any], runs: list[RunSpec]) -> dict[str, tuple[int,
         for name in experiment_datasets(spec):
             floors.setdefault(name, (2, 2))
         trainer = params["experiments"][training_run(params, run).experiment]
-        name = trainer.get("train_dataset", trainer["dataset"])
+        name = train_dataset(trainer)
         p, k = floors.get(name, (2, 2))
         floors[name] = (max(p, trainer["sampler"]["p"]), max(k, trainer["sampler"]["k"]))
     return floors
@@ -118,8 +118,7 @@ def rehearse(
         record(steps.prepare(dataset, raw, prepared / dataset, options, written))
     runs_root = out_dir / "runs"
     for trainer in sorted({training_run(params, run) for run in runs}):
-        spec = params["experiments"][trainer.experiment]
-        dataset = spec.get("train_dataset", spec["dataset"])
+        dataset = train_dataset(params["experiments"][trainer.experiment])
         record(steps.train(trainer.run_id, trainer.experiment, prepared / dataset, trainer.run_dir(runs_root), options))
     for run in runs:
         spec = params["experiments"][run.experiment]

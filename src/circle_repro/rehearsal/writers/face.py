@@ -72,7 +72,7 @@ def write_bin_set(raw_dir: Path, source: Source, scale: Scale) -> int:
     pairs = scale.count(source.expected_counts["pairs"], 2 * FOLDS)
     height, width = source.image_size or (112, 112)
     issame = fold_pairs(pairs)
-    # a matched pair shows one identity twice: the same picture with a little more grain
+    # a matched pair shows the same picture twice, a mismatched one two pictures
     images = [
         encode_image(70000 + 2 * i + (0 if same else j), height, width) for i, same in enumerate(issame) for j in (0, 1)
     ]
