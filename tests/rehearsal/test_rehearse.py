@@ -89,3 +89,19 @@ def test_bad_options_exit_2_with_a_message(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["rehearse", *argv])
         assert exit_info.value.code == 2
+
+
+def test_a_failing_job_leaves_the_record_of_the_jobs_before_it(tmp_path, monkeypatch):
+    from circle_repro.rehearsal import RehearsalError, rehearse, steps
+
+    def failing_train(run_id, *args, **kwargs):
+        raise RehearsalError(f"train {run_id}: broken on purpose")
+
+    monkeypatch.setattr(steps, "train", failing_train)
+    with pytest.raises(RehearsalError, match="broken on purpose"):
+        rehearse(REPO_ROOT / "params.yaml", tmp_path / "out", 1e-5, tables=["table5"], max_p=2, log=lambda _: None)
+    record = json.loads((tmp_path / "out" / "rehearsal.json").read_text())
+    assert [(step["rule"], step["name"]) for step in record["steps"]] == [
+        ("prepare_data", name) for name in ("cars196", "cub200", "sop")
+    ]
+    assert record["settings"]["failed"] == "train table5_cars196/CircleLoss/seed0: broken on purpose"

@@ -93,7 +93,8 @@ def rehearse(
     log: Any = print,
 ) -> Rehearsal:
     """Rehearse the paper profile of ``params_file`` in the new folder ``out_dir`` at scale ``fraction``; write
-    ``rehearsal.json`` and ``rehearsal.csv`` there (module docstring)."""
+    ``rehearsal.json`` and ``rehearsal.csv`` there (module docstring), also when a job fails (RehearsalError):
+    then they hold the jobs before it and the failure (``settings.failed``)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"{out_dir}: not empty; give the rehearsal a new folder (--out)")
@@ -111,26 +112,33 @@ def rehearse(
         rehearsal.results.append(result)
         log(f"{step.rule} {step.name}: {step.images} images in {step.seconds:.1f} s ({step.images_per_s:.1f}/s)")
 
-    prepared = out_dir / "data" / "prepared"
-    for dataset, (p, k) in sorted(_floors(params, runs).items()):
-        raw = out_dir / "data" / "raw" / dataset
-        written = write_raw(dataset, raw, Scale(fraction, min_classes=p, min_per_class=k))
-        record(steps.prepare(dataset, raw, prepared / dataset, options, written))
-    runs_root = out_dir / "runs"
-    for trainer in sorted({training_run(params, run) for run in runs}):
-        dataset = train_dataset(params["experiments"][trainer.experiment])
-        record(steps.train(trainer.run_id, trainer.experiment, prepared / dataset, trainer.run_dir(runs_root), options))
-    for run in runs:
-        spec = params["experiments"][run.experiment]
-        cpus = evaluate_resources(paper, run.experiment, None, None)["cpus_per_task"]
-        record(
-            steps.evaluate(
-                run.run_id, run.experiment, prepared / spec["dataset"], training_run(params, run).run_dir(runs_root),
-                run.run_dir(runs_root), options, embeddings_per_image=embeddings_per_image(params, run.experiment),
-                cpus=cpus,
+    settings = {"iterations": iterations, "max_p": max_p, "tables": tables, "every_run": every_run}
+    try:
+        prepared = out_dir / "data" / "prepared"
+        for dataset, (p, k) in sorted(_floors(params, runs).items()):
+            raw = out_dir / "data" / "raw" / dataset
+            written = write_raw(dataset, raw, Scale(fraction, min_classes=p, min_per_class=k))
+            record(steps.prepare(dataset, raw, prepared / dataset, options, written))
+        runs_root = out_dir / "runs"
+        for trainer in sorted({training_run(params, run) for run in runs}):
+            dataset = train_dataset(params["experiments"][trainer.experiment])
+            record(
+                steps.train(trainer.run_id, trainer.experiment, prepared / dataset, trainer.run_dir(runs_root), options)
             )
-        )  # fmt: skip
-    write_record(rehearsal, {"iterations": iterations, "max_p": max_p, "tables": tables, "every_run": every_run})
+        for run in runs:
+            spec = params["experiments"][run.experiment]
+            cpus = evaluate_resources(paper, run.experiment, None, None)["cpus_per_task"]
+            record(
+                steps.evaluate(
+                    run.run_id, run.experiment, prepared / spec["dataset"], training_run(params, run).run_dir(runs_root),
+                    run.run_dir(runs_root), options, embeddings_per_image=embeddings_per_image(params, run.experiment),
+                    cpus=cpus,
+                )
+            )  # fmt: skip
+    except steps.RehearsalError as exc:  # the jobs measured so far are kept, with the failure
+        write_record(rehearsal, settings | {"failed": str(exc)})
+        raise
+    write_record(rehearsal, settings)
     return rehearsal
 
 
