@@ -167,6 +167,41 @@ def _cmd_summary(args: argparse.Namespace) -> None:
     print(headline_summary(args.reports))
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
+def _tables(text: str) -> list[str]:
+    from circle_repro.data.sources import TABLE_IDS
+
+    tables = [f"table{item.strip().removeprefix('table')}" for item in text.split(",") if item.strip()]
+    unknown = [table for table in tables if table not in TABLE_IDS]
+    if not tables or unknown:
+        raise argparse.ArgumentTypeError(f"expected paper table numbers 1-5 separated by commas, got {text!r}")
+    return tables
+
+
+def _cmd_rehearse(args: argparse.Namespace) -> None:
+    from circle_repro.plan import load_rates, load_throughput
+    from circle_repro.rehearsal import RehearsalError, format_rehearsal, rehearse
+
+    throughput = load_throughput(args.throughput) if args.throughput.is_file() else None
+    rates = load_rates(args.rates) if args.rates.is_file() else None
+    out = args.out if args.out is not None else Path("rehearsal") / f"scale{args.scale:g}"
+    try:
+        result = rehearse(
+            args.params, out, args.scale, tables=args.tables, iterations=args.iterations, max_p=args.max_p,
+            every_run=args.every_run, throughput=throughput, rates=rates,
+        )  # fmt: skip
+    except RehearsalError as exc:
+        raise ValueError(str(exc)) from None
+    print(format_rehearsal(result))
+    print(f"recorded: {result.out_dir / 'rehearsal.json'}, {result.out_dir / 'rehearsal.csv'}")
+
+
 def _cmd_recipe_card(args: argparse.Namespace) -> None:
     from circle_repro.report.recipes import card_blocks, missing_sources
     from circle_repro.report.render import Heading, render_markdown
@@ -293,6 +328,31 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_data_arg(evaluate)
     _params_arg(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    rehearse = verbs.add_parser(
+        "rehearse",
+        help="the paper DAG on synthetic data in the real raw formats at a fraction of the real sizes: each job's "
+        "throughput, extrapolated to full scale against its declared resources",
+    )
+    rehearse.add_argument("--scale", type=_fraction, required=True, help="fraction F of each data set's real counts")
+    rehearse.add_argument("--out", type=Path, default=None, help="a new folder (default: rehearsal/scale<F>)")
+    rehearse.add_argument(
+        "--tables", type=_tables, default=None, help="only these paper tables, e.g. 1,4 (default: every table)"
+    )
+    rehearse.add_argument("--iterations", type=_positive_int, default=2, help="iterations per training (default: 2)")
+    rehearse.add_argument(
+        "--max-p", type=_positive_int, default=None, help="at most this many classes per batch (default: the paper's P)"
+    )
+    rehearse.add_argument(
+        "--every-run", action="store_true",
+        help="every loss and the first seed of each experiment (default: one run per experiment)",
+    )  # fmt: skip
+    rehearse.add_argument("--throughput", type=Path, default=DEFAULT_THROUGHPUT, help="as for plan")
+    rehearse.add_argument("--rates", type=Path, default=DEFAULT_RATES, help="as for plan")
+    rehearse.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file whose paper profile is rehearsed"
+    )
+    rehearse.set_defaults(func=_cmd_rehearse)
 
     recipe_card = verbs.add_parser(
         "recipe-card", help="print each paper table's settings with their sources (paper, reference file, deviation)"

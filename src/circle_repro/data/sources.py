@@ -19,7 +19,7 @@ ACCESS_KINDS = ("download", "manual", "withdrawn", "embedded")
 TABLE_IDS = ("table1", "table2", "table3", "table4", "table5")
 
 _REQUIRED_KEYS = ("title", "access", "licence", "tables", "homepage", "files")
-_OPTIONAL_KEYS = ("instructions", "substitutes", "expected", "notes", "training_only")
+_OPTIONAL_KEYS = ("instructions", "substitutes", "expected", "notes", "training_only", "image_size")
 _FILE_REQUIRED = ("name", "url")
 _FILE_OPTIONAL = ("alt_urls", "size_bytes", "md5", "sha256", "content_sha256", "content_bytes", "optional")
 _HEX_LENGTHS = {"md5": 32, "sha256": 64, "content_sha256": 64}
@@ -73,6 +73,7 @@ class Source:
     expected: tuple[tuple[str, int], ...] = ()
     notes: str | None = None
     training_only: bool = False
+    image_size: tuple[int, int] | None = None
 
     @property
     def expected_counts(self) -> dict[str, int]:
@@ -214,6 +215,7 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
     training_only = entry.get("training_only", False)
     if not isinstance(training_only, bool):
         raise _fail(path, f"{name}.training_only", f"expected true or false, got {training_only!r}")
+    image_size = _image_size(path, name, entry.get("image_size"))
     expected = []
     for key, value in expected_entry.items():
         count = _count(path, f"{name}.expected.{key}", value)
@@ -233,7 +235,18 @@ def _parse_source(path: Path, name: str, entry: Any) -> Source:
         expected=tuple(expected),
         notes=_string(path, f"{name}.notes", entry.get("notes"), nullable=True),
         training_only=training_only,
+        image_size=image_size,
     )
+
+
+def _image_size(path: Path, name: str, value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
+        raise _fail(
+            path, f"{name}.image_size", f"expected [height, width] in pixels (positive integers), got {value!r}"
+        )
+    return value[0], value[1]
 
 
 def load_sources(path: str | Path | None = None) -> dict[str, Source]:
