@@ -23,7 +23,7 @@ from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
 from circle_repro.engine.tracking import disable_telemetry, tracking_uri
 from circle_repro.io import atomic_open
-from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
+from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT
 
 
 def _positive_int(text: str) -> int:
@@ -99,9 +99,9 @@ def _cmd_data_status(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from circle_repro.config import train_resource_request
     from circle_repro.engine.loader import train_loader_settings
     from circle_repro.engine.train import train_run
-    from circle_repro.workflow import train_resource_request
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)

@@ -1,4 +1,7 @@
-"""File names inside a run folder, shared by the steps that write and read them."""
+"""File names inside a run folder, shared by the steps that write and read them, and the repository's
+input paths."""
+
+from pathlib import Path
 
 WEIGHTS_FILENAME = "model.pth"  # state dict only, loadable with torch.load(weights_only=True)
 INITIAL_WEIGHTS_FILENAME = "model_init.pth"  # the seeded weights before training: the untrained reference
@@ -11,3 +14,14 @@ PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one ar
 CHECKPOINTS_KEPT = (
     2  # mmengine checkpoints a run keeps in work/: the newest, and the one before in case it is unreadable
 )
+
+# Inputs of the planner and of the Snakefile's resource estimates, relative to the repository root.
+DEFAULT_THROUGHPUT = Path("benchmarks/results/train_throughput_cuda_h100_bf16.json")  # measured training img/s
+DEFAULT_RATES = Path("benchmarks/job_rates.yaml")  # measured decode, preparation and metric rates
+
+BENCHMARK_DIR = "logs/benchmarks"
+TRAIN_BENCHMARK = BENCHMARK_DIR + "/train/{experiment}/{loss}/seed{seed}.tsv"
+EVALUATE_BENCHMARK = BENCHMARK_DIR + "/evaluate/{experiment}/{loss}/seed{seed}.tsv"
+DATA_BENCHMARK = BENCHMARK_DIR + "/data/{dataset}.tsv"
+"""Where the rules' ``benchmark:`` directives write and the planner reads, relative to the workflow's working
+directory (under logs/, so that the outputs stay git-ignored and ``make clean`` removes them)."""

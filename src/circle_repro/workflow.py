@@ -24,6 +24,7 @@ from circle_repro.config import (
     name_pattern,
     train_config,
     train_dataset,
+    train_resource_request,
     training_run,
     validation_datasets,
 )
@@ -217,15 +218,6 @@ def history_targets(params: dict[str, Any]) -> list[str]:
 # runtime and memory from the plan's estimate (circle_repro.plan.jobs). Local runs (profiles/default)
 # ignore them: Snakemake constrains only --cores and what --resources names.
 
-TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
-    "gpus": 0,  # the demo and mini experiments train on the CPU
-    "cpus_per_gpu": 1,  # per GPU; a CPU job (gpus: 0) gets this many for its one process
-    "mem_mb_per_gpu": 4000,  # likewise per GPU, or for the one process of a CPU job
-    "runtime_min": 60,
-    "partition": None,  # no partition of its own: see train_rule_resources
-}
-"""What a training job asks for when its experiment's ``resources`` leave a key out."""
-
 STEP_RESOURCES: dict[str, dict[str, int]] = {
     "prepare_data": {"runtime": 60, "mem_mb": 4000, "cpus_per_task": 1},
     "evaluate": {"runtime": 30, "mem_mb": 8000, "cpus_per_task": 1},
@@ -234,11 +226,6 @@ STEP_RESOURCES: dict[str, dict[str, int]] = {
 """The resources of the steps besides training, by rule name: the report's as they are; for prepare_data
 and evaluate the floor under the runtime and memory derived from the plan (:func:`prepare_resources`,
 :func:`evaluate_resources`), and what they get where nothing could be estimated."""
-
-
-def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """An experiment's ``resources`` from params.yaml with the defaults filled in."""
-    return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
 
 
 def train_resources(

@@ -291,6 +291,21 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     return problems
 
 
+TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
+    "gpus": 0,  # the demo and mini experiments train on the CPU
+    "cpus_per_gpu": 1,  # per GPU; a CPU job (gpus: 0) gets this many for its one process
+    "mem_mb_per_gpu": 4000,  # likewise per GPU, or for the one process of a CPU job
+    "runtime_min": 60,
+    "partition": None,  # no partition of its own: see circle_repro.workflow.train_rule_resources
+}
+"""What a training job asks for when its experiment's ``resources`` leave a key out."""
+
+
+def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """An experiment's ``resources`` from params.yaml with the defaults filled in."""
+    return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
+
+
 @dataclass(frozen=True, order=True)
 class RunSpec:
     """One training run: an experiment's loss row at one seed."""

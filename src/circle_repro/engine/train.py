@@ -24,7 +24,7 @@ from mmengine.registry import DATA_SAMPLERS, LOOPS
 from mmengine.runner import IterBasedTrainLoop, Runner
 from torch.utils.data import DataLoader, Sampler
 
-from circle_repro.config import config_hash
+from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, config_hash
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_content_hash, read_manifest, verify_prepared
 from circle_repro.data.manifest_dataset import ManifestDataset
@@ -59,7 +59,6 @@ from circle_repro.layout import (
 )
 from circle_repro.losses.proxy import is_class_level
 from circle_repro.provenance import git_commit, library_versions
-from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 LAUNCHERS = ("none", "pytorch", "slurm")
@@ -331,7 +330,7 @@ def runner_config(
     ``per_epoch`` (P x K batches per epoch and rank) places the lr milestones of epoch-based
     runs; it is computed from the data when not given. ``launcher`` is mmengine's. ``loader``: the
     DataLoader's workers, pinning and prefetch (default: from the default ``resources`` of an experiment,
-    :data:`circle_repro.workflow.TRAIN_RESOURCE_DEFAULTS`).
+    :data:`circle_repro.config.TRAIN_RESOURCE_DEFAULTS`).
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; allowed: {list(LAUNCHERS)}")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from circle_repro.losses.pair_utils import check_batch, cosine_similarity_matrix
+from circle_repro.losses.registry import LOSSES
 
 
 def _check_dim(name: str, value: object) -> int:
@@ -117,7 +118,5 @@ def target_values(values: Tensor, labels: Tensor) -> Tensor:
 
 def is_class_level(loss_config: Mapping[str, Any]) -> bool:
     """Whether a loss config names a class-level head, which needs ``embedding_dim`` and ``num_classes``."""
-    from circle_repro.losses.registry import LOSSES
-
     cls = LOSSES.get(loss_config.get("type"))
     return isinstance(cls, type) and issubclass(cls, ProxyClassifier)

@@ -1,4 +1,4 @@
-"""Name → class registry of the losses, and a builder from config mappings."""
+"""Name → class registry of the losses (a leaf: it imports no other loss module)."""
 
 from __future__ import annotations
 
@@ -29,45 +29,23 @@ def register_loss(name: str) -> Callable[[_LossT], _LossT]:
     return decorator
 
 
-SHARDING_KEYS = ("sharded", "sample_rate", "seed")
-"""Config keys of the model-parallel wrapper (:mod:`circle_repro.losses.partial_fc`), not of the head."""
-
-
-def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build the loss named by ``cfg["type"]``; the other keys are constructor arguments.
-
-    A class-level head with ``sharded: true`` is built as a
-    :class:`~circle_repro.losses.partial_fc.ShardedClassifier` around that head; ``sample_rate``
-    (fraction of classes per step) and ``seed`` (of that sampling) then belong to the wrapper.
-    """
-    kwargs = dict(cfg)
-    allowed = ", ".join(sorted(_REGISTRY))
-    if "type" not in kwargs:
-        raise ValueError(f"loss config needs a 'type' key; allowed types: {allowed}")
-    loss_type = kwargs.pop("type")
+def loss_class(loss_type: Any) -> type[nn.Module]:
+    """The class registered under ``loss_type``; ValueError listing the registered names otherwise."""
     cls = _REGISTRY.get(loss_type) if isinstance(loss_type, str) else None
     if cls is None:
-        raise ValueError(f"unknown loss type {loss_type!r}; allowed types: {allowed}")
-    sharded = kwargs.pop("sharded", False)
-    if not isinstance(sharded, bool):
-        raise ValueError(f"invalid arguments for loss {loss_type!r}: sharded must be a bool, got {sharded!r}")
-    wrapper_keys = [key for key in SHARDING_KEYS[1:] if key in kwargs]
-    if sharded:
-        from circle_repro.losses.partial_fc import ShardedClassifier
-        from circle_repro.losses.proxy import ProxyClassifier
+        raise ValueError(f"unknown loss type {loss_type!r}; allowed types: {', '.join(sorted(_REGISTRY))}")
+    return cls
 
-        if not issubclass(cls, ProxyClassifier):
-            raise ValueError(f"invalid arguments for loss {loss_type!r}: sharded: true needs a class-level head")
-        wrapper = {key: kwargs.pop(key) for key in wrapper_keys}
-        try:
-            inspect.signature(cls).bind(**kwargs)
-        except TypeError as exc:
-            raise ValueError(f"invalid arguments for loss {loss_type!r}: {exc}") from None
-        return ShardedClassifier(loss_type, **wrapper, **kwargs)
-    if wrapper_keys:
-        raise ValueError(f"invalid arguments for loss {loss_type!r}: {wrapper_keys} need sharded: true")
+
+def check_arguments(loss_type: str, kwargs: Mapping[str, Any]) -> None:
+    """ValueError naming the loss and the argument when ``kwargs`` do not fit its constructor."""
     try:
-        inspect.signature(cls).bind(**kwargs)
+        inspect.signature(loss_class(loss_type)).bind(**kwargs)
     except TypeError as exc:
         raise ValueError(f"invalid arguments for loss {loss_type!r}: {exc}") from None
-    return cls(**kwargs)
+
+
+def construct(loss_type: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The registered loss ``loss_type`` built with ``kwargs`` (checked against its constructor first)."""
+    check_arguments(loss_type, kwargs)
+    return loss_class(loss_type)(**kwargs)

@@ -1,6 +1,6 @@
 """What a profile's jobs took: wall hours from the Snakemake ``benchmark:`` files of its jobs.
 
-The train, evaluate and prepare_data rules write them to ``*_BENCHMARK`` (the paths in
+The train, evaluate and prepare_data rules write them to ``*_BENCHMARK`` (the paths in :mod:`circle_repro.layout`;
 ``workflow/rules/*.smk``); they are read where they lie, not as inputs of the report job. A job that
 was killed and resubmitted keeps only its last attempt's file.
 """
@@ -13,19 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import expand_runs, experiment_datasets
-from circle_repro.workflow import TABLES, train_resource_request
+from circle_repro.config import expand_runs, experiment_datasets, train_resource_request
+from circle_repro.layout import DATA_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_BENCHMARK
+from circle_repro.workflow import TABLES
 
 FIGURES = "figures"
 """The group of sweep experiments (Fig. 3), which fill no table."""
 GROUPS = (*TABLES, FIGURES)
-
-BENCHMARK_DIR = "logs/benchmarks"
-TRAIN_BENCHMARK = BENCHMARK_DIR + "/train/{experiment}/{loss}/seed{seed}.tsv"
-EVALUATE_BENCHMARK = BENCHMARK_DIR + "/evaluate/{experiment}/{loss}/seed{seed}.tsv"
-DATA_BENCHMARK = BENCHMARK_DIR + "/data/{dataset}.tsv"
-"""Where the rules' ``benchmark:`` directives write, relative to the workflow's working directory (under
-logs/, so that the outputs stay git-ignored and ``make clean`` removes them)."""
 
 
 def experiment_group(spec: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import expand_runs, experiment_datasets, train_dataset
+from circle_repro.config import expand_runs, experiment_datasets, train_dataset, train_resource_request
 from circle_repro.data.sources import Source, load_sources
 from circle_repro.data.status import dataset_status, format_size, unavailable_reason
 from circle_repro.io import write_json
@@ -42,7 +42,7 @@ from circle_repro.plan.jobs import (
     run_schedule,
 )
 from circle_repro.plan.rates import JobRates
-from circle_repro.workflow import evaluate_resources, prepare_resources, train_resource_request, train_resources
+from circle_repro.workflow import evaluate_resources, prepare_resources, train_resources
 
 STEPS = ("prepare_data", "train", "evaluate")
 """The rules whose jobs the plan estimates, in workflow order."""

@@ -13,9 +13,6 @@ from circle_repro.data.sources import Source
 from circle_repro.data.status import MANIFEST_NAME, prepared_dir
 from circle_repro.layout import CHECKPOINTS_KEPT
 
-DEFAULT_THROUGHPUT = Path("benchmarks/results/train_throughput_cuda_h100_bf16.json")
-"""The measured training throughput the plan uses unless told otherwise (relative to the working directory)."""
-
 WEIGHT_FILES = 2
 """State-dict files a run keeps beside its checkpoints: model_init.pth and model.pth."""
 OPTIMIZER_STATE_BYTES = 4

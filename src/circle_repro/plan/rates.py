@@ -13,8 +13,7 @@ from typing import Any
 
 import yaml
 
-DEFAULT_RATES = Path("benchmarks/job_rates.yaml")
-"""The rates file the plan uses unless told otherwise (relative to the working directory)."""
+from circle_repro.layout import DEFAULT_RATES
 
 
 @dataclass(frozen=True)
@@ -81,4 +80,4 @@ def load_rates(path: str | Path = DEFAULT_RATES) -> JobRates:
     return rates
 
 
-__all__ = ["DEFAULT_RATES", "JobRates", "MetricRate", "load_rates"]
+__all__ = ["JobRates", "MetricRate", "load_rates"]
