@@ -1,11 +1,13 @@
+import argparse
 import copy
-import json
+import re
 import shutil
 
 import pytest
 import yaml
 
 from circle_repro.cli import main
+from circle_repro.records import TrainRecord
 from support import REPO_ROOT
 
 
@@ -32,7 +34,8 @@ def test_unknown_run_and_missing_data_are_clear(tmp_path, capsys):
         main(["train", "--params", params, "--run", "nope/x/seed0", "--data", str(tmp_path), "--out", str(tmp_path)])
         == 2
     )
-    assert "defined runs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown run 'nope/x/seed0'" in err and "circle-repro runs" in err
     run = "demo_retrieval/CircleLoss/seed0"
     assert main(["train", "--params", params, "--run", run, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -110,7 +113,8 @@ def test_damaged_prepared_data_stops_train_and_evaluate_before_they_start(
         args = ["train", "--params", params, "--run", run, "--data", str(data), "--out", str(tmp_path / "run")]
     else:
         (tmp_path / "run").mkdir()
-        (tmp_path / "run" / "train.json").write_text(json.dumps({"run_id": run}))
+        record = TrainRecord(run_id=run, mlflow_run_id="", tracking_uri="", config={}, config_hash="", model={})
+        record.write(tmp_path / "run" / "train.json")
         args = ["evaluate", "--params", params, "--run", run, "--data", str(data), "--run-dir", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -129,3 +133,38 @@ def test_data_fetch_of_an_embedded_or_unplaced_data_set_exits_2_saying_why(tmp_p
     err = capsys.readouterr().err
     assert err.startswith("circle-repro data: error: ") and "Market-1501" in err and "Traceback" not in err
     assert not (tmp_path / "market1501" / "fetched.json").exists()
+
+
+def _all_parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_help_of_every_verb_is_plain_text():
+    from circle_repro.cli import build_parser
+
+    parsers = list(_all_parsers(build_parser()))
+    assert len(parsers) > 10
+    for parser in parsers:
+        text = parser.format_help()
+        assert not re.search(r"`|:(func|mod|class|data):|\*\*|\bspec §", text), f"{parser.prog}:\n{text}"
+
+
+def test_version_prints_the_package_version(capsys):
+    import circle_repro
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"circle-repro {circle_repro.__version__}"
+
+
+def test_the_package_version_is_the_one_pyproject_installs():
+    import tomllib
+
+    import circle_repro
+
+    assert tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"] == circle_repro.__version__

@@ -250,10 +250,13 @@ def test_preparation_runtime_by_hand(rates_file):
 def test_rates_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "rates.yaml"
     bad.write_text(RATES.replace("retrieval: {images_per_s: 250", "retrieval: {images_per_s: 0"))
-    with pytest.raises(ValueError, match=r"rates\.yaml: decode\.per_core_images_per_s: retrieval must be positive"):
+    problem = r"decode\.per_core_images_per_s\.retrieval\.images_per_s: 0 is less than or equal to the minimum of 0"
+    with pytest.raises(ValueError, match=rf"rates\.yaml: invalid job rates file:\n  - {problem}; allowed: > 0"):
         planning.load_rates(bad)
     bad.write_text("decode: {}\n")
-    with pytest.raises(ValueError, match=r"rates\.yaml: not a job rates file"):
+    with pytest.raises(
+        ValueError, match=r"rates\.yaml: invalid job rates file:\n  - <top level>: 'preparation' is a required property"
+    ):
         planning.load_rates(bad)
     with pytest.raises(FileNotFoundError, match="job rates file not found"):
         planning.load_rates(tmp_path / "nope.yaml")

@@ -11,6 +11,8 @@ METRICS_FILENAME = "metrics.json"  # evaluation result of the run
 SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the report's figures
 PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one array per metric it averages to
 
+MANIFEST_FILENAME = "manifest.parquet"  # a prepared data set's table of images (circle_repro.data.manifest)
+
 CHECKPOINTS_KEPT = (
     2  # mmengine checkpoints a run keeps in work/: the newest, and the one before in case it is unreadable
 )

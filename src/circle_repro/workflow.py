@@ -34,6 +34,7 @@ from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import (
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
+    MANIFEST_FILENAME,
     METRICS_FILENAME,
     SIMILARITIES_FILENAME,
     TRAIN_RECORD_FILENAME,
@@ -96,9 +97,9 @@ def train_data_dir(params: dict[str, Any], experiment: str) -> Path:
 def train_inputs(params: dict[str, Any], experiment: str) -> dict[str, str]:
     """The train rule's inputs: the training set's manifest and those of its validation sets (beside it)."""
     spec = params["experiments"][experiment]
-    inputs = {"manifest": (train_data_dir(params, experiment) / "manifest.parquet").as_posix()}
+    inputs = {"manifest": (train_data_dir(params, experiment) / MANIFEST_FILENAME).as_posix()}
     return inputs | {
-        f"validation_{name}": (PREPARED_ROOT / name / "manifest.parquet").as_posix()
+        f"validation_{name}": (PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix()
         for name in validation_datasets(spec)
     }
 
@@ -108,7 +109,7 @@ def evaluate_inputs(params: dict[str, Any], experiment: str, loss: str, seed: st
     and train record of the run that trained them (itself, or its trainer's run for ``trained_by``)."""
     weights_dir = training_run(params, run_from_wildcards(experiment, loss, seed)).run_dir(RUNS_ROOT)
     return {
-        "manifest": (test_data_dir(params, experiment) / "manifest.parquet").as_posix(),
+        "manifest": (test_data_dir(params, experiment) / MANIFEST_FILENAME).as_posix(),
         "weights": (weights_dir / WEIGHTS_FILENAME).as_posix(),
         "initial_weights": (weights_dir / INITIAL_WEIGHTS_FILENAME).as_posix(),
         "record": (weights_dir / TRAIN_RECORD_FILENAME).as_posix(),
@@ -186,7 +187,7 @@ def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -
 def data_targets(params: dict[str, Any]) -> list[str]:
     """The manifest of every data set the params' experiments train or evaluate on."""
     names = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
-    return sorted((PREPARED_ROOT / name / "manifest.parquet").as_posix() for name in names)
+    return sorted((PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix() for name in names)
 
 
 def run_outputs(params: dict[str, Any], filename: str) -> list[str]:

@@ -11,8 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
+
+from circle_repro.names import unknown_name
+from circle_repro.schema import schema_problems
 
 SCHEMA_RESOURCE = "params.schema.yaml"
 
@@ -23,9 +25,14 @@ class ConfigError(ValueError):
 
 @cache
 def params_schema() -> dict[str, Any]:
-    """The JSON schema of params.yaml (packaged with circle_repro.config)."""
+    """The JSON schema of params.yaml (packaged with circle_repro.config); its loss entries are those the
+    registered loss classes declare."""
+    from circle_repro.losses.registry import loss_schema
+
     text = resources.files(__package__).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    schema = yaml.safe_load(text)
+    schema["$defs"]["loss"] = {**schema["$defs"]["loss"], **loss_schema()}
+    return schema
 
 
 def name_pattern() -> str:
@@ -145,29 +152,13 @@ def select_profile(params: dict[str, Any], profile: str | None = None, source: s
     return {**params, "profile": name, "experiments": experiments}
 
 
-def _key_path(parts: Any) -> str:
-    return ".".join(str(p) for p in parts) or "<top level>"
-
-
-_BOUND_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    message = f"{_key_path(error.absolute_path)}: {error.message}"
-    if error.validator in _BOUND_WORDS:
-        message += f"; allowed: {_BOUND_WORDS[error.validator]} {error.validator_value}"
-    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
-    return message + (f" ({hint})" if hint else "")
-
-
-_SCALED_LOSSES = ("circle", "circle_classifier", "am_softmax", "arcface", "normface")
-
-
 def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """What is wrong with a sweep's loss and baselines, given its base experiment."""
+    from circle_repro.losses.registry import sweepable_parameters
+
     problems = []
     losses = base["losses"]
-    if losses[sweep["loss"]]["type"] not in _SCALED_LOSSES:
+    if not sweepable_parameters(losses[sweep["loss"]]["type"]):
         problems.append(
             f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {losses[sweep['loss']]['type']})"
         )
@@ -177,7 +168,7 @@ def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any])
             problems.append(f"{where}: the swept loss itself; a baseline is another loss row of {sweep['base']}")
         elif baseline not in losses:
             problems.append(f"{where}: not a loss of {sweep['base']}; allowed: {sorted(set(losses) - {sweep['loss']})}")
-        elif losses[baseline]["type"] not in _SCALED_LOSSES:
+        elif not sweepable_parameters(losses[baseline]["type"]):
             problems.append(f"{where}: {baseline!r} has no gamma to sweep (type {losses[baseline]['type']})")
     for loss, values in {sweep["loss"]: sweep, **sweep.get("baselines", {})}.items():
         for parameter in SWEPT_PARAMETERS:
@@ -193,9 +184,7 @@ def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any])
 
 def validate_params(params: Any, source: str = "params.yaml") -> None:
     """Check params against the schema and the cross-field rules; raise ConfigError listing every problem."""
-    validator = jsonschema.Draft202012Validator(params_schema())
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [_describe(error) for error in errors]
+    problems = schema_problems(params, params_schema())
     if not problems:
         problems = _cross_field_problems(params)
     if problems:
@@ -326,7 +315,7 @@ def find_run(params: dict[str, Any], run_id: str) -> RunSpec:
     """The run of ``params`` whose id is ``run_id`` (``experiment/loss/seedN``)."""
     runs = {run.run_id: run for run in expand_runs(params)}
     if run_id not in runs:
-        raise ConfigError(f"run {run_id!r} is not defined by the params; defined runs: {sorted(runs)}")
+        raise ConfigError(unknown_name("run", run_id, runs, "circle-repro runs --params ... --profile ..."))
     return runs[run_id]
 
 

@@ -49,16 +49,18 @@ from circle_repro.engine.tracking import (
     ensure_experiment,
     log_to_run,
 )
-from circle_repro.io import atomic_open, atomic_path, write_json
+from circle_repro.io import atomic_open, atomic_path
 from circle_repro.layout import (
     CHECKPOINTS_KEPT,
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
+    MANIFEST_FILENAME,
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
 )
 from circle_repro.losses.proxy import is_class_level
 from circle_repro.provenance import git_commit, library_versions
+from circle_repro.records import TrainRecord
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 LAUNCHERS = ("none", "pytorch", "slurm")
@@ -298,7 +300,7 @@ def _validation_hooks(train: dict[str, Any], validation_root: Path) -> list[dict
     validation = train.get("validation")
     if validation is None:
         return []
-    missing = [name for name in validation["sets"] if not (validation_root / name / "manifest.parquet").is_file()]
+    missing = [name for name in validation["sets"] if not (validation_root / name / MANIFEST_FILENAME).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{validation_root}: no prepared {', '.join(missing)} for train.validation; "
@@ -558,25 +560,22 @@ def train_run(
             throughput = runner.message_hub.get_info("throughput_images_per_s")
             log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput}, artifacts=(weights,))
             sampler = run_config["sampler"]
-            write_json(
-                out_dir / TRAIN_RECORD_FILENAME,
-                {
-                    "run_id": run_config["run_id"],
-                    "mlflow_run_id": mlflow_run_id,
-                    "tracking_uri": tracking_uri,
-                    "weights_uri": artifact_uri(tracking_uri, mlflow_run_id, WEIGHTS_FILENAME),
-                    "config": run_config,
-                    "config_hash": config_hash(run_config),
-                    "model": model_config(run_config, num_classes, load_pretrained=False),
-                    "iterations": runner.iter,
-                    "iterations_per_epoch": per_epoch,
-                    "launcher": launcher,
-                    "world_size": world_size,
-                    "global_batch_size": sampler["p"] * sampler["k"] * world_size,
-                    "wall_time_s": round(time.time() - started, 2),
-                    "throughput_images_per_s": round(throughput, 1),
-                    "provenance": provenance,
-                },
-            )
+            TrainRecord(
+                run_id=run_config["run_id"],
+                mlflow_run_id=mlflow_run_id,
+                tracking_uri=tracking_uri,
+                weights_uri=artifact_uri(tracking_uri, mlflow_run_id, WEIGHTS_FILENAME),
+                config=run_config,
+                config_hash=config_hash(run_config),
+                model=model_config(run_config, num_classes, load_pretrained=False),
+                iterations=runner.iter,
+                iterations_per_epoch=per_epoch,
+                launcher=launcher,
+                world_size=world_size,
+                global_batch_size=sampler["p"] * sampler["k"] * world_size,
+                wall_time_s=round(time.time() - started, 2),
+                throughput_images_per_s=round(throughput, 1),
+                provenance=provenance,
+            ).write(out_dir / TRAIN_RECORD_FILENAME)
     barrier()
     return weights

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,19 @@ class ProxyClassifier(nn.Module, abc.ABC):
     weight: nn.Parameter
     takes_unit_embeddings: bool = True
     """Whether the model hands this head unit-norm embeddings (False: the backbone's raw features)."""
+    arguments: ClassVar[dict[str, dict[str, Any]]] = {
+        "sharded": {
+            "type": "boolean",
+            "description": "model-parallel proxies: each rank holds a class shard (PartialFC)",
+        },
+        "sample_rate": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "fraction of classes in each step's softmax (needs sharded: true)",
+        },
+    }
+    dependent_required: ClassVar[dict[str, list[str]]] = {"sample_rate": ["sharded"]}
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()

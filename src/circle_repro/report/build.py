@@ -18,6 +18,7 @@ from circle_repro.data.status import DatasetStatus, data_status
 from circle_repro.generations import staged_files
 from circle_repro.io import write_json
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.losses.registry import loss_defaults, paper_loss_id
 from circle_repro.provenance import git_commit
 from circle_repro.report.figures import (
     FIGURES,
@@ -41,12 +42,10 @@ from circle_repro.report.results import (
     seed_values,
 )
 from circle_repro.report.stats import Interval, paired_bootstrap, t_interval
-from circle_repro.report.targets import REPO_BACKBONES, load_paper_targets, paper_loss_id, repo_metric_name
+from circle_repro.report.targets import REPO_BACKBONES, load_paper_targets, repo_metric_name
 
 #: The status of a paper cell.
 STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data", "different method")
-#: Data sets of these access kinds that are not on disk make their cells "data unavailable".
-UNAVAILABLE_ACCESS = ("manual", "withdrawn")
 #: How a demo experiment is titled, by the paper table it mirrors.
 DEMO_STYLE = {
     "table1": "Table 1 style",
@@ -167,10 +166,6 @@ def _fillers(params: dict[str, Any], targets: pd.DataFrame) -> list[list[tuple[s
     return fillers
 
 
-def _unavailable(status: DatasetStatus | None) -> bool:
-    return status is not None and status.access in UNAVAILABLE_ACCESS and status.state == "missing"
-
-
 def paper_cells(
     params: dict[str, Any], results: Results, targets: pd.DataFrame, statuses: Mapping[str, DatasetStatus]
 ) -> list[PaperCell]:
@@ -199,7 +194,7 @@ def paper_cells(
             missing = [
                 name
                 for name in experiment_datasets(params["experiments"][experiment])
-                if _unavailable(statuses.get(name))
+                if name in statuses and statuses[name].unavailable
             ]
             if missing:
                 status = "data unavailable"
@@ -343,10 +338,10 @@ def _boundary_margins(losses: Mapping[str, Mapping[str, Any]]) -> tuple[float | 
     """The Circle m and the AM-Softmax (else triplet) margin of an experiment's losses, for Figs. 1/5."""
     by_type = {spec["type"]: spec for spec in losses.values()}
     circle = by_type.get("circle") or by_type.get("circle_classifier")
-    circle_m = circle.get("m", 0.25) if circle else None
+    circle_m = (loss_defaults(circle["type"]) | circle)["m"] if circle else None
     if "am_softmax" in by_type:
-        return circle_m, by_type["am_softmax"].get("m", 0.35)
-    return circle_m, by_type["triplet"].get("margin", 0.1) if "triplet" in by_type else None
+        return circle_m, (loss_defaults("am_softmax") | by_type["am_softmax"])["m"]
+    return circle_m, (loss_defaults("triplet") | by_type["triplet"])["margin"] if "triplet" in by_type else None
 
 
 COLLAPSED_S_N = 0.99

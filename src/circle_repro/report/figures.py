@@ -301,7 +301,9 @@ def similarity_pairs(
         rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False, constrained_layout=True
     )
     rng = np.random.default_rng(0)
-    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=True):
+    for ax in axes.flat[len(samples) :]:
+        ax.set_visible(False)  # the last row's empty cells
+    for ax, (loss, sample) in zip(axes.flat, samples.items(), strict=False):
         keep = rng.permutation(len(sample.s_n))[:max_points]
         ax.scatter(
             sample.s_n[keep],

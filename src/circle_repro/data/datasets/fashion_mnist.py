@@ -70,6 +70,4 @@ def prepare(
     return prepare_arrays(images, labels, split_of, out_dir, verification_pairs)
 
 
-ENTRY = DatasetEntry(
-    name="fashion_mnist", prepare=prepare, fetch=fetch_raw, transform="mnist", in_channels=1, protocol="retrieval"
-)
+ENTRY = DatasetEntry(name="fashion_mnist", prepare=prepare, fetch=fetch_raw, transform="mnist", in_channels=1)

@@ -138,6 +138,4 @@ def prepare(
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
 
-ENTRY = DatasetEntry(
-    name="market1501", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid"
-)
+ENTRY = DatasetEntry(name="market1501", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3)

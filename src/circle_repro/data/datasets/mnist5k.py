@@ -62,4 +62,4 @@ def prepare(
     )
 
 
-ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval")
+ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1)
