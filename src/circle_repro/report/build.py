@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from circle_repro.config import SWEPT_PARAMETERS, experiment_datasets
+from circle_repro.config import SWEPT_PARAMETERS, experiment_datasets, experiments
 from circle_repro.data.status import DatasetStatus, data_status
 from circle_repro.generations import staged_files
 from circle_repro.io import write_json
@@ -796,7 +796,7 @@ def build_report(
     results = load_results(params, metrics_files, tracking_uri)
     targets = load_paper_targets()
     statuses = {s.name: s for s in data_status(data_root)} if data_root is not None else {}
-    sweeps = [name for name, spec in params["experiments"].items() if "sweep" in spec]
+    sweeps = [name for name, experiment in experiments(params).items() if experiment.is_sweep]
     tables_params = {**params, "experiments": {k: v for k, v in params["experiments"].items() if k not in sweeps}}
     cells = paper_cells(tables_params, results, targets, statuses)
     filling = {cell.experiment for cell in cells if cell.experiment}

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from circle_repro.config import INHERITED_FROM_TRAINER
+from circle_repro.config import experiment as typed_experiment
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.schema import check, packaged_schema
 
@@ -149,8 +150,8 @@ def missing_sources(params: dict[str, Any], sources: Sources | None = None) -> l
 
 
 def _card_name(params: dict[str, Any], experiment: str) -> str:
-    spec = params["experiments"][experiment]
-    return "Fig. 3" if "sweep" in spec else f"Table {spec['table'].removeprefix('table')}"
+    typed = typed_experiment(params, experiment)
+    return "Fig. 3" if typed.is_sweep else f"Table {str(typed.table).removeprefix('table')}"
 
 
 def _value_text(value: Any) -> str:
