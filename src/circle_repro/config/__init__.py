@@ -293,7 +293,12 @@ TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
 
 def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
     """An experiment's ``resources`` from params.yaml with the defaults filled in."""
-    return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
+    return resources_of(params["experiments"][experiment])
+
+
+def resources_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment block's ``resources`` with the defaults filled in."""
+    return TRAIN_RESOURCE_DEFAULTS | spec.get("resources", {})
 
 
 @dataclass(frozen=True, order=True)
@@ -455,7 +460,7 @@ class Experiment:
                 baselines=tuple(sweep["baselines"]),
                 base_values=sweep["base_values"],
             ),
-            resources=TRAIN_RESOURCE_DEFAULTS | spec.get("resources", {}),
+            resources=resources_of(spec),
             spec=spec,
         )
 
