@@ -6,7 +6,7 @@
 import shlex
 
 from circle_repro.config import ConfigError, load_params
-from circle_repro import plan, workflow as wf
+from circle_repro import layout, workflow as wf
 
 try:
     wf.check_snakemake_config(config)
@@ -17,14 +17,14 @@ except ConfigError as error:
 # Measured rates (GPU throughput, CPU decode/preparation/metric rates) from which the evaluate and
 # prepare_data jobs' runtime and memory are derived (circle_repro.plan.jobs); an absent file: fixed floors.
 THROUGHPUT, RATES = wf.job_rates(
-    f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}",
-    f"{workflow.basedir}/{plan.DEFAULT_RATES}",
+    f"{workflow.basedir}/{layout.DEFAULT_THROUGHPUT}",
+    f"{workflow.basedir}/{layout.DEFAULT_RATES}",
 )
 # The options of every `circle-repro` call. They stand in the shell commands, not under `params:` (a rule's
 # params are rerun triggers): another path or a copy of the params file reruns nothing.
 PARAMS_OPTIONS = wf.params_options(PARAMS_FILE, PARAMS["profile"])
-THROUGHPUT_FILE = shlex.quote(f"{workflow.basedir}/{plan.DEFAULT_THROUGHPUT}")
-RATES_FILE = shlex.quote(f"{workflow.basedir}/{plan.DEFAULT_RATES}")
+THROUGHPUT_FILE = shlex.quote(f"{workflow.basedir}/{layout.DEFAULT_THROUGHPUT}")
+RATES_FILE = shlex.quote(f"{workflow.basedir}/{layout.DEFAULT_RATES}")
 # Experiments whose manual or withdrawn data is not placed are left out of `all` (the report says
 # "data unavailable" for their cells); asking for their table fails at once, saying what to place.
 BLOCKED = wf.blocked_experiments(PARAMS)

@@ -1,6 +1,8 @@
+import argparse
 import copy
 import importlib
 import json
+import re
 import shutil
 import socket
 import time
@@ -9,6 +11,7 @@ import pytest
 import yaml
 
 from circle_repro.cli import main
+from circle_repro.records import TrainRecord
 from support import REPO_ROOT
 
 
@@ -35,7 +38,8 @@ def test_unknown_run_and_missing_data_are_clear(tmp_path, capsys):
         main(["train", "--params", params, "--run", "nope/x/seed0", "--data", str(tmp_path), "--out", str(tmp_path)])
         == 2
     )
-    assert "defined runs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown run 'nope/x/seed0'" in err and "circle-repro runs" in err
     run = "demo_retrieval/CircleLoss/seed0"
     assert main(["train", "--params", params, "--run", run, "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -113,8 +117,15 @@ def test_damaged_prepared_data_stops_train_and_evaluate_before_they_start(
         args = ["train", "--params", params, "--run", run, "--data", str(data), "--out", str(tmp_path / "run")]
     else:
         (tmp_path / "run").mkdir()
-        record = {"run_id": run, "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-        (tmp_path / "run" / "train.json").write_text(json.dumps(record))
+        record = TrainRecord(
+            run_id=run,
+            mlflow_run_id="",
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            config={},
+            config_hash="",
+            model={},
+        )
+        record.write(tmp_path / "run" / "train.json")
         args = ["evaluate", "--params", params, "--run", run, "--data", str(data), "--run-dir", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -149,3 +160,38 @@ def test_evaluate_with_an_unreachable_tracking_server_exits_2_within_seconds(tmp
     error = capsys.readouterr().err
     assert f"tracking store {uri} does not answer" in error and "Traceback" not in error  # the first check
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json"]  # nothing written
+
+
+def _all_parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_help_of_every_verb_is_plain_text():
+    from circle_repro.cli import build_parser
+
+    parsers = list(_all_parsers(build_parser()))
+    assert len(parsers) > 10
+    for parser in parsers:
+        text = parser.format_help()
+        assert not re.search(r"`|:(func|mod|class|data):|\*\*|\bspec §", text), f"{parser.prog}:\n{text}"
+
+
+def test_version_prints_the_package_version(capsys):
+    import circle_repro
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"circle-repro {circle_repro.__version__}"
+
+
+def test_the_package_version_is_the_one_pyproject_installs():
+    import tomllib
+
+    import circle_repro
+
+    assert tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"] == circle_repro.__version__

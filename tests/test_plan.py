@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from circle_repro import layout
 from circle_repro import plan as planning
 from circle_repro import workflow as wf
 from circle_repro.cli import main
-from circle_repro.config import expand_runs, load_params
+from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, expand_runs, load_params
 from circle_repro.data.sources import load_sources
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.runner_config import _loop_configs
-from circle_repro.plan import DEFAULT_RATES as _RATES_PATH
+from circle_repro.layout import DEFAULT_RATES as _RATES_PATH
+from circle_repro.layout import DEFAULT_THROUGHPUT
 from circle_repro.plan.jobs import metric_similarities
 from circle_repro.report.render import Paragraph, Table
 from circle_repro.report.sections.compute import compute_section
@@ -162,7 +164,7 @@ def test_a_gpu_training_without_runtime_min_gets_the_estimate(params_file, throu
     del params["experiments"]["cub_iters"]["resources"]["runtime_min"]
     throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(rates_file)
     assert wf.train_resources(params, "cub_iters", throughput, rates)["runtime"] == 150
-    assert wf.train_resources(params, "cub_iters")["runtime"] == wf.TRAIN_RESOURCE_DEFAULTS["runtime_min"]  # no rates
+    assert wf.train_resources(params, "cub_iters")["runtime"] == TRAIN_RESOURCE_DEFAULTS["runtime_min"]  # no rates
     assert wf.train_resources(params, "market_epochs", throughput, rates)["runtime"] == 600  # declared: kept
     rule = wf.train_rule_resources(params, throughput, rates)
     assert rule["runtime"](SimpleNamespace(experiment="cub_iters")) == 150
@@ -248,10 +250,13 @@ def test_preparation_runtime_by_hand(rates_file):
 def test_rates_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "rates.yaml"
     bad.write_text(RATES.replace("retrieval: {images_per_s: 250", "retrieval: {images_per_s: 0"))
-    with pytest.raises(ValueError, match=r"rates\.yaml: decode\.per_core_images_per_s: retrieval must be positive"):
+    problem = r"decode\.per_core_images_per_s\.retrieval\.images_per_s: 0 is less than or equal to the minimum of 0"
+    with pytest.raises(ValueError, match=rf"rates\.yaml: invalid job rates file:\n  - {problem}; allowed: > 0"):
         planning.load_rates(bad)
     bad.write_text("decode: {}\n")
-    with pytest.raises(ValueError, match=r"rates\.yaml: not a job rates file"):
+    with pytest.raises(
+        ValueError, match=r"rates\.yaml: invalid job rates file:\n  - <top level>: 'preparation' is a required property"
+    ):
         planning.load_rates(bad)
     with pytest.raises(FileNotFoundError, match="job rates file not found"):
         planning.load_rates(tmp_path / "nope.yaml")
@@ -261,7 +266,7 @@ def test_the_paper_profile_fits_its_declared_resources():
     """Every job of the paper profile fits its declared runtime with the measured rates of the repository."""
     params = load_params(REPO_ROOT / "params.yaml", "paper")
     plan = planning.make_plan(
-        params, planning.load_throughput(REPO_ROOT / planning.DEFAULT_THROUGHPUT), REPO_ROOT / "no-data",
+        params, planning.load_throughput(REPO_ROOT / DEFAULT_THROUGHPUT), REPO_ROOT / "no-data",
         rates=planning.load_rates(DEFAULT_RATES), checkpoints=False,
     )  # fmt: skip
     assert plan.exceeding == {}
@@ -436,11 +441,11 @@ def test_benchmark_tsv_rows_are_summed(tmp_path):
 def test_actual_hours_per_table_from_the_rules_benchmark_paths(params_file, tmp_path):
     params = load_params(params_file)
     root = tmp_path / "work"
-    train = planning.TRAIN_BENCHMARK.format
+    train = layout.TRAIN_BENCHMARK.format
     _benchmark(root / train(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 100))
     _benchmark(root / train(experiment="cub_iters", loss="Triplet", seed=1), (900, 100))
-    _benchmark(root / planning.EVALUATE_BENCHMARK.format(experiment="cub_iters", loss="Triplet", seed=1), (360, 100))
-    _benchmark(root / planning.DATA_BENCHMARK.format(dataset="cub200"), (720, 100))
+    _benchmark(root / layout.EVALUATE_BENCHMARK.format(experiment="cub_iters", loss="Triplet", seed=1), (360, 100))
+    _benchmark(root / layout.DATA_BENCHMARK.format(dataset="cub200"), (720, 100))
     _benchmark(root / train(experiment="market_epochs", loss="CircleLoss", seed=0), (3600, 100))  # 2 GPUs
     garbage = root / train(experiment="market_face_backbone", loss="AM-Softmax", seed=0)
     garbage.parent.mkdir(parents=True)
@@ -458,7 +463,7 @@ def test_actual_hours_per_table_from_the_rules_benchmark_paths(params_file, tmp_
 
 
 def test_the_rules_write_benchmarks_where_the_plan_reads_them():
-    """The rules take their benchmark paths from circle_repro.plan, the one place that names them."""
+    """The rules take their benchmark paths from circle_repro.layout, the one place that names them."""
     rules = {path.stem: path.read_text() for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk")}
     declared = {
         name: re.search(r"^    benchmark:\n        (.+?)$", text, flags=re.M).group(1)
@@ -466,17 +471,17 @@ def test_the_rules_write_benchmarks_where_the_plan_reads_them():
         if name in ("train", "evaluate", "data")
     }
     assert declared == {
-        "train": "plan.TRAIN_BENCHMARK",
-        "evaluate": "plan.EVALUATE_BENCHMARK",
-        "data": "plan.DATA_BENCHMARK",
+        "train": "layout.TRAIN_BENCHMARK",
+        "evaluate": "layout.EVALUATE_BENCHMARK",
+        "data": "layout.DATA_BENCHMARK",
     }
-    assert planning.TRAIN_BENCHMARK == "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
+    assert layout.TRAIN_BENCHMARK == "logs/benchmarks/train/{experiment}/{loss}/seed{seed}.tsv"
 
 
 def test_report_section_puts_planned_beside_actual(params_file, throughput_file, rates_file, tmp_path):
     params = load_params(params_file)
     root = tmp_path / "work"
-    _benchmark(root / planning.TRAIN_BENCHMARK.format(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 1))
+    _benchmark(root / layout.TRAIN_BENCHMARK.format(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 1))
     blocks = compute_section(params, throughput_file, root, None)
     (table,) = [block for block in blocks if isinstance(block, Table)]
     frame = table.frame

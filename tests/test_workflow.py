@@ -12,6 +12,7 @@ import pytest
 
 from circle_repro import workflow as wf
 from circle_repro.config import (
+    TRAIN_RESOURCE_DEFAULTS,
     ConfigError,
     RunSpec,
     config_hash,
@@ -177,7 +178,7 @@ def _with_resources(params, experiment, **resources):
 
 
 def test_experiments_without_resources_train_on_one_cpu_with_the_defaults(repo_params):
-    defaults = wf.TRAIN_RESOURCE_DEFAULTS
+    defaults = TRAIN_RESOURCE_DEFAULTS
     assert defaults["gpus"] == 0
     cpu_only = [name for name, spec in repo_params["experiments"].items() if "resources" not in spec]
     assert "demo_retrieval" in cpu_only and "mini_verification" in cpu_only
@@ -212,7 +213,7 @@ def test_gpu_resources_become_the_slurm_plugin_names(repo_params):
 def test_partial_resources_keep_the_other_defaults_and_one_gpu_needs_no_torchrun(repo_params):
     params = _with_resources(repo_params, "demo_retrieval", gpus=1)
     resources = wf.train_resources(params, "demo_retrieval")
-    assert resources["gpu"] == 1 and resources["runtime"] == wf.TRAIN_RESOURCE_DEFAULTS["runtime_min"]
+    assert resources["gpu"] == 1 and resources["runtime"] == TRAIN_RESOURCE_DEFAULTS["runtime_min"]
     assert "slurm_partition" not in resources
     assert wf.train_launch_prefix(params, "demo_retrieval") == "circle-repro"
     assert wf.train_launcher_args(params, "demo_retrieval") == ""

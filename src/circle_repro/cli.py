@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from circle_repro import __version__
 from circle_repro.config import (
     ConfigError,
     eval_config,
@@ -23,7 +24,7 @@ from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
 from circle_repro.engine.tracking import disable_telemetry, quiet_artifact_transfers, tracking_uri
 from circle_repro.io import atomic_open
-from circle_repro.plan import DEFAULT_RATES, DEFAULT_THROUGHPUT
+from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT
 
 
 def _positive_int(text: str) -> int:
@@ -36,7 +37,7 @@ def _positive_int(text: str) -> int:
 def _params_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
     parser.add_argument(
-        "--profile", default=None, help="profile of scale: demo, mini, paper (default: the params file's `profile`)"
+        "--profile", default=None, help="profile of scale: demo, mini, paper (default: the params file's profile key)"
     )
 
 
@@ -107,9 +108,9 @@ def _cmd_data_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from circle_repro.config import train_resource_request
     from circle_repro.engine.loader import train_loader_settings
     from circle_repro.engine.train import train_run
-    from circle_repro.workflow import train_resource_request
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
@@ -143,7 +144,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         verify_data=args.verify_data,
         **batch,
     )
-    summary = ", ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
+    summary = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
     print(f"evaluated {run.run_id}: {summary}")
 
 
@@ -233,7 +234,12 @@ def _verify_data_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``circle-repro``."""
-    parser = argparse.ArgumentParser(prog="circle-repro", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="circle-repro",
+        description="The Circle Loss reproduction pipeline, one verb per step: data, train, evaluate, report. "
+        "Run it from the repository root; make reproduce (snakemake --cores all) runs every step of params.yaml.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     validate = verbs.add_parser("validate", help="check params.yaml against its schema")

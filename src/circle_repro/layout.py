@@ -1,6 +1,8 @@
-"""File names inside a run folder, shared by the steps that write and read them."""
+"""File names inside a run folder, shared by the steps that write and read them, and the repository's
+input paths."""
 
 from collections.abc import Mapping
+from pathlib import Path
 
 WEIGHTS_FILENAME = "model.pth"  # state dict only, loadable with torch.load(weights_only=True)
 INITIAL_WEIGHTS_FILENAME = "model_init.pth"  # the seeded weights before training: the untrained reference
@@ -12,6 +14,8 @@ SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the rep
 ROC_FILENAME = "roc.csv"  # far / tar / threshold of the sampled test similarities, for `dvc plots` (verification)
 PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one array per metric it averages to
 
+MANIFEST_FILENAME = "manifest.parquet"  # a prepared data set's table of images (circle_repro.data.manifest)
+
 CHECKPOINTS_KEPT = (
     2  # mmengine checkpoints a run keeps in work/: the newest, and the one before in case it is unreadable
 )
@@ -22,3 +26,15 @@ SPREAD_SUFFIX = "_std"  # a metric named with it is the per-fold spread of anoth
 def headline_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """The metrics a results table shows: every metric but the per-fold spreads, in evaluation order."""
     return {name: value for name, value in metrics.items() if not name.endswith(SPREAD_SUFFIX)}
+
+
+# Inputs of the planner and of the Snakefile's resource estimates, relative to the repository root.
+DEFAULT_THROUGHPUT = Path("benchmarks/results/train_throughput_cuda_h100_bf16.json")  # measured training img/s
+DEFAULT_RATES = Path("benchmarks/job_rates.yaml")  # measured decode, preparation and metric rates
+
+BENCHMARK_DIR = "logs/benchmarks"
+TRAIN_BENCHMARK = BENCHMARK_DIR + "/train/{experiment}/{loss}/seed{seed}.tsv"
+EVALUATE_BENCHMARK = BENCHMARK_DIR + "/evaluate/{experiment}/{loss}/seed{seed}.tsv"
+DATA_BENCHMARK = BENCHMARK_DIR + "/data/{dataset}.tsv"
+"""Where the rules' ``benchmark:`` directives write and the planner reads, relative to the workflow's working
+directory (under logs/, so that the outputs stay git-ignored and ``make clean`` removes them)."""

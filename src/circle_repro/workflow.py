@@ -24,6 +24,7 @@ from circle_repro.config import (
     name_pattern,
     train_config,
     train_dataset,
+    train_resource_request,
     training_run,
     validation_datasets,
 )
@@ -33,6 +34,7 @@ from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import (
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
+    MANIFEST_FILENAME,
     METRICS_FILENAME,
     SIMILARITIES_FILENAME,
     TRAIN_RECORD_FILENAME,
@@ -95,9 +97,9 @@ def train_data_dir(params: dict[str, Any], experiment: str) -> Path:
 def train_inputs(params: dict[str, Any], experiment: str) -> dict[str, str]:
     """The train rule's inputs: the training set's manifest and those of its validation sets (beside it)."""
     spec = params["experiments"][experiment]
-    inputs = {"manifest": (train_data_dir(params, experiment) / "manifest.parquet").as_posix()}
+    inputs = {"manifest": (train_data_dir(params, experiment) / MANIFEST_FILENAME).as_posix()}
     return inputs | {
-        f"validation_{name}": (PREPARED_ROOT / name / "manifest.parquet").as_posix()
+        f"validation_{name}": (PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix()
         for name in validation_datasets(spec)
     }
 
@@ -107,7 +109,7 @@ def evaluate_inputs(params: dict[str, Any], experiment: str, loss: str, seed: st
     and train record of the run that trained them (itself, or its trainer's run for ``trained_by``)."""
     weights_dir = training_run(params, run_from_wildcards(experiment, loss, seed)).run_dir(RUNS_ROOT)
     return {
-        "manifest": (test_data_dir(params, experiment) / "manifest.parquet").as_posix(),
+        "manifest": (test_data_dir(params, experiment) / MANIFEST_FILENAME).as_posix(),
         "weights": (weights_dir / WEIGHTS_FILENAME).as_posix(),
         "initial_weights": (weights_dir / INITIAL_WEIGHTS_FILENAME).as_posix(),
         "record": (weights_dir / TRAIN_RECORD_FILENAME).as_posix(),
@@ -185,7 +187,7 @@ def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -
 def data_targets(params: dict[str, Any]) -> list[str]:
     """The manifest of every data set the params' experiments train or evaluate on."""
     names = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
-    return sorted((PREPARED_ROOT / name / "manifest.parquet").as_posix() for name in names)
+    return sorted((PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix() for name in names)
 
 
 def run_outputs(params: dict[str, Any], filename: str) -> list[str]:
@@ -217,15 +219,6 @@ def history_targets(params: dict[str, Any]) -> list[str]:
 # runtime and memory from the plan's estimate (circle_repro.plan.jobs). Local runs (profiles/default)
 # ignore them: Snakemake constrains only --cores and what --resources names.
 
-TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
-    "gpus": 0,  # the demo and mini experiments train on the CPU
-    "cpus_per_gpu": 1,  # per GPU; a CPU job (gpus: 0) gets this many for its one process
-    "mem_mb_per_gpu": 4000,  # likewise per GPU, or for the one process of a CPU job
-    "runtime_min": 60,
-    "partition": None,  # no partition of its own: see train_rule_resources
-}
-"""What a training job asks for when its experiment's ``resources`` leave a key out."""
-
 STEP_RESOURCES: dict[str, dict[str, int]] = {
     "prepare_data": {"runtime": 60, "mem_mb": 4000, "cpus_per_task": 1},
     "evaluate": {"runtime": 30, "mem_mb": 8000, "cpus_per_task": 1},
@@ -234,11 +227,6 @@ STEP_RESOURCES: dict[str, dict[str, int]] = {
 """The resources of the steps besides training, by rule name: the report's as they are; for prepare_data
 and evaluate the floor under the runtime and memory derived from the plan (:func:`prepare_resources`,
 :func:`evaluate_resources`), and what they get where nothing could be estimated."""
-
-
-def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """An experiment's ``resources`` from params.yaml with the defaults filled in."""
-    return TRAIN_RESOURCE_DEFAULTS | params["experiments"][experiment].get("resources", {})
 
 
 def train_resources(

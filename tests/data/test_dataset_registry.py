@@ -1,4 +1,4 @@
-"""The data set registry: one entry per declared source, each naming a known transform and protocol."""
+"""The data set registry: one entry per declared source, each naming a known transform."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from circle_repro.data.datasets import DATASETS, get_dataset, prepare_dataset
 from circle_repro.data.sources import load_sources
 from circle_repro.data.transforms import TRANSFORMS
-from circle_repro.report.targets import PROTOCOLS
 
 
 def test_every_declared_data_set_has_a_preparer():
@@ -15,11 +14,10 @@ def test_every_declared_data_set_has_a_preparer():
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
-def test_entry_names_a_known_transform_and_protocol(name):
+def test_entry_names_a_known_transform(name):
     entry = get_dataset(name)
     assert entry.name == name
     assert entry.transform in TRANSFORMS
-    assert entry.protocol in PROTOCOLS
     assert entry.in_channels in (1, 3)
 
 
@@ -29,5 +27,5 @@ def test_raw_data_sets_need_a_raw_folder(tmp_path):
 
 
 def test_unknown_data_set_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown data set 'imagenet'; allowed: .*'cub200'"):
+    with pytest.raises(ValueError, match=r"unknown data set 'imagenet'; allowed: .*cub200"):
         get_dataset("imagenet")

@@ -42,7 +42,7 @@ def test_checksum_mismatch_is_refused(monkeypatch):
 
 
 def test_registry_entries_and_unknown_name():
-    assert get_dataset("mnist5k").protocol == "retrieval"
+    assert get_dataset("mnist5k").transform == "mnist"
     assert set(DATASETS) >= {"mnist5k", "fashion_mnist"}
-    with pytest.raises(ValueError, match=r"unknown data set 'cub'; allowed: \[.*'mnist5k'.*\]"):
+    with pytest.raises(ValueError, match=r"unknown data set 'cub'; did you mean 'cub200'\?; allowed: .*mnist5k"):
         get_dataset("cub")

@@ -38,4 +38,4 @@ def test_experiment_trains_and_evaluates(profile, experiment, loss, repo_params,
     run = RunSpec(experiment, loss, params["experiments"][experiment]["seeds"][0])
     train_run(train_config(params, run), prepared_mnist5k, tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), tmp_path)
-    assert result["metrics"] and all(math.isfinite(value) for value in result["metrics"].values())
+    assert result.metrics and all(math.isfinite(value) for value in result.metrics.values())

@@ -9,7 +9,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from circle_repro.cli import main
-from circle_repro.config import find_run, train_config
+from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, find_run, train_config
 from circle_repro.engine import loader as loader_module
 from circle_repro.engine.loader import (
     LoaderSettings,
@@ -17,7 +17,6 @@ from circle_repro.engine.loader import (
     train_loader_settings,
 )
 from circle_repro.engine.runner_config import runner_config
-from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
 from support import REPO_ROOT, tiny_params
 
 ENGINE = REPO_ROOT / "src" / "circle_repro" / "engine"

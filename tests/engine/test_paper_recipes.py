@@ -164,8 +164,8 @@ def test_paper_recipe_trains_and_evaluates_on_its_fixture(experiment, loss, prep
     result = evaluate_run(
         run_dir, prepared(_PAPER["experiments"][experiment]["dataset"]), eval_config(params, run), tmp_path
     )
-    assert result["run_id"] == run.run_id and result["trained_by"] == training_run(_PAPER, run).run_id
-    assert result["metrics"] and all(math.isfinite(value) for value in result["metrics"].values())
+    assert result.run_id == run.run_id and result.trained_by == training_run(_PAPER, run).run_id
+    assert result.metrics and all(math.isfinite(value) for value in result.metrics.values())
 
 
 def test_every_paper_data_set_has_a_fixture():

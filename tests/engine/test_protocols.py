@@ -480,9 +480,9 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
 
     config = _RUN | {"dataset": "ijbc", "evaluation": {"protocol": "ijb", "fars": [0.5]}}
     result = evaluate_run(run_dir, prepared("ijbc"), config, run_dir, device="cpu")
-    assert result["protocol"] == "ijb" and result["n_images"] == 8
-    assert list(result["metrics"]) == list(result["untrained_metrics"]) == ["TAR@FAR=0.5"]
-    assert json.loads((run_dir / "metrics.json").read_text()) == result
+    assert result.protocol == "ijb" and result.n_images == 8
+    assert list(result.metrics) == list(result.untrained_metrics) == ["TAR@FAR=0.5"]
+    assert json.loads((run_dir / "metrics.json").read_text()) == result.to_json()
     with np.load(run_dir / "per_query.npz") as per_query:
         assert per_query.files == ["ids"] and len(per_query["ids"]) == 0
     assert not (run_dir / SIMILARITIES_FILENAME).exists(), "a stale similarities.npz is removed"
@@ -491,12 +491,12 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
 
     config = _RUN | {"dataset": "megaface", "evaluation": {"protocol": "megaface", "fars": [0.1]}}
     result = evaluate_run(run_dir, prepared("megaface"), config, run_dir, device="cpu")
-    assert list(result["metrics"]) == ["rank-1", "TAR@FAR=0.1"]
+    assert list(result.metrics) == ["rank-1", "TAR@FAR=0.1"]
     with np.load(run_dir / SIMILARITIES_FILENAME) as similarities:
         assert set(similarities.files) == {"s_p", "s_n", "anchor_s_n", "anchor_s_p"}
         assert len(similarities["anchor_s_p"]) == evaluate_module.SIMILARITY_ANCHORS
     with np.load(run_dir / "per_query.npz") as per_query:
-        assert per_query["rank-1"].mean() == pytest.approx(result["metrics"]["rank-1"], abs=1e-12)
+        assert per_query["rank-1"].mean() == pytest.approx(result.metrics["rank-1"], abs=1e-12)
 
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         evaluate_run(
@@ -551,6 +551,6 @@ def test_evaluate_run_warns_and_records_when_its_metrics_are_trivial(prepared, t
         result = evaluate_run(tmp_path / "run", prepared("cub"), config, tmp_path / "run", device="cpu")
     assert (
         json.loads((tmp_path / "run" / "metrics.json").read_text())["trivial"]
-        == result["trivial"]
+        == list(result.trivial)
         == list(trivial.trivial)
     )

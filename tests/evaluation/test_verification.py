@@ -8,6 +8,7 @@ from sklearn.model_selection import KFold
 from circle_repro.evaluation.verification import (
     flip_sum_embeddings,
     kfold_accuracy,
+    kfold_pair_correctness,
     squared_distances,
     tar_at_far,
     val_at_far,
@@ -57,6 +58,23 @@ def test_kfold_accuracy_on_a_custom_grid_and_exact_search():
     assert kfold_accuracy(dist, issame, thresholds="exact", score_type="distance") == pytest.approx(exact, abs=1e-15)
 
 
+def brute_force_decisions(dist, issame, n_folds, grid):
+    """Per pair: right or wrong under the threshold the per-threshold loop picks on the other folds."""
+    correct = np.empty(len(dist), dtype=bool)
+    for train, test in KFold(n_splits=n_folds, shuffle=False).split(np.arange(len(dist))):
+        best = grid[int(np.argmax([np.mean((dist[train] < t) == issame[train]) for t in grid]))]
+        correct[test] = (dist[test] < best) == issame[test]
+    return correct
+
+
+@pytest.mark.parametrize("seed, n, n_folds", [(5, 200, 10), (6, 347, 10), (7, 90, 4)])
+def test_per_pair_decisions_match_the_insightface_loop(seed, n, n_folds):
+    a, b, issame = pairs(seed, n, signal=0.5)
+    cosine = np.einsum("ij,ij->i", a, b)
+    expected = brute_force_decisions(2 - 2 * cosine, issame, n_folds, np.arange(0, 4, 0.01))
+    assert np.array_equal(kfold_pair_correctness(cosine, issame, n_folds), expected)
+
+
 def test_kfold_accuracy_with_ties_and_one_fold():
     rng = np.random.default_rng(4)
     dist = rng.integers(0, 8, 300) * 0.5  # many exact ties, some on grid points
@@ -66,6 +84,7 @@ def test_kfold_accuracy_with_ties_and_one_fold():
     mean, std = kfold_accuracy(dist, issame, n_folds=1, score_type="distance")
     best = max(np.mean((dist < t) == issame) for t in np.arange(0, 4, 0.01))
     assert (mean, std) == (pytest.approx(best), 0.0)
+    assert kfold_pair_correctness(dist, issame, n_folds=1, score_type="distance").mean() == pytest.approx(best)
 
 
 def brute_force_val(dist, issame, far_target, n_folds=10):

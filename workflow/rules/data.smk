@@ -22,7 +22,7 @@ rule prepare_data:
     log:
         "logs/data/{dataset}.log",
     benchmark:
-        plan.DATA_BENCHMARK
+        layout.DATA_BENCHMARK
     resources:
         **wf.prepare_rule_resources(PARAMS, RATES),
     params:

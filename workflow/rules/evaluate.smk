@@ -10,7 +10,7 @@ rule evaluate:
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     benchmark:
-        plan.EVALUATE_BENCHMARK
+        layout.EVALUATE_BENCHMARK
     # one GPU where the experiment trains on GPUs, with its CPUs per GPU (loader workers: --cpus); runtime
     # and memory derived from the test set's size (circle_repro.workflow.evaluate_resources)
     threads: lambda w: wf.evaluate_threads(PARAMS, w.experiment)

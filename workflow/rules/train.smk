@@ -13,7 +13,7 @@ rule train:
     log:
         "logs/train/{experiment}/{loss}/seed{seed}.log",
     benchmark:
-        plan.TRAIN_BENCHMARK
+        layout.TRAIN_BENCHMARK
     threads: 1
     resources:
         **wf.train_rule_resources(PARAMS, THROUGHPUT, RATES),

@@ -5,14 +5,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
+
+from circle_repro.names import unknown_name
+from circle_repro.schema import schema_problems
 
 SCHEMA_RESOURCE = "params.schema.yaml"
 
@@ -23,9 +26,14 @@ class ConfigError(ValueError):
 
 @cache
 def params_schema() -> dict[str, Any]:
-    """The JSON schema of params.yaml (packaged with circle_repro.config)."""
+    """The JSON schema of params.yaml (packaged with circle_repro.config); its loss entries are those the
+    registered loss classes declare."""
+    from circle_repro.losses.registry import loss_schema
+
     text = resources.files(__package__).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    schema = yaml.safe_load(text)
+    schema["$defs"]["loss"] = {**schema["$defs"]["loss"], **loss_schema()}
+    return schema
 
 
 def name_pattern() -> str:
@@ -145,29 +153,13 @@ def select_profile(params: dict[str, Any], profile: str | None = None, source: s
     return {**params, "profile": name, "experiments": experiments}
 
 
-def _key_path(parts: Any) -> str:
-    return ".".join(str(p) for p in parts) or "<top level>"
-
-
-_BOUND_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    message = f"{_key_path(error.absolute_path)}: {error.message}"
-    if error.validator in _BOUND_WORDS:
-        message += f"; allowed: {_BOUND_WORDS[error.validator]} {error.validator_value}"
-    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
-    return message + (f" ({hint})" if hint else "")
-
-
-_SCALED_LOSSES = ("circle", "circle_classifier", "am_softmax", "arcface", "normface")
-
-
 def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """What is wrong with a sweep's loss and baselines, given its base experiment."""
+    from circle_repro.losses.registry import sweepable_parameters
+
     problems = []
     losses = base["losses"]
-    if losses[sweep["loss"]]["type"] not in _SCALED_LOSSES:
+    if not sweepable_parameters(losses[sweep["loss"]]["type"]):
         problems.append(
             f"sweeps.{name}.loss: {sweep['loss']!r} has no gamma and m to sweep (type {losses[sweep['loss']]['type']})"
         )
@@ -177,7 +169,7 @@ def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any])
             problems.append(f"{where}: the swept loss itself; a baseline is another loss row of {sweep['base']}")
         elif baseline not in losses:
             problems.append(f"{where}: not a loss of {sweep['base']}; allowed: {sorted(set(losses) - {sweep['loss']})}")
-        elif losses[baseline]["type"] not in _SCALED_LOSSES:
+        elif not sweepable_parameters(losses[baseline]["type"]):
             problems.append(f"{where}: {baseline!r} has no gamma to sweep (type {losses[baseline]['type']})")
     for loss, values in {sweep["loss"]: sweep, **sweep.get("baselines", {})}.items():
         for parameter in SWEPT_PARAMETERS:
@@ -193,9 +185,7 @@ def _sweep_loss_problems(name: str, sweep: dict[str, Any], base: dict[str, Any])
 
 def validate_params(params: Any, source: str = "params.yaml") -> None:
     """Check params against the schema and the cross-field rules; raise ConfigError listing every problem."""
-    validator = jsonschema.Draft202012Validator(params_schema())
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [_describe(error) for error in errors]
+    problems = schema_problems(params, params_schema())
     if not problems:
         problems = _cross_field_problems(params)
     if problems:
@@ -291,6 +281,26 @@ def _cross_field_problems(params: dict[str, Any]) -> list[str]:
     return problems
 
 
+TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
+    "gpus": 0,  # the demo and mini experiments train on the CPU
+    "cpus_per_gpu": 1,  # per GPU; a CPU job (gpus: 0) gets this many for its one process
+    "mem_mb_per_gpu": 4000,  # likewise per GPU, or for the one process of a CPU job
+    "runtime_min": 60,
+    "partition": None,  # no partition of its own: see circle_repro.workflow.train_rule_resources
+}
+"""What a training job asks for when its experiment's ``resources`` leave a key out."""
+
+
+def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """An experiment's ``resources`` from params.yaml with the defaults filled in."""
+    return resources_of(params["experiments"][experiment])
+
+
+def resources_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment block's ``resources`` with the defaults filled in."""
+    return TRAIN_RESOURCE_DEFAULTS | spec.get("resources", {})
+
+
 @dataclass(frozen=True, order=True)
 class RunSpec:
     """One training run: an experiment's loss row at one seed."""
@@ -311,7 +321,7 @@ def find_run(params: dict[str, Any], run_id: str) -> RunSpec:
     """The run of ``params`` whose id is ``run_id`` (``experiment/loss/seedN``)."""
     runs = {run.run_id: run for run in expand_runs(params)}
     if run_id not in runs:
-        raise ConfigError(f"run {run_id!r} is not defined by the params; defined runs: {sorted(runs)}")
+        raise ConfigError(unknown_name("run", run_id, runs, "circle-repro runs --params ... --profile ..."))
     return runs[run_id]
 
 
@@ -374,3 +384,109 @@ def tracking_experiment(params: dict[str, Any]) -> str:
 def config_hash(config: Any) -> str:
     """A short, stable content hash of a JSON-serialisable config."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --- Typed views of the params ----------------------------------------------------------------------
+# The workflow, the planner, the engine and the report read experiments through these objects; the
+# functions above that take a params mapping remain for the call sites that still do.
+
+Run = RunSpec
+"""One training run: an experiment's loss row at one seed."""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss row of an experiment: its row name, its registered ``type`` and its constructor arguments."""
+
+    name: str
+    type: str
+    arguments: Mapping[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The params.yaml entry (what :func:`circle_repro.losses.build_loss` takes)."""
+        return {"type": self.type, **self.arguments}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A Fig. 3 sweep: one parameter of ``loss`` varied over the runs of ``base`` (see :func:`expand_sweeps`)."""
+
+    base: str
+    loss: str
+    metric: str
+    points: Mapping[str, Mapping[str, Any]]
+    baselines: tuple[str, ...]
+    base_values: Mapping[str, Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the selected profile (``trained_by`` completed, sweeps expanded)."""
+
+    name: str
+    table: str | None
+    dataset: str
+    train_dataset: str
+    seeds: tuple[int, ...]
+    losses: Mapping[str, LossSpec]
+    trained_by: str | None
+    sweep: Sweep | None
+    resources: Mapping[str, Any]
+    spec: Mapping[str, Any]  # the params.yaml block, for what the fields above do not cover
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Mapping[str, Any]) -> Experiment:
+        """The typed view of one (expanded) experiment block."""
+        sweep = spec.get("sweep")
+        return cls(
+            name=name,
+            table=spec.get("table"),
+            dataset=spec["dataset"],
+            train_dataset=train_dataset(spec),  # type: ignore[arg-type]
+            seeds=tuple(spec["seeds"]),
+            losses={
+                row: LossSpec(row, cfg["type"], {k: v for k, v in cfg.items() if k != "type"})
+                for row, cfg in spec["losses"].items()
+            },
+            trained_by=spec.get("trained_by"),
+            sweep=None
+            if sweep is None
+            else Sweep(
+                base=sweep["base"],
+                loss=sweep["loss"],
+                metric=sweep["metric"],
+                points=sweep["points"],
+                baselines=tuple(sweep["baselines"]),
+                base_values=sweep["base_values"],
+            ),
+            resources=resources_of(spec),
+            spec=spec,
+        )
+
+    @property
+    def is_sweep(self) -> bool:
+        """Whether the experiment is a Fig. 3 sweep (it fills a figure, not a table)."""
+        return self.sweep is not None
+
+    @property
+    def datasets(self) -> list[str]:
+        """The data sets it needs: test, training and validation sets."""
+        return experiment_datasets(self.spec)  # type: ignore[arg-type]
+
+    @property
+    def runs(self) -> list[Run]:
+        """Its runs: loss rows x seeds, in a stable order."""
+        return sorted(Run(self.name, loss, seed) for loss in self.losses for seed in self.seeds)
+
+
+def experiments(params: Mapping[str, Any]) -> dict[str, Experiment]:
+    """The typed experiments of loaded params (:func:`load_params`), in the profile's order."""
+    return {name: Experiment.from_spec(name, spec) for name, spec in params["experiments"].items()}
+
+
+def experiment(params: Mapping[str, Any], name: str) -> Experiment:
+    """One typed experiment of loaded params."""
+    if name not in params["experiments"]:
+        raise ConfigError(unknown_name("experiment", name, params["experiments"]))
+    return Experiment.from_spec(name, params["experiments"][name])

@@ -15,8 +15,8 @@ import pandas as pd
 
 from circle_repro.data.stamp import CONTENT_HASH_FILENAME, verify_files, write_stamp
 from circle_repro.io import atomic_path
+from circle_repro.layout import MANIFEST_FILENAME
 
-MANIFEST_FILENAME = "manifest.parquet"
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("camera", "role", "template", "media", "pair_id")
 REID_COLUMNS = (*REQUIRED_COLUMNS, "camera", "role")  # a re-ID manifest: camera id; role on test rows only

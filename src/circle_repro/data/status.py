@@ -22,8 +22,9 @@ from pathlib import Path
 
 from circle_repro.data.acquire import check_file, is_verified, stamp_path
 from circle_repro.data.sources import Source, SourceFile, load_sources
+from circle_repro.layout import MANIFEST_FILENAME
+from circle_repro.names import unknown_name
 
-MANIFEST_NAME = "manifest.parquet"  # = circle_repro.data.manifest.MANIFEST_FILENAME (not imported: it pulls pandas)
 STATES = ("missing", "downloaded", "verified", "prepared", "available (embedded)")
 
 
@@ -42,6 +43,7 @@ class DatasetStatus:
     files_required: int
     unverifiable: tuple[str, ...] = ()
     detail: str = ""
+    unavailable: str | None = None  # why it cannot be prepared here (:func:`unavailable_reason`), None if it can
 
 
 def raw_dir(data_root: str | Path, name: str) -> Path:
@@ -67,7 +69,7 @@ def verify_raw(name: str, data_root: str | Path, sources: dict[str, Source] | No
     try:
         source = sources[name]
     except KeyError:
-        raise ValueError(f"unknown data set {name!r}; declared: {sorted(sources)}") from None
+        raise ValueError(unknown_name("data set", name, sources)) from None
     results = {}
     for file in source.files:
         path = _file_path(data_root, name, file)
@@ -107,7 +109,7 @@ def unavailable_reason(source: Source, data_root: str | Path) -> str | None:
     """Why a manual or withdrawn data set cannot be prepared here (its required raw files are not
     all placed and it is not prepared), or None when it can. Cheap: looks at paths only."""
     name = source.name
-    if source.access not in UNAVAILABLE_ACCESS or (prepared_dir(data_root, name) / MANIFEST_NAME).is_file():
+    if source.access not in UNAVAILABLE_ACCESS or (prepared_dir(data_root, name) / MANIFEST_FILENAME).is_file():
         return None
     required = [f for f in source.files if not f.optional] or list(source.files)
     paths = [_file_path(data_root, name, f) for f in required]
@@ -128,7 +130,7 @@ def dataset_status(source: Source, data_root: str | Path) -> DatasetStatus:
     present_required = [f for f in required if f in present]
     unverifiable = tuple(f.name for f in present if f.is_dir or not f.has_checksum)
     size = _tree_size(raw_dir(data_root, name)) + _tree_size(prepared_dir(data_root, name))
-    manifest = prepared_dir(data_root, name) / MANIFEST_NAME
+    manifest = prepared_dir(data_root, name) / MANIFEST_FILENAME
     detail = ""
     if manifest.is_file():
         state = "prepared"
@@ -165,6 +167,7 @@ def dataset_status(source: Source, data_root: str | Path) -> DatasetStatus:
         files_required=len(required),
         unverifiable=unverifiable,
         detail=detail,
+        unavailable=unavailable_reason(source, data_root),
     )
 
 

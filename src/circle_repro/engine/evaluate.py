@@ -9,9 +9,9 @@ logging to the run's MLflow run.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from circle_repro.layout import (
     headline_metrics,
 )
 from circle_repro.progress import Progress
+from circle_repro.records import MetricsRecord, TrainRecord
 
 #: Keys of an ``evaluation:`` mapping that the orchestrator reads; the rest are the protocol's settings.
 ORCHESTRATOR_KEYS = ("protocol",)
@@ -65,8 +66,8 @@ class TrivialMetricWarning(UserWarning):
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
     """Rebuild a run's model from its train record and load its weights (``weights_only=True``)."""
     run_dir = Path(run_dir)
-    record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
-    model = MODELS.build(record["model"])
+    record = TrainRecord.read(run_dir / TRAIN_RECORD_FILENAME)
+    model = MODELS.build(record.model)
     state = torch.load(run_dir / weights_file, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
@@ -201,16 +202,16 @@ def _similarity_arrays(result: ProtocolResult) -> dict[str, np.ndarray] | None:
 
 def write_outputs(
     out_dir: Path,
-    result: dict[str, Any],
+    record: MetricsRecord,
     per_query: dict[str, np.ndarray],
     similarities: dict[str, np.ndarray] | None,
     roc: dict[str, np.ndarray] | None = None,
-) -> None:
+) -> MetricsRecord:
     """Write similarities.npz and roc.csv (or remove a stale one where there is none), per_query.npz,
     scores.json (the headline metrics alone) and metrics.json as one generation: all into temporary files
-    first, metrics.json moved into place last, holding the sha256 of each array file (``arrays``, added to
-    ``result``) so that readers can tell that they belong to it. A failure while writing leaves the earlier
-    files as they were."""
+    first, metrics.json moved into place last, holding the sha256 of each array file (``arrays``) so that
+    readers can tell that they belong to it. Returns the record as written. A failure while writing leaves
+    the earlier files as they were."""
     arrays = [out_dir / SIMILARITIES_FILENAME] if similarities is not None else []
     arrays.append(out_dir / PER_QUERY_FILENAME)
     tables = [out_dir / ROC_FILENAME] if roc is not None else []
@@ -220,14 +221,14 @@ def write_outputs(
         _write_npz(paths[len(arrays) - 1], per_query)
         if roc is not None:
             pd.DataFrame(roc).to_csv(paths[len(arrays)], index=False)
-        result["arrays"] = {
-            target.name: file_digest(path) for target, path in zip(arrays, paths[: len(arrays)], strict=True)
-        }
-        write_json(paths[-2], headline_metrics(result["metrics"]))
-        write_json(paths[-1], result)
+        digests = {target.name: file_digest(path) for target, path in zip(arrays, paths[: len(arrays)], strict=True)}
+        record = replace(record, arrays=digests)
+        write_json(paths[-2], headline_metrics(record.metrics))
+        record.write(paths[-1])
         for name, written in ((SIMILARITIES_FILENAME, similarities), (ROC_FILENAME, roc)):
             if written is None:
                 (out_dir / name).unlink(missing_ok=True)
+    return record
 
 
 def evaluate_run(
@@ -240,7 +241,7 @@ def evaluate_run(
     batch_size: int = EMBED_BATCH_SIZE,
     loader: LoaderSettings | None = None,
     verify_data: str = "sizes",
-) -> dict[str, Any]:
+) -> MetricsRecord:
     """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
     the run's training provenance), per_query.npz and similarities.npz; log metrics.json and
     per_query.npz to the run's MLflow run.
@@ -256,13 +257,13 @@ def evaluate_run(
     (:class:`~circle_repro.engine.errors.TrackingStoreUnreachable`).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    record = json.loads((run_dir / TRAIN_RECORD_FILENAME).read_text())
-    if record["run_id"] != eval_config["trained_by"]:
+    record = TrainRecord.read(run_dir / TRAIN_RECORD_FILENAME)
+    if record.run_id != eval_config["trained_by"]:
         raise ValueError(
-            f"{run_dir / TRAIN_RECORD_FILENAME}: holds run {record['run_id']!r}, but {eval_config['run_id']} "
+            f"{run_dir / TRAIN_RECORD_FILENAME}: holds run {record.run_id!r}, but {eval_config['run_id']} "
             f"evaluates the weights of {eval_config['trained_by']!r}; pass that run's folder as --run-dir"
         )
-    check_tracking_store(record["tracking_uri"])  # before the embedding, not when logging after it
+    check_tracking_store(record.tracking_uri)  # before the embedding, not when logging after it
     evaluation = eval_config["evaluation"]
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     test = TestSet.load(data_root)
@@ -280,39 +281,36 @@ def evaluate_run(
         roc = roc_points(similarities["s_p"], similarities["s_n"])
     for reason in trained.trivial:
         warnings.warn(f"{eval_config['run_id']} on {data_root}: {reason}", TrivialMetricWarning, stacklevel=2)
-    result = {
-        "run_id": eval_config["run_id"],
-        "experiment": eval_config["experiment"],
-        "loss": eval_config["loss_name"],
-        "seed": eval_config["seed"],
-        "table": eval_config["table"],
-        "trained_by": record["run_id"],
-        "dataset": eval_config["dataset"],
-        "protocol": evaluation["protocol"],
-        "split": "test",
-        "n_images": len(test.frame),
-        "metrics": trained.metrics,
-        "untrained_metrics": untrained.metrics,
-        "trivial": list(trained.trivial),
-        "mlflow_run_id": record["mlflow_run_id"],
-        "weights_uri": record.get("weights_uri", ""),
-        "config_hash": record["config_hash"],
-        "provenance": record["provenance"],
-    }
+    result = MetricsRecord(
+        run_id=eval_config["run_id"],
+        experiment=eval_config["experiment"],
+        loss=eval_config["loss_name"],
+        seed=eval_config["seed"],
+        table=eval_config["table"],
+        trained_by=record.run_id,
+        dataset=eval_config["dataset"],
+        protocol=evaluation["protocol"],
+        split="test",
+        n_images=len(test.frame),
+        metrics=trained.metrics,
+        untrained_metrics=untrained.metrics,
+        trivial=tuple(trained.trivial),
+        mlflow_run_id=record.mlflow_run_id,
+        weights_uri=record.weights_uri,
+        config_hash=record.config_hash,
+        provenance=record.provenance,
+    )
     logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained.metrics.items()}
-    if record["run_id"] == eval_config["run_id"]:
-        write_outputs(out_dir, result, trained.per_query, similarities, roc)
+    if record.run_id == eval_config["run_id"]:
+        result = write_outputs(out_dir, result, trained.per_query, similarities, roc)
         artifacts = (out_dir / METRICS_FILENAME, out_dir / PER_QUERY_FILENAME)
-        log_to_run(record["tracking_uri"], record["mlflow_run_id"], logged, artifacts=artifacts)
+        log_to_run(record.tracking_uri, record.mlflow_run_id, logged, artifacts=artifacts)
         return result
     # Another test set of a training run's weights: its own MLflow run, nested under the training run.
     tags = {key: str(eval_config[key]) for key in ("run_id", "experiment", "table", "dataset", "trained_by")}
     with tempfile.TemporaryDirectory() as folder:
         staged = Path(folder) / METRICS_FILENAME, Path(folder) / PER_QUERY_FILENAME
-        write_json(staged[0], result)
+        result.write(staged[0])
         _write_npz(staged[1], trained.per_query)
-        result["mlflow_run_id"] = log_to_child_run(
-            record["tracking_uri"], record["mlflow_run_id"], tags, logged, artifacts=staged
-        )
-    write_outputs(out_dir, result, trained.per_query, similarities, roc)
-    return result
+        child = log_to_child_run(record.tracking_uri, record.mlflow_run_id, tags, logged, artifacts=staged)
+    return write_outputs(out_dir, replace(result, mlflow_run_id=child), trained.per_query, similarities, roc)

@@ -57,10 +57,10 @@ from circle_repro.evaluation.reranking import Reranking
 from circle_repro.evaluation.retrieval import retrieval_metrics
 from circle_repro.evaluation.retrieval import retrieval_per_query as library_retrieval_per_query
 from circle_repro.evaluation.verification import (
-    INSIGHTFACE_ACCURACY_THRESHOLDS,
     check_fars,
     flip_sum_embeddings,
     kfold_accuracy,
+    kfold_pair_correctness,
     tar_at_far,
 )
 
@@ -231,28 +231,6 @@ def retrieval(embed: Embedder, test: TestSet, settings: Mapping[str, Any]) -> Pr
 # verification_pairs
 
 
-def pair_correctness(scores: np.ndarray, issame: np.ndarray, n_folds: int) -> np.ndarray:
-    """Per pair: 1.0 when the k-fold protocol of ``kfold_accuracy`` decides it right, else 0.0.
-
-    Each fold (contiguous, sklearn ``KFold`` sizes) is judged with the threshold on insightface's
-    squared-distance grid that is best on the other folds, so the fold means are that protocol's
-    per-fold accuracies.
-    """
-    distances = 2.0 - 2.0 * np.asarray(scores, dtype=np.float64)
-    same = np.asarray(issame, dtype=bool)
-    grid = INSIGHTFACE_ACCURACY_THRESHOLDS
-    correct = np.empty(len(distances))
-    for fold in np.array_split(np.arange(len(distances)), n_folds):
-        train = np.ones(len(distances), dtype=bool)
-        train[fold] = False
-        d_train, y_train = distances[train], same[train]
-        accepted_same = np.searchsorted(np.sort(d_train[y_train]), grid, side="left")
-        accepted_different = np.searchsorted(np.sort(d_train[~y_train]), grid, side="left")
-        threshold = grid[np.argmax(accepted_same + np.count_nonzero(~y_train) - accepted_different)]
-        correct[fold] = (distances[fold] < threshold) == same[fold]
-    return correct
-
-
 def trivial_pairs(issame: np.ndarray) -> tuple[str, ...]:
     """Why pair accuracy and TAR@FAR say nothing of the model when every pair matches or none does."""
     same = np.asarray(issame, dtype=bool)
@@ -270,7 +248,10 @@ def _pair_metrics(scores: np.ndarray, issame: np.ndarray, n_folds: int, fars: li
     one_kind = len(np.unique(np.asarray(issame, dtype=bool))) == 1
     tars = {} if one_kind else tar_at_far(scores, issame, fars)  # no impostor (or genuine) pair: no ROC
     metrics = {"accuracy": mean, "accuracy_std": std} | {f"TAR@FAR={far:g}": tar for far, tar in tars.items()}
-    per_pair = {"ids": np.arange(len(scores)), "accuracy": pair_correctness(scores, issame, n_folds)}
+    per_pair = {
+        "ids": np.arange(len(scores)),
+        "accuracy": kfold_pair_correctness(scores, issame, n_folds).astype(np.float64),
+    }
     return _metric_floats(metrics), per_pair
 
 

@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info
 
-from circle_repro.config import config_hash
+from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, config_hash
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.samplers import PKSampler
@@ -22,8 +22,7 @@ from circle_repro.engine.distributed import LAUNCHERS
 from circle_repro.engine.loader import LoaderSettings, train_loader_settings
 from circle_repro.engine.optim import optim_wrapper_config, param_scheduler_config, total_iterations
 from circle_repro.engine.tracking import DEFAULT_EXPERIMENT, artifact_location
-from circle_repro.layout import CHECKPOINTS_KEPT
-from circle_repro.workflow import TRAIN_RESOURCE_DEFAULTS
+from circle_repro.layout import CHECKPOINTS_KEPT, MANIFEST_FILENAME
 
 DEFAULT_CHECKPOINT_INTERVAL_ITERS = 2000
 """Checkpoint interval of iteration-based runs without ``train.checkpoint_interval`` (capped at the run's length)."""
@@ -130,7 +129,7 @@ def validation_sets(train: dict[str, Any], validation_root: Path) -> list[Path]:
     """The prepared folders of the sets of a ``train.validation`` section (none without one);
     FileNotFoundError naming those that are not prepared."""
     sets = train.get("validation", {}).get("sets", {})
-    missing = [name for name in sets if not (validation_root / name / "manifest.parquet").is_file()]
+    missing = [name for name in sets if not (validation_root / name / MANIFEST_FILENAME).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{validation_root}: no prepared {', '.join(missing)} for train.validation; "
@@ -171,7 +170,7 @@ def runner_config(
     ``per_epoch`` (P x K batches per epoch and rank) places the lr milestones of epoch-based
     runs; it is computed from the data when not given. ``launcher`` is mmengine's. ``loader``: the
     DataLoader's workers, pinning and prefetch (default: from the default ``resources`` of an experiment,
-    :data:`circle_repro.workflow.TRAIN_RESOURCE_DEFAULTS`).
+    :data:`circle_repro.config.TRAIN_RESOURCE_DEFAULTS`).
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; allowed: {list(LAUNCHERS)}")

@@ -26,10 +26,11 @@ from circle_repro.engine.loader import LoaderSettings
 from circle_repro.engine.runner import TrainRunner
 from circle_repro.engine.runner_config import iterations_per_epoch, model_config, runner_config, validation_sets
 from circle_repro.engine.tracking import DEFAULT_EXPERIMENT, artifact_uri, ensure_experiment, log_to_run
-from circle_repro.io import atomic_open, atomic_path, write_json
+from circle_repro.io import atomic_open, atomic_path
 from circle_repro.layout import HISTORY_FILENAME, INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
 from circle_repro.losses.proxy import is_class_level
 from circle_repro.provenance import environment_lock, git_commit, library_versions
+from circle_repro.records import TrainRecord
 
 HISTORY_COLUMNS = ("loss", "s_p", "s_n")
 
@@ -158,25 +159,22 @@ def train_run(
             throughput = runner.message_hub.get_info("throughput_images_per_s")
             log_to_run(tracking_uri, mlflow_run_id, {"throughput_images_per_s": throughput}, artifacts=(weights,))
             sampler = run_config["sampler"]
-            write_json(
-                out_dir / TRAIN_RECORD_FILENAME,
-                {
-                    "run_id": run_config["run_id"],
-                    "mlflow_run_id": mlflow_run_id,
-                    "tracking_uri": tracking_uri,
-                    "weights_uri": artifact_uri(tracking_uri, mlflow_run_id, WEIGHTS_FILENAME),
-                    "config": run_config,
-                    "config_hash": config_hash(run_config),
-                    "model": model_config(run_config, num_classes, load_pretrained=False),
-                    "iterations": runner.iter,
-                    "iterations_per_epoch": per_epoch,
-                    "launcher": launcher,
-                    "world_size": world_size,
-                    "global_batch_size": sampler["p"] * sampler["k"] * world_size,
-                    "wall_time_s": round(time.time() - started, 2),
-                    "throughput_images_per_s": round(throughput, 1),
-                    "provenance": provenance,
-                },
-            )
+            TrainRecord(
+                run_id=run_config["run_id"],
+                mlflow_run_id=mlflow_run_id,
+                tracking_uri=tracking_uri,
+                weights_uri=artifact_uri(tracking_uri, mlflow_run_id, WEIGHTS_FILENAME),
+                config=run_config,
+                config_hash=config_hash(run_config),
+                model=model_config(run_config, num_classes, load_pretrained=False),
+                iterations=runner.iter,
+                iterations_per_epoch=per_epoch,
+                launcher=launcher,
+                world_size=world_size,
+                global_batch_size=sampler["p"] * sampler["k"] * world_size,
+                wall_time_s=round(time.time() - started, 2),
+                throughput_images_per_s=round(throughput, 1),
+                provenance=provenance,
+            ).write(out_dir / TRAIN_RECORD_FILENAME)
     barrier()
     return weights

@@ -16,7 +16,8 @@ Reference: insightface ``recognition/arcface_torch/eval/verification.py``.
   **Default grid: insightface's ``np.arange(0, 4, 0.01)``** on the squared distance, so numbers
   match the reference. ``thresholds="exact"`` searches every distinct training distance (plus
   +inf) instead, i.e. the best cut the training folds allow; an array gives any other grid.
-  All variants count with sorted arrays and binary search, no per-threshold Python loop.
+  All variants count with sorted arrays and binary search, no per-threshold Python loop;
+  :func:`kfold_pair_correctness` gives the per-pair decisions the fold accuracies average.
 * :func:`val_at_far`: insightface's VAL@FAR (grid ``arange(0, 4, 0.001)``; the threshold
   for the target FAR is interpolated linearly on the training folds' FAR curve, or 0 when the
   target is never reached). insightface calls ``scipy.interpolate.interp1d(far_train,
@@ -131,6 +132,30 @@ def _threshold_grid(thresholds: object) -> np.ndarray | None:
     return grid
 
 
+def kfold_pair_correctness(
+    scores: ArrayLike,
+    issame: ArrayLike,
+    n_folds: int = 10,
+    *,
+    thresholds: str | ArrayLike = "insightface",
+    score_type: str = "similarity",
+) -> np.ndarray:
+    """Per pair, whether insightface's k-fold protocol decides it right: each fold is judged with the
+    threshold best on the other folds (arguments as :func:`kfold_accuracy`). A boolean vector."""
+    dist = _distances(scores, score_type)
+    same = binary_vector(issame, "issame", len(dist), "scores")
+    grid = _threshold_grid(thresholds)
+    correct = np.empty(len(dist), dtype=bool)
+    for train, test in _fold_bounds(len(dist), n_folds):
+        d_train, y_train = dist[train], same[train]
+        candidates = np.append(np.unique(d_train), np.inf) if grid is None else grid
+        below_same = _count_below(np.sort(d_train[y_train]), candidates)
+        below_diff = _count_below(np.sort(d_train[~y_train]), candidates)
+        threshold = candidates[np.argmax(below_same + (np.count_nonzero(~y_train) - below_diff))]
+        correct[test] = (dist[test] < threshold) == same[test]
+    return correct
+
+
 def kfold_accuracy(
     scores: ArrayLike,
     issame: ArrayLike,
@@ -148,37 +173,10 @@ def kfold_accuracy(
     thresholds used in the given order (ties in training accuracy go to the first entry, as
     ``np.argmax`` does). See the module docstring.
     """
-    dist = _distances(scores, score_type)
-    same = binary_vector(issame, "issame", len(dist), "scores")
-    grid = _threshold_grid(thresholds)
-    folds = _fold_bounds(len(dist), n_folds)
-    accuracies = np.empty(len(folds))
-    if grid is not None:
-        # Per-fold "same"/"different" counts below every grid threshold, then train = all - fold.
-        below_same = np.empty((len(folds), len(grid)), dtype=np.int64)
-        below_diff = np.empty_like(below_same)
-        n_same = np.empty(len(folds), dtype=np.int64)
-        n_diff = np.empty_like(n_same)
-        for f, (_, test) in enumerate(folds):
-            d, y = dist[test], same[test]
-            below_same[f] = _count_below(np.sort(d[y]), grid)
-            below_diff[f] = _count_below(np.sort(d[~y]), grid)
-            n_same[f], n_diff[f] = y.sum(), (~y).sum()
-        correct = below_same + (n_diff[:, None] - below_diff)  # test-fold correct decisions
-        train_correct = correct.sum(axis=0) - correct if len(folds) > 1 else correct
-        best = np.argmax(train_correct, axis=1)
-        sizes = n_same + n_diff
-        accuracies = correct[np.arange(len(folds)), best] / sizes
-    else:
-        for f, (train, test) in enumerate(folds):
-            d_train, y_train = dist[train], same[train]
-            candidates = np.append(np.unique(d_train), np.inf)
-            below_same = _count_below(np.sort(d_train[y_train]), candidates)
-            below_diff = _count_below(np.sort(d_train[~y_train]), candidates)
-            train_correct = below_same + (np.count_nonzero(~y_train) - below_diff)
-            threshold = candidates[np.argmax(train_correct)]
-            d_test, y_test = dist[test], same[test]
-            accuracies[f] = np.count_nonzero((d_test < threshold) == y_test) / len(d_test)
+    correct = kfold_pair_correctness(scores, issame, n_folds, thresholds=thresholds, score_type=score_type)
+    accuracies = [
+        np.count_nonzero(correct[test]) / len(correct[test]) for _, test in _fold_bounds(len(correct), n_folds)
+    ]
     return float(np.mean(accuracies)), float(np.std(accuracies))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -269,6 +269,13 @@ class CircleLoss(PairwiseLoss):
     and ``all_gather`` semantics: :class:`~circle_repro.losses.pair_utils.PairwiseLoss`.
     """
 
+    paper_loss = "circle"
+    sweepable = ("gamma", "m")
+    arguments: ClassVar[dict[str, dict]] = {
+        "m": {"type": "number", "minimum": -1, "maximum": 1, "description": "relaxation margin m (Eq. 8)"},
+        "gamma": {"type": "number", "exclusiveMinimum": 0, "description": "scale factor gamma"},
+    }
+
     def __init__(self, m: float = 0.25, gamma: float = 256, all_gather: bool = False) -> None:
         super().__init__(all_gather=all_gather)
         self.m = check_real("m", m)
@@ -307,6 +314,13 @@ class CircleClassifier(ProxyClassifier):
     Equals softmax cross-entropy over the modified cosine logits of ``logits`` (paper §3, Eq. 6).
     Face-recognition defaults of the paper (§4.2): γ=256, m=0.25.
     """
+
+    paper_loss = "circle"
+    sweepable = ("gamma", "m")
+    arguments: ClassVar[dict[str, dict]] = {
+        "m": {"type": "number", "minimum": -1, "maximum": 1, "description": "relaxation margin m (Eq. 8)"},
+        "gamma": {"type": "number", "exclusiveMinimum": 0, "description": "scale factor gamma"},
+    }
 
     def __init__(self, embedding_dim: int, num_classes: int, m: float = 0.25, gamma: float = 256) -> None:
         super().__init__(embedding_dim, num_classes)

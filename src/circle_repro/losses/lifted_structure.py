@@ -25,6 +25,8 @@ D has an infinite derivative at 0 (identical embeddings); there its gradient is 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -52,6 +54,12 @@ class LiftedStructureLoss(PairwiseLoss):
     pytorch-metric-learning. Call signature, reference-set and ``all_gather`` semantics:
     :class:`~circle_repro.losses.pair_utils.PairwiseLoss`.
     """
+
+    paper_loss = "lifted_struct"
+    sweepable = ()
+    arguments: ClassVar[dict[str, dict]] = {
+        "margin": {"type": "number", "minimum": 0},
+    }
 
     def __init__(self, margin: float = 1.0, all_gather: bool = False) -> None:
         super().__init__(all_gather=all_gather)

@@ -13,6 +13,7 @@ scale γ never meets fp16/bf16 arithmetic.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,12 @@ class SoftmaxClassifier(ProxyClassifier):
 
     class_bias: nn.Parameter | None
     takes_unit_embeddings = False
+
+    paper_loss = "softmax"
+    sweepable = ()
+    arguments: ClassVar[dict[str, dict]] = {
+        "bias": {"type": "boolean"},
+    }
 
     def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True) -> None:
         super().__init__(embedding_dim, num_classes)
@@ -62,6 +69,12 @@ class SoftmaxClassifier(ProxyClassifier):
 class NormFaceClassifier(ProxyClassifier):
     """NormFace: logits γ·cos(x, w_j), i.e. Eq. 2 with m=0 (Wang et al., 2017)."""
 
+    paper_loss = "normface"
+    sweepable = ("gamma",)
+    arguments: ClassVar[dict[str, dict]] = {
+        "gamma": {"type": "number", "exclusiveMinimum": 0, "description": "scale factor gamma"},
+    }
+
     def __init__(self, embedding_dim: int, num_classes: int, gamma: float = 64) -> None:
         super().__init__(embedding_dim, num_classes)
         self.gamma = check_real("gamma", gamma, positive=True)
@@ -82,6 +95,13 @@ class AMSoftmaxClassifier(ProxyClassifier):
     −log( e^{γ(s_p−m)} / (e^{γ(s_p−m)} + Σ_j e^{γ s_n^j}) ); paper face setting γ=64, m=0.35.
     Any finite m is accepted (m=0 is NormFace; m<0 loosens the target).
     """
+
+    paper_loss = "am_softmax"
+    sweepable = ("gamma", "m")
+    arguments: ClassVar[dict[str, dict]] = {
+        "m": {"type": "number", "minimum": -1, "maximum": 1},
+        "gamma": {"type": "number", "exclusiveMinimum": 0, "description": "scale factor gamma"},
+    }
 
     def __init__(self, embedding_dim: int, num_classes: int, m: float = 0.35, gamma: float = 64) -> None:
         super().__init__(embedding_dim, num_classes)
@@ -114,6 +134,14 @@ class ArcFaceClassifier(ProxyClassifier):
     gradient finite there (the clamp passes no gradient through the sin term beyond it).
     The fallback branch is discontinuous at cos θ = cos(π−m), as in insightface.
     """
+
+    paper_loss = "arcface"
+    sweepable = ("gamma", "m")
+    arguments: ClassVar[dict[str, dict]] = {
+        "m": {"type": "number", "minimum": 0, "maximum": 3.14159},
+        "gamma": {"type": "number", "exclusiveMinimum": 0, "description": "scale factor gamma"},
+        "easy_margin": {"type": "boolean"},
+    }
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ drops exact duplicates; here the self pair is removed by index.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,16 @@ class MultiSimilarityLoss(PairwiseLoss):
     reference-set and ``all_gather`` semantics: :class:`~circle_repro.losses.pair_utils.
     PairwiseLoss`; the reduction is described in :mod:`circle_repro.losses.multi_similarity`.
     """
+
+    paper_loss = "multi_similarity"
+    sweepable = ()
+    arguments: ClassVar[dict[str, dict]] = {
+        "alpha": {"type": "number", "exclusiveMinimum": 0},
+        "beta": {"type": "number", "exclusiveMinimum": 0},
+        "base": {"type": "number", "minimum": -1, "maximum": 1, "description": "similarity offset lambda"},
+        "miner": {"type": "boolean"},
+        "epsilon": {"type": "number", "minimum": 0},
+    }
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -274,6 +275,12 @@ class PairwiseLoss(nn.Module):
 
     takes_unit_embeddings: bool = True
     """Whether the model hands this loss unit-norm embeddings (it normalises inside in any case)."""
+    arguments: ClassVar[dict[str, dict[str, Any]]] = {
+        "all_gather": {
+            "type": "boolean",
+            "description": "under DDP, use the batch of all ranks (exact single-process loss)",
+        },
+    }
 
     def __init__(self, all_gather: bool = False) -> None:
         super().__init__()

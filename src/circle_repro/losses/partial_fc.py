@@ -54,6 +54,7 @@ from circle_repro.losses.distributed import (
 )
 from circle_repro.losses.pair_utils import autocast_off, check_batch
 from circle_repro.losses.proxy import NO_TARGET, ProxyClassifier
+from circle_repro.losses.registry import LOSSES, construct
 
 
 def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -156,8 +157,6 @@ class ShardedClassifier(nn.Module):
         **head_kwargs: Any,
     ) -> None:
         super().__init__()
-        from circle_repro.losses.registry import LOSSES, build_loss
-
         head_cls = LOSSES.get(head)
         if not (isinstance(head_cls, type) and issubclass(head_cls, ProxyClassifier)):
             allowed = sorted(n for n, c in LOSSES.items() if isinstance(c, type) and issubclass(c, ProxyClassifier))
@@ -167,9 +166,7 @@ class ShardedClassifier(nn.Module):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         # The full head, drawn exactly as the plain head would be (same RNG consumption) ...
-        self.head = build_loss(
-            {"type": head, "embedding_dim": embedding_dim, "num_classes": num_classes, **head_kwargs}
-        )
+        self.head = construct(head, {"embedding_dim": embedding_dim, "num_classes": num_classes, **head_kwargs})
         self.head_type = head
         self.total_classes = num_classes
         self.sample_rate = float(sample_rate)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from circle_repro.losses.pair_utils import check_batch, cosine_similarity_matrix
+from circle_repro.losses.registry import LOSSES
 
 
 def _check_dim(name: str, value: object) -> int:
@@ -35,6 +36,19 @@ class ProxyClassifier(nn.Module, abc.ABC):
     weight: nn.Parameter
     takes_unit_embeddings: bool = True
     """Whether the model hands this head unit-norm embeddings (False: the backbone's raw features)."""
+    arguments: ClassVar[dict[str, dict[str, Any]]] = {
+        "sharded": {
+            "type": "boolean",
+            "description": "model-parallel proxies: each rank holds a class shard (PartialFC)",
+        },
+        "sample_rate": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "fraction of classes in each step's softmax (needs sharded: true)",
+        },
+    }
+    dependent_required: ClassVar[dict[str, list[str]]] = {"sample_rate": ["sharded"]}
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -117,7 +131,5 @@ def target_values(values: Tensor, labels: Tensor) -> Tensor:
 
 def is_class_level(loss_config: Mapping[str, Any]) -> bool:
     """Whether a loss config names a class-level head, which needs ``embedding_dim`` and ``num_classes``."""
-    from circle_repro.losses.registry import LOSSES
-
     cls = LOSSES.get(loss_config.get("type"))
     return isinstance(cls, type) and issubclass(cls, ProxyClassifier)

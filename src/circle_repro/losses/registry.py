@@ -1,4 +1,4 @@
-"""Name → class registry of the losses, and a builder from config mappings."""
+"""Name → class registry of the losses (a leaf: it imports no other loss module)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from torch import nn
+
+from circle_repro.names import unknown_name
 
 _LossT = TypeVar("_LossT", bound=type[nn.Module])
 
@@ -29,45 +31,73 @@ def register_loss(name: str) -> Callable[[_LossT], _LossT]:
     return decorator
 
 
-SHARDING_KEYS = ("sharded", "sample_rate", "seed")
-"""Config keys of the model-parallel wrapper (:mod:`circle_repro.losses.partial_fc`), not of the head."""
-
-
-def build_loss(cfg: Mapping[str, Any]) -> nn.Module:
-    """Build the loss named by ``cfg["type"]``; the other keys are constructor arguments.
-
-    A class-level head with ``sharded: true`` is built as a
-    :class:`~circle_repro.losses.partial_fc.ShardedClassifier` around that head; ``sample_rate``
-    (fraction of classes per step) and ``seed`` (of that sampling) then belong to the wrapper.
-    """
-    kwargs = dict(cfg)
-    allowed = ", ".join(sorted(_REGISTRY))
-    if "type" not in kwargs:
-        raise ValueError(f"loss config needs a 'type' key; allowed types: {allowed}")
-    loss_type = kwargs.pop("type")
+def loss_class(loss_type: Any) -> type[nn.Module]:
+    """The class registered under ``loss_type``; ValueError listing the registered names otherwise."""
     cls = _REGISTRY.get(loss_type) if isinstance(loss_type, str) else None
     if cls is None:
-        raise ValueError(f"unknown loss type {loss_type!r}; allowed types: {allowed}")
-    sharded = kwargs.pop("sharded", False)
-    if not isinstance(sharded, bool):
-        raise ValueError(f"invalid arguments for loss {loss_type!r}: sharded must be a bool, got {sharded!r}")
-    wrapper_keys = [key for key in SHARDING_KEYS[1:] if key in kwargs]
-    if sharded:
-        from circle_repro.losses.partial_fc import ShardedClassifier
-        from circle_repro.losses.proxy import ProxyClassifier
+        raise ValueError(unknown_name("loss type", loss_type, _REGISTRY))
+    return cls
 
-        if not issubclass(cls, ProxyClassifier):
-            raise ValueError(f"invalid arguments for loss {loss_type!r}: sharded: true needs a class-level head")
-        wrapper = {key: kwargs.pop(key) for key in wrapper_keys}
-        try:
-            inspect.signature(cls).bind(**kwargs)
-        except TypeError as exc:
-            raise ValueError(f"invalid arguments for loss {loss_type!r}: {exc}") from None
-        return ShardedClassifier(loss_type, **wrapper, **kwargs)
-    if wrapper_keys:
-        raise ValueError(f"invalid arguments for loss {loss_type!r}: {wrapper_keys} need sharded: true")
+
+def check_arguments(loss_type: str, kwargs: Mapping[str, Any]) -> None:
+    """ValueError naming the loss and the argument when ``kwargs`` do not fit its constructor."""
     try:
-        inspect.signature(cls).bind(**kwargs)
+        inspect.signature(loss_class(loss_type)).bind(**kwargs)
     except TypeError as exc:
         raise ValueError(f"invalid arguments for loss {loss_type!r}: {exc}") from None
-    return cls(**kwargs)
+
+
+def construct(loss_type: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The registered loss ``loss_type`` built with ``kwargs`` (checked against its constructor first)."""
+    check_arguments(loss_type, kwargs)
+    return loss_class(loss_type)(**kwargs)
+
+
+# --- What each loss class declares once ----------------------------------------------------------
+# ``paper_loss``: its loss id in report/paper_targets.yaml (default: its registered name);
+# ``sweepable``: the parameters a Fig. 3 sweep may vary (default: none);
+# ``arguments``: the JSON schema of each params.yaml argument, merged along its base classes;
+# ``dependent_required``: arguments that need another one. Defaults are the constructor's.
+
+
+def declared_parameters(cls: type) -> dict[str, dict[str, Any]]:
+    """The params.yaml arguments a loss class declares, its base classes' first."""
+    merged: dict[str, dict[str, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get("arguments", {}))
+    return merged
+
+
+def loss_schema() -> dict[str, Any]:
+    """The JSON schema of one params.yaml loss entry, from the registered classes' declarations."""
+    branches = []
+    for name, cls in sorted(_REGISTRY.items()):
+        then: dict[str, Any] = {
+            "additionalProperties": False,
+            "properties": {"type": True, **declared_parameters(cls)},
+        }
+        if getattr(cls, "dependent_required", None):
+            then["dependentRequired"] = dict(cls.dependent_required)
+        branches.append({"if": {"properties": {"type": {"const": name}}}, "then": then})
+    return {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"enum": sorted(_REGISTRY)}},
+        "allOf": branches,
+    }
+
+
+def loss_defaults(loss_type: str) -> dict[str, Any]:
+    """The constructor defaults of a registered loss, by argument name."""
+    parameters = inspect.signature(loss_class(loss_type)).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+def paper_loss_id(loss_type: str) -> str:
+    """The paper's loss id of a params.yaml loss ``type`` (both Circle forms are ``circle``)."""
+    return getattr(loss_class(loss_type), "paper_loss", loss_type)
+
+
+def sweepable_parameters(loss_type: str) -> tuple[str, ...]:
+    """The parameters of a loss a sweep may vary (none for a loss that declares none)."""
+    return tuple(getattr(loss_class(loss_type), "sweepable", ()))

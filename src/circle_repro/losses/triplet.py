@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -20,6 +21,12 @@ class TripletMarginLoss(PairwiseLoss):
     ``EmptyBatchWarning`` per instance) when there is none. Call signature, reference-set
     and ``all_gather`` semantics: :class:`~circle_repro.losses.pair_utils.PairwiseLoss`.
     """
+
+    paper_loss = "triplet"
+    sweepable = ()
+    arguments: ClassVar[dict[str, dict]] = {
+        "margin": {"type": "number", "minimum": 0},
+    }
 
     def __init__(self, margin: float = 0.1, all_gather: bool = False) -> None:
         super().__init__(all_gather=all_gather)

@@ -3,12 +3,8 @@
 and what it cost after (:mod:`~circle_repro.plan.actual`)."""
 
 from circle_repro.plan.actual import (
-    BENCHMARK_DIR,
-    DATA_BENCHMARK,
-    EVALUATE_BENCHMARK,
     FIGURES,
     GROUPS,
-    TRAIN_BENCHMARK,
     ActualHours,
     Benchmark,
     actual_hours,
@@ -30,7 +26,6 @@ from circle_repro.plan.estimate import (
 )
 from circle_repro.plan.inputs import (
     CHECKPOINTS_KEPT,
-    DEFAULT_THROUGHPUT,
     EvaluationCounts,
     Throughput,
     download_bytes,
@@ -44,19 +39,13 @@ from circle_repro.plan.inputs import (
     training_input,
 )
 from circle_repro.plan.jobs import SAFETY_FACTOR, JobEstimate
-from circle_repro.plan.rates import DEFAULT_RATES, JobRates, load_rates
+from circle_repro.plan.rates import JobRates, load_rates
 
 __all__ = [
-    "BENCHMARK_DIR",
     "CHECKPOINTS_KEPT",
-    "DATA_BENCHMARK",
-    "DEFAULT_RATES",
-    "DEFAULT_THROUGHPUT",
-    "EVALUATE_BENCHMARK",
     "FIGURES",
     "GROUPS",
     "SAFETY_FACTOR",
-    "TRAIN_BENCHMARK",
     "ActualHours",
     "Benchmark",
     "DatasetPlan",

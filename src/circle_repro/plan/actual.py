@@ -1,6 +1,6 @@
 """What a profile's jobs took: wall hours from the Snakemake ``benchmark:`` files of its jobs.
 
-The train, evaluate and prepare_data rules write them to ``*_BENCHMARK`` (the paths in
+The train, evaluate and prepare_data rules write them to ``*_BENCHMARK`` (the paths in :mod:`circle_repro.layout`;
 ``workflow/rules/*.smk``); they are read where they lie, not as inputs of the report job. A job that
 was killed and resubmitted keeps only its last attempt's file.
 """
@@ -13,24 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import expand_runs, experiment_datasets
-from circle_repro.workflow import TABLES, train_resource_request
+from circle_repro.config import Experiment, expand_runs, experiments
+from circle_repro.layout import DATA_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_BENCHMARK
+from circle_repro.workflow import TABLES
 
 FIGURES = "figures"
 """The group of sweep experiments (Fig. 3), which fill no table."""
 GROUPS = (*TABLES, FIGURES)
 
-BENCHMARK_DIR = "logs/benchmarks"
-TRAIN_BENCHMARK = BENCHMARK_DIR + "/train/{experiment}/{loss}/seed{seed}.tsv"
-EVALUATE_BENCHMARK = BENCHMARK_DIR + "/evaluate/{experiment}/{loss}/seed{seed}.tsv"
-DATA_BENCHMARK = BENCHMARK_DIR + "/data/{dataset}.tsv"
-"""Where the rules' ``benchmark:`` directives write, relative to the workflow's working directory (under
-logs/, so that the outputs stay git-ignored and ``make clean`` removes them)."""
 
-
-def experiment_group(spec: dict[str, Any]) -> str:
+def experiment_group(experiment: Experiment) -> str:
     """The table an experiment fills, or ``FIGURES`` for a sweep."""
-    return FIGURES if "sweep" in spec else spec["table"]
+    return FIGURES if experiment.is_sweep else str(experiment.table)
 
 
 @dataclass(frozen=True)
@@ -98,20 +92,21 @@ def actual_hours(params: dict[str, Any], root: str | Path | None = ".") -> dict[
             unreadable[group].append(str(path))
             return None
 
+    typed = experiments(params)
     for run in expand_runs(params):
-        spec = params["experiments"][run.experiment]
-        group, names = experiment_group(spec), dict(experiment=run.experiment, loss=run.loss, seed=run.seed)
+        experiment = typed[run.experiment]
+        group, names = experiment_group(experiment), dict(experiment=run.experiment, loss=run.loss, seed=run.seed)
         found = totals[group]
         found["runs"] += 1
-        train = None if "trained_by" in spec else hours(TRAIN_BENCHMARK, group, **names)
+        train = None if experiment.trained_by else hours(TRAIN_BENCHMARK, group, **names)
         evaluate = hours(EVALUATE_BENCHMARK, group, **names)
         found["measured"] += train is not None or evaluate is not None
         found["train"] += train or 0.0
-        found["gpu"] += (train or 0.0) * train_resource_request(params, run.experiment)["gpus"]
+        found["gpu"] += (train or 0.0) * experiment.resources["gpus"]
         found["evaluate"] += evaluate or 0.0
     for group in GROUPS:
-        specs = [spec for spec in params["experiments"].values() if experiment_group(spec) == group]
-        datasets = dict.fromkeys(name for spec in specs for name in experiment_datasets(spec))
+        members = [experiment for experiment in typed.values() if experiment_group(experiment) == group]
+        datasets = dict.fromkeys(name for experiment in members for name in experiment.datasets)
         totals[group]["data"] = sum(hours(DATA_BENCHMARK, group, dataset=name) or 0.0 for name in datasets)
     return {
         group: ActualHours(

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import expand_runs, experiment_datasets, train_dataset
+from circle_repro.config import expand_runs, experiment, experiment_datasets, train_dataset, train_resource_request
 from circle_repro.data.sources import Source, load_sources
 from circle_repro.data.status import dataset_status, format_size, unavailable_reason
 from circle_repro.io import write_json
@@ -42,7 +42,7 @@ from circle_repro.plan.jobs import (
     run_schedule,
 )
 from circle_repro.plan.rates import JobRates
-from circle_repro.workflow import evaluate_resources, prepare_resources, train_resource_request, train_resources
+from circle_repro.workflow import evaluate_resources, prepare_resources, train_resources
 
 STEPS = ("prepare_data", "train", "evaluate")
 """The rules whose jobs the plan estimates, in workflow order."""
@@ -192,7 +192,7 @@ def plan_experiment(
         params, name, throughput, rates, sources, evaluate_resources(params, name, throughput, rates), data_root
     )
     common = dict(
-        name=name, group=experiment_group(spec), train_dataset=dataset, trained_by=spec.get("trained_by"),
+        name=name, group=experiment_group(experiment(params, name)), train_dataset=dataset, trained_by=spec.get("trained_by"),
         backbone=backbone, losses=tuple(spec["losses"]), seeds=tuple(spec["seeds"]), runs=len(runs), gpus=gpus,
         batch_per_gpu=batch, train_images=schedule.train_images, train_images_from=schedule.train_images_from,
         runtime_limit_min=declared["runtime"], evaluate=evaluate,

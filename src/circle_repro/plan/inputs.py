@@ -10,11 +10,8 @@ from typing import Any
 
 from circle_repro.config import RunSpec, train_config
 from circle_repro.data.sources import Source
-from circle_repro.data.status import MANIFEST_NAME, prepared_dir
-from circle_repro.layout import CHECKPOINTS_KEPT
-
-DEFAULT_THROUGHPUT = Path("benchmarks/results/train_throughput_cuda_h100_bf16.json")
-"""The measured training throughput the plan uses unless told otherwise (relative to the working directory)."""
+from circle_repro.data.status import prepared_dir
+from circle_repro.layout import CHECKPOINTS_KEPT, MANIFEST_FILENAME
 
 WEIGHT_FILES = 2
 """State-dict files a run keeps beside its checkpoints: model_init.pth and model.pth."""
@@ -71,10 +68,10 @@ def train_image_count(
     """The train split's image count and where it was read: the prepared manifest, else sources.yaml's
     count (:attr:`Source.train_images`) unless params.yaml narrows the data set's classes."""
     manifest_dir = prepared_dir(data_root, dataset) if data_root is not None else None
-    if manifest_dir is not None and (manifest_dir / MANIFEST_NAME).is_file():
+    if manifest_dir is not None and (manifest_dir / MANIFEST_FILENAME).is_file():
         from circle_repro.data.manifest import read_manifest
 
-        return len(read_manifest(manifest_dir, split="train")), f"{manifest_dir / MANIFEST_NAME}"
+        return len(read_manifest(manifest_dir, split="train")), f"{manifest_dir / MANIFEST_FILENAME}"
     if "train_classes" in params["datasets"].get(dataset, {}):
         unprepared = "no prepared manifest was looked for" if data_root is None else "it is not prepared"
         return None, f"params.yaml narrows {dataset}'s classes and {unprepared}"
@@ -111,12 +108,12 @@ def evaluation_image_counts(dataset: str, source: Source, data_root: Path | None
     """The test split's images (and queries, from the ``role`` column or the documented query/probe
     count): the prepared manifest where it exists, else sources.yaml's counts; None where neither says."""
     manifest_dir = prepared_dir(data_root, dataset) if data_root is not None else None
-    if manifest_dir is not None and (manifest_dir / MANIFEST_NAME).is_file():
+    if manifest_dir is not None and (manifest_dir / MANIFEST_FILENAME).is_file():
         from circle_repro.data.manifest import read_manifest
 
         frame = read_manifest(manifest_dir, split="test")
         queries = int((frame["role"] == "query").sum()) if "role" in frame.columns else None
-        return EvaluationCounts(len(frame), queries, str(manifest_dir / MANIFEST_NAME))
+        return EvaluationCounts(len(frame), queries, str(manifest_dir / MANIFEST_FILENAME))
     documented = _documented_evaluation_counts(source)
     return None if documented is None else EvaluationCounts(*documented, "sources.yaml")
 

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from circle_repro.config import train_dataset
+from circle_repro.config import train_dataset, train_resource_request
 from circle_repro.data.sources import Source
 from circle_repro.plan.inputs import (
     EvaluationCounts,
@@ -38,7 +38,6 @@ from circle_repro.plan.inputs import (
     train_image_count,
 )
 from circle_repro.plan.rates import JobRates
-from circle_repro.workflow import train_resource_request
 
 SAFETY_FACTOR = 1.5
 """Derived runtimes and memory are the estimate times this; a declared runtime must cover estimate x this."""

@@ -13,8 +13,10 @@ from typing import Any
 
 import yaml
 
-DEFAULT_RATES = Path("benchmarks/job_rates.yaml")
-"""The rates file the plan uses unless told otherwise (relative to the working directory)."""
+from circle_repro.layout import DEFAULT_RATES
+from circle_repro.schema import check, packaged_schema
+
+SCHEMA_RESOURCE = "job_rates.schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -43,42 +45,31 @@ class JobRates:
     forward_speedup: float
 
 
-def _rates(path: Path, data: dict[str, Any], section: str) -> dict[str, float]:
-    entries = data[section]["per_core_images_per_s"]
-    rates = {style: float(entry["images_per_s"]) for style, entry in entries.items()}
-    bad = [style for style, rate in rates.items() if not rate > 0]
-    if bad:
-        raise ValueError(f"{path}: {section}.per_core_images_per_s: {', '.join(bad)} must be positive")
-    return rates
-
-
 def load_rates(path: str | Path = DEFAULT_RATES) -> JobRates:
     """Read and check a job rates file (see the comment at the top of ``benchmarks/job_rates.yaml``)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        metric = data["metric"]
-        rates = JobRates(
-            source=str(path),
-            decode_per_core=_rates(path, data, "decode"),
-            preparation_per_core=_rates(path, data, "preparation"),
-            metric=MetricRate(metric["source"], int(metric["images"]), float(metric["seconds"]),
-                              float(metric["peak_rss_mb"]), int(metric["threads"])),
-            forward_speedup=float(data["forward_speedup_over_training"]),
-        )  # fmt: skip
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path}: job rates file not found (benchmarks/job_rates.yaml in the repository)"
         ) from None
-    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
-            raise
-        raise ValueError(
-            f"{path}: not a job rates file ({exc!r}); see benchmarks/job_rates.yaml for the fields"
-        ) from None
-    if not (rates.metric.images > 0 and rates.metric.seconds > 0 and rates.forward_speedup > 0):
-        raise ValueError(f"{path}: metric.images, metric.seconds and forward_speedup_over_training must be positive")
-    return rates
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    check(data, packaged_schema(__package__, SCHEMA_RESOURCE), str(path), "job rates file")
+    metric = data["metric"]
+    return JobRates(
+        source=str(path),
+        decode_per_core=_per_core(data["decode"]),
+        preparation_per_core=_per_core(data["preparation"]),
+        metric=MetricRate(metric["source"], metric["images"], float(metric["seconds"]),
+                          float(metric["peak_rss_mb"]), metric["threads"]),
+        forward_speedup=float(data["forward_speedup_over_training"]),
+    )  # fmt: skip
 
 
-__all__ = ["DEFAULT_RATES", "JobRates", "MetricRate", "load_rates"]
+def _per_core(section: dict[str, Any]) -> dict[str, float]:
+    return {style: float(entry["images_per_s"]) for style, entry in section["per_core_images_per_s"].items()}
+
+
+__all__ = ["JobRates", "MetricRate", "load_rates"]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from circle_repro.config import experiments
 from circle_repro.data.status import data_status
 from circle_repro.generations import staged_outputs
 from circle_repro.io import write_json
@@ -87,7 +88,7 @@ def _compose(
     """The report's blocks, its results.csv rows and its title; figures are drawn into ``figure_dir``."""
     targets = load_paper_targets()
     statuses = {s.name: s for s in data_status(data_root)} if data_root is not None else {}
-    sweeps = [name for name, spec in params["experiments"].items() if "sweep" in spec]
+    sweeps = [name for name, experiment in experiments(params).items() if experiment.is_sweep]
     tables_params = {**params, "experiments": {k: v for k, v in params["experiments"].items() if k not in sweeps}}
     cells = paper_cells(tables_params, results, targets, statuses)
     filling = {cell.experiment for cell in cells if cell.experiment}

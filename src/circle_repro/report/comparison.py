@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from circle_repro.losses.registry import paper_loss_id
 from circle_repro.report.results import Results, experiment_metrics, per_query_pairs, seed_values
 from circle_repro.report.stats import paired_bootstrap
-from circle_repro.report.targets import paper_loss_id
 
 
 def comparison(results: Results, params: dict[str, Any], experiment: str) -> str | None:

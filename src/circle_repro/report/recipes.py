@@ -19,12 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pandas as pd
 import yaml
 
 from circle_repro.config import INHERITED_FROM_TRAINER
+from circle_repro.config import experiment as typed_experiment
 from circle_repro.report.render import Block, Heading, Paragraph, Table
+from circle_repro.schema import check, packaged_schema
 
 SOURCES_RESOURCE = "recipe_sources.yaml"
 SCHEMA_RESOURCE = "recipe_sources.schema.yaml"
@@ -79,13 +80,7 @@ def load_recipe_sources(path: str | Path | None = None) -> Sources:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{name}: not valid YAML: {exc}") from None
-    schema = yaml.safe_load(resources.files(__package__).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
-    )
-    if errors:
-        problems = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
-        raise ValueError(f"{name}: invalid recipe sources:\n  - " + "\n  - ".join(problems))
+    check(data, packaged_schema(__package__, SCHEMA_RESOURCE), name, "recipe sources")
     return {
         experiment: {setting: Source(**source) for setting, source in settings.items()}
         for experiment, settings in data["experiments"].items()
@@ -155,8 +150,8 @@ def missing_sources(params: dict[str, Any], sources: Sources | None = None) -> l
 
 
 def _card_name(params: dict[str, Any], experiment: str) -> str:
-    spec = params["experiments"][experiment]
-    return "Fig. 3" if "sweep" in spec else f"Table {spec['table'].removeprefix('table')}"
+    typed = typed_experiment(params, experiment)
+    return "Fig. 3" if typed.is_sweep else f"Table {str(typed.table).removeprefix('table')}"
 
 
 def _value_text(value: Any) -> str:

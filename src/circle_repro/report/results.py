@@ -13,7 +13,6 @@ per (experiment, seed): runs that share a seed share their initial weights.
 from __future__ import annotations
 
 import json
-import math
 import re
 import tempfile
 import zipfile
@@ -29,6 +28,7 @@ from circle_repro.engine.errors import TrackingStoreUnreachable
 from circle_repro.engine.tracking import PROBE_TIMEOUT_S, SQLITE_PREFIX, check_tracking_store
 from circle_repro.generations import file_digest
 from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, headline_metrics
+from circle_repro.records import MetricsRecord, RecordError
 
 UNTRAINED = "untrained network"
 PROVENANCE_KEYS = ("git_commit", "config_hash", "data_hash", "device")
@@ -139,24 +139,31 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _check_record(record: Any, where: str, expected_hash: str) -> str:
-    """Why ``record`` cannot serve as the run's result ('' when it can)."""
-    if not isinstance(record, dict):
-        return f"{where} is not a JSON object"
-    metrics, untrained = record.get("metrics"), record.get("untrained_metrics") or {}
-    if not isinstance(metrics, dict) or not metrics:
-        return f"{where} has no metrics; re-run `circle-repro evaluate`"
-    if not isinstance(untrained, dict) or not isinstance(record.get("provenance", {}), dict):
-        return f"{where} is malformed: 'untrained_metrics' and 'provenance' must be mappings"
-    numbers = {**metrics, **untrained}.values()
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
-        return f"{where} holds a metric that is not a finite number"
-    if record.get("config_hash") != expected_hash:
-        return (
-            f"{where} is stale: trained with config hash {record.get('config_hash')}, the params now give "
+def _parse_record(data: Any, where: str, expected_hash: str) -> tuple[MetricsRecord | None, str]:
+    """The record of a parsed metrics.json if it can serve as the run's result, else why not."""
+    try:
+        record = MetricsRecord.from_json(data, where)
+    except RecordError as exc:
+        return None, str(exc)
+    if record.config_hash != expected_hash:
+        return None, (
+            f"{where} is stale: trained with config hash {record.config_hash}, the params now give "
             f"{expected_hash}; re-run train and evaluate"
         )
-    return ""
+    return record, ""
+
+
+def _result(run: RunSpec, record: MetricsRecord, **where: Any) -> RunResult:
+    """The run's result from its metrics record; ``where`` says where it was read (source, provenance, ...)."""
+    return RunResult(
+        run,
+        metrics=record.metrics,
+        untrained=record.untrained_metrics,
+        mlflow_run_id=record.mlflow_run_id,
+        weights_uri=record.weights_uri,
+        trivial=record.trivial,
+        **where,
+    )
 
 
 def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult | None, str]:
@@ -167,31 +174,21 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
     except OSError as exc:
         return None, f"{path} cannot be read ({exc})"
     try:
-        record = json.loads(text)
+        data = json.loads(text)
     except ValueError as exc:
         return None, f"{path} is half-written or not JSON ({exc}); re-run `circle-repro evaluate`"
-    problem = _check_record(record, str(path), expected_hash) or _check_arrays(record, path.parent)
-    if problem:
+    record, problem = _parse_record(data, str(path), expected_hash)
+    if record is None or (problem := _check_arrays(record, path.parent)):
         return None, problem
-    provenance = {key: str(record.get("provenance", {}).get(key, "")) for key in PROVENANCE_KEYS}
-    provenance["config_hash"] = record["config_hash"]
-    result = RunResult(
-        run,
-        metrics=record["metrics"],
-        untrained=record.get("untrained_metrics") or {},
-        source="metrics.json",
-        mlflow_run_id=str(record.get("mlflow_run_id") or ""),
-        weights_uri=str(record.get("weights_uri") or ""),
-        provenance=provenance,
-        per_query=load_per_query(path.parent / PER_QUERY_FILENAME),
-        trivial=tuple(record.get("trivial", ())),
-    )
-    return result, ""
+    provenance = {key: str(record.provenance.get(key, "")) for key in PROVENANCE_KEYS}
+    provenance["config_hash"] = record.config_hash
+    per_query = load_per_query(path.parent / PER_QUERY_FILENAME)
+    return _result(run, record, source="metrics.json", provenance=provenance, per_query=per_query), ""
 
 
-def _check_arrays(record: Mapping[str, Any], run_dir: Path) -> str:
+def _check_arrays(record: MetricsRecord, run_dir: Path) -> str:
     """Why the array files beside a metrics.json are not the ones it was written with ("" when they are)."""
-    for name, digest in record.get("arrays", {}).items():
+    for name, digest in record.arrays.items():
         path = run_dir / name
         if not path.is_file() or file_digest(path) != digest:
             return (
@@ -268,27 +265,17 @@ class _Store:
                 if path is None:
                     problem = problem or f"MLflow run {run_id} has no evaluation metrics (no {METRICS_FILENAME})"
                     continue
-                record = _read_json(path)
-                problem = _check_record(record, f"{METRICS_FILENAME} of MLflow run {run_id}", expected_hash)
-                if problem:
+                record, problem = _parse_record(
+                    _read_json(path), f"{METRICS_FILENAME} of MLflow run {run_id}", expected_hash
+                )
+                if record is None:
                     continue
                 per_query_path = self._artifact(run_id, PER_QUERY_FILENAME, folder)
                 per_query = load_per_query(per_query_path) if per_query_path else None
             tags = mlflow_run.data.tags
-            return (
-                RunResult(
-                    run,
-                    metrics=record["metrics"],
-                    untrained=record.get("untrained_metrics") or {},
-                    source="MLflow",
-                    mlflow_run_id=run_id,
-                    weights_uri=str(record.get("weights_uri") or ""),
-                    provenance={key: tags.get(key, "") for key in PROVENANCE_KEYS},
-                    per_query=per_query,
-                    trivial=tuple(record.get("trivial", ())),
-                ),
-                "",
-            )
+            provenance = {key: tags.get(key, "") for key in PROVENANCE_KEYS}
+            record = replace(record, mlflow_run_id=run_id)
+            return _result(run, record, source="MLflow", provenance=provenance, per_query=per_query), ""
         return None, problem
 
 

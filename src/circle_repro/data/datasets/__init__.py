@@ -1,4 +1,4 @@
-"""One module per data set, each turning a raw layout into a manifest; a name -> entry registry."""
+"""The data set registry: one entry per declared source, each naming a known transform."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from circle_repro.data.image_store import pixel_limit
 from circle_repro.data.sources import load_sources
 from circle_repro.generations import staged_folder
 from circle_repro.io import write_json
+from circle_repro.names import unknown_name
 
 DATASETS: dict[str, DatasetEntry] = {
     entry.name: entry
@@ -57,7 +58,7 @@ def get_dataset(name: str) -> DatasetEntry:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown data set {name!r}; allowed: {sorted(DATASETS)}") from None
+        raise ValueError(unknown_name("data set", name, DATASETS)) from None
 
 
 def prepare_dataset(name: str, out_dir: str | Path, raw_dir: str | Path | None = None, **options: Any) -> Path:

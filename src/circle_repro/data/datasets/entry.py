@@ -21,6 +21,5 @@ class DatasetEntry:
     prepare: Callable[..., Path]  # (out_dir, **params.yaml options) -> manifest path
     transform: str  # a key of circle_repro.data.transforms.TRANSFORMS
     in_channels: int
-    protocol: str  # the evaluation protocol of its test split
     fetch: Callable[..., dict[str, Path]] | None = None  # (raw_dir, mirror) -> {declared name: path}; None: embedded
     max_pixels: int = MAX_PIXELS  # the pixel limit of one raw image while it is prepared (image_store.pixel_limit)

@@ -76,6 +76,5 @@ ENTRY = DatasetEntry(
     fetch=fetch_raw,
     transform="mnist",
     in_channels=1,
-    protocol="retrieval",
     max_pixels=CROP_PIXELS,
 )

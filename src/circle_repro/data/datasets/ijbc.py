@@ -303,4 +303,4 @@ def read_detector_scores(prepared_dir: str | Path) -> pd.DataFrame:
     return read_side_table(prepared_dir, DETECTOR_SCORES_FILENAME, ("path", "detector_score"), REPREPARE)
 
 
-ENTRY = DatasetEntry(name="ijbc", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="ijb")
+ENTRY = DatasetEntry(name="ijbc", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3)

@@ -144,6 +144,5 @@ ENTRY = DatasetEntry(
     fetch=fetch_raw,
     transform="reid",
     in_channels=3,
-    protocol="reid",
     max_pixels=CROP_PIXELS,
 )

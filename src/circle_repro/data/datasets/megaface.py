@@ -232,6 +232,4 @@ def noise_flags(prepared_dir: str | Path, paths: pd.Series | list[str]) -> np.nd
     return pd.Series(paths).isin(set(marked)).to_numpy()
 
 
-ENTRY = DatasetEntry(
-    name="megaface", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="megaface"
-)
+ENTRY = DatasetEntry(name="megaface", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3)

@@ -62,6 +62,4 @@ def prepare(
     )
 
 
-ENTRY = DatasetEntry(
-    name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, protocol="retrieval", max_pixels=CROP_PIXELS
-)
+ENTRY = DatasetEntry(name="mnist5k", prepare=prepare, transform="mnist", in_channels=1, max_pixels=CROP_PIXELS)

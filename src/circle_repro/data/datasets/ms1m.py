@@ -251,7 +251,6 @@ class RecordPack:
             fetch=self.fetch_raw,
             transform="face",
             in_channels=3,
-            protocol="verification_pairs",
             max_pixels=CROP_PIXELS,
         )
 

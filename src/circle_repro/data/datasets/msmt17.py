@@ -178,4 +178,4 @@ def prepare(
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side, version=version, include_val=include_val)
 
 
-ENTRY = DatasetEntry(name="msmt17", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3, protocol="reid")
+ENTRY = DatasetEntry(name="msmt17", prepare=prepare, fetch=fetch_raw, transform="reid", in_channels=3)

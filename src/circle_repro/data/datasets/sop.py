@@ -67,6 +67,4 @@ def prepare(
     return prepare_raw(raw_dir, out_dir, resize_short_side=resize_short_side)
 
 
-ENTRY = DatasetEntry(
-    name="sop", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3, protocol="retrieval"
-)
+ENTRY = DatasetEntry(name="sop", prepare=prepare, fetch=fetch_raw, transform="retrieval", in_channels=3)

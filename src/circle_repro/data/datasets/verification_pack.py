@@ -139,7 +139,6 @@ class VerificationPack:
             fetch=self.fetch_raw,
             transform="face",
             in_channels=3,
-            protocol="verification_pairs",
             max_pixels=CROP_PIXELS,
         )
 

@@ -383,9 +383,7 @@ def prepare(
     )
 
 
-ENTRY = DatasetEntry(
-    name="ytf", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3, protocol="verification_pairs"
-)
+ENTRY = DatasetEntry(name="ytf", prepare=prepare, fetch=fetch_raw, transform="face", in_channels=3)
 
 __all__ = [
     "ENTRY",

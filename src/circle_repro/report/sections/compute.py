@@ -22,7 +22,8 @@ def compute_section(
     """Per table: training GPU-hours planned from measured throughput and data rates (circle_repro.plan)
     against the hours the Snakemake benchmark files of its jobs recorded; "not run" where none of its runs
     has one."""
-    from circle_repro.plan import BENCHMARK_DIR, load_rates, load_throughput, planned_vs_actual
+    from circle_repro.layout import BENCHMARK_DIR
+    from circle_repro.plan import load_rates, load_throughput, planned_vs_actual
 
     rates = load_rates(rates_file) if rates_file is not None and Path(rates_file).is_file() else None
     loading = (

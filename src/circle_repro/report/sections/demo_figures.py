@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.losses.registry import loss_defaults
 from circle_repro.report.figures import (
     FIGURES,
     load_pair_sample,
@@ -40,10 +41,10 @@ def _boundary_margins(losses: Mapping[str, Mapping[str, Any]]) -> tuple[float | 
     """The Circle m and the AM-Softmax (else triplet) margin of an experiment's losses, for Figs. 1/5."""
     by_type = {spec["type"]: spec for spec in losses.values()}
     circle = by_type.get("circle") or by_type.get("circle_classifier")
-    circle_m = circle.get("m", 0.25) if circle else None
+    circle_m = (loss_defaults(circle["type"]) | circle)["m"] if circle else None
     if "am_softmax" in by_type:
-        return circle_m, by_type["am_softmax"].get("m", 0.35)
-    return circle_m, by_type["triplet"].get("margin", 0.1) if "triplet" in by_type else None
+        return circle_m, (loss_defaults("am_softmax") | by_type["am_softmax"])["m"]
+    return circle_m, (loss_defaults("triplet") | by_type["triplet"])["margin"] if "triplet" in by_type else None
 
 
 COLLAPSED_S_N = 0.99

@@ -11,17 +11,16 @@ import pandas as pd
 
 from circle_repro.config import experiment_datasets
 from circle_repro.data.status import DatasetStatus
+from circle_repro.losses.registry import paper_loss_id
 from circle_repro.report.cells import Cell, interval_text, row_cell, table_label
 from circle_repro.report.comparison import comparison
 from circle_repro.report.csv_rows import csv_row
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.report.results import Results
-from circle_repro.report.targets import REPO_BACKBONES, paper_loss_id, repo_metric_name
+from circle_repro.report.targets import REPO_BACKBONES, repo_metric_name
 
 #: The status of a paper cell.
 STATUSES = ("within tolerance", "below", "above", "not run", "data unavailable", "substitute data", "different method")
-#: Data sets of these access kinds that are not on disk make their cells "data unavailable".
-UNAVAILABLE_ACCESS = ("manual", "withdrawn")
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,6 @@ def _fillers(params: dict[str, Any], targets: pd.DataFrame) -> list[list[tuple[s
     return fillers
 
 
-def _unavailable(status: DatasetStatus | None) -> bool:
-    return status is not None and status.access in UNAVAILABLE_ACCESS and status.state == "missing"
-
-
 def paper_cells(
     params: dict[str, Any], results: Results, targets: pd.DataFrame, statuses: Mapping[str, DatasetStatus]
 ) -> list[PaperCell]:
@@ -113,7 +108,7 @@ def paper_cells(
             missing = [
                 name
                 for name in experiment_datasets(params["experiments"][experiment])
-                if _unavailable(statuses.get(name))
+                if name in statuses and statuses[name].unavailable
             ]
             if missing:
                 status = "data unavailable"
