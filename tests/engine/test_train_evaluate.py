@@ -3,6 +3,7 @@
 import copy
 import hashlib
 import json
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from circle_repro.config import eval_config, find_run, tracking_experiment, trai
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_content_hash
 from circle_repro.data.manifest_dataset import ManifestDataset
-from circle_repro.engine.evaluate import embed_split, evaluate_run, load_trained_model
+from circle_repro.engine.evaluate import (
+    NonFiniteFeaturesError,
+    NoUntrainedReferenceWarning,
+    embed_split,
+    evaluate_run,
+    load_trained_model,
+)
 from circle_repro.engine.protocols import retrieval_per_query
 from circle_repro.engine.runner_config import model_config
 from circle_repro.engine.train import train_run
@@ -99,6 +106,41 @@ def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     artifacts = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(result.mlflow_run_id)}
     assert "config.py" in artifacts and "metrics.json" in artifacts and "per_query.npz" in artifacts
     assert on_disk["provenance"] == record["provenance"]
+
+
+def _poisoned_copy(run_dir: Path, to: Path, weights_file: str) -> Path:
+    """A copy of a run folder whose ``weights_file`` gives NaN features (its first weight tensor all NaN)."""
+    copy_dir = to / "run"
+    shutil.copytree(run_dir, copy_dir, ignore=shutil.ignore_patterns("work"))
+    state = torch.load(copy_dir / weights_file, weights_only=True)
+    first = next(name for name, tensor in state.items() if tensor.is_floating_point() and tensor.dim() > 1)
+    state[first] = torch.full_like(state[first], float("nan"))
+    torch.save(state, copy_dir / weights_file)
+    return copy_dir
+
+
+def test_initial_weights_without_usable_features_leave_the_run_without_an_untrained_reference(
+    trained_circle, prepared_mnist5k, tmp_path
+):
+    """IResNet-100 straight from insightface's initialisation overflows to NaN in eval mode: the trained
+    metrics are still computed and recorded, the untrained reference is left out with a warning."""
+    params, run, run_dir, _, result = trained_circle
+    poisoned = _poisoned_copy(run_dir, tmp_path, "model_init.pth")
+    with pytest.warns(NoUntrainedReferenceWarning, match="no untrained reference.*model_init.pth"):
+        again = evaluate_run(poisoned, prepared_mnist5k, eval_config(params, run), tmp_path / "out")
+    assert again.untrained_metrics == {}
+    assert again.metrics == pytest.approx(result.metrics)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["untrained_metrics"] == {}
+
+
+def test_trained_weights_without_usable_features_are_an_error_naming_the_file(
+    trained_circle, prepared_mnist5k, tmp_path
+):
+    params, run, run_dir, _, _ = trained_circle
+    poisoned = _poisoned_copy(run_dir, tmp_path, "model.pth")
+    with pytest.raises(NonFiniteFeaturesError, match=r"run/model.pth: 2500 of 2500 images have NaN.*training diverged"):
+        evaluate_run(poisoned, prepared_mnist5k, eval_config(params, run), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_per_query_file_averages_to_the_metrics(trained_circle):

@@ -38,6 +38,7 @@ from circle_repro.evaluation.similarity import roc_points, sample_anchor_pairs, 
 from circle_repro.generations import file_digest, staged_files
 from circle_repro.io import write_json
 from circle_repro.layout import (
+    HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
     METRICS_FILENAME,
     PER_QUERY_FILENAME,
@@ -61,6 +62,14 @@ EMBED_BATCH_SIZE = 512
 
 class TrivialMetricWarning(UserWarning):
     """A metric is trivial for its test input (one class, all pairs matching): it says nothing of the model."""
+
+
+class NonFiniteFeaturesError(ValueError):
+    """A model gave NaN or infinite features: no metric can be computed from them."""
+
+
+class NoUntrainedReferenceWarning(UserWarning):
+    """The initial weights give no usable features, so a run has no untrained reference metrics."""
 
 
 def load_trained_model(run_dir: str | Path, weights_file: str = WEIGHTS_FILENAME) -> EmbeddingModel:
@@ -155,7 +164,11 @@ def model_embedder(
                 features = features_of(inputs)
                 chunks.append(features.to(torch.promote_types(features.dtype, torch.float32)).cpu())
                 progress.update(len(inputs))
-        return torch.cat(chunks).numpy()
+        features = torch.cat(chunks)
+        bad_rows = int((~torch.isfinite(features).all(dim=1)).sum())
+        if bad_rows:
+            raise NonFiniteFeaturesError(f"{bad_rows} of {len(features)} images have NaN or infinite features")
+        return features.numpy()
 
     return embed
 
@@ -273,8 +286,24 @@ def evaluate_run(
         model = load_trained_model(run_dir, weights_file).to(device)
         return evaluate_model(model, test, eval_config["dataset"], evaluation, batch_size=batch_size, loader=loader)
 
-    trained = run_on(WEIGHTS_FILENAME)
-    untrained = run_on(INITIAL_WEIGHTS_FILENAME)
+    try:
+        trained = run_on(WEIGHTS_FILENAME)
+    except NonFiniteFeaturesError as err:
+        raise NonFiniteFeaturesError(
+            f"{run_dir / WEIGHTS_FILENAME}: {err}; the training diverged: see its loss in {HISTORY_FILENAME}"
+        ) from None
+    try:
+        untrained_metrics = run_on(INITIAL_WEIGHTS_FILENAME).metrics
+    except NonFiniteFeaturesError as err:
+        # A deep network straight from its initialisation can overflow in eval mode, where BatchNorm uses
+        # running statistics that no batch has updated yet: IResNet-100 with insightface's N(0, 0.1) conv init.
+        warnings.warn(
+            f"{eval_config['run_id']}: no untrained reference: the initial weights ({INITIAL_WEIGHTS_FILENAME}) "
+            f"give unusable features in eval mode ({err})",
+            NoUntrainedReferenceWarning,
+            stacklevel=2,
+        )
+        untrained_metrics = {}
     similarities = _similarity_arrays(trained)
     roc = None
     if similarities is not None and evaluation["protocol"] == "verification_pairs":  # the report's ROC, as data
@@ -293,14 +322,14 @@ def evaluate_run(
         split="test",
         n_images=len(test.frame),
         metrics=trained.metrics,
-        untrained_metrics=untrained.metrics,
+        untrained_metrics=untrained_metrics,
         trivial=tuple(trained.trivial),
         mlflow_run_id=record.mlflow_run_id,
         weights_uri=record.weights_uri,
         config_hash=record.config_hash,
         provenance=record.provenance,
     )
-    logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained.metrics.items()}
+    logged = trained.metrics | {f"untrained_{name}": value for name, value in untrained_metrics.items()}
     if record.run_id == eval_config["run_id"]:
         result = write_outputs(out_dir, result, trained.per_query, similarities, roc)
         artifacts = (out_dir / METRICS_FILENAME, out_dir / PER_QUERY_FILENAME)

@@ -168,7 +168,7 @@ def test_truncated_image_archive(tmp_path):
 
 def test_entry():
     entry = cars196.ENTRY
-    assert (entry.name, entry.protocol, entry.transform, entry.in_channels) == ("cars196", "retrieval", "retrieval", 3)
+    assert (entry.name, entry.transform, entry.in_channels) == ("cars196", "retrieval", 3)
 
 
 def _real_present() -> bool:

@@ -187,9 +187,8 @@ def test_failed_preparation_keeps_the_previous_one(tmp_path, mirror):
 
 
 def test_entry():
-    assert (cub200.ENTRY.name, cub200.ENTRY.protocol, cub200.ENTRY.transform, cub200.ENTRY.in_channels) == (
+    assert (cub200.ENTRY.name, cub200.ENTRY.transform, cub200.ENTRY.in_channels) == (
         "cub200",
-        "retrieval",
         "retrieval",
         3,
     )

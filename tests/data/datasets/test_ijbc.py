@@ -239,9 +239,8 @@ def test_side_file_readers_name_what_is_missing(tmp_path):
 
 
 def test_entry_names_the_ijb_protocol():
-    assert (ijbc.ENTRY.name, ijbc.ENTRY.protocol, ijbc.ENTRY.transform, ijbc.ENTRY.in_channels) == (
+    assert (ijbc.ENTRY.name, ijbc.ENTRY.transform, ijbc.ENTRY.in_channels) == (
         "ijbc",
-        "ijb",
         "face",
         3,
     )

@@ -202,7 +202,7 @@ def test_an_image_over_the_data_sets_pixel_limit_is_skipped_and_counted(tmp_path
 
 def test_entry():
     entry = market1501.ENTRY
-    assert (entry.name, entry.transform, entry.protocol, entry.in_channels) == ("market1501", "reid", "reid", 3)
+    assert (entry.name, entry.transform, entry.in_channels) == ("market1501", "reid", 3)
 
 
 @pytest.mark.skipif(

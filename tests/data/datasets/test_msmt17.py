@@ -191,7 +191,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path):
 
 def test_entry():
     entry = msmt17.ENTRY
-    assert (entry.name, entry.transform, entry.protocol, entry.in_channels) == ("msmt17", "reid", "reid", 3)
+    assert (entry.name, entry.transform, entry.in_channels) == ("msmt17", "reid", 3)
 
 
 def _real_list_texts() -> tuple[str, dict[str, str]]:

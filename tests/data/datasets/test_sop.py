@@ -140,9 +140,8 @@ def test_truncated_zip(tmp_path):
 
 
 def test_entry():
-    assert (sop.ENTRY.name, sop.ENTRY.protocol, sop.ENTRY.transform, sop.ENTRY.in_channels) == (
+    assert (sop.ENTRY.name, sop.ENTRY.transform, sop.ENTRY.in_channels) == (
         "sop",
-        "retrieval",
         "retrieval",
         3,
     )

@@ -69,7 +69,7 @@ def test_decoded_array_pack_is_stored_losslessly_as_png(tmp_path):
 def test_the_three_packs_come_from_the_ms1mv2_folder(tmp_path):
     pack = build_faces_emore(tmp_path / "raw" / "ms1mv2" / "faces_emore", n_pairs=3)
     for name, entry in (("lfw", LFW_ENTRY), ("cfp_fp", CFP_FP_ENTRY), ("agedb_30", AGEDB_30_ENTRY)):
-        assert (entry.name, entry.transform, entry.protocol) == (name, "face", "verification_pairs")
+        assert (entry.name, entry.transform) == (name, "face")
         manifest = entry.prepare(tmp_path / "out" / name, tmp_path / "raw" / name)
         assert (tmp_path / "raw" / name / f"{name}.bin").is_file()
         frame = read_manifest(manifest.parent)

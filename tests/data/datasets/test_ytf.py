@@ -111,7 +111,7 @@ def test_corrected_splits_missing_is_named(tmp_path):
 
 
 def test_entry():
-    assert (ytf.ENTRY.name, ytf.ENTRY.transform, ytf.ENTRY.protocol) == ("ytf", "face", "verification_pairs")
+    assert (ytf.ENTRY.name, ytf.ENTRY.transform) == ("ytf", "face")
 
 
 def test_missing_raw_data_names_both_forms(tmp_path):
