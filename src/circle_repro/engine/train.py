@@ -28,7 +28,7 @@ from circle_repro.config import config_hash
 from circle_repro.data.datasets import get_dataset
 from circle_repro.data.manifest import read_content_hash, read_manifest, verify_prepared
 from circle_repro.data.manifest_dataset import ManifestDataset
-from circle_repro.data.samplers import PKSampler
+from circle_repro.data.samplers import PKSampler, augmentation_seed_base
 from circle_repro.engine import hooks as _hooks  # noqa: F401  (registers the circle-repro hooks)
 from circle_repro.engine import optim as _optim  # noqa: F401  (registers MixedPrecisionOptimWrapper)
 from circle_repro.engine import registrations as _registrations  # noqa: F401
@@ -103,15 +103,25 @@ def model_config(run_config: dict[str, Any], num_classes: int, load_pretrained: 
     return config
 
 
-class ResumableSampler(Sampler[int]):
-    """Wraps a sampler so that its next pass can start part-way, without loading what it skips
-    (:class:`ResumableIterBasedTrainLoop` resumes mid-epoch with it). ``set_epoch`` passes through."""
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Wraps a sampler: yields each of its indices with the seed of that image's random augmentation,
+    ``(index, seed)`` (:meth:`~circle_repro.data.manifest_dataset.ManifestDataset.__getitem__`), and can start
+    its next pass part-way without loading what it skips (:class:`ResumableIterBasedTrainLoop` resumes
+    mid-epoch with it). ``set_epoch`` passes through.
 
-    def __init__(self, sampler: Sampler[int]) -> None:
-        self.sampler = sampler
+    The seed depends only on the run's ``seed``, the epoch, the ``rank`` and the image's position in the
+    epoch (:func:`~circle_repro.data.samplers.augmentation_seed_base`), never on which loader worker loads
+    the image or on what that worker drew before: a run draws the same augmentations with any number of
+    workers, and a resumed run those of an uninterrupted one.
+    """
+
+    def __init__(self, sampler: Sampler[int], seed: int = 0, rank: int = 0) -> None:
+        self.sampler, self.seed, self.rank = sampler, seed, rank
+        self.epoch = 0
         self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
@@ -119,9 +129,11 @@ class ResumableSampler(Sampler[int]):
         """Leave out the first ``n_indices`` indices of the next pass only."""
         self._skip = n_indices
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         skip, self._skip = self._skip, 0
-        return itertools.islice(iter(self.sampler), skip, None)
+        first = augmentation_seed_base(self.seed, self.epoch, self.rank)
+        for position, index in itertools.islice(enumerate(self.sampler), skip, None):
+            yield int(index), (first + position) % 2**63
 
     def __len__(self) -> int:
         return len(self.sampler)  # type: ignore[arg-type]
@@ -129,8 +141,10 @@ class ResumableSampler(Sampler[int]):
 
 @DATA_SAMPLERS.register_module(name="ResumableSampler")
 def build_resumable_sampler(dataset: Any, sampler: dict[str, Any], seed: int | None = None) -> ResumableSampler:
-    """A :class:`ResumableSampler` around the sampler that ``sampler`` configures."""
-    return ResumableSampler(DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=seed)))
+    """A :class:`ResumableSampler` around the sampler that ``sampler`` configures, with the run's seed and rank."""
+    seed = 0 if seed is None else seed
+    inner = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=seed))
+    return ResumableSampler(inner, seed=seed, rank=get_dist_info()[0])
 
 
 class _EpochCycler:
@@ -153,13 +167,6 @@ class _EpochCycler:
         if skip_batches and isinstance(sampler, ResumableSampler):
             sampler.skip_next(skip_batches * (self.dataloader.batch_size or 1))
             skip_batches = 0
-            # An uninterrupted run made this epoch's iterator (which draws its base seed from the
-            # torch RNG) before the checkpoint was taken, so the restored RNG state is already past
-            # that draw: do not draw again. (Workers, if any, then get another base seed.)
-            rng_state = torch.get_rng_state()
-            iterator = iter(self.dataloader)
-            torch.set_rng_state(rng_state)
-            return iterator
         iterator = iter(self.dataloader)
         for _ in range(skip_batches):  # another sampler: skip by loading, as mmengine does
             next(iterator)
@@ -185,8 +192,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     on, after the checkpoint's RNG state has been restored: slow for long runs, and the discarded
     batches' random augmentations move the RNG on, so the resumed run differs from an
     uninterrupted one. Here the skipped batches are skipped by index (:class:`_EpochCycler`), and a
-    run resumed from a checkpoint is bit-identical to an uninterrupted one when the data loader
-    has no worker processes (the training config here uses none).
+    run resumed from a checkpoint is bit-identical to an uninterrupted one, with any number of loader
+    workers (:class:`ResumableSampler` seeds each image's augmentation; the loader's own seed draws come
+    from its own generator, :class:`~circle_repro.engine.hooks.RngStateHook`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -243,6 +251,17 @@ def _train_dataset(run_config: dict[str, Any], data_root: Path) -> dict[str, Any
         seed=run_config["seed"],
         backbone=run_config["model"]["backbone"],
         image_size=run_config["model"].get("image_size"),
+    )
+
+
+def _data_preprocessor(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The model's data preprocessor: the device half of the training dataset's pipeline."""
+    dataset = _train_dataset(run_config, Path())
+    return dict(
+        type="ImageBatchPreprocessor",
+        transform=dataset["transform"],
+        backbone=dataset["backbone"],
+        image_size=dataset["image_size"],
     )
 
 
@@ -350,10 +369,12 @@ def runner_config(
         experiment_name=run_config["run_id"].replace("/", "_"),
         circle_repro=run_config,
         model=model_config(run_config, num_classes),
+        # uint8 batches from the loader become the network's input on its device (engine/batch_transfer.py).
+        data_preprocessor=_data_preprocessor(run_config),
         train_dataloader=dict(
             dataset=_train_dataset(run_config, data_root),
             # The P x K batch is per rank; the PKSampler deals disjoint batches to the ranks.
-            sampler=pk_sampler if "epochs" in train else dict(type="ResumableSampler", sampler=pk_sampler),
+            sampler=dict(type="ResumableSampler", sampler=pk_sampler),
             batch_size=sampler["p"] * sampler["k"],
             **(loader or train_loader_settings(TRAIN_RESOURCE_DEFAULTS)).dataloader_kwargs(),
             collate_fn=dict(type="default_collate"),
