@@ -32,9 +32,10 @@ class NetworkInput:
         mean = torch.tensor(normalisation.mean, dtype=torch.float64).view(1, -1, 1, 1)
         std = torch.tensor(normalisation.std, dtype=torch.float64).view(1, -1, 1, 1)
         self.normalisation = normalisation
-        self._factor = ((1.0 if normalisation.byte_scale else 1 / 255) / std).to(torch.float32)
-        self._offset = (-mean / std).to(torch.float32)
-        self._erase_value = torch.tensor(list(erase_value), dtype=torch.float32).view(1, -1, 1, 1)
+        factor = ((1.0 if normalisation.byte_scale else 1 / 255) / std).to(torch.float32)
+        erase = torch.tensor(list(erase_value), dtype=torch.float32).view(1, -1, 1, 1)
+        self._constants = (factor, (-mean / std).to(torch.float32), erase)
+        self._on_device: dict[torch.device, tuple[torch.Tensor, ...]] = {}  # copied to each device once
 
     @classmethod
     def of(cls, pipeline: PixelTransform) -> NetworkInput:
@@ -55,18 +56,24 @@ class NetworkInput:
             inputs = inputs.to(device, non_blocking=True)
         if self.normalisation.bgr:
             inputs = inputs.flip(1)
-        factor, offset = self._factor.to(inputs.device), self._offset.to(inputs.device)
+        factor, offset, erase_value = self._constants_on(inputs.device)
         images = inputs.to(torch.float32).mul_(factor).add_(offset)
-        return images if erase is None else self._erase(images, erase.to(images.device))
+        return images if erase is None else self._erase(images, erase.to(images.device), erase_value)
 
-    def _erase(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _constants_on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        if device not in self._on_device:
+            self._on_device[device] = tuple(constant.to(device) for constant in self._constants)
+        return self._on_device[device]
+
+    @staticmethod
+    def _erase(images: torch.Tensor, boxes: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         top, left, height, width = (side[:, None] for side in boxes.unbind(1))
         rows = torch.arange(images.shape[-2], device=images.device)[None, :]
         cols = torch.arange(images.shape[-1], device=images.device)[None, :]
         in_rows = (rows >= top) & (rows < top + height)
         in_cols = (cols >= left) & (cols < left + width)
         mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]
-        return torch.where(mask, self._erase_value.to(images.device), images)
+        return torch.where(mask, value, images)
 
 
 @MODELS.register_module()
