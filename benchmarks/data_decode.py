@@ -16,7 +16,10 @@ photographs rather than like noise or flat colour):
 
 Loaders: ``ManifestDataset(split="test", train=False)`` in a ``DataLoader`` (batch 32, in file order)
 with 0, 1 and 2 worker processes; the workers are persistent and warmed up first, so the figures are
-steady-state throughput, without process start-up. Baseline, in the same process: a plain loop of
+steady-state throughput, without process start-up. The loaders yield what training and evaluation
+get from them: uint8 batches, whose float conversion and normalisation run on the model's device
+(``engine/batch_transfer.py``); one more row, ``0 workers + normalising on this CPU``, adds that step
+here, for what a CPU-only run pays. Baseline, in the same process: a plain loop of
 ``PIL.Image.open(path).convert("RGB")`` and torchvision's ``to_tensor`` over the same files (decode and
 conversion only: no resize, no normalisation, no batching). The main process runs with one torch
 thread (DataLoader workers do too), so 0 workers and the baseline use one core and 1 or 2 workers add
@@ -69,6 +72,7 @@ from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared
+from circle_repro.engine.batch_transfer import NetworkInput
 
 BATCH = 32
 WORKERS = (0, 1, 2)
@@ -131,9 +135,11 @@ def _worker_cpu_seconds(loader: DataLoader) -> float:
     return total / _TICKS
 
 
-def _loader_pass(loader: DataLoader) -> int:
+def _loader_pass(loader: DataLoader, network_input: NetworkInput | None = None) -> int:
     count = 0
     for batch in loader:
+        if network_input is not None:
+            network_input(batch["inputs"])
         count += len(batch["labels"])
     return count
 
@@ -207,11 +213,15 @@ def run(images: int, repeats: int) -> None:
                 )
                 loaders.append(loader)
                 passes[f"ManifestDataset, {workers} workers"] = lambda loader=loader: _loader_pass(loader)
+            network_input = NetworkInput.of(dataset.pipeline)
+            passes["0 workers + normalising on this CPU"] = lambda loader=loaders[0], network=network_input: (
+                _loader_pass(loader, network)
+            )
             for step in passes.values():  # warm-up: page cache, worker start-up, first-call costs
                 assert step() == len(paths)
             rates: dict[str, list[float]] = {label: [] for label in passes}
             cpu_rates: dict[str, list[float]] = {label: [] for label in passes}
-            owners = [None, *loaders]  # whose workers each pass uses (none for the baseline)
+            owners = [None, *loaders, None]  # whose workers each pass uses (none for the baseline)
             for _ in range(repeats):
                 for (label, step), owner in zip(passes.items(), owners, strict=True):
                     workers_before = _worker_cpu_seconds(owner) if owner is not None else 0.0
@@ -222,7 +232,7 @@ def run(images: int, repeats: int) -> None:
                     cpu += (_worker_cpu_seconds(owner) - workers_before) if owner is not None else 0.0
                     rates[label].append(len(paths) / wall)
                     cpu_rates[label].append(len(paths) / max(cpu, 1e-9))
-            del loaders, owners  # shuts the persistent workers down
+            del loaders, owners, passes  # shuts the persistent workers down
             baseline = statistics.median(rates[next(iter(rates))])
             cpu_baseline = statistics.median(cpu_rates[next(iter(cpu_rates))])
             print(f"\n== {name} JPEG ({style} test transform), {len(paths)} images, mean {mean_kib:.1f} KiB")

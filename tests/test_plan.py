@@ -514,26 +514,32 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
 # --- The rates file copies its figures from the benchmark results it names ------------------------
 
 
-def _decode_results() -> dict[tuple[str, str], float]:
-    """(section title, row label) -> median images/s of benchmarks/results/data_decode_cpu_loaded.txt."""
+def _decode_results(source: str) -> dict[tuple[str, str, str], float]:
+    """(section title, row label, column) -> figure of a benchmarks/data_decode.py result file; columns:
+    ``images/s`` (the median) and, where the file has it, ``images/CPU-s``."""
     figures, section = {}, None
-    for line in (REPO_ROOT / "benchmarks/results/data_decode_cpu_loaded.txt").read_text().splitlines():
+    for line in (REPO_ROOT / source).read_text().splitlines():
         if line.startswith("== "):
             section = line[3:].split(",")[0]
-        elif "|" in line and section is not None:
-            label, median = line.split("|")[:2]
-            figures[section, label.strip()] = float(median.split("[")[0])
+        elif "|" in line and section is not None and not line.startswith(("loader ", "source ")):
+            cells = [cell.strip() for cell in line.split("|")]
+            figures[section, cells[0], "images/s"] = float(cells[1].split("[")[0])
+            if len(cells) >= 4:
+                figures[section, cells[0], "images/CPU-s"] = float(cells[3])
     return figures
 
 
 def test_job_rates_are_the_benchmark_results_they_cite():
     data = yaml.safe_load((REPO_ROOT / "benchmarks/job_rates.yaml").read_text())
-    rates, results = planning.load_rates(DEFAULT_RATES), _decode_results()
+    rates = planning.load_rates(DEFAULT_RATES)
     for section, loaded in (("decode", rates.decode_per_core), ("preparation", rates.preparation_per_core)):
-        assert data[section]["source"].startswith("benchmarks/results/data_decode_cpu_loaded.txt")
+        source = data[section]["source"].split()[0]
+        assert source.startswith("benchmarks/results/data_decode")
+        results = _decode_results(source)
         for style, entry in data[section]["per_core_images_per_s"].items():
             title, label = (part.strip() for part in entry["row"].split("|")[0].split("..."))
-            assert title.startswith("== ") and results[title[3:], label] == loaded[style], (section, style)
+            figure = results[title[3:], label, data[section]["column"]]
+            assert title.startswith("== ") and figure == loaded[style], (section, style)
     assert set(rates.decode_per_core) == {"face", "reid", "retrieval", "mnist"}  # every transform style
     metric_row = next(
         line

@@ -15,7 +15,6 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from circle_repro.cli import main
 from circle_repro.data import image_store
 from circle_repro.data.datasets.ms1m import MS1MV2
-from circle_repro.data.fused_transform import ScaledNormalize, fuse_normalisation
 from circle_repro.data.image_decode import decode_image
 from circle_repro.data.image_reader import (
     ImageReader,
@@ -28,6 +27,7 @@ from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared
 from circle_repro.data.stamp import DataStampError, file_table, stamp_hash, verify_files
 from circle_repro.data.transforms import IMAGE_MODES, build_transform
+from circle_repro.engine.batch_transfer import NetworkInput
 from support import REPO_ROOT
 
 
@@ -135,16 +135,20 @@ def test_decoded_pixels_are_pils(mode):
     ],
 )
 def test_dataset_items_are_the_transform_of_the_pil_image(tmp_path, monkeypatch, style, size):
-    """Same values as build_transform on the PIL image: to float32 rounding where nothing is resized, else
-    within the difference between torchvision's and PIL's antialiased bilinear resize (a level or two of 255)."""
+    """Items normalised on the device give build_transform's values on the PIL image: to float32 rounding where
+    nothing is resized, else within the difference between torchvision's and PIL's antialiased bilinear resize
+    (a level or two of 255)."""
     loose, _ = _prepare_both_ways(tmp_path, monkeypatch, [_jpeg(seed, size) for seed in range(4)])
     dataset = ManifestDataset(loose, "train", style, train=False)
+    network_input = NetworkInput.of(dataset.pipeline)
     transform = build_transform(style, train=False)
     resized = {"face": (112, 112), "reid": (128, 256), "mnist": (28, 28)}.get(style) != size
     for index in range(len(dataset)):
         with Image.open(loose / dataset.frame["path"][index]) as image:
             expected = transform(image.convert(IMAGE_MODES[style]))
-        got = dataset[index]["inputs"]
+        item = dataset[index]["inputs"]
+        assert item.dtype == torch.uint8
+        got = network_input(item[None])[0]
         assert got.shape == expected.shape
         if resized:
             assert (got - expected).abs().max() < 3 / 255 / 0.224  # 3 grey levels after ImageNet's std
@@ -215,27 +219,3 @@ def test_the_cli_exits_2_naming_a_truncated_pack(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "train.rec" in err and "Traceback" not in err
-
-
-@pytest.mark.parametrize("style", sorted(IMAGE_MODES))
-@pytest.mark.parametrize("train", [False, True])
-def test_the_fused_normalisation_gives_the_pipelines_values(style, train):
-    transform = build_transform(style, train=train)
-    fused = fuse_normalisation(transform)
-    kinds = [type(step).__name__ for step in fused.transforms]
-    assert "ScaledNormalize" in kinds and "Normalize" not in kinds and "ToDtype" not in kinds
-    image = torch.randint(0, 256, (1 if IMAGE_MODES[style] == "L" else 3, 40, 30), dtype=torch.uint8)
-    torch.manual_seed(0)
-    expected = transform(image)
-    torch.manual_seed(0)
-    torch.testing.assert_close(fused(image), expected, rtol=0, atol=1e-5)
-    assert fuse_normalisation(len) is len  # not a pipeline: left alone
-
-
-def test_scaled_normalize_of_a_float_image_only_normalises():
-    step = ScaledNormalize([0.5, 0.25], [2.0, 0.5], scale=True)
-    image = torch.tensor([[[1.0]], [[0.75]]])
-    torch.testing.assert_close(step(image), torch.tensor([[[0.25]], [[1.0]]]))
-    torch.testing.assert_close(
-        step(torch.tensor([[[255]], [[0]]], dtype=torch.uint8)), torch.tensor([[[0.25]], [[-0.5]]])
-    )

@@ -67,12 +67,18 @@ def test_image_size_reaches_the_model_and_both_transforms(repo_params, prepared_
     config["model"] = {**config["model"], "image_size": [32, 16]}
     built = model_config(config, 5)
     assert built["image_size"] == [32, 16] and "backbone_options" not in built
-    dataset = runner_config(
-        config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3
-    ).train_dataloader.dataset
+    runner = runner_config(config, prepared_mnist5k, tmp_path, "sqlite:///x.db", 5, {}, per_epoch=3)
+    dataset, preprocessor = runner.train_dataloader.dataset, runner.data_preprocessor
     assert (dataset.backbone, dataset.image_size) == ("small_cnn", [32, 16])
+    assert (preprocessor.backbone, preprocessor.image_size) == ("small_cnn", [32, 16])
     model = EmbeddingModel(**{k: v for k, v in built.items() if k != "type"})
     calls = []
-    monkeypatch.setattr(evaluate_module, "build_transform", lambda *args, **kwargs: calls.append((args, kwargs)))
+    original = evaluate_module.build_pixel_transform
+
+    def recording(*args, **kwargs):  # mnist has no image_size: record the call, build the plain pipeline
+        calls.append((args, kwargs))
+        return original("mnist", train=False)
+
+    monkeypatch.setattr(evaluate_module, "build_pixel_transform", recording)
     evaluate_module.model_embedder(model, tmp_path, "mnist")
     assert calls == [(("mnist",), {"train": False, "backbone": "small_cnn", "image_size": [32, 16]})]

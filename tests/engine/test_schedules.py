@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.registry import PARAM_SCHEDULERS
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from circle_repro.cli import build_parser
 from circle_repro.config import ConfigError, find_run, train_config, validate_params
@@ -160,14 +160,27 @@ def test_schema_takes_the_face_recipe(repo_params):
     )
 
 
+class _Keys(Dataset):
+    """Items are the sampler's keys themselves, ``[index, augmentation seed]``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key):
+        return torch.tensor(key)
+
+
 def _pk_loader(world_size=1, rank=0):
     labels = np.repeat(np.arange(6), 9)
-    sampler = ResumableSampler(PKSampler(labels, p=3, k=3, seed=1, rank=rank, world_size=world_size))
-    return DataLoader(list(range(len(labels))), batch_size=9, sampler=sampler)
+    sampler = ResumableSampler(PKSampler(labels, p=3, k=3, seed=1, rank=rank, world_size=world_size), seed=1, rank=rank)
+    return DataLoader(_Keys(len(labels)), batch_size=9, sampler=sampler)
 
 
 @pytest.mark.parametrize("start", [0, 1, 5, 6, 7, 13])
-def test_resumed_iteration_continues_with_the_same_batches(start):
+def test_resumed_iteration_continues_with_the_same_batches_and_augmentation_seeds(start):
     straight = _EpochCycler(_pk_loader(), start=0)
     expected = [next(straight).tolist() for _ in range(start + 8)][start:]
     loader = _pk_loader()
@@ -182,14 +195,14 @@ def test_resumed_iteration_continues_with_the_same_batches(start):
 def test_skipped_batches_are_not_loaded():
     loaded = []
 
-    class Recording(list):
-        def __getitem__(self, index):
-            loaded.append(index)
-            return super().__getitem__(index)
+    class Recording(_Keys):
+        def __getitem__(self, key):
+            loaded.append(key)
+            return super().__getitem__(key)
 
     labels = np.repeat(np.arange(6), 9)
     sampler = ResumableSampler(PKSampler(labels, p=3, k=3, seed=1))
-    loader = DataLoader(Recording(range(len(labels))), batch_size=9, sampler=sampler)
+    loader = DataLoader(Recording(len(labels)), batch_size=9, sampler=sampler)
     next(_EpochCycler(loader, start=4))
     assert len(loaded) == 9, "only the batch returned was loaded"
 

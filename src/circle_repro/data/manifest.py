@@ -63,13 +63,14 @@ def validate_manifest(frame: pd.DataFrame, source: str | Path) -> None:
         raise ManifestError(f"{source}: column 'path' must hold paths relative to the manifest's folder")
 
 
-def write_manifest(frame: pd.DataFrame, prepared_dir: str | Path) -> Path:
+def write_manifest(frame: pd.DataFrame, prepared_dir: str | Path, files: pd.DataFrame | None = None) -> Path:
     """Validate a manifest, record its stamp (:func:`~circle_repro.data.stamp.write_stamp`: every file's
-    size and hash, the content hash), then write it atomically (last); return its path."""
+    size and hash, the content hash; ``files``: the images' rows where the preparer hashed them already),
+    then write it atomically (last); return its path."""
     target = manifest_path(prepared_dir)
     validate_manifest(frame, target)
     frame = frame.reset_index(drop=True)
-    write_stamp(frame, prepared_dir)
+    write_stamp(frame, prepared_dir, files)
     with atomic_path(target) as tmp:
         frame.to_parquet(tmp, index=False)
     return target

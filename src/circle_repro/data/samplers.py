@@ -99,3 +99,9 @@ def max_pk_batches(group_counts: Sequence[int], p: int) -> int:
         else:
             high = t - 1
     return low
+
+
+def augmentation_seed_base(seed: int, epoch: int, rank: int) -> int:
+    """The augmentation seed of the first image that rank ``rank`` loads in epoch ``epoch`` of a run seeded
+    ``seed``; the image at position ``i`` of the epoch takes this plus ``i`` (mod 2**63)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0]) % 2**63

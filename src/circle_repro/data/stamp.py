@@ -33,11 +33,12 @@ def file_table(prepared_dir: str | Path, paths: Sequence[str]) -> pd.DataFrame:
     """``path``, ``bytes`` and ``sha256`` of each image of ``paths`` (relative to ``prepared_dir``: a
     loose file or a pack member), read once."""
     images = ImageReader(prepared_dir, list(paths))
-    rows = []
-    for index, path in enumerate(paths):
-        data = images.read(index)
-        rows.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    return pd.DataFrame(rows, columns=["path", "bytes", "sha256"]).astype({"bytes": "int64"})
+    return image_table([image_row(path, images.read(index)) for index, path in enumerate(paths)])
+
+
+def image_table(rows: Sequence[dict[str, object]]) -> pd.DataFrame:
+    """``files.parquet`` rows of images (:func:`image_row`) as a table."""
+    return pd.DataFrame(list(rows), columns=["path", "bytes", "sha256"]).astype({"bytes": "int64"})
 
 
 def _packs(paths: Sequence[str]) -> list[str]:
@@ -62,10 +63,24 @@ def stamp_hash(frame: pd.DataFrame, files: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def write_stamp(frame: pd.DataFrame, prepared_dir: str | Path) -> str:
-    """Record ``files.parquet`` and ``content.sha256`` of a manifest ``frame`` (atomically); return the hash."""
+def image_row(path: str, data: bytes) -> dict[str, object]:
+    """The ``files.parquet`` row of one image: its manifest ``path``, ``bytes`` and ``sha256``."""
+    return {"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def write_stamp(frame: pd.DataFrame, prepared_dir: str | Path, files: pd.DataFrame | None = None) -> str:
+    """Record ``files.parquet`` and ``content.sha256`` of a manifest ``frame`` (atomically); return the hash.
+
+    ``files``: the images' rows (:func:`image_row`) where the preparer hashed them while writing or checking
+    them, so that they are not read again; it must name exactly the manifest's paths. Default: read them.
+    """
     paths = frame["path"].tolist()
-    files = file_table(prepared_dir, paths)
+    if files is None:
+        files = file_table(prepared_dir, paths)
+    elif len(files) != len(paths) or set(files["path"]) != set(paths):
+        raise ValueError(
+            f"{prepared_dir}: the hashed images are not the manifest's ({len(files)} vs {len(paths)} rows)"
+        )
     content = stamp_hash(frame, files)
     packs = _pack_table(prepared_dir, _packs(paths))
     with atomic_path(Path(prepared_dir) / FILES_FILENAME) as tmp:

@@ -75,34 +75,52 @@ def _to_float(normalisation: Normalisation) -> list[v2.Transform]:
     return [*steps, v2.Normalize(normalisation.mean, normalisation.std)]
 
 
-def _mnist(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
+class PixelTransform(NamedTuple):
+    """A style's pipeline in the parts that run where: ``pixels`` (geometry and random augmentation, a uint8
+    image tensor in, a uint8 CHW tensor out: DataLoader workers), then ``normalisation`` (float conversion,
+    channel order, ``(x - mean) / std``: on the device, in batches), then random erasing of the normalised
+    image where ``erasing`` is set (its rectangle drawn with the pixels, applied on the device)."""
+
+    pixels: v2.Compose
+    normalisation: Normalisation
+    erasing: v2.RandomErasing | None = None
+
+    def erase_box(self, image: torch.Tensor) -> torch.Tensor:
+        """The rectangle that ``erasing`` erases in (the normalised) ``image``, drawn with the random calls
+        that ``erasing(image)`` makes: int64 ``[top, left, height, width]``, height 0 when it erases nothing."""
+        if self.erasing is None:
+            raise ValueError("this pipeline erases nothing")
+        if torch.rand(1) >= self.erasing.p:
+            return torch.zeros(4, dtype=torch.int64)
+        params = self.erasing.make_params([image])
+        if params["v"] is None:  # no rectangle fitted in ten tries
+            return torch.zeros(4, dtype=torch.int64)
+        return torch.tensor([params["i"], params["j"], params["h"], params["w"]], dtype=torch.int64)
+
+
+StyleSteps = tuple[list[v2.Transform], v2.RandomErasing | None]
+"""A style's pixel steps, and the random erasing of its normalised image (None: none)."""
+
+
+def _mnist(train: bool, image_size: tuple[int, int] | None) -> StyleSteps:
     augment = [v2.RandomAffine(degrees=10, translate=(0.1, 0.1))] if train else []
-    return v2.Compose([v2.PILToTensor(), *augment, *_to_float(normalisation)])
+    return [v2.PILToTensor(), *augment], None
 
 
-def _face(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
+def _face(train: bool, image_size: tuple[int, int] | None) -> StyleSteps:
     augment = [v2.RandomHorizontalFlip()] if train else []
-    return v2.Compose([v2.Resize(FACE_SIZE), *augment, v2.PILToTensor(), *_to_float(normalisation)])
+    return [v2.Resize(FACE_SIZE), *augment, v2.PILToTensor()], None
 
 
-def _reid(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
+def _reid(train: bool, image_size: tuple[int, int] | None) -> StyleSteps:
     size = image_size or REID_SIZE
     if not train:
-        return v2.Compose([v2.Resize(size), v2.PILToTensor(), *_to_float(normalisation)])
-    return v2.Compose(
-        [
-            v2.Resize(size),
-            v2.RandomHorizontalFlip(),
-            v2.Pad(10),
-            v2.RandomCrop(size),
-            v2.PILToTensor(),
-            *_to_float(normalisation),
-            v2.RandomErasing(p=0.5),
-        ]
-    )
+        return [v2.Resize(size), v2.PILToTensor()], None
+    steps = [v2.Resize(size), v2.RandomHorizontalFlip(), v2.Pad(10), v2.RandomCrop(size), v2.PILToTensor()]
+    return steps, v2.RandomErasing(p=0.5)
 
 
-def _retrieval(train: bool, normalisation: Normalisation, image_size: tuple[int, int] | None) -> Transform:
+def _retrieval(train: bool, image_size: tuple[int, int] | None) -> StyleSteps:
     if train:
         steps = [
             v2.Resize(RETRIEVAL_RESIZE),
@@ -111,10 +129,11 @@ def _retrieval(train: bool, normalisation: Normalisation, image_size: tuple[int,
         ]
     else:
         steps = [v2.Resize(RETRIEVAL_RESIZE), v2.CenterCrop(RETRIEVAL_CROP)]
-    return v2.Compose([*steps, v2.PILToTensor(), *_to_float(normalisation)])
+    return [*steps, v2.PILToTensor()], None
 
 
-TRANSFORMS: dict[str, Callable[[bool, Normalisation, tuple[int, int] | None], Transform]] = {
+#: Each style's pixel steps and random erasing (of the normalised image), for (train, image_size).
+TRANSFORMS: dict[str, Callable[[bool, tuple[int, int] | None], StyleSteps]] = {
     "mnist": _mnist,
     "face": _face,
     "reid": _reid,
@@ -148,13 +167,12 @@ def normalisation_for(name: str, backbone: str | None = None) -> Normalisation:
     return own or STYLE_NORMALISATION[name]
 
 
-def build_transform(
+def build_pixel_transform(
     name: str, train: bool, backbone: str | None = None, image_size: Sequence[int] | None = None
-) -> Transform:
-    """The train or test transform of a task style, normalised for ``backbone``'s weights.
-
-    ``image_size`` (height, width) replaces the style's output size (re-ID styles only).
-    """
+) -> PixelTransform:
+    """The train or test pipeline of a task style for ``backbone``'s weights, split where it leaves uint8
+    (:class:`PixelTransform`). ``image_size`` (height, width) replaces the style's output size (re-ID
+    styles only)."""
     normalisation = normalisation_for(name, backbone)
     if image_size is not None:
         if name not in RESIZABLE_STYLES:
@@ -164,4 +182,17 @@ def build_transform(
         ):
             raise ValueError(f"image_size must be [height, width] in pixels, got {image_size!r}")
         image_size = (int(image_size[0]), int(image_size[1]))
-    return TRANSFORMS[name](train, normalisation, image_size)
+    steps, erasing = TRANSFORMS[name](train, image_size)
+    return PixelTransform(v2.Compose(steps), normalisation, erasing)
+
+
+def build_transform(
+    name: str, train: bool, backbone: str | None = None, image_size: Sequence[int] | None = None
+) -> Transform:
+    """The train or test transform of a task style, normalised for ``backbone``'s weights, as one pipeline
+    on one image (a PIL image or uint8 tensor in, the network's float32 input out).
+
+    ``image_size`` (height, width) replaces the style's output size (re-ID styles only).
+    """
+    pixels, normalisation, erasing = build_pixel_transform(name, train, backbone, image_size)
+    return v2.Compose([*pixels.transforms, *_to_float(normalisation), *([erasing] if erasing is not None else [])])

@@ -1,10 +1,10 @@
 """Evaluate one trained run on its data set's test split: the orchestrator.
 
 Load the run's model (trained and initial weights), build an :data:`~circle_repro.engine.protocols.Embedder`
-from it (the data set's test transform, batches through a DataLoader, flip = horizontal flip of the
-input tensor), run the data set's protocol (:mod:`circle_repro.engine.protocols`) on both, and write
-metrics.json, scores.json, per_query.npz, similarities.npz and (verification) roc.csv atomically, before
-logging to the run's MLflow run.
+from it (the data set's test transform, uint8 batches through a DataLoader normalised on the model's
+device, flip = horizontal flip of the input tensor), run the data set's protocol
+(:mod:`circle_repro.engine.protocols`) on both, and write metrics.json, scores.json, per_query.npz,
+similarities.npz and (verification) roc.csv atomically, before logging to the run's MLflow run.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from circle_repro.data.datasets import get_dataset
-from circle_repro.data.fused_transform import fuse_normalisation
 from circle_repro.data.image_decode import decode_image
 from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.manifest import verify_prepared
 from circle_repro.data.manifest_dataset import ManifestDataset
-from circle_repro.data.transforms import IMAGE_MODES, build_transform
+from circle_repro.data.transforms import IMAGE_MODES, PixelTransform, build_pixel_transform
 from circle_repro.engine import registrations as _registrations  # noqa: F401
+from circle_repro.engine.batch_transfer import NetworkInput
 from circle_repro.engine.loader import LoaderSettings, process_loader_settings
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
@@ -96,25 +96,26 @@ def embed_split(
     model.eval()
     device = next(model.parameters()).device
     settings = _loader_settings(loader, model).dataloader_kwargs()
+    network_input = NetworkInput.of(dataset.pipeline)
     chunks = []
     with Progress("embedding", len(dataset)) as progress:
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **settings):
-            chunks.append(model.embed(batch["inputs"].to(device, non_blocking=True)).cpu())
+            chunks.append(model.embed(network_input(batch["inputs"], device)).cpu())
             progress.update(len(batch["inputs"]))
     return torch.cat(chunks).numpy(), dataset.labels
 
 
 class _RowImages(Dataset):
-    """The images of some manifest rows through a transform, in row order."""
+    """The images of some manifest rows through a pipeline's pixel half (uint8), in row order."""
 
-    def __init__(self, root: Path, paths: list[str], transform: Any, image_mode: str) -> None:
-        self.images, self.transform, self.image_mode = ImageReader(root, paths), transform, image_mode
+    def __init__(self, root: Path, paths: list[str], pipeline: PixelTransform, image_mode: str) -> None:
+        self.images, self.pixels, self.image_mode = ImageReader(root, paths), pipeline.pixels, image_mode
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(decode_image(self.images.read(index), self.image_mode))
+        return self.pixels(decode_image(self.images.read(index), self.image_mode))
 
 
 def model_embedder(
@@ -128,21 +129,20 @@ def model_embedder(
     """An :data:`~circle_repro.engine.protocols.Embedder` of ``model`` on a prepared data set's images.
 
     Images go through the test version of ``transform`` (a key of ``data.transforms.TRANSFORMS``) for
-    the model's ``backbone_name`` and ``image_size`` (when it has them), in batches of ``batch_size``
-    on the model's device, through a DataLoader with ``loader``'s settings (default: from this
-    process's CPUs); ``flip`` flips each input tensor horizontally (torchvision). Features are the
+    the model's ``backbone_name`` and ``image_size`` (when it has them), in uint8 batches of ``batch_size``
+    through a DataLoader with ``loader``'s settings (default: from this process's CPUs), normalised on the
+    model's device (:class:`~circle_repro.engine.batch_transfer.NetworkInput`); ``flip`` flips each input tensor horizontally (torchvision). Features are the
     backbone's output in at least float32, before the L2 normalisation of ``EmbeddingModel.embed``
     (a model without a ``backbone`` gives ``embed``).
     """
     root = Path(data_root)
-    test_transform = fuse_normalisation(
-        build_transform(
-            transform,
-            train=False,
-            backbone=getattr(model, "backbone_name", None),
-            image_size=getattr(model, "image_size", None),
-        )
+    pipeline = build_pixel_transform(
+        transform,
+        train=False,
+        backbone=getattr(model, "backbone_name", None),
+        image_size=getattr(model, "image_size", None),
     )
+    network_input = NetworkInput.of(pipeline)
     image_mode = IMAGE_MODES[transform]
     backbone = getattr(model, "backbone", None)
     features_of = backbone if backbone is not None else model.embed
@@ -153,12 +153,12 @@ def model_embedder(
             raise ValueError("embed: no rows to embed")
         model.eval()
         device = next(model.parameters()).device
-        images = _RowImages(root, rows["path"].tolist(), test_transform, image_mode)
+        images = _RowImages(root, rows["path"].tolist(), pipeline, image_mode)
         settings = _loader_settings(loader, model).dataloader_kwargs()
         chunks = []
         with Progress("embedding" + (" (flipped)" if flip else ""), len(images)) as progress:
-            for inputs in DataLoader(images, batch_size=batch_size, shuffle=False, **settings):
-                inputs = inputs.to(device, non_blocking=True)
+            for batch in DataLoader(images, batch_size=batch_size, shuffle=False, **settings):
+                inputs = network_input(batch, device)
                 if flip:
                     inputs = TF.horizontal_flip(inputs)
                 features = features_of(inputs)

@@ -31,7 +31,16 @@ from circle_repro.engine.tracking import metric_key
 @HOOKS.register_module()
 class RngStateHook(Hook):
     """Store the Python, numpy and torch RNG states in each checkpoint and restore them on resume,
-    so that a resumed run draws the same augmentations and batches as an uninterrupted one."""
+    so that a resumed run draws the same augmentations and batches as an uninterrupted one.
+
+    The training DataLoader gets a generator of its own for the seed it draws whenever it starts its
+    worker processes (on resume, or each epoch without persistent workers): those draws would otherwise
+    move torch's RNG on at moments that differ between a resumed run and an uninterrupted one. The
+    images' augmentations do not depend on that seed (:class:`~circle_repro.engine.train.ResumableSampler`).
+    """
+
+    def before_train(self, runner: Any) -> None:
+        runner.train_loop.dataloader.generator = torch.Generator().manual_seed(runner.seed)
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         checkpoint["rng_state"] = {

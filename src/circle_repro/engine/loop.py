@@ -7,20 +7,33 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from mmengine.dist import get_dist_info
 from mmengine.registry import DATA_SAMPLERS, LOOPS
 from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader, Sampler
 
+from circle_repro.data.samplers import augmentation_seed_base
 
-class ResumableSampler(Sampler[int]):
-    """Wraps a sampler so that its next pass can start part-way, without loading what it skips
-    (:class:`ResumableIterBasedTrainLoop` resumes mid-epoch with it). ``set_epoch`` passes through."""
 
-    def __init__(self, sampler: Sampler[int]) -> None:
-        self.sampler = sampler
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Wraps a sampler: yields each of its indices with the seed of that image's random augmentation,
+    ``(index, seed)`` (:meth:`~circle_repro.data.manifest_dataset.ManifestDataset.__getitem__`), and can start
+    its next pass part-way without loading what it skips (:class:`ResumableIterBasedTrainLoop` resumes
+    mid-epoch with it). ``set_epoch`` passes through.
+
+    The seed depends only on the run's ``seed``, the epoch, the ``rank`` and the image's position in the
+    epoch (:func:`~circle_repro.data.samplers.augmentation_seed_base`), never on which loader worker loads
+    the image or on what that worker drew before: a run draws the same augmentations with any number of
+    workers, and a resumed run those of an uninterrupted one.
+    """
+
+    def __init__(self, sampler: Sampler[int], seed: int = 0, rank: int = 0) -> None:
+        self.sampler, self.seed, self.rank = sampler, seed, rank
+        self.epoch = 0
         self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
@@ -28,9 +41,11 @@ class ResumableSampler(Sampler[int]):
         """Leave out the first ``n_indices`` indices of the next pass only."""
         self._skip = n_indices
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         skip, self._skip = self._skip, 0
-        return itertools.islice(iter(self.sampler), skip, None)
+        first = augmentation_seed_base(self.seed, self.epoch, self.rank)
+        for position, index in itertools.islice(enumerate(self.sampler), skip, None):
+            yield int(index), (first + position) % 2**63
 
     def __len__(self) -> int:
         return len(self.sampler)  # type: ignore[arg-type]
@@ -38,8 +53,10 @@ class ResumableSampler(Sampler[int]):
 
 @DATA_SAMPLERS.register_module(name="ResumableSampler")
 def build_resumable_sampler(dataset: Any, sampler: dict[str, Any], seed: int | None = None) -> ResumableSampler:
-    """A :class:`ResumableSampler` around the sampler that ``sampler`` configures."""
-    return ResumableSampler(DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=seed)))
+    """A :class:`ResumableSampler` around the sampler that ``sampler`` configures, with the run's seed and rank."""
+    seed = 0 if seed is None else seed
+    inner = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=seed))
+    return ResumableSampler(inner, seed=seed, rank=get_dist_info()[0])
 
 
 class _EpochCycler:
@@ -62,13 +79,6 @@ class _EpochCycler:
         if skip_batches and isinstance(sampler, ResumableSampler):
             sampler.skip_next(skip_batches * (self.dataloader.batch_size or 1))
             skip_batches = 0
-            # An uninterrupted run made this epoch's iterator (which draws its base seed from the
-            # torch RNG) before the checkpoint was taken, so the restored RNG state is already past
-            # that draw: do not draw again. (Workers, if any, then get another base seed.)
-            rng_state = torch.get_rng_state()
-            iterator = iter(self.dataloader)
-            torch.set_rng_state(rng_state)
-            return iterator
         iterator = iter(self.dataloader)
         for _ in range(skip_batches):  # another sampler: skip by loading, as mmengine does
             next(iterator)
@@ -94,8 +104,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     on, after the checkpoint's RNG state has been restored: slow for long runs, and the discarded
     batches' random augmentations move the RNG on, so the resumed run differs from an
     uninterrupted one. Here the skipped batches are skipped by index (:class:`_EpochCycler`), and a
-    run resumed from a checkpoint is bit-identical to an uninterrupted one when the data loader
-    has no worker processes (the training config here uses none).
+    run resumed from a checkpoint is bit-identical to an uninterrupted one, with any number of loader
+    workers (:class:`ResumableSampler` seeds each image's augmentation; the loader's own seed draws come
+    from its own generator, :class:`~circle_repro.engine.hooks.RngStateHook`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -34,6 +34,9 @@ class EmbeddingModel(BaseModel):
     (``width``, ``last_stride``, ``bnneck``, ``input_size``, ``dropout``, ... as each backbone
     takes them; an option it does not take is an error naming the ones it does).
 
+    ``data_preprocessor`` (mmengine's) brings a training batch to the model's device and input format
+    (:class:`~circle_repro.engine.batch_transfer.ImageBatchPreprocessor` in training).
+
     Rank-local state (the proxy shards of a sharded class-level head) is registered with DDP as
     "ignored": DDP neither broadcasts it from rank 0 nor averages its gradients.
     """
@@ -48,8 +51,9 @@ class EmbeddingModel(BaseModel):
         pretrained: str | None = None,
         backbone_options: dict[str, Any] | None = None,
         image_size: list[int] | None = None,
+        data_preprocessor: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(data_preprocessor=data_preprocessor)
         self.backbone_name = backbone
         self.image_size = None if image_size is None else list(image_size)
         options = dict(backbone_options or {})

@@ -7,6 +7,7 @@ from mmengine.registry import DATA_SAMPLERS, DATASETS
 
 from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.samplers import PKSampler
+from circle_repro.engine import batch_transfer as _batch_transfer  # noqa: F401  (registers ImageBatchPreprocessor)
 from circle_repro.engine import model as _model  # noqa: F401  (registers EmbeddingModel)
 
 DATASETS.register_module(name="ManifestDataset", module=ManifestDataset)

@@ -77,6 +77,17 @@ def _train_dataset(run_config: dict[str, Any], data_root: Path) -> dict[str, Any
     )
 
 
+def _data_preprocessor(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The model's data preprocessor: the device half of the training dataset's pipeline."""
+    dataset = _train_dataset(run_config, Path())
+    return dict(
+        type="ImageBatchPreprocessor",
+        transform=dataset["transform"],
+        backbone=dataset["backbone"],
+        image_size=dataset["image_size"],
+    )
+
+
 def iterations_per_epoch(run_config: dict[str, Any], data_root: Path, world_size: int = 1) -> int:
     """P x K batches per epoch on each rank (what one epoch of the run's sampler yields)."""
     dataset_cfg = {k: v for k, v in _train_dataset(run_config, data_root).items() if k != "type"}
@@ -189,10 +200,12 @@ def runner_config(
         experiment_name=run_config["run_id"].replace("/", "_"),
         circle_repro=run_config,
         model=model_config(run_config, num_classes),
+        # uint8 batches from the loader become the network's input on its device (engine/batch_transfer.py).
+        data_preprocessor=_data_preprocessor(run_config),
         train_dataloader=dict(
             dataset=_train_dataset(run_config, data_root),
             # The P x K batch is per rank; the PKSampler deals disjoint batches to the ranks.
-            sampler=pk_sampler if "epochs" in train else dict(type="ResumableSampler", sampler=pk_sampler),
+            sampler=dict(type="ResumableSampler", sampler=pk_sampler),
             batch_size=sampler["p"] * sampler["k"],
             **(loader or train_loader_settings(TRAIN_RESOURCE_DEFAULTS)).dataloader_kwargs(),
             collate_fn=dict(type="default_collate"),

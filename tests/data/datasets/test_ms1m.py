@@ -8,10 +8,11 @@ from fixtures.face import build_faces_emore, build_rec_pack
 from fixtures.formats import make_jpeg, truncate
 
 from circle_repro.data.datasets.ms1m import MS1MV2, MS1MV2_ENTRY, MS1MV3, MS1MV3_ENTRY
-from circle_repro.data.formats.recordio import RecordIOError, RecordIOReader, read_property
+from circle_repro.data.formats.recordio import RecordFile, RecordIOError, RecordIOReader, read_property
 from circle_repro.data.image_reader import ImageReader
 from circle_repro.data.image_store import SkippedImagesWarning
 from circle_repro.data.manifest import read_manifest
+from circle_repro.data.stamp import FILES_FILENAME, file_table, verify_files
 from support import REPO_ROOT
 
 REAL_MS1MV2 = REPO_ROOT / "data" / "raw" / "ms1mv2"
@@ -52,6 +53,22 @@ def test_prepare_links_the_pack_instead_of_copying_images(tmp_path, faces_emore)
         "manifest.parquet",
     ]
     assert (out / "images.rec").samefile(faces_emore.rec) and (out / "images.idx").samefile(faces_emore.idx)
+
+
+def test_prepare_reads_each_record_once_and_stamps_the_hashes_a_reread_gives(tmp_path, faces_emore, monkeypatch):
+    reads = []
+    original = RecordFile.read_at
+    monkeypatch.setattr(RecordFile, "read_at", lambda self, offset: reads.append(offset) or original(self, offset))
+    out = tmp_path / "out"
+    MS1MV2.prepare(out, tmp_path / "raw" / "ms1mv2")
+    monkeypatch.undo()
+    assert len(reads) == len(set(reads))  # the .rec is read once: markers, classes and stamp hashes together
+    frame = read_manifest(out)
+    assert len(reads) >= len(frame)
+    recorded = pd.read_parquet(out / FILES_FILENAME).set_index("path").loc[frame["path"]]
+    reread = file_table(out, frame["path"].tolist()).set_index("path")
+    pd.testing.assert_frame_equal(recorded, reread)
+    verify_files(out, frame, "full")  # the content hash too
 
 
 def test_prepare_over_a_loose_preparation_replaces_its_images(tmp_path, faces_emore):

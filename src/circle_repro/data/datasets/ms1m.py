@@ -15,10 +15,10 @@ class is its IRHeader label (``label[0]`` of a vector), which must be an integer
 
 The pack is the prepared data: preparation links ``train.rec`` and ``train.idx`` into the prepared
 folder as ``images.rec`` / ``images.idx`` (a hard link where the file system allows, else a symbolic
-link; no image is copied) and indexes it into the manifest, reading every record once to check its
-framing, its class and its image (its start and end markers; images are not decoded). With
-``resize_short_side`` the images are re-encoded instead, through the image store (a pack for a
-large set).
+link; no image is copied) and indexes it into the manifest, reading every record once: to check its
+framing, its class and its image (its start and end markers; images are not decoded) and to hash the
+image for the stamp (:mod:`circle_repro.data.stamp`). With ``resize_short_side`` the images are
+re-encoded instead, through the image store (a pack for a large set).
 
 Manifest: ``path`` (``images.rec#<key>``; ``images/<label>/<key>.jpg`` or ``images.rec#<n>`` when
 resized), ``label``, ``split`` (``train`` for every image). No extra files.
@@ -56,6 +56,7 @@ from circle_repro.data.image_store import (
 from circle_repro.data.manifest import manifest_path, write_manifest
 from circle_repro.data.prepared import committed_store
 from circle_repro.data.sources import Source, load_sources
+from circle_repro.data.stamp import image_row, image_table
 from circle_repro.io import write_json
 
 PACK_FILES = ("train.rec", "train.idx", "property")
@@ -144,6 +145,7 @@ class RecordPack:
         folder = Path(raw_dir) / self.folder
         num_classes, _, _ = read_property(folder / "property")
         out_dir = Path(out_dir)
+        files = None  # the images' stamp rows, where they are hashed here
         with RecordIOReader(folder / "train.rec", folder / "train.idx") as reader:
             identities = reader.identities() if max_classes is not None else {}
             keys = (
@@ -160,16 +162,18 @@ class RecordPack:
                         if path is not None:
                             rows.append((path, label))
             else:
-                rows, skipped = [], []
+                rows, skipped, hashed = [], [], []
                 for key, label, image in records:
                     problem = _image_problem(image)
                     if problem is None:
                         rows.append((pack_member(PACK_FILENAME, key), label))
+                        hashed.append(image_row(rows[-1][0], image))  # the stamp's hash, from this one read
                     else:
                         skipped.append({"source": f"{reader.rec_path.name}: key {key}", "reason": problem})
                 self._link_pack(reader, out_dir, skipped, bool(rows))
+                files = image_table(hashed)
         frame = pd.DataFrame(rows, columns=["path", "label"]).astype({"label": "int64"}).assign(split="train")
-        return write_manifest(frame, out_dir)
+        return write_manifest(frame, out_dir, files)
 
     @staticmethod
     def _records(
