@@ -1,7 +1,6 @@
 import argparse
 import copy
 import importlib
-import json
 import re
 import shutil
 import socket
@@ -151,7 +150,8 @@ def test_evaluate_with_an_unreachable_tracking_server_exits_2_within_seconds(tmp
         sock.bind(("127.0.0.1", 0))
         uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
     run = "demo_retrieval/CircleLoss/seed0"
-    (tmp_path / "train.json").write_text(json.dumps({"run_id": run, "tracking_uri": uri, "mlflow_run_id": "0" * 32}))
+    record = TrainRecord(run_id=run, mlflow_run_id="0" * 32, tracking_uri=uri, config={}, config_hash="", model={})
+    record.write(tmp_path / "train.json")
     importlib.import_module("circle_repro.engine.evaluate")  # timed below: the probe, not the imports
     started = time.monotonic()
     argv = ["evaluate", "--params", str(REPO_ROOT / "params.yaml"), "--run", run, "--data", str(tmp_path / "data")]

@@ -43,6 +43,18 @@ def test_this_environment_holds_exactly_the_locked_versions():
     assert lock_differences(locked, installed_versions()) == []
 
 
+def test_distributions_on_other_import_paths_are_not_counted_as_installed(tmp_path, monkeypatch):
+    """setuptools puts its vendored packages (with their dist-info) on sys.path when imported: they are not
+    installed packages of the environment."""
+    before = installed_versions()
+    vendored = tmp_path / "vendored-0.1.dist-info"
+    vendored.mkdir()
+    (vendored / "METADATA").write_text("Metadata-Version: 2.1\nName: vendored\nVersion: 0.1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "vendored" in {dist.metadata["Name"] for dist in metadata.distributions()}
+    assert installed_versions() == before
+
+
 def test_every_locked_package_is_pinned_exactly_with_sha256_hashes():
     entries = _lock_entries()
     assert len(entries) == len(locked_versions()) > 200

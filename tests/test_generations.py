@@ -33,6 +33,7 @@ from circle_repro.layout import (
     SCORES_FILENAME,
     SIMILARITIES_FILENAME,
 )
+from circle_repro.records import MetricsRecord
 
 
 class Killed(RuntimeError):
@@ -185,7 +186,9 @@ def test_a_failed_preparation_leaves_the_earlier_one_whole_and_nothing_beside_it
 
 def _evaluation_outputs(tmp_path, seed):
     rng = np.random.default_rng(seed)
-    result = {"run_id": "e/l/seed0", "metrics": {"accuracy": float(rng.random()), "accuracy_std": 0.1}}
+    result = MetricsRecord(
+        run_id="e/l/seed0", config_hash="h", metrics={"accuracy": float(rng.random()), "accuracy_std": 0.1}
+    )
     per_query = {"ids": np.arange(5), "accuracy": rng.random(5)}
     similarities = {name: rng.random(8) for name in ("s_p", "s_n", "anchor_s_n", "anchor_s_p")}
     roc = {"far": np.array([0.0, 1.0]), "tar": np.array([rng.random(), 1.0]), "threshold": np.array([0.5, 0.1])}
@@ -193,15 +196,21 @@ def _evaluation_outputs(tmp_path, seed):
 
 
 @pytest.mark.parametrize(
-    ("writer", "call"), [("_write_npz", 1), ("_write_npz", 2), ("write_json", 1), ("write_json", 2)]
+    ("owner", "writer", "call"),
+    [
+        (evaluate, "_write_npz", 1),
+        (evaluate, "_write_npz", 2),
+        (evaluate, "write_json", 1),
+        (MetricsRecord, "write", 1),
+    ],
 )
-def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_path, monkeypatch, writer, call):
+def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_path, monkeypatch, owner, writer, call):
     first = _evaluation_outputs(tmp_path, 0)
     evaluate.write_outputs(tmp_path, *first)
     before = _snapshot(tmp_path)
     assert sorted(before) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, ROC_FILENAME, SCORES_FILENAME,
                                      SIMILARITIES_FILENAME])  # fmt: skip
-    monkeypatch.setattr(evaluate, writer, _fail_on_call(getattr(evaluate, writer), call))
+    monkeypatch.setattr(owner, writer, _fail_on_call(getattr(owner, writer), call))
     with pytest.raises(Killed):
         evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 1))
     assert _snapshot(tmp_path) == before  # old generation, byte for byte, and no temporary file

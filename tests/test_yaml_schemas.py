@@ -86,4 +86,6 @@ def test_every_module_that_parses_yaml_checks_a_schema():
     assert parsing
     for path in parsing:
         text = path.read_text()
-        assert re.search(r"\b(check|schema_problems)\(", text), f"{path.relative_to(SRC)} reads YAML unchecked"
+        assert re.search(r"\b(check|schema_problems|validate_params)\(", text), (
+            f"{path.relative_to(SRC)} reads YAML unchecked"
+        )

@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
 
     summary = verbs.add_parser(
-        "summary", help="print the headline results of a built report and where it is (the end of `make reproduce`)"
+        "summary", help="print the headline results of a built report and where it is (the end of make reproduce)"
     )
     summary.add_argument("--reports", type=Path, default=Path("reports"), help="the report's folder (default: reports)")
     summary.set_defaults(func=_cmd_summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import site
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -53,8 +54,10 @@ def locked_versions(lock: Path = LOCK_PATH) -> dict[str, str]:
 
 
 def installed_versions() -> dict[str, str]:
-    """``{name: version}`` of every distribution installed in this environment, the project itself excepted."""
-    versions = {_normalise(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+    """``{name: version}`` of every distribution installed in this environment's site-packages, the project
+    itself excepted (not what other entries of ``sys.path`` hold, such as setuptools' vendored packages)."""
+    site_packages = [*site.getsitepackages(), site.getusersitepackages()]
+    versions = {_normalise(dist.metadata["Name"]): dist.version for dist in metadata.distributions(path=site_packages)}
     versions.pop(PROJECT_DISTRIBUTION, None)
     return versions
 

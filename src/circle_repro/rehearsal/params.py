@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from circle_repro.config import ConfigError, load_params
+from circle_repro.config import ConfigError, load_params, validate_params
 from circle_repro.io import atomic_open
 
 PROFILE = "paper"
@@ -43,6 +43,7 @@ def write_rehearsal_params(
         names = raw["profiles"][PROFILE]["experiments"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise ConfigError(f"{params_file}: no {PROFILE!r} profile to rehearse ({exc})") from None
+    validate_params(raw, str(params_file))  # the file rehearsed is a valid params file before it is shortened
     raw["profile"] = PROFILE
     raw["profiles"] = {PROFILE: raw["profiles"][PROFILE]}
     raw["tracking"] = {**raw["tracking"], "uri": "sqlite:///mlflow.db"}

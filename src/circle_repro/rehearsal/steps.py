@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,16 +40,16 @@ class Step:
 
 
 def run_cli(argv: list[str], step: str) -> float:
-    """Run ``circle-repro <argv>`` in this process; its wall seconds. RehearsalError when it fails."""
-    from circle_repro.cli import main
-
-    errors = io.StringIO()
+    """Run ``circle-repro <argv>`` in a process of its own, as a Snakemake job does; its wall seconds
+    (interpreter start and imports included). RehearsalError when it fails."""
     started = time.perf_counter()
-    with contextlib.redirect_stderr(errors):
-        status = main(argv)
+    done = subprocess.run(
+        [sys.executable, "-m", "circle_repro.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     seconds = time.perf_counter() - started
-    if status != 0:
-        raise RehearsalError(f"{step}: `circle-repro {' '.join(argv)}` failed ({status}): {errors.getvalue().strip()}")
+    if done.returncode != 0:
+        error = done.stderr.strip()[-4000:]
+        raise RehearsalError(f"{step}: `circle-repro {' '.join(argv)}` failed ({done.returncode}): {error}")
     return seconds
 
 

@@ -86,10 +86,10 @@ def test_ms1mv3_reads_its_own_folder(tmp_path):
     assert MS1MV3.folder == "ms1m-retinaface-t1" and MS1MV2.folder == "faces_emore"
 
 
-def test_entries_name_face_transform_and_protocol():
+def test_entries_name_face_transform():
     assert (MS1MV2_ENTRY.name, MS1MV3_ENTRY.name) == ("ms1mv2", "ms1mv3")
     for entry in (MS1MV2_ENTRY, MS1MV3_ENTRY):
-        assert (entry.transform, entry.in_channels, entry.protocol) == ("face", 3, "verification_pairs")
+        assert (entry.transform, entry.in_channels) == ("face", 3)
 
 
 def test_max_classes_keeps_the_first_identities(tmp_path, faces_emore):
