@@ -19,6 +19,8 @@ from circle_repro.config import (
     train_config,
     training_run,
 )
+from circle_repro.data.archive import ArchiveError
+from circle_repro.data.download import DownloadError
 from circle_repro.data.manifest import ManifestError
 from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
@@ -88,7 +90,13 @@ def _cmd_data_prepare(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.profile)
     options = params["datasets"].get(args.dataset, {})
-    manifest = prepare_dataset(args.dataset, args.out, _raw_dir(args), **options)
+    try:
+        manifest = prepare_dataset(args.dataset, args.out, _raw_dir(args), **options)
+    except DownloadError as exc:
+        raise FileNotFoundError(
+            f"{exc}. The raw files of {args.dataset} are not in {_raw_dir(args)}: run `circle-repro data fetch "
+            f"{args.dataset}` where there is internet, or place them there (`circle-repro data info {args.dataset}`)"
+        ) from None
     print(f"prepared {args.dataset}: {manifest}")
 
 
@@ -417,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         CheckpointError,
         TrackingStoreUnreachable,
+        ArchiveError,
+        DownloadError,
     ) as exc:
         print(f"circle-repro {args.verb}: error: {exc}", file=sys.stderr)
         return 2

@@ -198,10 +198,8 @@ def _locate(source: Source, raw_dir: Path, file: SourceFile, mirrors: Mirrors) -
         return (path if path.is_dir() else None), errors
     if path.is_file() and is_verified(path):
         return path, []
-    placed = path.is_file()
-    checked, errors = (
-        _transfer(source, file, path, mirrors) if not placed or source.access == "download" else (False, [])
-    )
+    placed = path.is_file()  # a file in place is checked, never replaced: no download for what is there
+    checked, errors = _transfer(source, file, path, mirrors) if not placed else (False, [])
     if not path.is_file():
         return None, errors
     try:
