@@ -15,7 +15,8 @@ from circle_repro.data.samplers import PKSampler, augmentation_seed_base
 from circle_repro.engine import train as train_module
 from circle_repro.engine.checkpoint import latest_checkpoint
 from circle_repro.engine.loader import loader_settings
-from circle_repro.engine.train import ResumableSampler, train_run
+from circle_repro.engine.loop import ResumableSampler
+from circle_repro.engine.train import train_run
 from support import tiny_params
 
 RUN = "demo_retrieval/CircleLoss/seed0"
