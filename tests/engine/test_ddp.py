@@ -204,6 +204,7 @@ def _runner_worker(rank: int, port: int, data_root: str, out_dir: str, record_di
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from circle_repro import records as records_module
     from circle_repro.config import find_run, train_config
     from circle_repro.engine import attempt as attempt_module
     from circle_repro.engine import train as train_module
@@ -218,7 +219,7 @@ def _runner_worker(rank: int, port: int, data_root: str, out_dir: str, record_di
 
         return wrapper
 
-    for module, name in ((train_module, "atomic_path"), (train_module, "atomic_open"), (train_module, "write_json"),
+    for module, name in ((train_module, "atomic_path"), (train_module, "atomic_open"), (records_module, "write_json"),
                          (attempt_module, "write_json")):  # fmt: skip
         setattr(module, name, recording(getattr(module, name)))
     original = train_module.runner_config
