@@ -14,7 +14,7 @@ import pytest
 import yaml
 from fixtures.formats import build_verification_bin
 
-from circle_repro.config import expand_runs, load_params
+from circle_repro.config import expand_runs, experiments, load_params
 from circle_repro.data.manifest import read_manifest
 from circle_repro.data.sources import load_sources
 from circle_repro.plan import experiment_group
@@ -83,7 +83,7 @@ def test_snakefile_runs_end_to_end_then_reruns_only_what_changed(tiny):
     assert "Traceback" not in out.stderr
     # planned against actual: every run's jobs left a Snakemake benchmark file that the report read
     demo = load_params(workdir / "params.yaml")
-    runs = {table: sum(1 for run in expand_runs(demo) if experiment_group(demo["experiments"][run.experiment]) == table)
+    runs = {table: sum(1 for run in expand_runs(demo) if experiment_group(experiments(demo)[run.experiment]) == table)
             for table in ("table5", "figures")}  # fmt: skip
     assert f"| Table 5 | {runs['table5']} | 0.00 | 0.00 | " in report
     assert (
