@@ -192,9 +192,15 @@ def _dvc_repo(workdir, placed=()):
     (workdir / DATA_PIPELINE).parent.mkdir()
     shutil.copy(REPO_ROOT / DATA_PIPELINE, workdir / DATA_PIPELINE)
     (workdir / PLACED).write_text(yaml.safe_dump({"placed": list(placed)}))
+    return _dvc_init(workdir)
+
+
+def _dvc_init(workdir):
+    """``workdir`` as a git + DVC repository with this repository's DVC config; the path of the dvc executable."""
     _run(["git", "init", "-q"], cwd=workdir)
     dvc = Path(sys.executable).parent / "dvc"
     _run([dvc, "init", "-q"], cwd=workdir)
+    shutil.copy(REPO_ROOT / ".dvc" / "config", workdir / ".dvc" / "config")  # the cache link type users get
     return dvc
 
 
@@ -202,6 +208,20 @@ def _git_commit(workdir, message):
     _run(["git", "add", "-A"], cwd=workdir)
     _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-q", "-m", message],
          cwd=workdir)  # fmt: skip
+
+
+def test_recording_outputs_in_dvc_keeps_their_modification_times(tmp_path):
+    """``dvc commit`` after a Snakemake run must not touch an output's mtime: Snakemake would then take every
+    downstream job as out of date and rerun it (every evaluation, at paper scale)."""
+    dvc = _dvc_init(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {"cmd": "true", "outs": ["model.pth"]}}}))
+    model = tmp_path / "model.pth"
+    model.write_bytes(b"weights")
+    os.utime(model, (1_000_000_000, 1_000_000_000))
+    _run([dvc, "commit", "-f", "-q"], cwd=tmp_path)
+    assert model.stat().st_mtime == 1_000_000_000
+    assert model.read_bytes() == b"weights" and not model.stat().st_mode & stat.S_IWUSR  # DVC write-protects it
+    assert _run([dvc, "status"], cwd=tmp_path).stdout.strip() == "Data and pipelines are up to date."
 
 
 @pytest.mark.slow
