@@ -1,6 +1,6 @@
 """What a profile costs before it runs (:mod:`~circle_repro.plan.estimate`, per job
 :mod:`~circle_repro.plan.jobs`, from :mod:`~circle_repro.plan.inputs` and :mod:`~circle_repro.plan.rates`)
-and what it cost after (:mod:`~circle_repro.plan.actual`)."""
+and what it cost after (:mod:`~circle_repro.plan.actual`); :mod:`~circle_repro.plan.text` prints a plan."""
 
 from circle_repro.plan.actual import (
     FIGURES,
@@ -17,7 +17,6 @@ from circle_repro.plan.estimate import (
     Plan,
     PlannedVsActual,
     TablePlan,
-    format_plan,
     make_plan,
     plan_dataset,
     plan_experiment,
@@ -40,6 +39,7 @@ from circle_repro.plan.inputs import (
 )
 from circle_repro.plan.jobs import SAFETY_FACTOR, JobEstimate
 from circle_repro.plan.rates import JobRates, load_rates
+from circle_repro.plan.text import format_plan
 
 __all__ = [
     "CHECKPOINTS_KEPT",
