@@ -26,7 +26,7 @@ from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
 from circle_repro.engine.tracking import disable_telemetry, quiet_artifact_transfers, tracking_uri
 from circle_repro.io import atomic_open
-from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT
+from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT, STEPS
 
 
 def _positive_int(text: str) -> int:
@@ -203,7 +203,7 @@ def _cmd_rehearse(args: argparse.Namespace) -> None:
     try:
         result = rehearse(
             args.params, out, args.scale, tables=args.tables, iterations=args.iterations, max_p=args.max_p,
-            every_run=args.every_run, throughput=throughput, rates=rates,
+            every_run=args.every_run, until=args.until, throughput=throughput, rates=rates,
         )  # fmt: skip
     except RehearsalError as exc:
         raise ValueError(str(exc)) from None
@@ -360,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_argument(
         "--every-run", action="store_true",
         help="every loss and the first seed of each experiment (default: one run per experiment)",
+    )  # fmt: skip
+    rehearse.add_argument(
+        "--until", choices=STEPS, default=STEPS[-1],
+        help="run the DAG up to this step (default: %(default)s); prepare_data sizes the CPU preparation jobs "
+        "at a larger scale in minutes",
     )  # fmt: skip
     rehearse.add_argument("--throughput", type=Path, default=DEFAULT_THROUGHPUT, help="as for plan")
     rehearse.add_argument("--rates", type=Path, default=DEFAULT_RATES, help="as for plan")

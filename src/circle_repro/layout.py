@@ -32,6 +32,9 @@ def headline_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 DEFAULT_THROUGHPUT = Path("benchmarks/results/train_throughput_cuda_h100_bf16.json")  # measured training img/s
 DEFAULT_RATES = Path("benchmarks/job_rates.yaml")  # measured decode, preparation and metric rates
 
+STEPS = ("prepare_data", "train", "evaluate")
+"""The Snakefile's rules that make one run's result, in the order the DAG runs them (``report`` gathers them)."""
+
 BENCHMARK_DIR = "logs/benchmarks"
 TRAIN_BENCHMARK = BENCHMARK_DIR + "/train/{experiment}/{loss}/seed{seed}.tsv"
 EVALUATE_BENCHMARK = BENCHMARK_DIR + "/evaluate/{experiment}/{loss}/seed{seed}.tsv"

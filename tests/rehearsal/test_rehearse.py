@@ -105,3 +105,28 @@ def test_a_failing_job_leaves_the_record_of_the_jobs_before_it(tmp_path, monkeyp
         ("prepare_data", name) for name in ("cars196", "cub200", "sop")
     ]
     assert record["settings"]["failed"] == "train table5_cars196/CircleLoss/seed0: broken on purpose"
+
+
+def test_until_prepare_data_rehearses_the_preparations_alone(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["rehearse", "--scale", "0.00001", "--tables", "5", "--until", "prepare_data", "--out", str(out),
+            "--params", str(REPO_ROOT / "params.yaml")]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "rehearsal.json").read_text())
+    assert [(step["rule"], step["name"]) for step in record["steps"]] == [
+        ("prepare_data", name) for name in ("cars196", "cub200", "sop")
+    ]
+    assert record["settings"]["until"] == "prepare_data" and "failed" not in record["settings"]
+    assert not (out / "runs").exists()
+    assert "of 3 jobs would exceed" in capsys.readouterr().out
+
+
+def test_until_names_a_step_of_the_dag(tmp_path, capsys):
+    from circle_repro.rehearsal import rehearse
+
+    with pytest.raises(ValueError, match="'report' is not a step of the DAG; one of prepare_data, train, evaluate"):
+        rehearse(REPO_ROOT / "params.yaml", tmp_path / "out", 1e-5, until="report")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rehearse", "--scale", "0.01", "--until", "report"])
+    assert exit_info.value.code == 2
+    assert "--until: invalid choice: 'report'" in capsys.readouterr().err

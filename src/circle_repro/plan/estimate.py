@@ -31,6 +31,7 @@ from circle_repro.config import expand_runs, experiment, experiment_datasets, tr
 from circle_repro.data.sources import Source, load_sources
 from circle_repro.data.status import dataset_status, format_size, unavailable_reason
 from circle_repro.io import write_json
+from circle_repro.layout import STEPS
 from circle_repro.plan.actual import FIGURES, GROUPS, ActualHours, actual_hours, experiment_group
 from circle_repro.plan.inputs import Throughput, download_bytes, run_disk_bytes, train_class_count, training_input
 from circle_repro.plan.jobs import (
@@ -43,9 +44,6 @@ from circle_repro.plan.jobs import (
 )
 from circle_repro.plan.rates import JobRates
 from circle_repro.workflow import evaluate_resources, prepare_resources, train_resources
-
-STEPS = ("prepare_data", "train", "evaluate")
-"""The rules whose jobs the plan estimates, in workflow order."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ declared resources, and last the jobs that exceed them."""
 from __future__ import annotations
 
 from circle_repro.data.status import format_size
-from circle_repro.plan.estimate import STEPS, ExperimentPlan, Plan
+from circle_repro.layout import STEPS
+from circle_repro.plan.estimate import ExperimentPlan, Plan
 from circle_repro.plan.jobs import SAFETY_FACTOR, JobEstimate
 
 

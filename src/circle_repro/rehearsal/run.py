@@ -13,6 +13,7 @@ from typing import Any
 from circle_repro.config import RunSpec, expand_runs, experiment_datasets, load_params, train_dataset, training_run
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_open, write_json
+from circle_repro.layout import STEPS
 from circle_repro.plan.inputs import Throughput
 from circle_repro.plan.jobs import SAFETY_FACTOR
 from circle_repro.plan.rates import JobRates
@@ -88,13 +89,17 @@ def rehearse(
     iterations: int = 2,
     max_p: int | None = None,
     every_run: bool = False,
+    until: str = STEPS[-1],
     throughput: Throughput | None = None,
     rates: JobRates | None = None,
     log: Any = print,
 ) -> Rehearsal:
-    """Rehearse the paper profile of ``params_file`` in the new folder ``out_dir`` at scale ``fraction``; write
-    ``rehearsal.json`` and ``rehearsal.csv`` there (module docstring), also when a job fails (RehearsalError):
-    then they hold the jobs before it and the failure (``settings.failed``)."""
+    """Rehearse the paper profile of ``params_file`` in the new folder ``out_dir`` at scale ``fraction``, its
+    steps up to ``until`` (``prepare_data``, ``train`` or ``evaluate``); write ``rehearsal.json`` and
+    ``rehearsal.csv`` there (module docstring), also when a job fails (RehearsalError): then they hold the jobs
+    before it and the failure (``settings.failed``)."""
+    if until not in STEPS:
+        raise ValueError(f"until: {until!r} is not a step of the DAG; one of {', '.join(STEPS)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"{out_dir}: not empty; give the rehearsal a new folder (--out)")
@@ -112,7 +117,8 @@ def rehearse(
         rehearsal.results.append(result)
         log(f"{step.rule} {step.name}: {step.images} images in {step.seconds:.1f} s ({step.images_per_s:.1f}/s)")
 
-    settings = {"iterations": iterations, "max_p": max_p, "tables": tables, "every_run": every_run}
+    settings = {"iterations": iterations, "max_p": max_p, "tables": tables, "every_run": every_run, "until": until}
+    steps_run = STEPS[: STEPS.index(until) + 1]
     try:
         prepared = out_dir / "data" / "prepared"
         for dataset, (p, k) in sorted(_floors(params, runs).items()):
@@ -120,12 +126,12 @@ def rehearse(
             written = write_raw(dataset, raw, Scale(fraction, min_classes=p, min_per_class=k))
             record(steps.prepare(dataset, raw, prepared / dataset, options, written))
         runs_root = out_dir / "runs"
-        for trainer in sorted({training_run(params, run) for run in runs}):
+        for trainer in sorted({training_run(params, run) for run in runs}) if "train" in steps_run else []:
             dataset = train_dataset(params["experiments"][trainer.experiment])
             record(
                 steps.train(trainer.run_id, trainer.experiment, prepared / dataset, trainer.run_dir(runs_root), options)
             )
-        for run in runs:
+        for run in runs if "evaluate" in steps_run else []:
             spec = params["experiments"][run.experiment]
             cpus = evaluate_resources(paper, run.experiment, None, None)["cpus_per_task"]
             record(
