@@ -3,6 +3,7 @@ random reads from a pack against loose files.
 
     python benchmarks/data_decode.py            # 512 images per size, 5 repeats (about two minutes)
     python benchmarks/data_decode.py --quick    # 128 images per size, 3 repeats
+    python benchmarks/data_decode.py --batch 128   # the batch of a face training run on one GPU (default 32)
 
 Three prepared data sets are made on the fly in a temporary folder, through the real preparation path
 (:func:`circle_repro.data.prepared.write_prepared`: decode-checked, stored as they are, manifest
@@ -14,7 +15,7 @@ photographs rather than like noise or flat colour):
 * ``~500x375``: photographs of the retrieval sets' size (500x375, 375x500, 500x333, 480x360 in turn),
   read with the ``retrieval`` test transform (resize 256, centre crop 227).
 
-Loaders: ``ManifestDataset(split="test", train=False)`` in a ``DataLoader`` (batch 32, in file order)
+Loaders: ``ManifestDataset(split="test", train=False)`` in a ``DataLoader`` (batch 32 or ``--batch``, in file order)
 with 0, 1 and 2 worker processes; the workers are persistent and warmed up first, so the figures are
 steady-state throughput, without process start-up. The loaders yield what training and evaluation
 get from them: uint8 batches, whose float conversion and normalisation run on the model's device
@@ -74,7 +75,7 @@ from circle_repro.data.manifest_dataset import ManifestDataset
 from circle_repro.data.prepared import Sample, write_prepared
 from circle_repro.engine.batch_transfer import NetworkInput
 
-BATCH = 32
+DEFAULT_BATCH = 32
 WORKERS = (0, 1, 2)
 JPEG_QUALITY = 95
 # name -> (transform style, (width, height) of each image in turn)
@@ -187,14 +188,14 @@ def pack_vs_loose(root: Path, images: int, repeats: int) -> None:
     print(f"verdict: pack / loose {pack / loose:.2f}: {_verdict(pack / loose, PACK_TARGET)}")
 
 
-def run(images: int, repeats: int) -> None:
+def run(images: int, repeats: int, batch: int = DEFAULT_BATCH) -> None:
     torch.set_num_threads(1)
     print(
         f"torch {torch.__version__}, Pillow {PIL.__version__}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     print(
-        f"images/s: median [min] over {repeats} repeats, after one warm-up pass; batch {BATCH}; "
+        f"images/s: median [min] over {repeats} repeats, after one warm-up pass; batch {batch}; "
         "ratio: median / baseline median"
     )
     with tempfile.TemporaryDirectory(prefix="data-decode-") as tmp:
@@ -209,7 +210,7 @@ def run(images: int, repeats: int) -> None:
             loaders = []
             for workers in WORKERS:
                 loader = DataLoader(
-                    dataset, batch_size=BATCH, shuffle=False, num_workers=workers, persistent_workers=workers > 0
+                    dataset, batch_size=batch, shuffle=False, num_workers=workers, persistent_workers=workers > 0
                 )
                 loaders.append(loader)
                 passes[f"ManifestDataset, {workers} workers"] = lambda loader=loader: _loader_pass(loader)
@@ -258,8 +259,9 @@ def run(images: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images per loader batch (default: 32)")
     args = parser.parse_args()
-    run(**(QUICK if args.quick else FULL))
+    run(**(QUICK if args.quick else FULL), batch=args.batch)
 
 
 if __name__ == "__main__":

@@ -247,6 +247,24 @@ def test_preparation_runtime_by_hand(rates_file):
     assert job.hours == pytest.approx(5_822_653 / 2000 / 3600) and job.exceeds is None
 
 
+def test_a_rehearsed_preparation_rate_replaces_the_decode_rate(rates_file, tmp_path):
+    """YTF: 621,126 frames at a rehearsed 150 img/s = 69.0 min, x 1.5 = 103.5 -> 105 min (decode rate: the floor)."""
+    rates = planning.load_rates(rates_file)
+    assert wf.prepare_resources("ytf", rates) == wf.step_resources("prepare_data")
+    rehearsed = tmp_path / "rehearsed.yaml"
+    rehearsed.write_text(
+        rates_file.read_text()
+        + "preparation_by_dataset:\n  source: a rehearsal\n  per_core_images_per_s:\n"
+        + "    ytf: {images_per_s: 150, row: prepare_data ytf 1500 10.0 150.0}\n"
+    )
+    rates = planning.load_rates(rehearsed)
+    assert wf.prepare_resources("ytf", rates) == {"runtime": 105, "mem_mb": 4000, "cpus_per_task": 1}
+    job = planning.plan_dataset(load_sources()["ytf"], REPO_ROOT / "no-data", rates).prepare
+    assert (job.images_per_s, job.bound) == (150, "rehearsal")
+    assert job.hours == pytest.approx(621_126 / 150 / 3600)
+    assert wf.prepare_resources("ms1mv2", rates)["runtime"] == 75  # no row: its style's decode rate, as before
+
+
 def test_rates_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "rates.yaml"
     bad.write_text(RATES.replace("retrieval: {images_per_s: 250", "retrieval: {images_per_s: 0"))
@@ -541,6 +559,14 @@ def test_job_rates_are_the_benchmark_results_they_cite():
             figure = results[title[3:], label, data[section]["column"]]
             assert title.startswith("== ") and figure == loaded[style], (section, style)
     assert set(rates.decode_per_core) == {"face", "reid", "retrieval", "mnist"}  # every transform style
+    # a rehearsal's table: each row's fields (rule, job, images, seconds, img/s) are those of one line of the source
+    section = data["preparation_by_dataset"]
+    lines = [line.split() for line in (REPO_ROOT / section["source"].split()[0]).read_text().splitlines()]
+    for dataset, entry in section["per_core_images_per_s"].items():
+        fields = entry["row"].split()
+        assert fields in [line[:5] for line in lines], dataset
+        assert fields[:2] == ["prepare_data", dataset] and float(fields[4]) == rates.preparation_by_dataset[dataset]
+    assert set(rates.preparation_by_dataset) <= set(load_sources())
     metric_row = next(
         line
         for line in (REPO_ROOT / "benchmarks/results/evaluation_sop_cpu_2threads.txt").read_text().splitlines()

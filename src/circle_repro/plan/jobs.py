@@ -316,14 +316,19 @@ def run_schedule(
 
 
 def estimate_preparation(dataset: str, source: Source, rates: JobRates | None, declared: dict[str, Any]) -> JobEstimate:
-    """The prepare_data job of ``dataset``: its images at the per-core preparation rate (one process)."""
+    """The prepare_data job of ``dataset``: its images at the rate a rehearsal measured for its whole job where
+    the rates file has one (``preparation_by_dataset``: archives, alignment and writing included), else at the
+    per-core decode rate of its transform style (a lower bound on the time); one process."""
     images = preparation_image_count(source)
     common = dict(rule="prepare_data", name=dataset, jobs=1, images=images, declared=declared, mem_mb=None)
     if images is None or rates is None:
         why = "no image count in sources.yaml" if images is None else "no job rates file"
         return JobEstimate(**common, images_per_s=None, bound=None, hours=None, notes=(f"time not estimated: {why}",))
-    rate = rates.preparation_per_core[transform_style(dataset)] * declared["cpus_per_task"]
-    return JobEstimate(**common, images_per_s=rate, bound="decode", hours=images / rate / 3600, notes=())
+    rehearsed = rates.preparation_by_dataset.get(dataset)
+    per_core = rehearsed if rehearsed is not None else rates.preparation_per_core[transform_style(dataset)]
+    rate = per_core * declared["cpus_per_task"]
+    bound = "rehearsal" if rehearsed is not None else "decode"
+    return JobEstimate(**common, images_per_s=rate, bound=bound, hours=images / rate / 3600, notes=())
 
 
 __all__ = [

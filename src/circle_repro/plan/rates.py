@@ -7,7 +7,7 @@ copied from; the GPU training rates come from a ``benchmarks/train_throughput.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class JobRates:
     preparation_per_core: dict[str, float]
     metric: MetricRate
     forward_speedup: float
+    preparation_by_dataset: dict[str, float] = field(default_factory=dict)  # a rehearsed job's rate, per data set
 
 
 def load_rates(path: str | Path = DEFAULT_RATES) -> JobRates:
@@ -65,6 +66,7 @@ def load_rates(path: str | Path = DEFAULT_RATES) -> JobRates:
         metric=MetricRate(metric["source"], metric["images"], float(metric["seconds"]),
                           float(metric["peak_rss_mb"]), metric["threads"]),
         forward_speedup=float(data["forward_speedup_over_training"]),
+        preparation_by_dataset=_per_core(data["preparation_by_dataset"]) if "preparation_by_dataset" in data else {},
     )  # fmt: skip
 
 

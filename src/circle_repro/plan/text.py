@@ -77,9 +77,11 @@ def format_plan(plan: Plan) -> str:
     else:
         lines.append("GPU throughput: none given: no training or evaluation time estimated.")
     if plan.rates is not None:
+        rehearsed = ", ".join(sorted(plan.rates.preparation_by_dataset)) or "none"
         lines.append(
             f"CPU rates: {plan.rates.source}: decode and preparation images/s per core, metric speed; preparation "
-            "counts decoding only (not download, extraction, alignment or writing)."
+            "counts decoding only (not download, extraction, alignment or writing) except for the data sets whose "
+            f"whole preparation a rehearsal measured ({rehearsed})."
         )
     else:
         lines.append("CPU rates: none given: data loading, preparation and evaluation not estimated.")
