@@ -119,6 +119,8 @@ def rehearse(
 
     settings = {"iterations": iterations, "max_p": max_p, "tables": tables, "every_run": every_run, "until": until}
     steps_run = STEPS[: STEPS.index(until) + 1]
+    trainers = sorted({training_run(params, run) for run in runs}) if "train" in steps_run else []
+    evaluated = runs if "evaluate" in steps_run else []
     try:
         prepared = out_dir / "data" / "prepared"
         for dataset, (p, k) in sorted(_floors(params, runs).items()):
@@ -126,12 +128,12 @@ def rehearse(
             written = write_raw(dataset, raw, Scale(fraction, min_classes=p, min_per_class=k))
             record(steps.prepare(dataset, raw, prepared / dataset, options, written))
         runs_root = out_dir / "runs"
-        for trainer in sorted({training_run(params, run) for run in runs}) if "train" in steps_run else []:
+        for trainer in trainers:
             dataset = train_dataset(params["experiments"][trainer.experiment])
             record(
                 steps.train(trainer.run_id, trainer.experiment, prepared / dataset, trainer.run_dir(runs_root), options)
             )
-        for run in runs if "evaluate" in steps_run else []:
+        for run in evaluated:
             spec = params["experiments"][run.experiment]
             cpus = evaluate_resources(paper, run.experiment, None, None)["cpus_per_task"]
             record(
