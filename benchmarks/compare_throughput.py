@@ -27,25 +27,12 @@ from typing import Any
 
 import yaml
 
+from circle_repro.schema import schema_problems
+
 PUBLISHED = Path(__file__).resolve().with_name("published_throughput.yaml")
+SCHEMA = PUBLISHED.with_name("published_throughput.schema.yaml")
 ISSUE_MODELS = ("resnet50", "iresnet100", "bn_inception")  # issue 6, "Speed"
 INDENT = " " * 11
-SCOPES = ("total", "per_gpu")
-POSITIVE = ("num_gpus", "batch_per_gpu", "images_per_s_published", "images_per_s_per_gpu")
-REQUIRED = (
-    "id",
-    "model",
-    "published_model",
-    "input",
-    "gpu",
-    "precision",
-    "published_scope",
-    "per_gpu_derivation",
-    "setting",
-    "source",
-    *POSITIVE,
-)
-SOURCE_REQUIRED = ("repository", "path", "commit", "quote")
 CAVEAT = (
     "CAVEAT: not a like-for-like speed comparison. The GPUs differ (ours vs the publishers' older\n"
     "V100/A10/A30/A100 cards), and so does the work: ours times one GPU on a synthetic in-memory\n"
@@ -86,60 +73,30 @@ def load_published(path: Path = PUBLISHED) -> dict[str, Any]:
     data = yaml.safe_load(Path(path).read_text())
     problems = validate_published(data)
     if problems:
-        raise ValueError(f"{path}:\n  " + "\n  ".join(problems))
+        raise ValueError(f"{path}: invalid published throughput:\n  - " + "\n  - ".join(problems))
     return data
 
 
 def validate_published(data: Any) -> list[str]:
-    """Problems with the published-throughput data (empty when it is sound)."""
-    if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-        return ["top level must be a mapping with an 'entries' list"]
-    problems: list[str] = []
+    """Problems with the published-throughput data (empty when it is sound): its JSON schema
+    (``published_throughput.schema.yaml``), then what a schema cannot say: unique ids, and the per-GPU
+    figure derived from the published one."""
+    problems = schema_problems(data, yaml.safe_load(SCHEMA.read_text()))
+    if problems or not isinstance(data, dict):
+        return problems
     seen: set[str] = set()
     for index, entry in enumerate(data["entries"]):
-        where = f"entries[{index}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: not a mapping")
-            continue
-        where = f"entries[{index}] ({entry.get('id', '?')})"
-        problems += [f"{where}: missing {key}" for key in REQUIRED if key not in entry]
-        if entry.get("id") in seen:
+        where = f"entries[{index}] ({entry['id']})"
+        if entry["id"] in seen:
             problems.append(f"{where}: duplicate id")
-        seen.add(entry.get("id"))
-        numbers_ok = True
-        for key in POSITIVE:
-            value = entry.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                numbers_ok = False
-                if key in entry:
-                    problems.append(f"{where}: {key} must be a positive number, got {value!r}")
-        size = entry.get("input")
-        if "input" in entry and not (
-            isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
-        ):
-            problems.append(f"{where}: input must be [height, width], got {size!r}")
-        scope = entry.get("published_scope")
-        if "published_scope" in entry and scope not in SCOPES:
-            problems.append(f"{where}: published_scope must be one of {SCOPES}, got {scope!r}")
-        if numbers_ok and scope in SCOPES:
-            divisor = entry["num_gpus"] if scope == "total" else 1
-            expected = entry["images_per_s_published"] / divisor
-            if not math.isclose(entry["images_per_s_per_gpu"], expected, rel_tol=1e-9):
-                problems.append(
-                    f"{where}: images_per_s_per_gpu {entry['images_per_s_per_gpu']} != "
-                    f"images_per_s_published / {divisor} = {expected}"
-                )
-        source = entry.get("source")
-        if "source" in entry:
-            if not isinstance(source, dict):
-                problems.append(f"{where}: source must be a mapping")
-            else:
-                problems += [f"{where}: source missing {key}" for key in SOURCE_REQUIRED if key not in source]
-                problems += [
-                    f"{where}: source {key} is empty"
-                    for key in ("repository", "path", "quote")
-                    if key in source and not (isinstance(source[key], str) and source[key].strip())
-                ]
+        seen.add(entry["id"])
+        divisor = entry["num_gpus"] if entry["published_scope"] == "total" else 1
+        expected = entry["images_per_s_published"] / divisor
+        if not math.isclose(entry["images_per_s_per_gpu"], expected, rel_tol=1e-9):
+            problems.append(
+                f"{where}: images_per_s_per_gpu {entry['images_per_s_per_gpu']} != "
+                f"images_per_s_published / {divisor} = {expected}"
+            )
     return problems
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -12,6 +15,19 @@ import yaml
 from circle_repro.config import INHERITED_FROM_TRAINER, expand_trained_by
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO_ROOT / "benchmarks"
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of benchmarks/ (not a package), imported from its path, once per test session."""
+    module_name = f"_benchmark_{Path(name).stem}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, BENCHMARKS / name)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses look the module up while the class is built
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 def tiny_params(params: dict[str, Any], epochs: int = 1, max_images: int | None = 400) -> dict[str, Any]:

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from support import REPO_ROOT
+from support import BENCHMARKS, benchmark_script
 
-BENCHMARKS = REPO_ROOT / "benchmarks"
 PUBLISHED = BENCHMARKS / "published_throughput.yaml"
-
-
-def _load_script(path: Path) -> ModuleType:
-    """benchmarks/ is not a package: import the script from its path."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def compare_throughput() -> ModuleType:
-    return _load_script(BENCHMARKS / "compare_throughput.py")
+    return benchmark_script("compare_throughput.py")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +91,7 @@ def test_every_entry_has_required_fields_positive_numbers_and_a_source(published
 
 
 def test_entries_name_models_the_benchmark_times(published: dict[str, Any]) -> None:
-    train_throughput = _load_script(BENCHMARKS / "train_throughput.py")
+    train_throughput = benchmark_script("train_throughput.py")
     for entry in published["entries"]:
         height, width, _, _ = train_throughput.MODELS[entry["model"]]
         assert entry["input"] == [height, width], entry["id"]
@@ -153,16 +139,24 @@ def test_validation_catches_bad_entries(compare_throughput: ModuleType) -> None:
     no_source = _entry()
     del no_source["source"]
     bad = {
-        "missing gpu": missing,
-        "images_per_s_per_gpu must be a positive": _entry(images_per_s_per_gpu=0),
-        "num_gpus must be a positive": _entry(num_gpus=-1),
-        "!= images_per_s_published / 8": _entry(images_per_s_per_gpu=4000),
-        "missing source": no_source,
-        "source quote is empty": _entry(source={**_entry()["source"], "quote": " "}),
-        "published_scope must be one of": _entry(published_scope="sum"),
+        "entries[0]: 'gpu' is a required property": missing,
+        "entries[0].images_per_s_per_gpu: 0 is less than or equal to the minimum of 0; allowed: > 0": _entry(
+            images_per_s_per_gpu=0
+        ),
+        "entries[0].num_gpus: -1 is less than the minimum of 1; allowed: >= 1": _entry(num_gpus=-1),
+        "images_per_s_per_gpu 4000 != images_per_s_published / 8 = 500.0": _entry(images_per_s_per_gpu=4000),
+        "entries[0]: 'source' is a required property": no_source,
+        "entries[0].source.quote: ' ' does not match": _entry(source={**_entry()["source"], "quote": " "}),
+        "entries[0].published_scope: 'sum' is not one of ['total', 'per_gpu']": _entry(published_scope="sum"),
+        "entries[0].source.commit: 'abc' does not match": _entry(source={**_entry()["source"], "commit": "abc"}),
+        "entries[0]: Additional properties are not allowed ('gpus' was unexpected)": _entry(gpus=8),
     }
     for message, entry in bad.items():
         problems = validate({"entries": [entry]})
         assert any(message in problem for problem in problems), (message, problems)
     assert any("duplicate id" in p for p in validate({"entries": [_entry(), copy.deepcopy(_entry())]}))
-    assert validate({"rows": []}) == ["top level must be a mapping with an 'entries' list"]
+    assert validate({"rows": []}) == [
+        "<top level>: 'entries' is a required property",
+        "<top level>: Additional properties are not allowed ('rows' was unexpected); allowed: entries, "
+        "excluded, no_published_figure",
+    ]

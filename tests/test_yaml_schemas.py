@@ -13,7 +13,7 @@ from circle_repro.data.sources import load_sources
 from circle_repro.plan.rates import load_rates
 from circle_repro.report.recipes import load_recipe_sources
 from circle_repro.report.targets import load_paper_targets
-from support import REPO_ROOT
+from support import BENCHMARKS, REPO_ROOT, benchmark_script
 
 SRC = REPO_ROOT / "src" / "circle_repro"
 
@@ -59,6 +59,12 @@ CASES = {
         _set(["metric", "threads"], 0),
         "metric.threads: 0 is less than the minimum of 1; allowed: >= 1",
     ),
+    "published throughput": (
+        BENCHMARKS / "published_throughput.yaml",
+        lambda path: benchmark_script("compare_throughput.py").load_published(path),
+        _set(["entries", 0, "published_scope"], "summed"),
+        "entries[0].published_scope: 'summed' is not one of ['total', 'per_gpu']",
+    ),
 }
 
 
@@ -82,10 +88,11 @@ def test_an_error_names_the_file_the_key_and_what_is_allowed(name, tmp_path):
 
 
 def test_every_module_that_parses_yaml_checks_a_schema():
-    parsing = [p for p in SRC.rglob("*.py") if re.search(r"\byaml\.(safe_)?load\(", p.read_text())]
+    modules = [*SRC.rglob("*.py"), *BENCHMARKS.glob("*.py")]
+    parsing = [p for p in modules if re.search(r"\byaml\.(safe_)?load\(", p.read_text())]
     assert parsing
     for path in parsing:
         text = path.read_text()
         assert re.search(r"\b(check|schema_problems|validate_params)\(", text), (
-            f"{path.relative_to(SRC)} reads YAML unchecked"
+            f"{path.relative_to(REPO_ROOT)} reads YAML unchecked"
         )
