@@ -2,7 +2,7 @@
 
 import copy
 import json
-import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,14 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from circle_repro import generations
+from circle_repro import generations, layout
 from circle_repro.data.datasets import image_arrays, mnist5k, prepare_dataset
 from circle_repro.data.manifest import read_manifest, verify_prepared
 from circle_repro.engine import evaluate
 from circle_repro.generations import (
     file_digest,
     recover_folder,
-    staged_files,
     staged_folder,
     staged_outputs,
     staging_path,
@@ -34,6 +33,7 @@ from circle_repro.layout import (
     SIMILARITIES_FILENAME,
 )
 from circle_repro.records import MetricsRecord
+from support import REPO_ROOT
 
 
 class Killed(RuntimeError):
@@ -60,27 +60,7 @@ def _fail_on_call(original, number):
     return maybe_fail
 
 
-# --- staged_files / staged_folder ------------------------------------------------------------------
-
-
-def test_staged_files_replace_every_target_only_after_the_last_is_written(tmp_path):
-    targets = [tmp_path / name for name in ("a.txt", "b.txt", "record.json")]
-    for target in targets:
-        target.write_text("old")
-    with pytest.raises(Killed), staged_files(targets) as staged:
-        staged[0].write_text("new")
-        staged[1].write_text("new")
-        raise Killed
-    assert _snapshot(tmp_path) == {"a.txt": b"old", "b.txt": b"old", "record.json": b"old"}  # no temp left over
-    moved = []
-    real_replace = os.replace
-    with staged_files(targets) as staged:
-        for path in staged:
-            path.write_text("new")
-        os.replace = lambda src, dst: (moved.append(os.path.basename(dst)), real_replace(src, dst))[1]
-    os.replace = real_replace
-    assert moved == ["a.txt", "b.txt", "record.json"]  # the completion record last
-    assert _snapshot(tmp_path) == {"a.txt": b"new", "b.txt": b"new", "record.json": b"new"}
+# --- staged_folder / staged_outputs ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("can_exchange", [True, False], ids=["exchange", "two-renames"])
@@ -202,30 +182,48 @@ def _evaluation_outputs(tmp_path, seed):
         (evaluate, "_write_npz", 2),
         (evaluate, "write_json", 1),
         (MetricsRecord, "write", 1),
+        (generations, "_exchange", 1),  # the swap of the whole folder
     ],
 )
-def test_a_failed_evaluation_write_leaves_the_earlier_arrays_and_metrics(tmp_path, monkeypatch, owner, writer, call):
+def test_a_failed_evaluation_write_leaves_the_earlier_evaluation_whole(tmp_path, monkeypatch, owner, writer, call):
+    out = tmp_path / "evaluation"
     first = _evaluation_outputs(tmp_path, 0)
-    evaluate.write_outputs(tmp_path, *first)
-    before = _snapshot(tmp_path)
+    evaluate.write_outputs(out, *first)
+    (out / "notes.txt").write_text("the user's")  # not the evaluation's: kept across generations
+    before = _snapshot(out)
     assert sorted(before) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, ROC_FILENAME, SCORES_FILENAME,
-                                     SIMILARITIES_FILENAME])  # fmt: skip
+                                     SIMILARITIES_FILENAME, "notes.txt"])  # fmt: skip
     monkeypatch.setattr(owner, writer, _fail_on_call(getattr(owner, writer), call))
     with pytest.raises(Killed):
-        evaluate.write_outputs(tmp_path, *_evaluation_outputs(tmp_path, 1))
-    assert _snapshot(tmp_path) == before  # old generation, byte for byte, and no temporary file
-    record = json.loads((tmp_path / METRICS_FILENAME).read_text())
-    assert record["arrays"] == {
-        name: file_digest(tmp_path / name) for name in (SIMILARITIES_FILENAME, PER_QUERY_FILENAME)
-    }
+        evaluate.write_outputs(out, *_evaluation_outputs(tmp_path, 1))
+    assert _snapshot(out) == before  # old generation, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation"]  # no staging folder left
+    record = json.loads((out / METRICS_FILENAME).read_text())
+    assert record["arrays"] == {name: file_digest(out / name) for name in (PER_QUERY_FILENAME, SIMILARITIES_FILENAME)}
     # the headline metrics alone, without the per-fold spread, identifiers or provenance
-    assert json.loads((tmp_path / SCORES_FILENAME).read_text()) == {"accuracy": record["metrics"]["accuracy"]}
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / ROC_FILENAME), pd.DataFrame(first[3]))
+    assert json.loads((out / SCORES_FILENAME).read_text()) == {"accuracy": record["metrics"]["accuracy"]}
+    pd.testing.assert_frame_equal(pd.read_csv(out / ROC_FILENAME), pd.DataFrame(first[3]))
     monkeypatch.undo()
     result, per_query, _, _ = _evaluation_outputs(tmp_path, 1)
-    evaluate.write_outputs(tmp_path, result, per_query, None)  # no identity pairs: no similarities.npz, no ROC
-    assert sorted(_snapshot(tmp_path)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SCORES_FILENAME])
-    np.testing.assert_array_equal(np.load(tmp_path / PER_QUERY_FILENAME)["accuracy"], per_query["accuracy"])
+    evaluate.write_outputs(out, result, per_query, None)  # no identity pairs: no similarities.npz, no ROC
+    assert sorted(_snapshot(out)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SCORES_FILENAME, "notes.txt"])
+    np.testing.assert_array_equal(np.load(out / PER_QUERY_FILENAME)["accuracy"], per_query["accuracy"])
+
+
+def test_every_declared_output_of_the_evaluate_rule_is_written_by_every_protocol(tmp_path):
+    """The rule declares only what each protocol writes (IJB-C has no identity pairs: no similarities.npz)."""
+    rule = (REPO_ROOT / "workflow" / "rules" / "evaluate.smk").read_text()
+    declared = re.findall(r"wf\.evaluation_file\(layout\.(\w+)\)", rule)
+    assert declared and set(declared) <= {name for name in dir(layout) if name.endswith("_FILENAME")}
+    result, per_query, _, _ = _evaluation_outputs(tmp_path, 0)
+    evaluate.write_outputs(tmp_path / "evaluation", result, per_query, None)
+    assert {getattr(layout, name) for name in declared} <= {p.name for p in (tmp_path / "evaluation").iterdir()}
+
+
+def test_evaluating_into_a_folder_with_a_subfolder_is_refused_before_the_work(tmp_path):
+    (tmp_path / "run" / "work").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"run: holds the folder work, which this step does not write"):
+        generations.check_outputs_folder(tmp_path / "run", layout.EVALUATION_FILES)
 
 
 def _wait_for(path, process, timeout_s=300):

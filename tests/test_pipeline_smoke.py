@@ -236,22 +236,23 @@ def test_dvc_repro_runs_the_same_demo(tiny):
     assert len(runs) > len(verification) > 0
 
     # each run's scores.json: the metrics its table shows, without per-fold spreads, identifiers or provenance
-    scores = {run: json.loads((workdir / run / "scores.json").read_text()) for run in runs}
+    scores = {run: json.loads((workdir / run / "evaluation" / "scores.json").read_text()) for run in runs}
     for run in runs:
-        record = json.loads((workdir / run / "metrics.json").read_text())
+        record = json.loads((workdir / run / "evaluation" / "metrics.json").read_text())
         assert scores[run] == {name: value for name, value in record["metrics"].items() if name != "accuracy_std"}
     assert {"R@1", "MAP@R", "accuracy", "TAR@FAR=0.001"} <= {name for names in scores.values() for name in names}
     # `dvc metrics show`: a header and one short row per run
     rows = _run([dvc, "metrics", "show"], cwd=workdir).stdout.splitlines()
     assert len(rows) == 1 + len(runs) and max(map(len, rows)) < 200, rows
     assert set(rows[0].split()) == {"Path"} | {name for names in scores.values() for name in names}
-    assert sorted(row.split()[0] for row in rows[1:]) == [f"{run}/scores.json" for run in runs]
+    assert sorted(row.split()[0] for row in rows[1:]) == [f"{run}/evaluation/scores.json" for run in runs]
 
     # `dvc plots show`: every run's training curve, every verification run's ROC
     plots = json.loads(_run([dvc, "plots", "show", "--json"], cwd=workdir).stdout)["data"]
     curves = {f"{run}/history.csv": ("iteration", "loss") for run in runs}
-    assert plots.keys() == curves.keys() | {f"{run}/roc.csv" for run in verification}
-    for path, (x, y) in curves.items() | {(f"{run}/roc.csv", ("far", "tar")) for run in verification}:
+    rocs = {f"{run}/evaluation/roc.csv": ("far", "tar") for run in verification}
+    assert plots.keys() == curves.keys() | rocs.keys()
+    for path, (x, y) in curves.items() | rocs.items():
         content = json.dumps(plots[path][0]["content"])
         assert f'"x": {{"field": "{x}"' in content and f'"field": "{y}"' in content, path
 
@@ -265,7 +266,7 @@ def test_dvc_repro_runs_the_same_demo(tiny):
     changed = "runs/demo_retrieval/CircleLoss/seed0"
     dropped = sorted(row.split() for row in diff[1:])
     assert [(row[0], row[1], row[3]) for row in dropped] == [
-        (f"{changed}/scores.json", f"R@{k}", "-") for k in (2, 4, 8)
+        (f"{changed}/evaluation/scores.json", f"R@{k}", "-") for k in (2, 4, 8)
     ]
     assert [float(row[2]) for row in dropped] == pytest.approx([scores[changed][f"R@{k}"] for k in (2, 4, 8)], rel=1e-4)
 

@@ -431,7 +431,7 @@ def test_slurm_profile_submits_declared_resources_and_finishes(tmp_path, repo_pa
     assert "--run" in torchrun and "demo_verification/CircleLoss/seed0" in torchrun
     assert any("--gpus=2" in argv for argv in _calls(tmp_path, "srun")), "the job step gets the GPUs too"
     for run in ("demo_retrieval", "demo_verification"):
-        assert (project / "runs" / run / "CircleLoss" / "seed0" / "metrics.json").is_file()
+        assert (project / "runs" / run / "CircleLoss" / "seed0" / "evaluation" / "metrics.json").is_file()
 
 
 def _one_training_run(repo_params: dict[str, Any]) -> dict[str, Any]:

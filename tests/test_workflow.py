@@ -104,7 +104,7 @@ def test_targets_cover_every_run(repo_params):
     params = expand_trained_by(repo_params)
     metrics = wf.metrics_targets(params)
     assert len(metrics) == len(expand_runs(params))
-    assert "runs/demo_retrieval/CircleLoss/seed0/metrics.json" in metrics
+    assert "runs/demo_retrieval/CircleLoss/seed0/evaluation/metrics.json" in metrics
     assert wf.test_data_dir(params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
     assert wf.train_data_dir(params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
 
@@ -137,7 +137,7 @@ def test_a_trained_by_experiment_evaluates_its_trainers_weights_on_its_own_data(
     assert wf.train_inputs(params, "table5_sop") == {"manifest": "data/prepared/sop/manifest.parquet"}
     assert "data/prepared/agedb_30/manifest.parquet" in wf.data_targets(params)
     # its metrics are its own; the training history is the trainer's, listed once
-    assert "runs/table2_lfw_r34/ArcFace/seed1/metrics.json" in wf.metrics_targets(params)
+    assert "runs/table2_lfw_r34/ArcFace/seed1/evaluation/metrics.json" in wf.metrics_targets(params)
     histories = wf.history_targets(params)
     assert "runs/table1_megaface_r34/ArcFace/seed1/history.csv" in histories
     assert not any(path.startswith("runs/table2_") for path in histories)

@@ -26,7 +26,7 @@ from circle_repro.data.stamp import VERIFY_LEVELS
 from circle_repro.engine.errors import CheckpointError, Terminated, TrackingStoreUnreachable
 from circle_repro.engine.tracking import disable_telemetry, quiet_artifact_transfers, tracking_uri
 from circle_repro.io import atomic_open
-from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT, STEPS
+from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT, EVALUATION_DIRNAME, STEPS, evaluation_dir
 
 
 def _positive_int(text: str) -> int:
@@ -140,7 +140,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     params = load_params(args.params, args.profile)
     run = find_run(params, args.run)
-    out_dir = args.out or args.run_dir
+    out_dir = args.out or evaluation_dir(args.run_dir)
     batch = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     loader = job_loader_settings(args.cpus, accelerator=torch.cuda.is_available())
     result = evaluate_run(
@@ -331,7 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--run-dir", type=Path, required=True, help="the folder of the run that trained the weights (model.pth)"
     )
-    evaluate.add_argument("--out", type=Path, help="where metrics.json and the arrays go (default: --run-dir)")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        help=f"the evaluation folder: metrics.json and the arrays, replaced as one (default: --run-dir/{EVALUATION_DIRNAME})",
+    )
     evaluate.add_argument("--batch-size", type=_positive_int, help="images per embedding batch (default: 512)")
     evaluate.add_argument(
         "--cpus",

@@ -1,14 +1,11 @@
 """Outputs of several files that appear as one generation: the old set whole, or the new set whole.
 
-:func:`staged_files` writes a step's files beside their targets under temporary names and moves them
-all into place only after the last one is written, so a failure while writing any of them leaves the
-previous files as they were and no temporary file behind; a completion record written last can hold
-the :func:`file_digest` of the others, so that a reader tells a kill between two moves from a whole
-generation. :func:`staged_folder` builds a whole folder
-beside its target and swaps it in with one atomic exchange (``renameat2(RENAME_EXCHANGE)`` on Linux;
-elsewhere two renames, and the next preparation puts back a folder a kill left aside).
-:func:`staged_outputs` does the same for a step that owns some entries of a folder it shares with other
-files (a report folder beside a Snakemake report, say): the other files are hard-linked into the new folder.
+:func:`staged_folder` builds a whole folder beside its target and swaps it in with one atomic exchange
+(``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames, and the next writer puts back a folder a
+kill left aside). :func:`staged_outputs` does the same for a step that owns some entries of a folder it
+shares with other files (a report folder beside a Snakemake report, say): the other files are hard-linked
+into the new folder. A completion record in the folder can hold the :func:`file_digest` of the others, so
+that a reader tells files copied or edited by hand from the ones the step wrote.
 """
 
 from __future__ import annotations
@@ -18,23 +15,11 @@ import ctypes
 import hashlib
 import os
 import shutil
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from pathlib import Path
-
-from circle_repro.io import atomic_path
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-
-
-@contextlib.contextmanager
-def staged_files(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """Yield one temporary path per target (beside it); on success move every one onto its target, in
-    the order given (the last target can be a completion record that readers require); on failure
-    remove them all and leave every target untouched."""
-    with contextlib.ExitStack() as stack:
-        temporary = [stack.enter_context(atomic_path(target)) for target in reversed(targets)]
-        yield temporary[::-1]  # the stack unwinds in reverse: the first target is moved first
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -125,6 +110,11 @@ def _carry(entry: Path, destination: Path) -> None:
         os.link(entry, destination)
     except OSError:  # no hard links on this file system, or protected_hardlinks
         shutil.copy2(entry, destination)
+
+
+def check_outputs_folder(folder: str | os.PathLike[str], owned: Collection[str]) -> None:
+    """Raise the ValueError :func:`staged_outputs` would raise for ``folder``, before a long step starts."""
+    _foreign_entries(Path(os.path.abspath(folder)), owned)
 
 
 @contextlib.contextmanager

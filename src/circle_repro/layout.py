@@ -8,11 +8,14 @@ WEIGHTS_FILENAME = "model.pth"  # state dict only, loadable with torch.load(weig
 INITIAL_WEIGHTS_FILENAME = "model_init.pth"  # the seeded weights before training: the untrained reference
 TRAIN_RECORD_FILENAME = "train.json"  # resolved config, MLflow run id, timings
 HISTORY_FILENAME = "history.csv"  # per-iteration training loss and batch s_p / s_n
+EVALUATION_DIRNAME = "evaluation"  # the run folder's sub-folder of evaluation outputs, replaced as a whole
 METRICS_FILENAME = "metrics.json"  # evaluation result of the run, with its identifiers and provenance
 SCORES_FILENAME = "scores.json"  # the run's headline test metrics alone: the file `dvc metrics show` prints
 SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the report's figures
 ROC_FILENAME = "roc.csv"  # far / tar / threshold of the sampled test similarities, for `dvc plots` (verification)
 PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one array per metric it averages to
+EVALUATION_FILES = (METRICS_FILENAME, SCORES_FILENAME, SIMILARITIES_FILENAME, ROC_FILENAME, PER_QUERY_FILENAME)
+"""What ``circle-repro evaluate`` writes into a run's evaluation folder (metrics.json records the rest)."""
 
 MANIFEST_FILENAME = "manifest.parquet"  # a prepared data set's table of images (circle_repro.data.manifest)
 
@@ -21,6 +24,16 @@ CHECKPOINTS_KEPT = (
 )
 
 SPREAD_SUFFIX = "_std"  # a metric named with it is the per-fold spread of another metric, not a result itself
+
+
+def evaluation_dir(run_dir: str | Path) -> Path:
+    """Where a run's evaluation outputs (:data:`EVALUATION_FILES`) live inside its run folder."""
+    return Path(run_dir) / EVALUATION_DIRNAME
+
+
+def run_dir_of(metrics_file: str | Path) -> Path:
+    """The run folder of a run's metrics.json (the folder above its evaluation folder)."""
+    return Path(metrics_file).parent.parent
 
 
 def headline_metrics(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -32,13 +32,14 @@ from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import (
+    EVALUATION_DIRNAME,
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
     MANIFEST_FILENAME,
     METRICS_FILENAME,
-    SIMILARITIES_FILENAME,
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
+    evaluation_dir,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ RAW_ROOT = Path("data/raw")
 PREPARED_ROOT = Path("data/prepared")
 RUNS_ROOT = Path("runs")
 REPORT_DIR = Path("reports")
+RUN_DIR_PATTERN = RUNS_ROOT / "{experiment}" / "{loss}" / "seed{seed}"
+"""A run's folder in the rules' wildcards (what :meth:`RunSpec.run_dir` gives under :data:`RUNS_ROOT`)."""
 NAME_WILDCARD = name_pattern().removeprefix("^").removesuffix("$")
 """The Snakefile's constraint on the experiment and loss wildcards: a params.yaml name, unanchored."""
 
@@ -190,19 +193,24 @@ def data_targets(params: dict[str, Any]) -> list[str]:
     return sorted((PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix() for name in names)
 
 
-def run_outputs(params: dict[str, Any], filename: str) -> list[str]:
-    """``filename`` inside every run folder the params define."""
-    return [(run.run_dir(RUNS_ROOT) / filename).as_posix() for run in expand_runs(params)]
+def run_file(filename: str) -> str:
+    """A file of the run folder as a rule's output pattern (layout's file names under :data:`RUN_DIR_PATTERN`)."""
+    return (RUN_DIR_PATTERN / filename).as_posix()
+
+
+def evaluation_file(filename: str) -> str:
+    """A file of the run's evaluation folder as a rule's output pattern."""
+    return (RUN_DIR_PATTERN / EVALUATION_DIRNAME / filename).as_posix()
+
+
+def evaluation_outputs(params: dict[str, Any], filename: str) -> list[str]:
+    """``filename`` inside the evaluation folder of every run the params define."""
+    return [(evaluation_dir(run.run_dir(RUNS_ROOT)) / filename).as_posix() for run in expand_runs(params)]
 
 
 def metrics_targets(params: dict[str, Any]) -> list[str]:
     """Every run's metrics.json: what the report reads."""
-    return run_outputs(params, METRICS_FILENAME)
-
-
-def similarity_targets(params: dict[str, Any]) -> list[str]:
-    """Every run's sampled test similarities: what the report's figures read."""
-    return run_outputs(params, SIMILARITIES_FILENAME)
+    return evaluation_outputs(params, METRICS_FILENAME)
 
 
 def history_targets(params: dict[str, Any]) -> list[str]:

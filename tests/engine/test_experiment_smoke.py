@@ -15,6 +15,7 @@ import yaml
 from circle_repro.config import RunSpec, eval_config, select_profile, train_config
 from circle_repro.engine.evaluate import evaluate_run
 from circle_repro.engine.train import train_run
+from circle_repro.layout import evaluation_dir
 from support import REPO_ROOT, tiny_params
 
 _PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -37,5 +38,5 @@ def test_experiment_trains_and_evaluates(profile, experiment, loss, repo_params,
     params = tiny_params(select_profile(repo_params, profile), epochs=1, max_images=80)
     run = RunSpec(experiment, loss, params["experiments"][experiment]["seeds"][0])
     train_run(train_config(params, run), prepared_mnist5k, tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), tmp_path)
+    result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), evaluation_dir(tmp_path))
     assert result.metrics and all(math.isfinite(value) for value in result.metrics.values())

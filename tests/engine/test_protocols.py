@@ -36,7 +36,13 @@ from circle_repro.evaluation import reid as reid_eval
 from circle_repro.evaluation.reranking import Reranking
 from circle_repro.evaluation.retrieval import retrieval_metrics
 from circle_repro.evaluation.verification import flip_sum_embeddings, kfold_accuracy, tar_at_far
-from circle_repro.layout import INITIAL_WEIGHTS_FILENAME, SIMILARITIES_FILENAME, TRAIN_RECORD_FILENAME, WEIGHTS_FILENAME
+from circle_repro.layout import (
+    INITIAL_WEIGHTS_FILENAME,
+    SIMILARITIES_FILENAME,
+    TRAIN_RECORD_FILENAME,
+    WEIGHTS_FILENAME,
+    evaluation_dir,
+)
 from circle_repro.report.targets import PROTOCOLS as REPORTED_PROTOCOLS
 
 MODEL_CONFIG = dict(
@@ -476,31 +482,33 @@ def test_evaluate_run_writes_results_and_skips_similarities_without_identities(p
     monkeypatch.setattr(evaluate_module, "log_to_run", lambda *args, **kwargs: logged.append((args, kwargs)))
     run_dir = tmp_path / "run"
     _fake_run(run_dir)
-    (run_dir / SIMILARITIES_FILENAME).write_bytes(b"stale")
+    out = evaluation_dir(run_dir)
+    out.mkdir()
+    (out / SIMILARITIES_FILENAME).write_bytes(b"stale")
 
     config = _RUN | {"dataset": "ijbc", "evaluation": {"protocol": "ijb", "fars": [0.5]}}
-    result = evaluate_run(run_dir, prepared("ijbc"), config, run_dir, device="cpu")
+    result = evaluate_run(run_dir, prepared("ijbc"), config, out, device="cpu")
     assert result.protocol == "ijb" and result.n_images == 8
     assert list(result.metrics) == list(result.untrained_metrics) == ["TAR@FAR=0.5"]
-    assert json.loads((run_dir / "metrics.json").read_text()) == result.to_json()
-    with np.load(run_dir / "per_query.npz") as per_query:
+    assert json.loads((out / "metrics.json").read_text()) == result.to_json()
+    with np.load(out / "per_query.npz") as per_query:
         assert per_query.files == ["ids"] and len(per_query["ids"]) == 0
-    assert not (run_dir / SIMILARITIES_FILENAME).exists(), "a stale similarities.npz is removed"
+    assert not (out / SIMILARITIES_FILENAME).exists(), "a stale similarities.npz is removed"
     (_, _, metrics), _ = logged[-1]
     assert set(metrics) == {"TAR@FAR=0.5", "untrained_TAR@FAR=0.5"}
 
     config = _RUN | {"dataset": "megaface", "evaluation": {"protocol": "megaface", "fars": [0.1]}}
-    result = evaluate_run(run_dir, prepared("megaface"), config, run_dir, device="cpu")
+    result = evaluate_run(run_dir, prepared("megaface"), config, out, device="cpu")
     assert list(result.metrics) == ["rank-1", "TAR@FAR=0.1"]
-    with np.load(run_dir / SIMILARITIES_FILENAME) as similarities:
+    with np.load(out / SIMILARITIES_FILENAME) as similarities:
         assert set(similarities.files) == {"s_p", "s_n", "anchor_s_n", "anchor_s_p"}
         assert len(similarities["anchor_s_p"]) == evaluate_module.SIMILARITY_ANCHORS
-    with np.load(run_dir / "per_query.npz") as per_query:
+    with np.load(out / "per_query.npz") as per_query:
         assert per_query["rank-1"].mean() == pytest.approx(result.metrics["rank-1"], abs=1e-12)
 
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         evaluate_run(
-            run_dir, prepared("megaface"), _RUN | {"dataset": "megaface", "evaluation": {"protocol": "x"}}, run_dir
+            run_dir, prepared("megaface"), _RUN | {"dataset": "megaface", "evaluation": {"protocol": "x"}}, out
         )
 
 
@@ -548,9 +556,9 @@ def test_evaluate_run_warns_and_records_when_its_metrics_are_trivial(prepared, t
     _fake_run(tmp_path / "run")
     config = _RUN | {"dataset": "cub200", "evaluation": {"protocol": "retrieval", "ks": [1]}}
     with pytest.warns(evaluate_module.TrivialMetricWarning, match=r"exp/CircleLoss/seed0 on .*one class \(3\)"):
-        result = evaluate_run(tmp_path / "run", prepared("cub"), config, tmp_path / "run", device="cpu")
+        result = evaluate_run(tmp_path / "run", prepared("cub"), config, evaluation_dir(tmp_path / "run"), device="cpu")
     assert (
-        json.loads((tmp_path / "run" / "metrics.json").read_text())["trivial"]
+        json.loads((evaluation_dir(tmp_path / "run") / "metrics.json").read_text())["trivial"]
         == list(result.trivial)
         == list(trivial.trivial)
     )

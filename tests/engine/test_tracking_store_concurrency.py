@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from circle_repro.config import expand_runs, load_params, tracking_experiment
 from circle_repro.engine.tracking import metric_key
+from circle_repro.layout import evaluation_dir
 from support import tiny_params, write_params
 
 BIN = Path(sys.executable).parent
@@ -124,7 +125,7 @@ def _check_store(workdir: Path, params: dict, uri: str) -> None:
     report = (workdir / "reports" / "report.md").read_text()
     for mlflow_run in mlflow_runs:
         run_dir = workdir / "runs" / mlflow_run.data.tags["run_id"]
-        record = json.loads((run_dir / "metrics.json").read_text())
+        record = json.loads((evaluation_dir(run_dir) / "metrics.json").read_text())
         assert mlflow_run.info.status == "FINISHED" and record["mlflow_run_id"] == mlflow_run.info.run_id
         logged = mlflow_run.data.metrics
         expected = record["metrics"] | {

@@ -29,6 +29,7 @@ from circle_repro.engine.protocols import retrieval_per_query
 from circle_repro.engine.runner_config import model_config
 from circle_repro.engine.train import train_run
 from circle_repro.evaluation.retrieval import recall_at_k, retrieval_metrics
+from circle_repro.layout import evaluation_dir
 from circle_repro.provenance import LOCK_PATH
 from support import tiny_params
 
@@ -44,7 +45,7 @@ def trained_circle(tmp_path_factory, repo_params, prepared_mnist5k):
     train_run(
         train_config(params, run), prepared_mnist5k, run_dir, tracking_uri=uri, experiment=tracking_experiment(params)
     )
-    result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), run_dir)
+    result = evaluate_run(run_dir, prepared_mnist5k, eval_config(params, run), evaluation_dir(run_dir))
     return params, run, run_dir, uri, result
 
 
@@ -77,12 +78,14 @@ def test_trained_circle_beats_an_untrained_network(trained_circle, prepared_mnis
 def test_metrics_file_and_mlflow_run(trained_circle, prepared_mnist5k):
     _params, run, run_dir, uri, result = trained_circle
     prepared = prepared_mnist5k
-    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    on_disk = json.loads((evaluation_dir(run_dir) / "metrics.json").read_text())
     assert on_disk == result.to_json()
     assert set(on_disk["metrics"]) >= {"R@1", "R@2", "R@4", "R@8", "MAP@R"}
     assert on_disk["n_images"] == 2500 and on_disk["protocol"] == "retrieval"
-    assert json.loads((run_dir / "scores.json").read_text()) == on_disk["metrics"]  # no per-fold spread to drop
-    assert not (run_dir / "roc.csv").exists(), "a ROC only for verification"
+    assert (
+        json.loads((evaluation_dir(run_dir) / "scores.json").read_text()) == on_disk["metrics"]
+    )  # no per-fold spread to drop
+    assert not (evaluation_dir(run_dir) / "roc.csv").exists(), "a ROC only for verification"
 
     logged = MlflowClient(tracking_uri=uri).get_run(result.mlflow_run_id)
     assert logged.data.tags["run_id"] == run.run_id
@@ -145,7 +148,7 @@ def test_trained_weights_without_usable_features_are_an_error_naming_the_file(
 
 def test_per_query_file_averages_to_the_metrics(trained_circle):
     _, _, run_dir, _, result = trained_circle
-    with np.load(run_dir / "per_query.npz") as per_query:
+    with np.load(evaluation_dir(run_dir) / "per_query.npz") as per_query:
         assert sorted(per_query.files) == ["MAP@R", "R@1", "ids"]
         assert np.array_equal(per_query["ids"], np.arange(2500)), "no test digit is alone in its class"
         assert per_query["R@1"].mean() == pytest.approx(result.metrics["R@1"], abs=1e-12)
@@ -200,17 +203,17 @@ def test_class_level_head_trains_and_evaluates_on_verification_pairs(tmp_path, r
     train_run(train_config(params, run), prepared_mnist5k, tmp_path, tracking_uri=uri)
     state = torch.load(tmp_path / "model.pth", weights_only=True)
     assert state["loss.weight"].shape == (5, 64), "one proxy per training class"
-    result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), tmp_path)
+    result = evaluate_run(tmp_path, prepared_mnist5k, eval_config(params, run), evaluation_dir(tmp_path))
     assert list(result.metrics) == ["accuracy", "accuracy_std", "TAR@FAR=0.001", "TAR@FAR=0.01", "TAR@FAR=0.1"]
     assert 0.5 < result.metrics["accuracy"] <= 1.0
-    with np.load(tmp_path / "per_query.npz") as per_pair:
+    with np.load(evaluation_dir(tmp_path) / "per_query.npz") as per_pair:
         assert per_pair["accuracy"].mean() == pytest.approx(result.metrics["accuracy"], abs=1e-12)  # equal folds
     logged = MlflowClient(tracking_uri=uri).get_run(result.mlflow_run_id).data.metrics
     assert logged["TAR_at_FAR_0.01"] == pytest.approx(result.metrics["TAR@FAR=0.01"])
     # what `dvc metrics show` and `dvc plots show` read: the headline metrics alone, the test ROC
-    scores = json.loads((tmp_path / "scores.json").read_text())
+    scores = json.loads((evaluation_dir(tmp_path) / "scores.json").read_text())
     assert scores == {name: value for name, value in result.metrics.items() if name != "accuracy_std"}
-    roc = pd.read_csv(tmp_path / "roc.csv")
+    roc = pd.read_csv(evaluation_dir(tmp_path) / "roc.csv")
     assert list(roc.columns) == ["far", "tar", "threshold"] and roc["far"].iloc[-1] == roc["tar"].iloc[-1] == 1.0
 
 
@@ -245,7 +248,9 @@ def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(
     assert result.trained_by == trained.run_id and result.config_hash == trained_result.config_hash
     assert set(result.metrics) == {"accuracy", "accuracy_std", "TAR@FAR=0.01"}
     assert json.loads((out_dir / "metrics.json").read_text()) == result.to_json()
-    assert not (run_dir / "metrics.json").read_text().count("demo_pairs")  # the trainer's own result untouched
+    assert (
+        not (evaluation_dir(run_dir) / "metrics.json").read_text().count("demo_pairs")
+    )  # the trainer's own result untouched
 
     client = MlflowClient(tracking_uri=uri)
     child = client.get_run(result.mlflow_run_id)
@@ -265,7 +270,9 @@ def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(
         (uri, "MLflow", result.mlflow_run_id),
         (None, "metrics.json", result.mlflow_run_id),
     ):
-        results = load_results(only_these, [run_dir / "metrics.json", out_dir / "metrics.json"], tracking_uri)
+        results = load_results(
+            only_these, [evaluation_dir(run_dir) / "metrics.json", out_dir / "metrics.json"], tracking_uri
+        )
         (found,) = results.of("demo_pairs", "CircleLoss")
         assert (found.source, found.mlflow_run_id) == (source, mlflow_id)
         assert found.metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])

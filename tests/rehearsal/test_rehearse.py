@@ -77,7 +77,7 @@ def test_rehearsal_of_table5_records_each_job_and_extrapolates_it(tmp_path, caps
     # the DAG's own outputs: a manifest per data set, a metrics.json per run
     for name in ("cub200", "cars196", "sop"):
         assert (out / "data" / "prepared" / name / "manifest.parquet").is_file()
-        assert (out / "runs" / f"table5_{name}" / "CircleLoss" / "seed0" / "metrics.json").is_file()
+        assert (out / "runs" / f"table5_{name}" / "CircleLoss" / "seed0" / "evaluation" / "metrics.json").is_file()
 
 
 def test_bad_options_exit_2_with_a_message(tmp_path, capsys):

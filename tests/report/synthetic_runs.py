@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from circle_repro.config import RunSpec, config_hash, train_config
+from circle_repro.layout import evaluation_dir
 
 N_QUERIES = 200
 N_PAIRS = 300
@@ -31,7 +32,8 @@ def _hits(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
 def write_run(root: Path, params: dict, run: RunSpec, metrics: dict, per_query: dict, untrained: dict) -> Path:
     """One evaluated run folder as `circle-repro evaluate` leaves it; returns its metrics.json."""
     run_dir = run.run_dir(root)
-    run_dir.mkdir(parents=True)
+    out = evaluation_dir(run_dir)
+    out.mkdir(parents=True)
     rng = np.random.default_rng([run.seed, len(run.loss)])
     record = {
         "run_id": run.run_id,
@@ -47,13 +49,13 @@ def write_run(root: Path, params: dict, run: RunSpec, metrics: dict, per_query: 
         "config_hash": config_hash(train_config(params, run)),
         "provenance": PROVENANCE,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(record))
-    np.savez(run_dir / "per_query.npz", **per_query)
-    np.savez(run_dir / "similarities.npz", s_p=rng.uniform(0.5, 1, 100), s_n=rng.uniform(-0.2, 0.5, 100))
+    (out / "metrics.json").write_text(json.dumps(record))
+    np.savez(out / "per_query.npz", **per_query)
+    np.savez(out / "similarities.npz", s_p=rng.uniform(0.5, 1, 100), s_n=rng.uniform(-0.2, 0.5, 100))
     pd.DataFrame({"iteration": range(1, 21), "loss": 1.0, "s_p": rng.uniform(size=20), "s_n": 0.1}).to_csv(
         run_dir / "history.csv", index=False
     )
-    return run_dir / "metrics.json"
+    return out / "metrics.json"
 
 
 def write_demo_runs(root: Path, params: dict) -> list[Path]:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from circle_repro.layout import run_dir_of
 from circle_repro.report import figures
 from circle_repro.report.figures import (
     FIGURES,
@@ -125,9 +126,9 @@ def test_similarity_pairs(tmp_path):
 
 
 def test_load_pair_sample_reads_a_run_folder(metrics_files):
-    run_dir = metrics_files[0].parent
+    run_dir = run_dir_of(metrics_files[0])
     sample = load_pair_sample(run_dir)
-    with np.load(run_dir / "similarities.npz") as data:
+    with np.load(metrics_files[0].parent / "similarities.npz") as data:
         assert np.array_equal(sample.s_n, data["s_n"]) and np.array_equal(sample.s_p, data["s_p"])
     assert list(sample.trajectory["iteration"]) == list(range(1, 21))
     (run_dir / "history.csv").unlink()

@@ -96,7 +96,7 @@ def test_an_mlflow_server_that_does_not_answer_is_said_within_seconds(demo_param
 def test_an_mlflow_run_without_metrics_is_said_in_its_row(tmp_path, demo_params, metrics_files):
     uri, client, experiment_id = _store(tmp_path, demo_params)
     mlflow_id = _mlflow_run(client, experiment_id, demo_params, RunSpec("demo_retrieval", "Triplet", 1))
-    files = [f for f in metrics_files if f.parts[-3:-1] != ("Triplet", "seed1")]
+    files = [f for f in metrics_files if f.parts[-4:-2] != ("Triplet", "seed1")]
     markdown = build_report(demo_params, files, tmp_path / "r", tracking_uri=uri)[0].read_text()
     row = _row(markdown, "Triplet")
     assert "81.00 ± " in row and "(n=2)" in row, "the row keeps its other seeds"

@@ -3,10 +3,11 @@ rule evaluate:
         # the test set, and the weights of the run that trained them (its own, or its trainer's)
         unpack(lambda w: wf.evaluate_inputs(PARAMS, w.experiment, w.loss, w.seed)),
     output:
-        metrics="runs/{experiment}/{loss}/seed{seed}/metrics.json",
-        similarities="runs/{experiment}/{loss}/seed{seed}/similarities.npz",
-        per_query="runs/{experiment}/{loss}/seed{seed}/per_query.npz",
-        scores="runs/{experiment}/{loss}/seed{seed}/scores.json",
+        # the files of the run's evaluation folder that every protocol writes; `circle-repro evaluate`
+        # replaces the folder as a whole, with similarities.npz where the test set has identity pairs
+        metrics=wf.evaluation_file(layout.METRICS_FILENAME),
+        per_query=wf.evaluation_file(layout.PER_QUERY_FILENAME),
+        scores=wf.evaluation_file(layout.SCORES_FILENAME),
     log:
         "logs/evaluate/{experiment}/{loss}/seed{seed}.log",
     benchmark:

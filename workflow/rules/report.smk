@@ -1,7 +1,8 @@
 rule report:
     input:
+        # each run's metrics.json; its evaluation folder holds the similarities the figures read, where the
+        # test set has identity pairs (not IJB-C's templates)
         metrics=wf.metrics_targets(RUNNABLE),
-        similarities=wf.similarity_targets(RUNNABLE),
         histories=wf.history_targets(RUNNABLE),
     output:
         md="reports/report.md",

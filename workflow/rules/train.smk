@@ -6,10 +6,10 @@ rule train:
         # the training set, and the validation sets of train.validation (prepared beside it)
         unpack(lambda w: wf.train_inputs(PARAMS, w.experiment)),
     output:
-        weights="runs/{experiment}/{loss}/seed{seed}/model.pth",
-        initial_weights="runs/{experiment}/{loss}/seed{seed}/model_init.pth",
-        record="runs/{experiment}/{loss}/seed{seed}/train.json",
-        history="runs/{experiment}/{loss}/seed{seed}/history.csv",
+        weights=wf.run_file(layout.WEIGHTS_FILENAME),
+        initial_weights=wf.run_file(layout.INITIAL_WEIGHTS_FILENAME),
+        record=wf.run_file(layout.TRAIN_RECORD_FILENAME),
+        history=wf.run_file(layout.HISTORY_FILENAME),
     log:
         "logs/train/{experiment}/{loss}/seed{seed}.log",
     benchmark:

@@ -35,9 +35,10 @@ from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.protocols import Embedder, ProtocolResult, TestSet, get_protocol
 from circle_repro.engine.tracking import check_tracking_store, log_to_child_run, log_to_run
 from circle_repro.evaluation.similarity import roc_points, sample_anchor_pairs, sample_pair_similarities
-from circle_repro.generations import file_digest, staged_files
+from circle_repro.generations import check_outputs_folder, file_digest, staged_outputs
 from circle_repro.io import write_json
 from circle_repro.layout import (
+    EVALUATION_FILES,
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
     METRICS_FILENAME,
@@ -220,27 +221,23 @@ def write_outputs(
     similarities: dict[str, np.ndarray] | None,
     roc: dict[str, np.ndarray] | None = None,
 ) -> MetricsRecord:
-    """Write similarities.npz and roc.csv (or remove a stale one where there is none), per_query.npz,
-    scores.json (the headline metrics alone) and metrics.json as one generation: all into temporary files
-    first, metrics.json moved into place last, holding the sha256 of each array file (``arrays``) so that
-    readers can tell that they belong to it. Returns the record as written. A failure while writing leaves
-    the earlier files as they were."""
-    arrays = [out_dir / SIMILARITIES_FILENAME] if similarities is not None else []
-    arrays.append(out_dir / PER_QUERY_FILENAME)
-    tables = [out_dir / ROC_FILENAME] if roc is not None else []
-    with staged_files([*arrays, *tables, out_dir / SCORES_FILENAME, out_dir / METRICS_FILENAME]) as paths:
-        if similarities is not None:
-            _write_npz(paths[0], similarities)
-        _write_npz(paths[len(arrays) - 1], per_query)
+    """Write the evaluation folder ``out_dir`` (:data:`~circle_repro.layout.EVALUATION_FILES`) as one
+    generation: similarities.npz and roc.csv where there are any, per_query.npz, scores.json (the headline
+    metrics alone) and metrics.json, holding the sha256 of each array file (``arrays``), are written into a
+    staging folder that then replaces ``out_dir`` in one step (:func:`~circle_repro.generations.staged_outputs`;
+    other files in ``out_dir`` are kept). A failure or a kill at any point leaves the earlier evaluation
+    whole. Returns the record as written."""
+    with staged_outputs(out_dir, EVALUATION_FILES) as staging:
+        arrays = {PER_QUERY_FILENAME: per_query} | (
+            {SIMILARITIES_FILENAME: similarities} if similarities is not None else {}
+        )
+        for name, written in arrays.items():
+            _write_npz(staging / name, written)
         if roc is not None:
-            pd.DataFrame(roc).to_csv(paths[len(arrays)], index=False)
-        digests = {target.name: file_digest(path) for target, path in zip(arrays, paths[: len(arrays)], strict=True)}
-        record = replace(record, arrays=digests)
-        write_json(paths[-2], headline_metrics(record.metrics))
-        record.write(paths[-1])
-        for name, written in ((SIMILARITIES_FILENAME, similarities), (ROC_FILENAME, roc)):
-            if written is None:
-                (out_dir / name).unlink(missing_ok=True)
+            pd.DataFrame(roc).to_csv(staging / ROC_FILENAME, index=False)
+        record = replace(record, arrays={name: file_digest(staging / name) for name in sorted(arrays)})
+        write_json(staging / SCORES_FILENAME, headline_metrics(record.metrics))
+        record.write(staging / METRICS_FILENAME)
     return record
 
 
@@ -256,8 +253,8 @@ def evaluate_run(
     verify_data: str = "sizes",
 ) -> MetricsRecord:
     """Run the data set's protocol on the run's trained and initial weights; write metrics.json (with
-    the run's training provenance), per_query.npz and similarities.npz; log metrics.json and
-    per_query.npz to the run's MLflow run.
+    the run's training provenance), per_query.npz and similarities.npz into the evaluation folder ``out_dir``
+    (:func:`write_outputs`); log metrics.json and per_query.npz to the run's MLflow run.
 
     The same metrics of the run's initial (untrained, seeded) weights go beside them as the reference
     that shows what training added. A run that evaluates another run's weights (``trained_by`` in
@@ -277,6 +274,7 @@ def evaluate_run(
             f"evaluates the weights of {eval_config['trained_by']!r}; pass that run's folder as --run-dir"
         )
     check_tracking_store(record.tracking_uri)  # before the embedding, not when logging after it
+    check_outputs_folder(out_dir, EVALUATION_FILES)
     evaluation = eval_config["evaluation"]
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     test = TestSet.load(data_root)

@@ -13,7 +13,7 @@ from typing import Any
 from circle_repro.config import RunSpec, expand_runs, experiment_datasets, load_params, train_dataset, training_run
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_open, write_json
-from circle_repro.layout import STEPS
+from circle_repro.layout import STEPS, evaluation_dir
 from circle_repro.plan.inputs import Throughput
 from circle_repro.plan.jobs import SAFETY_FACTOR
 from circle_repro.plan.rates import JobRates
@@ -139,7 +139,7 @@ def rehearse(
             record(
                 steps.evaluate(
                     run.run_id, run.experiment, prepared / spec["dataset"], training_run(params, run).run_dir(runs_root),
-                    run.run_dir(runs_root), options, embeddings_per_image=embeddings_per_image(params, run.experiment),
+                    evaluation_dir(run.run_dir(runs_root)), options, embeddings_per_image=embeddings_per_image(params, run.experiment),
                     cpus=cpus,
                 )
             )  # fmt: skip

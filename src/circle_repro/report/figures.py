@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from circle_repro.evaluation.similarity import roc_points
 from circle_repro.io import atomic_path
-from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME, evaluation_dir
 from circle_repro.report import gradients
 from circle_repro.report.stats import t_interval
 
@@ -105,20 +105,21 @@ class PairSample:
 
 
 def load_pair_sample(run_dir: str | Path) -> PairSample:
-    """The ``PairSample`` of one run folder, from its similarities.npz and history.csv.
+    """The ``PairSample`` of one run folder, from its evaluation's similarities.npz and its history.csv.
 
     Per-anchor pairs (``anchor_s_n``/``anchor_s_p``: one anchor's negative and positive) are used when
     the file has them; otherwise independent positive and negative draws are paired by index.
     """
     run_dir = Path(run_dir)
-    for name in (SIMILARITIES_FILENAME, HISTORY_FILENAME):
-        if not (run_dir / name).is_file():
-            raise ValueError(f"{run_dir} has no {name}: train and evaluate the run first")
-    with np.load(run_dir / SIMILARITIES_FILENAME) as data:
+    similarities = evaluation_dir(run_dir) / SIMILARITIES_FILENAME
+    for path in (similarities, run_dir / HISTORY_FILENAME):
+        if not path.is_file():
+            raise ValueError(f"{run_dir} has no {path.relative_to(run_dir)}: train and evaluate the run first")
+    with np.load(similarities) as data:
         keys = ("anchor_s_n", "anchor_s_p") if {"anchor_s_n", "anchor_s_p"} <= set(data.files) else ("s_n", "s_p")
         missing = set(keys) - set(data.files)
         if missing:
-            raise ValueError(f"{run_dir / SIMILARITIES_FILENAME} lacks {sorted(missing)}")
+            raise ValueError(f"{similarities} lacks {sorted(missing)}")
         s_n, s_p = data[keys[0]], data[keys[1]]
     count = min(len(s_n), len(s_p))
     return PairSample(s_n[:count], s_p[:count], pd.read_csv(run_dir / HISTORY_FILENAME))

@@ -27,7 +27,13 @@ from circle_repro.config import RunSpec, config_hash, expand_runs, tracking_expe
 from circle_repro.engine.errors import TrackingStoreUnreachable
 from circle_repro.engine.tracking import PROBE_TIMEOUT_S, SQLITE_PREFIX, check_tracking_store
 from circle_repro.generations import file_digest
-from circle_repro.layout import METRICS_FILENAME, PER_QUERY_FILENAME, headline_metrics
+from circle_repro.layout import (
+    EVALUATION_DIRNAME,
+    METRICS_FILENAME,
+    PER_QUERY_FILENAME,
+    headline_metrics,
+    run_dir_of,
+)
 from circle_repro.records import MetricsRecord, RecordError
 
 UNTRAINED = "untrained network"
@@ -46,7 +52,7 @@ class RunResult:
     weights_uri: str = ""  # where the trained weights are logged (the training run's model.pth artifact)
     provenance: Mapping[str, str] = field(default_factory=dict)  # PROVENANCE_KEYS, "" where unknown
     per_query: Mapping[str, np.ndarray] | None = None  # ids + per-query arrays (layout.PER_QUERY_FILENAME)
-    run_dir: Path | None = None  # the folder of the run's metrics.json, for the figures' inputs
+    run_dir: Path | None = None  # the run folder above its metrics.json's evaluation folder, for the figures' inputs
     note: str = ""  # why metrics are missing, or where they came from when MLflow had none
     trivial: tuple[str, ...] = ()  # why its metrics are trivial for its test input (metrics.json "trivial")
 
@@ -102,16 +108,16 @@ def load_results(
             result, why = _from_file(run, path, expected_hash) if path else (None, "no metrics.json given")
             notes.append(why)
         note = "; ".join(n for n in notes if n)
-        results.append(replace(result or RunResult(run), note=note, run_dir=path.parent if path else None))
+        results.append(replace(result or RunResult(run), note=note, run_dir=run_dir_of(path) if path else None))
     problems += [f"{r.run.run_id}: trivial metrics: {reason}" for r in results for reason in r.trivial]
     return Results(results, source, problems)
 
 
 def _run_of_path(path: Path) -> str | None:
-    """``experiment/loss/seedN`` from a path ending in ``<experiment>/<loss>/seed<N>/metrics.json``."""
+    """``experiment/loss/seedN`` from a path ending in ``<experiment>/<loss>/seed<N>/evaluation/metrics.json``."""
     parts = path.parts
-    if len(parts) >= 4 and parts[-1] == METRICS_FILENAME and re.fullmatch(r"seed\d+", parts[-2]):
-        return "/".join(parts[-4:-1])
+    if len(parts) >= 5 and parts[-2:] == (EVALUATION_DIRNAME, METRICS_FILENAME) and re.fullmatch(r"seed\d+", parts[-3]):
+        return "/".join(parts[-5:-2])
     return None
 
 
@@ -186,14 +192,14 @@ def _from_file(run: RunSpec, path: Path, expected_hash: str) -> tuple[RunResult 
     return _result(run, record, source="metrics.json", provenance=provenance, per_query=per_query), ""
 
 
-def _check_arrays(record: MetricsRecord, run_dir: Path) -> str:
+def _check_arrays(record: MetricsRecord, folder: Path) -> str:
     """Why the array files beside a metrics.json are not the ones it was written with ("" when they are)."""
     for name, digest in record.arrays.items():
-        path = run_dir / name
+        path = folder / name
         if not path.is_file() or file_digest(path) != digest:
             return (
-                f"{path} is not the file {METRICS_FILENAME} was written with (an evaluation killed while "
-                "moving its files into place?); re-run `circle-repro evaluate` for this run"
+                f"{path} is not the file {METRICS_FILENAME} was written with (replaced or edited after the "
+                "evaluation); re-run `circle-repro evaluate` for this run"
             )
     return ""
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME
+from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME, evaluation_dir
 from circle_repro.losses.registry import loss_defaults
 from circle_repro.report.figures import (
     FIGURES,
@@ -31,7 +31,7 @@ def _figure_run_dirs(results: Results, experiment: str) -> tuple[dict[str, list[
         run_dir = result.run_dir
         if result.run.experiment != experiment or run_dir is None or not result.metrics:
             continue
-        if (run_dir / SIMILARITIES_FILENAME).is_file() and (run_dir / HISTORY_FILENAME).is_file():
+        if (evaluation_dir(run_dir) / SIMILARITIES_FILENAME).is_file() and (run_dir / HISTORY_FILENAME).is_file():
             found.setdefault(result.run.loss, []).append(run_dir)
     losses = dict.fromkeys(r.run.loss for r in results.runs if r.run.experiment == experiment and r.metrics)
     return found, [loss for loss in losses if loss not in found]
@@ -85,7 +85,7 @@ def demo_figures(results: Results, params: Mapping[str, Any], experiment: str, f
         return []
     samples = {}
     for loss, dirs in run_dirs.items():
-        with np.load(dirs[0] / SIMILARITIES_FILENAME) as data:
+        with np.load(evaluation_dir(dirs[0]) / SIMILARITIES_FILENAME) as data:
             samples[loss] = (data["s_p"], data["s_n"])
     histories = {loss: [pd.read_csv(d / HISTORY_FILENAME) for d in dirs] for loss, dirs in run_dirs.items()}
     spec = params["experiments"][experiment]
