@@ -15,7 +15,9 @@ from support import REPO_ROOT
 def test_report_command_writes_results_csv_beside_the_report(tmp_path, monkeypatch, demo_params):
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     write_demo_runs(tmp_path / "runs", demo_params)
-    monkeypatch.chdir(tmp_path)  # the default metrics files are runs/<experiment>/<loss>/seed<N>/evaluation/metrics.json
+    monkeypatch.chdir(
+        tmp_path
+    )  # the default metrics files are runs/<experiment>/<loss>/seed<N>/evaluation/metrics.json
     assert main(["report", "--params", "params.yaml", "--profile", "demo", "--out", "reports"]) == 0
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
         "figures", "metrics.json", "report.html", "report.md", "results.csv",

@@ -1,6 +1,8 @@
 """Each report figure: a non-blank PNG from hand-made inputs, and a clear error for a missing input."""
 
+import importlib
 import inspect
+import pkgutil
 from pathlib import Path
 
 import matplotlib.image
@@ -62,10 +64,14 @@ SAMPLES = {
 
 
 def test_every_figure_function_has_a_spec_and_every_spec_a_function():
+    names = [info.name for info in pkgutil.iter_modules(figures.__path__)]
+    assert sorted(names) == ["canvas", "dynamics", "gradient_maps", "sensitivity", "similarities"]
+    modules = [importlib.import_module(f"{figures.__name__}.{name}") for name in names]
     writers = {
         name
-        for name, fn in inspect.getmembers(figures, inspect.isfunction)
-        if fn.__module__ == figures.__name__ and not name.startswith("_") and "path" in inspect.signature(fn).parameters
+        for module in modules
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if fn.__module__ == module.__name__ and name in figures.__all__ and "path" in inspect.signature(fn).parameters
     }
     assert writers == set(FIGURES)
     assert all(spec.caption for spec in FIGURES.values())

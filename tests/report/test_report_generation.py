@@ -16,7 +16,7 @@ from synthetic_runs import write_demo_runs
 import circle_repro.report.build as report_build
 from circle_repro import generations
 from circle_repro.cli import main
-from circle_repro.report import figures
+from circle_repro.report.figures import canvas
 from support import REPO_ROOT
 
 OLD = {"generated": "2026-01-01 00:00 UTC", "commit": "0000000"}
@@ -44,7 +44,7 @@ def _fail_on_call(original, number):
 
 @pytest.mark.parametrize(
     ("module", "name", "call"),
-    [(figures, "_save", 2), (generations, "_carry", 1)],
+    [(canvas, "save_png", 2), (generations, "_carry", 1)],
     ids=["a figure", "carrying a file over"],
 )
 def test_a_failed_report_leaves_the_earlier_one_whole(tmp_path, monkeypatch, demo_params, metrics_files, module, name,
@@ -93,8 +93,8 @@ _KILLED_REPORT = textwrap.dedent("""
     build_report(params, spec["metrics"], spec["out"], **spec["stamp"])
 """)
 _KILLS = {  # where: (module, function, call number, before or after it, which report is left)
-    "first figure": ("circle_repro.report.figures", "_save", 1, "before", "old"),
-    "third figure written": ("circle_repro.report.figures", "_save", 3, "after", "old"),
+    "first figure": ("circle_repro.report.figures.canvas", "save_png", 1, "before", "old"),
+    "third figure written": ("circle_repro.report.figures.canvas", "save_png", 3, "after", "old"),
     "html written": ("circle_repro.report.build", "render_html", 1, "after", "old"),
     "all written": ("circle_repro.report.build", "write_json", 1, "after", "old"),
     "carrying over": ("circle_repro.generations", "_carry", 1, "after", "old"),
