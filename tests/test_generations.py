@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -224,6 +225,79 @@ def test_evaluating_into_a_folder_with_a_subfolder_is_refused_before_the_work(tm
     (tmp_path / "run" / "work").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"run: holds the folder work, which this step does not write"):
         generations.check_outputs_folder(tmp_path / "run", layout.EVALUATION_FILES)
+
+
+# An evaluation write that SIGKILLs itself just before or after call number `call` of `owner.name`.
+_KILLED_EVALUATION = textwrap.dedent("""
+    import json, os, signal, sys
+    import numpy as np
+    from circle_repro import generations
+    from circle_repro.engine import evaluate
+    from circle_repro.records import MetricsRecord
+    spec = json.loads(sys.argv[1])
+    owner = {"evaluate": evaluate, "generations": generations, "MetricsRecord": MetricsRecord}[spec["owner"]]
+    original, calls = getattr(owner, spec["name"]), []
+    def killing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == spec["call"] and spec["when"] == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(*args, **kwargs)
+        if len(calls) == spec["call"] and spec["when"] == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    setattr(owner, spec["name"], killing)
+    with np.load(spec["arrays"]) as data:
+        arrays = dict(data)
+    record = MetricsRecord(run_id="e/l/seed0", config_hash="h", metrics=spec["metrics"])
+    similarities = {name: arrays[name] for name in ("s_p", "s_n", "anchor_s_n", "anchor_s_p")}
+    evaluate.write_outputs(spec["out"], record, {"ids": arrays["ids"], "accuracy": arrays["accuracy"]}, similarities)
+""")
+_EVALUATION_KILLS = {  # where: (owner, function, call number, before or after it, which evaluation is left)
+    "first array": ("evaluate", "_write_npz", 1, "before", "old"),
+    "all written": ("MetricsRecord", "write", 1, "after", "old"),
+    "swapped": ("generations", "_exchange", 1, "after", "new"),
+}
+
+
+def _evaluation_is_whole(out):
+    """The files of ``out`` are one evaluation's: metrics.json's array digests match the arrays beside it."""
+    record = json.loads((out / METRICS_FILENAME).read_text())
+    assert record["arrays"] == {name: file_digest(out / name) for name in record["arrays"]}
+    assert json.loads((out / SCORES_FILENAME).read_text()) == layout.headline_metrics(record["metrics"])
+    return record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", list(_EVALUATION_KILLS))
+def test_a_killed_evaluation_leaves_the_old_evaluation_or_the_new_one_whole(tmp_path, where):
+    """SIGKILL at several points of writing an evaluation folder: it holds the earlier evaluation or the new
+    one, each whole; the next evaluation removes what the kill left beside it."""
+    out = tmp_path / "run" / "evaluation"
+    old = _evaluation_outputs(tmp_path, 0)
+    evaluate.write_outputs(out, old[0], old[1], old[2])
+    before = _snapshot(out)
+    rng = np.random.default_rng(1)
+    arrays = {
+        "ids": np.arange(5),
+        "accuracy": rng.random(5),
+        **{n: rng.random(8) for n in ("s_p", "s_n", "anchor_s_n", "anchor_s_p")},
+    }
+    np.savez(tmp_path / "arrays.npz", **arrays)
+    new_metrics = {"accuracy": 0.25}
+    owner, name, call, when, left = _EVALUATION_KILLS[where]
+    spec = {"owner": owner, "name": name, "call": call, "when": when, "out": str(out),
+            "arrays": str(tmp_path / "arrays.npz"), "metrics": new_metrics}  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", _KILLED_EVALUATION, json.dumps(spec)], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    if left == "old":
+        assert _snapshot(out) == before
+    else:
+        assert _evaluation_is_whole(out)["metrics"] == new_metrics
+        with np.load(out / PER_QUERY_FILENAME) as per_query:
+            np.testing.assert_array_equal(per_query["accuracy"], arrays["accuracy"])
+    evaluate.write_outputs(out, old[0], old[1], old[2])  # the next evaluation cleans up
+    assert sorted(p.name for p in out.parent.iterdir()) == ["evaluation"]
+    assert _evaluation_is_whole(out)["metrics"] == old[0].metrics
 
 
 def _wait_for(path, process, timeout_s=300):
