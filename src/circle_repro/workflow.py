@@ -28,6 +28,7 @@ from circle_repro.config import (
     training_run,
     validation_datasets,
 )
+from circle_repro.config import experiments as typed_experiments
 from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
@@ -176,7 +177,7 @@ def without(params: dict[str, Any], experiments: Iterable[str]) -> dict[str, Any
 def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -> list[str]:
     """The metrics files of every run that fills a paper table; ValueError saying why when none can."""
     experiments = [
-        name for name, spec in params["experiments"].items() if spec["table"] == table and "sweep" not in spec
+        name for name, spec in typed_experiments(params).items() if spec.table == table and not spec.is_sweep
     ]
     if not experiments:
         raise ValueError(f"{table}: profile {params['profile']!r} has no experiment for it (see params.yaml profiles)")

@@ -54,7 +54,11 @@ class Experiment:
     losses: Mapping[str, LossSpec]
     trained_by: str | None
     sweep: Sweep | None
-    resources: Mapping[str, Any]
+    evaluation: Mapping[str, Any]  # the test protocol and its settings
+    model: Mapping[str, Any]  # these three: the trainer's, for a ``trained_by`` experiment
+    sampler: Mapping[str, Any]
+    train: Mapping[str, Any]
+    resources: Mapping[str, Any]  # what one training job asks for, defaults filled in
     spec: Mapping[str, Any]  # the params.yaml block, for what the fields above do not cover
 
     @classmethod
@@ -82,6 +86,10 @@ class Experiment:
                 baselines=tuple(sweep["baselines"]),
                 base_values=sweep["base_values"],
             ),
+            evaluation=spec["evaluation"],
+            model=spec["model"],
+            sampler=spec["sampler"],
+            train=spec["train"],
             resources=resources_of(spec),
             spec=spec,
         )
@@ -90,6 +98,11 @@ class Experiment:
     def is_sweep(self) -> bool:
         """Whether the experiment is a Fig. 3 sweep (it fills a figure, not a table)."""
         return self.sweep is not None
+
+    @property
+    def declared_resources(self) -> Mapping[str, Any]:
+        """The ``resources`` params.yaml states for it, without the defaults."""
+        return self.spec.get("resources", {})
 
     @property
     def datasets(self) -> list[str]:

@@ -8,17 +8,18 @@ from typing import Any
 
 import pandas as pd
 
+from circle_repro.config import Experiment, experiments
 from circle_repro.report.cells import interval_text, row_cell, table_label
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.report.results import Results, experiment_metrics
 
 
-def _placement(spec: dict[str, Any], experiment: str, demo: Sequence[str]) -> str:
-    if "sweep" in spec:
+def _placement(experiment: Experiment, demo: Sequence[str]) -> str:
+    if experiment.is_sweep:
         return "sensitivity (paper Fig. 3)"
-    if experiment in demo:
-        return f"demo version of paper {table_label(spec['table'])}"
-    return f"paper {table_label(spec['table'])}"
+    if experiment.name in demo:
+        return f"demo version of paper {table_label(experiment.table)}"
+    return f"paper {table_label(experiment.table)}"
 
 
 def headline(results: Results, params: dict[str, Any], experiment: str) -> str:
@@ -27,9 +28,7 @@ def headline(results: Results, params: dict[str, Any], experiment: str) -> str:
     metrics = experiment_metrics(results, experiment)
     if not metrics:
         return "no result"
-    cells = {
-        loss: row_cell(results, experiment, loss, metrics[0]) for loss in params["experiments"][experiment]["losses"]
-    }
+    cells = {loss: row_cell(results, experiment, loss, metrics[0]) for loss in experiments(params)[experiment].losses}
     scored = {loss: cell for loss, cell in cells.items() if cell.interval.n}
     if not scored:
         return "no result"
@@ -41,19 +40,20 @@ def overview_section(params: dict[str, Any], results: Results, demo: Sequence[st
     """One row per experiment of the profile: where its results are, its data and protocol, its loss rows and
     seeds, how many of its runs have results, and its best loss row at its headline metric."""
     rows = {}
-    for experiment, spec in params["experiments"].items():
-        runs = [r for r in results.runs if r.run.experiment == experiment]
-        rows[experiment] = {
-            "results in": _placement(spec, experiment, demo),
-            "data set": spec["dataset"],
-            "protocol": spec["evaluation"]["protocol"],
-            "loss rows": len(spec["losses"]),
-            "seeds": ", ".join(str(seed) for seed in spec["seeds"]),
+    typed = experiments(params)
+    for name, experiment in typed.items():
+        runs = [r for r in results.runs if r.run.experiment == name]
+        rows[name] = {
+            "results in": _placement(experiment, demo),
+            "data set": experiment.dataset,
+            "protocol": experiment.evaluation["protocol"],
+            "loss rows": len(experiment.losses),
+            "seeds": ", ".join(str(seed) for seed in experiment.seeds),
             "runs with results": f"{sum(1 for r in runs if r.metrics)} of {len(runs)}",
-            "best loss row": headline(results, params, experiment),
+            "best loss row": headline(results, params, name),
         }
     parts = ["the demo versions"] if demo else []
-    parts += ["the sensitivity sweeps"] if any("sweep" in spec for spec in params["experiments"].values()) else []
+    parts += ["the sensitivity sweeps"] if any(experiment.is_sweep for experiment in typed.values()) else []
     order = ", then ".join([*parts, "the recipe cards and the paper's tables cell by cell"])
     return [
         Heading("What was run"),
