@@ -14,7 +14,7 @@ from circle_repro import layout
 from circle_repro import plan as planning
 from circle_repro import workflow as wf
 from circle_repro.cli import main
-from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, expand_runs, load_params
+from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, Study, expand_runs, load_params
 from circle_repro.data.sources import load_sources
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.runner_config import _loop_configs
@@ -500,7 +500,7 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
     params = load_params(params_file)
     root = tmp_path / "work"
     _benchmark(root / layout.TRAIN_BENCHMARK.format(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 1))
-    blocks = compute_section(params, throughput_file, root, None)
+    blocks = compute_section(Study.of(params), throughput_file, root, None)
     (table,) = [block for block in blocks if isinstance(block, Table)]
     frame = table.frame
     assert frame.loc["Table 5", "planned GPU-h (training)"] == f"{4 * 300 / 3600:.2f}"
@@ -519,13 +519,13 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
         f"{1010 * 64 * 2 / 2000 / 3600:.2f}"
     )
 
-    with_rates = compute_section(params, throughput_file, root, None, rates_file)
+    with_rates = compute_section(Study.of(params), throughput_file, root, None, rates_file)
     (table,) = [block for block in with_rates if isinstance(block, Table)]
     assert table.frame.loc["Table 4", "planned GPU-h (training)"].startswith(
         f"{1010 * 64 * 2 / 1600 / 3600:.2f}"
     )  # data-bound
 
-    missing = compute_section(params, tmp_path / "nope.json", root, None)
+    missing = compute_section(Study.of(params), tmp_path / "nope.json", root, None)
     assert "nope.json not found: nothing estimated" in missing[1].text
 
 

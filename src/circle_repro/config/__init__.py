@@ -34,7 +34,7 @@ from circle_repro.config.runs import (
     train_resource_request,
     training_run,
 )
-from circle_repro.config.typed import Experiment, LossSpec, Run, Sweep, experiment, experiments
+from circle_repro.config.typed import Experiment, LossSpec, Run, Study, Sweep, experiment, experiments
 
 __all__ = [
     "INHERITED_FROM_TRAINER",
@@ -45,6 +45,7 @@ __all__ = [
     "LossSpec",
     "Run",
     "RunSpec",
+    "Study",
     "Sweep",
     "config_hash",
     "eval_config",

@@ -3,7 +3,7 @@ planner, the engine and the report read instead of the params mapping."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ class Experiment:
     """One experiment of the selected profile (``trained_by`` completed, sweeps expanded)."""
 
     name: str
+    description: str  # params.yaml's description, else the name
     table: str | None
     dataset: str
     train_dataset: str
@@ -67,6 +68,7 @@ class Experiment:
         sweep = spec.get("sweep")
         return cls(
             name=name,
+            description=spec.get("description", name),
             table=spec.get("table"),
             dataset=spec["dataset"],
             train_dataset=train_dataset(spec),  # type: ignore[arg-type]
@@ -125,3 +127,31 @@ def experiment(params: Mapping[str, Any], name: str) -> Experiment:
     if name not in params["experiments"]:
         raise ConfigError(unknown_name("experiment", name, params["experiments"]))
     return Experiment.from_spec(name, params["experiments"][name])
+
+
+@dataclass(frozen=True)
+class Study:
+    """Loaded params (:func:`~circle_repro.config.load_params`: one profile, expanded) as typed views: what the
+    report reads. ``params`` is the mapping itself, for the functions that still take it (planner, recipe
+    cards, result loading)."""
+
+    profile: str | None
+    experiments: Mapping[str, Experiment]  # in the profile's order
+    report: Mapping[str, Any]  # params.yaml's ``report`` block: tolerance, bootstrap, gradient_maps, title
+    params: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> Study:
+        """The typed view of loaded params."""
+        return cls(params.get("profile"), experiments(params), params["report"], params)
+
+    def experiment(self, name: str) -> Experiment:
+        """One experiment; ConfigError suggesting the nearest names for an unknown one."""
+        if name not in self.experiments:
+            raise ConfigError(unknown_name("experiment", name, self.experiments))
+        return self.experiments[name]
+
+    def without(self, names: Collection[str]) -> Study:
+        """The study minus the named experiments."""
+        kept = {name: spec for name, spec in self.params["experiments"].items() if name not in names}
+        return Study.of({**self.params, "experiments": kept})

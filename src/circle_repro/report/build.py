@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from circle_repro.config import experiments
+from circle_repro.config import Study
 from circle_repro.data.status import data_status
 from circle_repro.generations import staged_outputs
 from circle_repro.io import write_json
@@ -64,7 +64,15 @@ def build_report(
         figure_dir.mkdir()  # an output even when no figure is drawn
         results = load_results(params, metrics_files, tracking_uri)
         blocks, csv_rows, title = _compose(
-            params, results, figure_dir, data_root, throughput_file, benchmark_root, rates_file, generated, commit
+            Study.of(params),
+            results,
+            figure_dir,
+            data_root,
+            throughput_file,
+            benchmark_root,
+            rates_file,
+            generated,
+            commit,
         )
         markdown, page, table, summary = (staging / name for name in REPORT_FILES)
         markdown.write_text(render_markdown(blocks, staging), encoding="utf-8")
@@ -75,7 +83,7 @@ def build_report(
 
 
 def _compose(
-    params: dict[str, Any],
+    study: Study,
     results: Results,
     figure_dir: Path,
     data_root: str | Path | None,
@@ -88,14 +96,14 @@ def _compose(
     """The report's blocks, its results.csv rows and its title; figures are drawn into ``figure_dir``."""
     targets = load_paper_targets()
     statuses = {s.name: s for s in data_status(data_root)} if data_root is not None else {}
-    sweeps = [name for name, experiment in experiments(params).items() if experiment.is_sweep]
-    tables_params = {**params, "experiments": {k: v for k, v in params["experiments"].items() if k not in sweeps}}
-    cells = paper_cells(tables_params, results, targets, statuses)
+    sweeps = [name for name, experiment in study.experiments.items() if experiment.is_sweep]
+    tables = study.without(sweeps)
+    cells = paper_cells(tables, results, targets, statuses)
     filling = {cell.experiment for cell in cells if cell.experiment}
-    demo = [name for name in tables_params["experiments"] if name not in filling]
-    title = params["report"].get("title", "Circle loss reproduction")
-    if "profile" in params:
-        title += f": {params['profile']} profile"
+    demo = [name for name in tables.experiments if name not in filling]
+    title = study.report.get("title", "Circle loss reproduction")
+    if study.profile is not None:
+        title += f": {study.profile} profile"
     generated = generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     evaluated = sum(1 for r in results.runs if r.metrics)
     blocks: list[Block] = [
@@ -108,23 +116,23 @@ def _compose(
             "cell links to the runs behind it."
         ),
     ]
-    blocks += overview_section(params, results, demo)
+    blocks += overview_section(study, results, demo)
     if results.problems:
         blocks += [Heading("Problems"), *(Paragraph(problem) for problem in results.problems)]
-    paper_blocks, csv_rows = paper_section(tables_params, results, targets, cells, statuses, demo)
+    paper_blocks, csv_rows = paper_section(tables, results, targets, cells, statuses, demo)
     if demo:  # results first: the demo versions and the sweeps, then the paper's tables (results.csv: paper first)
-        demo_blocks, demo_rows = demo_section(tables_params, results, demo, figure_dir)
+        demo_blocks, demo_rows = demo_section(tables, results, demo, figure_dir)
         blocks += demo_blocks
         csv_rows += demo_rows
     for sweep in sweeps:
-        sweep_blocks, sweep_rows = sensitivity_section(params, results, sweep, figure_dir)
+        sweep_blocks, sweep_rows = sensitivity_section(study, results, sweep, figure_dir)
         blocks += sweep_blocks
         csv_rows += sweep_rows
-    blocks += card_blocks(params)
+    blocks += card_blocks(study.params)
     blocks += paper_blocks
-    blocks += gradient_section(params, figure_dir)
-    blocks += compute_section(params, throughput_file, benchmark_root, data_root, rates_file)
-    blocks += provenance_section(params, results)
+    blocks += gradient_section(study, figure_dir)
+    blocks += compute_section(study, throughput_file, benchmark_root, data_root, rates_file)
+    blocks += provenance_section(study, results)
     return blocks, csv_rows, title
 
 

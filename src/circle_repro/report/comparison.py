@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from circle_repro.config import Study
 from circle_repro.losses.registry import paper_loss_id
 from circle_repro.report.results import Results, experiment_metrics, per_query_pairs, seed_values
 from circle_repro.report.stats import paired_bootstrap
 
 
-def comparison(results: Results, params: dict[str, Any], experiment: str) -> str | None:
+def comparison(results: Results, study: Study, experiment: str) -> str | None:
     """Circle against the best other loss at the experiment's headline metric, with a paired bootstrap
     interval over queries (stats.paired_bootstrap); None without a Circle row or any result."""
-    spec = params["experiments"][experiment]
+    spec = study.experiment(experiment)
     metrics = experiment_metrics(results, experiment)
-    circles = [name for name, cfg in spec["losses"].items() if paper_loss_id(cfg["type"]) == "circle"]
+    circles = [name for name, loss in spec.losses.items() if paper_loss_id(loss.type) == "circle"]
     if not metrics or not circles:
         return None
     headline = metrics[0]
     means = {
         loss: float(np.mean(list(values.values())))
-        for loss in spec["losses"]
+        for loss in spec.losses
         if (values := seed_values(results, experiment, loss, headline))
     }
     circle = next((name for name in circles if name in means), None)
@@ -40,9 +39,9 @@ def comparison(results: Results, params: dict[str, Any], experiment: str) -> str
             f"{lead}: {100 * (means[circle] - means[best]):+.2f} points (seed means); no paired interval: "
             f"per-query results are missing for {', '.join(missing) or 'every seed'}."
         )
-    settings = params["report"]["bootstrap"]
+    settings = study.report["bootstrap"]
     interval = paired_bootstrap(first, second, resamples=settings["resamples"], seed=settings["seed"])
-    unit = "queries" if spec["evaluation"]["protocol"] == "retrieval" else "pairs"
+    unit = "queries" if spec.evaluation["protocol"] == "retrieval" else "pairs"
     per_seed = ", ".join(
         f"{100 * (a.mean() - b.mean()):+.2f} (seed {s})" for s, a, b in zip(seeds, first, second, strict=True)
     )

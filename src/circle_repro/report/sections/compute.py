@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from circle_repro.config import Study
 from circle_repro.report.cells import table_label
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 
 
 def compute_section(
-    params: dict[str, Any],
+    study: Study,
     throughput_file: str | Path | None,
     benchmark_root: str | Path | None,
     data_root: str | Path | None,
@@ -46,7 +46,7 @@ def compute_section(
         else "(no folder given: none read)"
     )
     rows, notes = {}, []
-    for row in planned_vs_actual(params, throughput, benchmark_root, data_root, rates):
+    for row in planned_vs_actual(study.params, throughput, benchmark_root, data_root, rates):
         actual, measured = row.actual, row.actual.runs_measured > 0
         walls = (actual.train_hours, actual.evaluate_hours, actual.data_hours)
         planned = f"{row.planned_gpu_hours:.2f}" + (

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from circle_repro.config import Study
 from circle_repro.report.cells import Cell, interval_text, row_cell, table_label
 from circle_repro.report.comparison import comparison
 from circle_repro.report.csv_rows import csv_row
@@ -26,13 +27,12 @@ DEMO_STYLE = {
 
 
 def demo_table(
-    results: Results, params: dict[str, Any], experiment: str
+    results: Results, study: Study, experiment: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str], Cell]]:
     """Rows = loss rows (+ the untrained network), columns = metrics as mean ± 95 % CI (n), source, notes;
     with the cell links and the cells by (row, metric)."""
-    spec = params["experiments"][experiment]
     has_untrained = any(r.untrained for r in results.runs if r.run.experiment == experiment)
-    rows = list(spec["losses"]) + ([UNTRAINED] if has_untrained else [])
+    rows = list(study.experiment(experiment).losses) + ([UNTRAINED] if has_untrained else [])
     columns = experiment_metrics(results, experiment) or ["result"]
     index = pd.Index(rows, name="Loss")
     frame = pd.DataFrame("", index=index, columns=[*columns, "source", "notes"], dtype=object)
@@ -56,29 +56,29 @@ _NO_CAMERA_IDS = (
 
 
 def demo_section(
-    params: dict[str, Any], results: Results, demo: Sequence[str], figure_dir: Path
+    study: Study, results: Results, demo: Sequence[str], figure_dir: Path
 ) -> tuple[list[Block], list[dict[str, Any]]]:
     """The experiments on other data than the paper's, each in the style of the table it mirrors."""
     blocks: list[Block] = [Heading("Demo versions (other data: not comparable with the published numbers)")]
     rows = []
     for experiment in demo:
-        spec = params["experiments"][experiment]
-        label = table_label(spec["table"])
-        frame, links, cells = demo_table(results, params, experiment)
+        spec = study.experiment(experiment)
+        label = table_label(spec.table)
+        frame, links, cells = demo_table(results, study, experiment)
         blocks += [
-            Heading(f"{DEMO_STYLE[spec['table']]} (demo version): {experiment}", 3),
+            Heading(f"{DEMO_STYLE[spec.table]} (demo version): {experiment}", 3),
             Paragraph(
-                f"{spec.get('description', experiment)}. Data: {spec['dataset']} test split "
-                f"({spec['evaluation']['protocol']} protocol); mirrors paper {label}."
+                f"{spec.description}. Data: {spec.dataset} test split "
+                f"({spec.evaluation['protocol']} protocol); mirrors paper {label}."
             ),
             Table(
                 frame,
-                f"Demo version of paper {label} on {spec['dataset']}: mean ± 95 % CI over seeds (n)",
+                f"Demo version of paper {label} on {spec.dataset}: mean ± 95 % CI over seeds (n)",
                 "demo version",
                 links=links,
             ),
         ]
-        text = comparison(results, params, experiment)
+        text = comparison(results, study, experiment)
         blocks += [Paragraph(text)] if text else []
         if UNTRAINED in frame.index:
             blocks.append(
@@ -87,11 +87,11 @@ def demo_section(
                     "what the architecture alone gives on these data."
                 )
             )
-        blocks += demo_figures(results, params, experiment, figure_dir)
+        blocks += demo_figures(results, study, experiment, figure_dir)
         rows += [
             csv_row(
                 "demo",
-                spec["table"],
+                spec.table,
                 experiment,
                 loss,
                 metric,
@@ -102,6 +102,6 @@ def demo_section(
             )
             for (loss, metric), cell in cells.items()
         ]
-    if not any(params["experiments"][name]["table"] == "table4" for name in demo):
+    if not any(study.experiment(name).table == "table4" for name in demo):
         blocks += [Heading("Table 4 style (demo version): not applicable: no camera ids", 3), Paragraph(_NO_CAMERA_IDS)]
     return blocks, rows

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from circle_repro.config import Study
 from circle_repro.layout import HISTORY_FILENAME, SIMILARITIES_FILENAME, evaluation_dir
 from circle_repro.losses.registry import loss_defaults
 from circle_repro.report.figures import (
@@ -79,7 +80,7 @@ def collapse_note(
     return text
 
 
-def demo_figures(results: Results, params: Mapping[str, Any], experiment: str, figure_dir: Path) -> list[Block]:
+def demo_figures(results: Results, study: Study, experiment: str, figure_dir: Path) -> list[Block]:
     run_dirs, lacking = _figure_run_dirs(results, experiment)
     if not run_dirs:
         return []
@@ -88,7 +89,8 @@ def demo_figures(results: Results, params: Mapping[str, Any], experiment: str, f
         with np.load(evaluation_dir(dirs[0]) / SIMILARITIES_FILENAME) as data:
             samples[loss] = (data["s_p"], data["s_n"])
     histories = {loss: [pd.read_csv(d / HISTORY_FILENAME) for d in dirs] for loss, dirs in run_dirs.items()}
-    spec = params["experiments"][experiment]
+    spec = study.experiment(experiment)
+    losses = {name: loss.config for name, loss in spec.losses.items()}
     blocks: list[Block] = [
         Figure(
             similarity_distributions(samples, figure_dir / f"{experiment}_similarities.png"),
@@ -99,9 +101,9 @@ def demo_figures(results: Results, params: Mapping[str, Any], experiment: str, f
             f"{experiment}, Fig. 4 style. {FIGURES['training_dynamics'].caption}",
         ),
     ]
-    collapsed = collapse_note(histories, spec["losses"])
+    collapsed = collapse_note(histories, losses)
     blocks += [Paragraph(collapsed)] if collapsed else []
-    circle_m, line_m = _boundary_margins(spec["losses"])
+    circle_m, line_m = _boundary_margins(losses)
     if circle_m is not None or line_m is not None:
         pairs = {loss: load_pair_sample(dirs[0]) for loss, dirs in run_dirs.items()}
         blocks.append(
@@ -111,7 +113,7 @@ def demo_figures(results: Results, params: Mapping[str, Any], experiment: str, f
                 f"{line_m}). {FIGURES['similarity_pairs'].caption}",
             )
         )
-    if spec["evaluation"]["protocol"] == "verification_pairs":
+    if spec.evaluation["protocol"] == "verification_pairs":
         blocks.append(
             Figure(
                 roc_curves(samples, figure_dir / f"{experiment}_roc.png"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from circle_repro.config import Study
 from circle_repro.report.figures import gradient_maps
 from circle_repro.report.render import Block, Figure, Heading
 
@@ -17,9 +17,9 @@ _GRADIENT_CAPTION = (
 )
 
 
-def gradient_section(params: dict[str, Any], figure_dir: Path) -> list[Block]:
+def gradient_section(study: Study, figure_dir: Path) -> list[Block]:
     """Fig. 2 at params.yaml's ``report.gradient_maps``; nothing without that key."""
-    if "gradient_maps" not in params["report"]:
+    if "gradient_maps" not in study.report:
         return []
-    figure = gradient_maps(params["report"]["gradient_maps"], figure_dir / "gradient_maps.png")
+    figure = gradient_maps(study.report["gradient_maps"], figure_dir / "gradient_maps.png")
     return [Heading("Gradients of the binary losses (paper Fig. 2)"), Figure(figure, _GRADIENT_CAPTION)]

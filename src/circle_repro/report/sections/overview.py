@@ -4,11 +4,10 @@ its best loss row at its headline metric."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 
-from circle_repro.config import Experiment, experiments
+from circle_repro.config import Experiment, Study
 from circle_repro.report.cells import interval_text, row_cell, table_label
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.report.results import Results, experiment_metrics
@@ -22,13 +21,13 @@ def _placement(experiment: Experiment, demo: Sequence[str]) -> str:
     return f"paper {table_label(experiment.table)}"
 
 
-def headline(results: Results, params: dict[str, Any], experiment: str) -> str:
+def headline(results: Results, study: Study, experiment: str) -> str:
     """The loss row with the highest mean at the experiment's first metric, e.g. 'R@1: CircleLoss 92.00 ± 4.97
     (n=3)'; 'no result' when no run has one."""
     metrics = experiment_metrics(results, experiment)
     if not metrics:
         return "no result"
-    cells = {loss: row_cell(results, experiment, loss, metrics[0]) for loss in experiments(params)[experiment].losses}
+    cells = {loss: row_cell(results, experiment, loss, metrics[0]) for loss in study.experiment(experiment).losses}
     scored = {loss: cell for loss, cell in cells.items() if cell.interval.n}
     if not scored:
         return "no result"
@@ -36,12 +35,11 @@ def headline(results: Results, params: dict[str, Any], experiment: str) -> str:
     return f"{metrics[0]}: {best} {interval_text(scored[best].interval)}"
 
 
-def overview_section(params: dict[str, Any], results: Results, demo: Sequence[str]) -> list[Block]:
+def overview_section(study: Study, results: Results, demo: Sequence[str]) -> list[Block]:
     """One row per experiment of the profile: where its results are, its data and protocol, its loss rows and
     seeds, how many of its runs have results, and its best loss row at its headline metric."""
     rows = {}
-    typed = experiments(params)
-    for name, experiment in typed.items():
+    for name, experiment in study.experiments.items():
         runs = [r for r in results.runs if r.run.experiment == name]
         rows[name] = {
             "results in": _placement(experiment, demo),
@@ -50,10 +48,10 @@ def overview_section(params: dict[str, Any], results: Results, demo: Sequence[st
             "loss rows": len(experiment.losses),
             "seeds": ", ".join(str(seed) for seed in experiment.seeds),
             "runs with results": f"{sum(1 for r in runs if r.metrics)} of {len(runs)}",
-            "best loss row": headline(results, params, name),
+            "best loss row": headline(results, study, name),
         }
     parts = ["the demo versions"] if demo else []
-    parts += ["the sensitivity sweeps"] if any(experiment.is_sweep for experiment in typed.values()) else []
+    parts += ["the sensitivity sweeps"] if any(experiment.is_sweep for experiment in study.experiments.values()) else []
     order = ", then ".join([*parts, "the recipe cards and the paper's tables cell by cell"])
     return [
         Heading("What was run"),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from circle_repro.config import experiment_datasets
+from circle_repro.config import Study
 from circle_repro.data.status import DatasetStatus
 from circle_repro.losses.registry import paper_loss_id
 from circle_repro.report.cells import Cell, interval_text, row_cell, table_label
@@ -58,8 +58,8 @@ def _decimals(values: pd.Series) -> int:
     return max(len(repr(float(v)).split(".")[1]) for v in values)
 
 
-def _fillers(params: dict[str, Any], targets: pd.DataFrame) -> list[list[tuple[str, str]]]:
-    """Per target row: the (experiment, loss row) pairs of params that reproduce it.
+def _fillers(study: Study, targets: pd.DataFrame) -> list[list[tuple[str, str]]]:
+    """Per target row: the (experiment, loss row) pairs of the study that reproduce it.
 
     An experiment fills a cell of its ``table`` when its data set is the cell's and a loss row's type
     is the cell's loss; the backbone must match too where the table has the same loss, data set and
@@ -69,19 +69,18 @@ def _fillers(params: dict[str, Any], targets: pd.DataFrame) -> list[list[tuple[s
     fillers = []
     for target, needs_backbone in zip(targets.itertuples(index=False), by_backbone, strict=True):
         matches = []
-        for name, spec in params["experiments"].items():
-            if spec["table"] != target.table or spec["dataset"] != target.dataset:
+        for name, spec in study.experiments.items():
+            if spec.table != target.table or spec.dataset != target.dataset:
                 continue
-            if needs_backbone and REPO_BACKBONES.get(target.backbone) != spec["model"]["backbone"]:
+            if needs_backbone and REPO_BACKBONES.get(target.backbone) != spec.model["backbone"]:
                 continue
-            losses = spec["losses"].items()
-            matches += [(name, loss) for loss, cfg in losses if paper_loss_id(cfg["type"]) == target.loss]
+            matches += [(name, row) for row, loss in spec.losses.items() if paper_loss_id(loss.type) == target.loss]
         fillers.append(matches)
     return fillers
 
 
 def paper_cells(
-    params: dict[str, Any], results: Results, targets: pd.DataFrame, statuses: Mapping[str, DatasetStatus]
+    study: Study, results: Results, targets: pd.DataFrame, statuses: Mapping[str, DatasetStatus]
 ) -> list[PaperCell]:
     """Every published cell with its status (one of ``STATUSES``).
 
@@ -89,12 +88,12 @@ def paper_cells(
     its data set is a manual or withdrawn one that is not on disk, else ``not run``. With results: a row
     the targets file lists under ``different_method`` is ``different method`` (the reason as its note),
     the table's ``substitute_data`` makes it ``substitute data``; otherwise the mean is compared with the
-    published value using params ``report.tolerance`` (percentage points).
+    published value using params.yaml's ``report.tolerance`` (percentage points).
     """
     tables = targets.attrs["tables"]
     decimals = {table: _decimals(group["value"]) for table, group in targets.groupby("table")}
     cells = []
-    for target, fillers in zip(targets.itertuples(index=False), _fillers(params, targets), strict=True):
+    for target, fillers in zip(targets.itertuples(index=False), _fillers(study, targets), strict=True):
         metric = repo_metric_name(target.metric)
         common = dict(table=target.table, row=target.row, column=target.column, metric=metric,
                       published=target.value, decimals=decimals[target.table])  # fmt: skip
@@ -107,7 +106,7 @@ def paper_cells(
         if cell.interval.n == 0:
             missing = [
                 name
-                for name in experiment_datasets(params["experiments"][experiment])
+                for name in study.experiment(experiment).datasets
                 if name in statuses and statuses[name].unavailable
             ]
             if missing:
@@ -126,7 +125,7 @@ def paper_cells(
         elif tables[target.table]["substitute_data"]:
             status = "substitute data"
         else:
-            tolerance = params["report"]["tolerance"][target.table]
+            tolerance = study.report["tolerance"][target.table]
             delta = cell.interval.estimate - target.value
             status = "within tolerance" if abs(delta) <= tolerance else ("below" if delta < 0 else "above")
         if cell.interval.n and cell.notes:
@@ -168,7 +167,7 @@ _STATUS_LEGEND = (
 
 
 def paper_section(
-    params: dict[str, Any],
+    study: Study,
     results: Results,
     targets: pd.DataFrame,
     cells: Sequence[PaperCell],
@@ -183,7 +182,7 @@ def paper_section(
         counts = pd.Series([cell.status for cell in table_cells]).value_counts()
         if any(cell.cell is not None and cell.cell.interval.n for cell in table_cells):
             badge = "paper vs reproduced"
-        elif any(params["experiments"][name]["table"] == table_id for name in demo):
+        elif any(study.experiment(name).table == table_id for name in demo):
             badge = "paper, different data"
         else:
             badge = "paper, not run"
@@ -191,7 +190,7 @@ def paper_section(
         if meta["substitute_data"]:
             intro += f" Substitute data: {meta['substitute_data']}"
         intro += _data_line(list(dict.fromkeys(targets.loc[targets["table"] == table_id, "dataset"])), statuses)
-        intro += f" Tolerance: ±{params['report']['tolerance'][table_id]:g} points. Cells: "
+        intro += f" Tolerance: ±{study.report['tolerance'][table_id]:g} points. Cells: "
         intro += ", ".join(f"{count} {status}" for status, count in counts.items()) + "."
         frame, links = _paper_table(table_cells, meta)
         blocks += [
@@ -203,7 +202,7 @@ def paper_section(
         if noted:
             blocks.append(Paragraph("Notes. " + " | ".join(noted)))
         for experiment in dict.fromkeys(cell.experiment for cell in table_cells if cell.experiment):
-            text = comparison(results, params, experiment)
+            text = comparison(results, study, experiment)
             blocks += [Paragraph(f"{experiment}: {text}")] if text else []
         rows += [
             csv_row(

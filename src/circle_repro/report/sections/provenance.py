@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
+from circle_repro.config import Study
 from circle_repro.report.cells import provenance_anchor
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.report.results import Results
@@ -33,8 +32,8 @@ def _provenance(results: Results, experiment: str, loss: str) -> list[Block]:
     ]
 
 
-def provenance_section(params: dict[str, Any], results: Results) -> list[Block]:
-    """The provenance heading, then every loss row's details section, in params order."""
+def provenance_section(study: Study, results: Results) -> list[Block]:
+    """The provenance heading, then every loss row's details section, in the study's order."""
     blocks: list[Block] = [
         Heading("Provenance"),
         Paragraph(
@@ -42,7 +41,7 @@ def provenance_section(params: dict[str, Any], results: Results) -> list[Block]:
             "hash of its training config, the content hash of its prepared data and the device it trained on."
         ),
     ]
-    for experiment, spec in params["experiments"].items():
-        for loss in spec["losses"]:
-            blocks += _provenance(results, experiment, loss)
+    for name, experiment in study.experiments.items():
+        for loss in experiment.losses:
+            blocks += _provenance(results, name, loss)
     return blocks
