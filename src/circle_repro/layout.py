@@ -15,7 +15,7 @@ SIMILARITIES_FILENAME = "similarities.npz"  # sampled test s_p / s_n for the rep
 ROC_FILENAME = "roc.csv"  # far / tar / threshold of the sampled test similarities, for `dvc plots` (verification)
 PER_QUERY_FILENAME = "per_query.npz"  # per test query / pair: `ids` plus one array per metric it averages to
 EVALUATION_FILES = (METRICS_FILENAME, SCORES_FILENAME, SIMILARITIES_FILENAME, ROC_FILENAME, PER_QUERY_FILENAME)
-"""What ``circle-repro evaluate`` writes into a run's evaluation folder (metrics.json records the rest)."""
+"""What ``circle-repro evaluate`` writes into a run's evaluation folder; metrics.json holds the sha256 of its .npz files."""
 
 MANIFEST_FILENAME = "manifest.parquet"  # a prepared data set's table of images (circle_repro.data.manifest)
 

@@ -549,6 +549,19 @@ def test_verification_pairs_that_all_match_or_all_differ_say_their_metrics_are_t
         assert sorted(result.metrics) == ["accuracy", "accuracy_std"]  # TAR@FAR needs both kinds of pair
 
 
+def test_evaluate_run_refuses_an_output_folder_holding_a_folder_before_embedding(prepared, tmp_path, monkeypatch):
+    """``--out`` is replaced as a whole: a run folder with its checkpoints in work/ is refused, not copied."""
+    monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *args, **kwargs: pytest.fail("embedded first"))
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    (run_dir / "work").mkdir()
+    config = _RUN | {"dataset": "cub200", "evaluation": {"protocol": "retrieval", "ks": [1]}}
+    with pytest.raises(ValueError, match=r"run: holds the folder work, which this step does not write"):
+        evaluate_run(run_dir, prepared("cub"), config, run_dir, device="cpu")
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([INITIAL_WEIGHTS_FILENAME, TRAIN_RECORD_FILENAME,
+                                                                 WEIGHTS_FILENAME, "work"])  # fmt: skip
+
+
 def test_evaluate_run_warns_and_records_when_its_metrics_are_trivial(prepared, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate_module, "log_to_run", lambda *args, **kwargs: None)
     trivial = ProtocolResult({"R@1": 1.0}, {"ids": np.arange(2)}, None, ("the test set has one class (3): ...",))
