@@ -33,7 +33,6 @@ from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import (
-    EVALUATION_DIRNAME,
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
     MANIFEST_FILENAME,
@@ -201,17 +200,12 @@ def run_file(filename: str) -> str:
 
 def evaluation_file(filename: str) -> str:
     """A file of the run's evaluation folder as a rule's output pattern."""
-    return (RUN_DIR_PATTERN / EVALUATION_DIRNAME / filename).as_posix()
-
-
-def evaluation_outputs(params: dict[str, Any], filename: str) -> list[str]:
-    """``filename`` inside the evaluation folder of every run the params define."""
-    return [(evaluation_dir(run.run_dir(RUNS_ROOT)) / filename).as_posix() for run in expand_runs(params)]
+    return (evaluation_dir(RUN_DIR_PATTERN) / filename).as_posix()
 
 
 def metrics_targets(params: dict[str, Any]) -> list[str]:
     """Every run's metrics.json: what the report reads."""
-    return evaluation_outputs(params, METRICS_FILENAME)
+    return [(evaluation_dir(run.run_dir(RUNS_ROOT)) / METRICS_FILENAME).as_posix() for run in expand_runs(params)]
 
 
 def history_targets(params: dict[str, Any]) -> list[str]:

@@ -56,9 +56,7 @@ class Experiment:
     trained_by: str | None
     sweep: Sweep | None
     evaluation: Mapping[str, Any]  # the test protocol and its settings
-    model: Mapping[str, Any]  # these three: the trainer's, for a ``trained_by`` experiment
-    sampler: Mapping[str, Any]
-    train: Mapping[str, Any]
+    model: Mapping[str, Any]  # the trainer's, for a ``trained_by`` experiment
     resources: Mapping[str, Any]  # what one training job asks for, defaults filled in
     spec: Mapping[str, Any]  # the params.yaml block, for what the fields above do not cover
 
@@ -90,8 +88,6 @@ class Experiment:
             ),
             evaluation=spec["evaluation"],
             model=spec["model"],
-            sampler=spec["sampler"],
-            train=spec["train"],
             resources=resources_of(spec),
             spec=spec,
         )
@@ -100,11 +96,6 @@ class Experiment:
     def is_sweep(self) -> bool:
         """Whether the experiment is a Fig. 3 sweep (it fills a figure, not a table)."""
         return self.sweep is not None
-
-    @property
-    def declared_resources(self) -> Mapping[str, Any]:
-        """The ``resources`` params.yaml states for it, without the defaults."""
-        return self.spec.get("resources", {})
 
     @property
     def datasets(self) -> list[str]:
