@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,3 +71,47 @@ def spawn_ranks(worker: Callable[[int, str, str], None], folder: Path, world_siz
 
     mp.spawn(worker, args=(str(folder / "init"), str(folder)), nprocs=world_size, join=True)
     return [torch.load(folder / f"rank{rank}.pt", weights_only=False) for rank in range(world_size)]
+
+
+# --- Injected failures and kills (the one-generation tests of evaluate, report and data prepare) ------------
+
+
+class InjectedFailure(RuntimeError):
+    """The failure :func:`fail_on_call` raises."""
+
+
+def fail_on_call(original: Callable[..., Any], number: int) -> Callable[..., Any]:
+    """``original``, except that its call number ``number`` raises :class:`InjectedFailure`."""
+    calls = {"n": 0}
+
+    def maybe_fail(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == number:
+            raise InjectedFailure(f"injected failure at call {number}")
+        return original(*args, **kwargs)
+
+    return maybe_fail
+
+
+def kill_on_call(owner: object, name: str, number: int, when: str) -> None:
+    """Make ``owner.name`` SIGKILL this process just ``before`` or ``after`` its call number ``number``
+    (for a subprocess whose outputs a test then inspects)."""
+    original, calls = getattr(owner, name), []
+
+    def killing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == number and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = original(*args, **kwargs)
+        if len(calls) == number and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(owner, name, killing)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones included) -> its bytes."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }

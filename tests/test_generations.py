@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import re
 import shutil
 import signal
@@ -34,32 +35,7 @@ from circle_repro.layout import (
     SIMILARITIES_FILENAME,
 )
 from circle_repro.records import MetricsRecord
-from support import REPO_ROOT
-
-
-class Killed(RuntimeError):
-    """The injected failure."""
-
-
-def _snapshot(folder):
-    """Every file under ``folder`` (hidden ones included) -> its bytes."""
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
-    }
-
-
-def _fail_on_call(original, number):
-    """``original``, except that its call number ``number`` raises Killed."""
-    calls = {"n": 0}
-
-    def maybe_fail(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == number:
-            raise Killed(f"injected failure at call {number}")
-        return original(*args, **kwargs)
-
-    return maybe_fail
-
+from support import REPO_ROOT, InjectedFailure, fail_on_call, snapshot
 
 # --- staged_folder / staged_outputs ------------------------------------------------------------------
 
@@ -71,13 +47,13 @@ def test_staged_folder_swaps_a_whole_folder_or_leaves_the_old_one(tmp_path, monk
     target = tmp_path / "set"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    with pytest.raises(Killed), staged_folder(target) as staging:
+    with pytest.raises(InjectedFailure), staged_folder(target) as staging:
         (staging / "new.txt").write_text("new")
-        raise Killed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"old.txt": b"old"}
+        raise InjectedFailure
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and snapshot(target) == {"old.txt": b"old"}
     with staged_folder(target) as staging:
         (staging / "new.txt").write_text("new")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"new.txt": b"new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and snapshot(target) == {"new.txt": b"new"}
 
 
 def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path):
@@ -87,7 +63,7 @@ def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(tmp_path):
     target.rename(target.with_name("set.previous"))  # killed after moving the old folder aside
     staging_path(target).mkdir()
     recover_folder(target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and _snapshot(target) == {"old.txt": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"] and snapshot(target) == {"old.txt": b"old"}
 
 
 def test_staged_outputs_replace_the_owned_entries_and_keep_the_other_files(tmp_path, monkeypatch):
@@ -98,17 +74,17 @@ def test_staged_outputs_replace_the_owned_entries_and_keep_the_other_files(tmp_p
     (target / "snakemake_report.zip").write_text("theirs")
     (target / "link").symlink_to("snakemake_report.zip")
     theirs = (target / "snakemake_report.zip").stat().st_ino
-    with pytest.raises(Killed), staged_outputs(target, ["report.md", "figures"]) as staging:
+    with pytest.raises(InjectedFailure), staged_outputs(target, ["report.md", "figures"]) as staging:
         (staging / "report.md").write_text("new")
-        raise Killed
-    assert _snapshot(target) == {"figures/stale.png": b"old", "report.md": b"old", "snakemake_report.zip": b"theirs",
+        raise InjectedFailure
+    assert snapshot(target) == {"figures/stale.png": b"old", "report.md": b"old", "snakemake_report.zip": b"theirs",
                                  "link": b"theirs"}  # fmt: skip
     monkeypatch.chdir(target)  # "." names the folder too
     with staged_outputs(".", ["report.md", "figures"]) as staging:
         (staging / "figures").mkdir()
         (staging / "figures" / "new.png").write_text("new")
         (staging / "report.md").write_text("new")
-    assert _snapshot(target) == {"figures/new.png": b"new", "report.md": b"new", "snakemake_report.zip": b"theirs",
+    assert snapshot(target) == {"figures/new.png": b"new", "report.md": b"new", "snakemake_report.zip": b"theirs",
                                  "link": b"theirs"}  # fmt: skip
     assert (target / "snakemake_report.zip").stat().st_ino == theirs  # hard-linked, not copied
     assert (target / "link").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
@@ -121,7 +97,7 @@ def test_staged_outputs_refuse_a_folder_they_would_have_to_copy(tmp_path):
     refused = pytest.raises(ValueError, match=r"reports: holds the folder notes, which this step does not write")
     with refused, staged_outputs(target, ["report.md", "figures"]):
         raise AssertionError("the block must not run")
-    assert _snapshot(target) == {"report.md": b"old"} and not staging_path(target).exists()
+    assert snapshot(target) == {"report.md": b"old"} and not staging_path(target).exists()
 
 
 # --- the three steps -------------------------------------------------------------------------------
@@ -145,17 +121,17 @@ def test_a_failed_preparation_leaves_the_earlier_one_whole_and_nothing_beside_it
 ):
     out = tmp_path / "prepared" / "mnist5k"
     prepare_dataset("mnist5k", out, train_classes=[0, 1, 2, 3, 4], test_classes=[5, 6, 7, 8, 9], verification_pairs=20)
-    before = _snapshot(out)
+    before = snapshot(out)
     module, name, call = {
         "an image": (image_arrays.Image.Image, "save", 9),
         "the pairs": (image_arrays, "write_pairs", 1),
         "the manifest": (image_arrays, "write_manifest", 1),
     }[where]
-    monkeypatch.setattr(module, name, _fail_on_call(getattr(module, name), call))
-    with pytest.raises(Killed):  # a new split: every image path and the manifest would change
+    monkeypatch.setattr(module, name, fail_on_call(getattr(module, name), call))
+    with pytest.raises(InjectedFailure):  # a new split: every image path and the manifest would change
         prepare_dataset("mnist5k", out, train_classes=[5, 6, 7, 8, 9], test_classes=[0, 1, 2, 3, 4],
                         verification_pairs=20)  # fmt: skip
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["mnist5k"]  # no staging or aside folder
     verify_prepared(out, "full")
     monkeypatch.undo()
@@ -191,13 +167,13 @@ def test_a_failed_evaluation_write_leaves_the_earlier_evaluation_whole(tmp_path,
     first = _evaluation_outputs(tmp_path, 0)
     evaluate.write_outputs(out, *first)
     (out / "notes.txt").write_text("the user's")  # not the evaluation's: kept across generations
-    before = _snapshot(out)
+    before = snapshot(out)
     assert sorted(before) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, ROC_FILENAME, SCORES_FILENAME,
                                      SIMILARITIES_FILENAME, "notes.txt"])  # fmt: skip
-    monkeypatch.setattr(owner, writer, _fail_on_call(getattr(owner, writer), call))
-    with pytest.raises(Killed):
+    monkeypatch.setattr(owner, writer, fail_on_call(getattr(owner, writer), call))
+    with pytest.raises(InjectedFailure):
         evaluate.write_outputs(out, *_evaluation_outputs(tmp_path, 1))
-    assert _snapshot(out) == before  # old generation, byte for byte
+    assert snapshot(out) == before  # old generation, byte for byte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation"]  # no staging folder left
     record = json.loads((out / METRICS_FILENAME).read_text())
     assert record["arrays"] == {name: file_digest(out / name) for name in (PER_QUERY_FILENAME, SIMILARITIES_FILENAME)}
@@ -207,7 +183,7 @@ def test_a_failed_evaluation_write_leaves_the_earlier_evaluation_whole(tmp_path,
     monkeypatch.undo()
     result, per_query, _, _ = _evaluation_outputs(tmp_path, 1)
     evaluate.write_outputs(out, result, per_query, None)  # no identity pairs: no similarities.npz, no ROC
-    assert sorted(_snapshot(out)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SCORES_FILENAME, "notes.txt"])
+    assert sorted(snapshot(out)) == sorted([METRICS_FILENAME, PER_QUERY_FILENAME, SCORES_FILENAME, "notes.txt"])
     np.testing.assert_array_equal(np.load(out / PER_QUERY_FILENAME)["accuracy"], per_query["accuracy"])
 
 
@@ -229,23 +205,15 @@ def test_evaluating_into_a_folder_with_a_subfolder_is_refused_before_the_work(tm
 
 # An evaluation write that SIGKILLs itself just before or after call number `call` of `owner.name`.
 _KILLED_EVALUATION = textwrap.dedent("""
-    import json, os, signal, sys
+    import json, sys
     import numpy as np
     from circle_repro import generations
     from circle_repro.engine import evaluate
     from circle_repro.records import MetricsRecord
+    from support import kill_on_call
     spec = json.loads(sys.argv[1])
     owner = {"evaluate": evaluate, "generations": generations, "MetricsRecord": MetricsRecord}[spec["owner"]]
-    original, calls = getattr(owner, spec["name"]), []
-    def killing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == spec["call"] and spec["when"] == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(*args, **kwargs)
-        if len(calls) == spec["call"] and spec["when"] == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-    setattr(owner, spec["name"], killing)
+    kill_on_call(owner, spec["name"], spec["call"], spec["when"])
     with np.load(spec["arrays"]) as data:
         arrays = dict(data)
     record = MetricsRecord(run_id="e/l/seed0", config_hash="h", metrics=spec["metrics"])
@@ -275,7 +243,7 @@ def test_a_killed_evaluation_leaves_the_old_evaluation_or_the_new_one_whole(tmp_
     out = tmp_path / "run" / "evaluation"
     old = _evaluation_outputs(tmp_path, 0)
     evaluate.write_outputs(out, old[0], old[1], old[2])
-    before = _snapshot(out)
+    before = snapshot(out)
     rng = np.random.default_rng(1)
     arrays = {
         "ids": np.arange(5),
@@ -287,10 +255,11 @@ def test_a_killed_evaluation_leaves_the_old_evaluation_or_the_new_one_whole(tmp_
     owner, name, call, when, left = _EVALUATION_KILLS[where]
     spec = {"owner": owner, "name": name, "call": call, "when": when, "out": str(out),
             "arrays": str(tmp_path / "arrays.npz"), "metrics": new_metrics}  # fmt: skip
-    killed = subprocess.run([sys.executable, "-c", _KILLED_EVALUATION, json.dumps(spec)], capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_EVALUATION, json.dumps(spec)], env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     if left == "old":
-        assert _snapshot(out) == before
+        assert snapshot(out) == before
     else:
         assert _evaluation_is_whole(out)["metrics"] == new_metrics
         with np.load(out / PER_QUERY_FILENAME) as per_query:
@@ -313,7 +282,7 @@ def test_a_killed_preparation_leaves_the_old_set_or_the_new_one_whole(tmp_path, 
     after the staging folder is gone (during the swap or the removal of the old set)."""
     out = tmp_path / "prepared" / "mnist5k"
     shutil.copytree(prepared_mnist5k, out)
-    before = _snapshot(out)
+    before = snapshot(out)
     swapped = copy.deepcopy(repo_params)
     swapped["datasets"]["mnist5k"] |= {"train_classes": [5, 6, 7, 8, 9], "test_classes": [0, 1, 2, 3, 4]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(swapped))
@@ -331,7 +300,7 @@ def test_a_killed_preparation_leaves_the_old_set_or_the_new_one_whole(tmp_path, 
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the preparation ended before the kill"
     if phase is not None:
-        assert _snapshot(out) == before
+        assert snapshot(out) == before
     else:  # killed after the swap: the new set, whole
         assert set(read_manifest(out, split="train")["label"]) == {5, 6, 7, 8, 9}
     verify_prepared(out, "full")

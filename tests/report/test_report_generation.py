@@ -17,29 +17,10 @@ import circle_repro.report.build as report_build
 from circle_repro import generations
 from circle_repro.cli import main
 from circle_repro.report.figures import canvas
-from support import REPO_ROOT
+from support import REPO_ROOT, fail_on_call, snapshot
 
 OLD = {"generated": "2026-01-01 00:00 UTC", "commit": "0000000"}
 NEW = {"generated": "2026-02-02 00:00 UTC", "commit": "1111111"}
-
-
-def _snapshot(folder):
-    """Every file under ``folder`` (hidden ones included) -> its bytes."""
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
-    }
-
-
-def _fail_on_call(original, number):
-    calls = {"n": 0}
-
-    def maybe_fail(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == number:
-            raise RuntimeError("injected failure")
-        return original(*args, **kwargs)
-
-    return maybe_fail
 
 
 @pytest.mark.parametrize(
@@ -52,12 +33,12 @@ def test_a_failed_report_leaves_the_earlier_one_whole(tmp_path, monkeypatch, dem
     out = tmp_path / "site" / "reports"
     report_build.build_report(demo_params, metrics_files, out, **OLD)
     (out / "snakemake_report.zip").write_bytes(b"not the report's")
-    before = _snapshot(out)
+    before = snapshot(out)
     assert any(path.startswith("figures/") for path in before)
-    monkeypatch.setattr(module, name, _fail_on_call(getattr(module, name), call))
+    monkeypatch.setattr(module, name, fail_on_call(getattr(module, name), call))
     with pytest.raises(RuntimeError, match="injected failure"):
         report_build.build_report(demo_params, metrics_files, out, **NEW)
-    assert _snapshot(out) == before  # figures included, and no temporary file
+    assert snapshot(out) == before  # figures included, and no temporary file
     assert sorted(p.name for p in out.parent.iterdir()) == ["reports"]  # no staging folder left
 
 
@@ -73,21 +54,12 @@ def test_the_report_refuses_a_folder_it_would_replace_with_a_folder_of_someone_e
 
 # A `report` that SIGKILLs itself just before or after call number `call` of `module.name`.
 _KILLED_REPORT = textwrap.dedent("""
-    import importlib, json, os, signal, sys
+    import importlib, json, sys
     import yaml
     from circle_repro.report.build import build_report
+    from support import kill_on_call
     spec = json.loads(sys.argv[1])
-    module = importlib.import_module(spec["module"])
-    original, calls = getattr(module, spec["name"]), []
-    def killing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == spec["call"] and spec["when"] == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = original(*args, **kwargs)
-        if len(calls) == spec["call"] and spec["when"] == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
-    setattr(module, spec["name"], killing)
+    kill_on_call(importlib.import_module(spec["module"]), spec["name"], spec["call"], spec["when"])
     with open(spec["params"]) as fh:
         params = yaml.safe_load(fh)
     build_report(params, spec["metrics"], spec["out"], **spec["stamp"])
@@ -115,7 +87,7 @@ def two_reports(tmp_path_factory, demo_params):
     for folder in reports.values():
         (folder / "snakemake_report.zip").write_bytes(b"not the report's")
     figures_of = {
-        name: {path for path in _snapshot(folder) if path.startswith("figures/")} for name, folder in reports.items()
+        name: {path for path in snapshot(folder) if path.startswith("figures/")} for name, folder in reports.items()
     }
     assert figures_of["new"] > figures_of["old"]
     return metrics_files, reports
@@ -136,9 +108,9 @@ def test_a_killed_report_leaves_the_old_report_or_the_new_one_whole(tmp_path, de
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     killed = subprocess.run([sys.executable, "-c", _KILLED_REPORT, json.dumps(spec)], env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    assert _snapshot(out) == _snapshot(reports[left])
+    assert snapshot(out) == snapshot(reports[left])
     assert (tmp_path / "site" / "reports.staging").is_dir()  # what the kill left: the next report's to clean up
     if where == "swapped":  # the costly check once: the next report removes it
         report_build.build_report(demo_params, metrics_files, out, **NEW)
-        assert _snapshot(out) == _snapshot(reports["new"])
+        assert snapshot(out) == snapshot(reports["new"])
         assert sorted(p.name for p in out.parent.iterdir()) == ["reports"]
