@@ -34,7 +34,7 @@ from circle_repro.config.runs import (
     train_resource_request,
     training_run,
 )
-from circle_repro.config.typed import Experiment, LossSpec, Run, Study, Sweep, experiment, experiments
+from circle_repro.config.typed import Experiment, LossSpec, Run, Study, Sweep, experiment, experiments, load_study
 
 __all__ = [
     "INHERITED_FROM_TRAINER",
@@ -56,6 +56,7 @@ __all__ = [
     "experiments",
     "find_run",
     "load_params",
+    "load_study",
     "name_pattern",
     "params_schema",
     "resources_of",

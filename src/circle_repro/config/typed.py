@@ -3,13 +3,23 @@ planner, the engine and the report read instead of the params mapping."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from circle_repro.config.expand import experiment_datasets, train_dataset
-from circle_repro.config.load import ConfigError
-from circle_repro.config.runs import RunSpec, resources_of
+from circle_repro.config.load import ConfigError, load_params
+from circle_repro.config.runs import (
+    RunSpec,
+    eval_config,
+    expand_runs,
+    find_run,
+    resources_of,
+    tracking_experiment,
+    train_config,
+    training_run,
+)
 from circle_repro.names import unknown_name
 
 Run = RunSpec
@@ -122,19 +132,19 @@ def experiment(params: Mapping[str, Any], name: str) -> Experiment:
 
 @dataclass(frozen=True)
 class Study:
-    """Loaded params (:func:`~circle_repro.config.load_params`: one profile, expanded) as typed views: what the
-    report reads. ``params`` is the mapping itself, for the functions that still take it (planner, recipe
-    cards, result loading)."""
+    """Loaded params (:func:`load_study`: one profile, expanded) as typed views: what the workflow, the planner,
+    the engine's CLI and the report read. ``params`` is the validated mapping the views are built from, for
+    the config functions that compute run configs from it (:mod:`.runs`)."""
 
-    profile: str | None
+    profile: str
     experiments: Mapping[str, Experiment]  # in the profile's order
     report: Mapping[str, Any]  # params.yaml's ``report`` block: tolerance, bootstrap, gradient_maps, title
     params: Mapping[str, Any]
 
     @classmethod
     def of(cls, params: Mapping[str, Any]) -> Study:
-        """The typed view of loaded params."""
-        return cls(params.get("profile"), experiments(params), params["report"], params)
+        """The typed view of loaded params (:func:`~circle_repro.config.load_params`)."""
+        return cls(params["profile"], experiments(params), params["report"], params)
 
     def experiment(self, name: str) -> Experiment:
         """One experiment; ConfigError suggesting the nearest names for an unknown one."""
@@ -144,5 +154,55 @@ class Study:
 
     def without(self, names: Collection[str]) -> Study:
         """The study minus the named experiments."""
-        kept = {name: spec for name, spec in self.params["experiments"].items() if name not in names}
-        return Study.of({**self.params, "experiments": kept})
+        return self.only(name for name in self.experiments if name not in names)
+
+    def only(self, names: Iterable[str]) -> Study:
+        """The study with only the named experiments, in the profile's order."""
+        kept = set(names)
+        specs = {name: spec for name, spec in self.params["experiments"].items() if name in kept}
+        return Study.of({**self.params, "experiments": specs})
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every run: experiments x loss rows x seeds, in a stable order."""
+        return expand_runs(self.params)  # type: ignore[arg-type]
+
+    @property
+    def dataset_names(self) -> list[str]:
+        """Every data set the experiments train, validate or evaluate on, sorted."""
+        return sorted({name for exp in self.experiments.values() for name in exp.datasets})
+
+    def dataset_options(self, dataset: str) -> Mapping[str, Any]:
+        """params.yaml's ``datasets:`` options of one data set (``mirror``, ``train_classes``, ...); empty if none."""
+        return self.params["datasets"].get(dataset, {})
+
+    @property
+    def tracking(self) -> Mapping[str, Any]:
+        """params.yaml's ``tracking`` block: the MLflow URI and experiment name."""
+        return self.params["tracking"]
+
+    @property
+    def tracking_experiment(self) -> str:
+        """The MLflow experiment of the profile (:func:`~circle_repro.config.tracking_experiment`)."""
+        return tracking_experiment(self.params)  # type: ignore[arg-type]
+
+    def find_run(self, run_id: str) -> Run:
+        """The run whose id is ``run_id``; ConfigError suggesting the nearest ids for an unknown one."""
+        return find_run(self.params, run_id)  # type: ignore[arg-type]
+
+    def training_run(self, run: Run) -> Run:
+        """The run that trains ``run``'s weights: its trainer's run (``trained_by``), else ``run`` itself."""
+        return training_run(self.params, run)  # type: ignore[arg-type]
+
+    def train_config(self, run: Run) -> dict[str, Any]:
+        """Everything the training of ``run``'s weights depends on (:func:`~circle_repro.config.train_config`)."""
+        return train_config(self.params, run)  # type: ignore[arg-type]
+
+    def eval_config(self, run: Run) -> dict[str, Any]:
+        """Everything ``run``'s evaluation depends on (:func:`~circle_repro.config.eval_config`)."""
+        return eval_config(self.params, run)  # type: ignore[arg-type]
+
+
+def load_study(path: str | Path = "params.yaml", profile: str | None = None) -> Study:
+    """Read and validate a params file and select one profile (:func:`load_params`), as a :class:`Study`."""
+    return Study.of(load_params(path, profile))
