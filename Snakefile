@@ -5,13 +5,13 @@
 
 import shlex
 
-from circle_repro.config import ConfigError, load_params
+from circle_repro.config import ConfigError, load_study
 from circle_repro import layout, workflow as wf
 
 try:
     wf.check_snakemake_config(config)
     PARAMS_FILE = config.get("params", "params.yaml")
-    PARAMS = load_params(PARAMS_FILE, config.get("profile"))
+    STUDY = load_study(PARAMS_FILE, config.get("profile"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 # Measured rates (GPU throughput, CPU decode/preparation/metric rates) from which the evaluate and
@@ -22,13 +22,13 @@ THROUGHPUT, RATES = wf.job_rates(
 )
 # The options of every `circle-repro` call. They stand in the shell commands, not under `params:` (a rule's
 # params are rerun triggers): another path or a copy of the params file reruns nothing.
-PARAMS_OPTIONS = wf.params_options(PARAMS_FILE, PARAMS["profile"])
+PARAMS_OPTIONS = wf.params_options(PARAMS_FILE, STUDY.profile)
 THROUGHPUT_FILE = shlex.quote(f"{workflow.basedir}/{layout.DEFAULT_THROUGHPUT}")
 RATES_FILE = shlex.quote(f"{workflow.basedir}/{layout.DEFAULT_RATES}")
 # Experiments whose manual or withdrawn data is not placed are left out of `all` (the report says
 # "data unavailable" for their cells); asking for their table fails at once, saying what to place.
-BLOCKED = wf.blocked_experiments(PARAMS)
-RUNNABLE = wf.without(PARAMS, BLOCKED)
+BLOCKED = wf.blocked_experiments(STUDY)
+RUNNABLE = STUDY.without(BLOCKED)
 for experiment, reason in BLOCKED.items():
     logger.warning(f"skipping {experiment}: {reason}")
 
@@ -62,7 +62,7 @@ for table in wf.TABLES:
         name:
             table
         input:
-            lambda w, table=table: wf.table_targets(PARAMS, table, BLOCKED),
+            lambda w, table=table: wf.table_targets(STUDY, table, BLOCKED),
 
 
 include: "workflow/rules/data.smk"

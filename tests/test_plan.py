@@ -14,7 +14,7 @@ from circle_repro import layout
 from circle_repro import plan as planning
 from circle_repro import workflow as wf
 from circle_repro.cli import main
-from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, Study, expand_runs, load_params
+from circle_repro.config import TRAIN_RESOURCE_DEFAULTS, Study, load_params, load_study
 from circle_repro.data.sources import load_sources
 from circle_repro.engine.model import EmbeddingModel
 from circle_repro.engine.runner_config import _loop_configs
@@ -116,10 +116,10 @@ def rates_file(tmp_path):
 
 
 def _plan(params_file, throughput_file, data_root, checkpoints=False, rates_file=None):
-    params = load_params(params_file)
+    study = load_study(params_file)
     rates = planning.load_rates(rates_file) if rates_file is not None else None
     return planning.make_plan(
-        params, planning.load_throughput(throughput_file), data_root, rates=rates, checkpoints=checkpoints
+        study, planning.load_throughput(throughput_file), data_root, rates=rates, checkpoints=checkpoints
     )
 
 
@@ -162,13 +162,14 @@ def test_a_gpu_training_without_runtime_min_gets_the_estimate(params_file, throu
     params = load_params(params_file)
     params["experiments"]["cub_iters"]["train"]["iterations"] = 60_000
     del params["experiments"]["cub_iters"]["resources"]["runtime_min"]
+    study = Study.of(params)
     throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(rates_file)
-    assert wf.train_resources(params, "cub_iters", throughput, rates)["runtime"] == 150
-    assert wf.train_resources(params, "cub_iters")["runtime"] == TRAIN_RESOURCE_DEFAULTS["runtime_min"]  # no rates
-    assert wf.train_resources(params, "market_epochs", throughput, rates)["runtime"] == 600  # declared: kept
-    rule = wf.train_rule_resources(params, throughput, rates)
+    assert wf.train_resources(study, "cub_iters", throughput, rates)["runtime"] == 150
+    assert wf.train_resources(study, "cub_iters")["runtime"] == TRAIN_RESOURCE_DEFAULTS["runtime_min"]  # no rates
+    assert wf.train_resources(study, "market_epochs", throughput, rates)["runtime"] == 600  # declared: kept
+    rule = wf.train_rule_resources(study, throughput, rates)
     assert rule["runtime"](SimpleNamespace(experiment="cub_iters")) == 150
-    plan = planning.make_plan(params, throughput, "no-data", rates=rates, checkpoints=False)
+    plan = planning.make_plan(study, throughput, "no-data", rates=rates, checkpoints=False)
     assert plan.exceeding == {}
 
 
@@ -184,11 +185,11 @@ def test_evaluate_job_runtime_and_memory_by_hand(params_file, throughput_file, r
     """cub_iters: 5,924 CUB test images (sources.yaml), embedded with the trained and the initial weights
     (no flip): 11,848 images at min(800 x 2 forward, 250 x 4 CPUs decode) = 1,000 img/s; retrieval metric
     5,924^2 similarities at 10^4/s, twice. Memory: 6,000 MB measured + 5 copies of 5,924 x 512 float32."""
-    params = load_params(params_file)
+    study = load_study(params_file)
     throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(rates_file)
     seconds = 2 * 5924 / 1000 + 2 * 5924**2 / 1e4
     mem_mb = 6000 + 5 * 5924 * 512 * 4 / 2**20
-    resources = wf.evaluate_resources(params, "cub_iters", throughput, rates)
+    resources = wf.evaluate_resources(study, "cub_iters", throughput, rates)
     # 1.5 x 117.2 min = 175.8 -> 180 (multiples of 5); 1.5 x 6,057.9 MB = 9,086.8 -> 10,000 (multiples of 1,000)
     assert seconds / 60 * 1.5 == pytest.approx(175.77, abs=0.01) and mem_mb * 1.5 == pytest.approx(9086.8, abs=0.1)
     assert resources == {"runtime": 180, "mem_mb": 10000, "cpus_per_task": 4, "gpu": 1}
@@ -205,10 +206,10 @@ def test_evaluate_job_runtime_and_memory_by_hand(params_file, throughput_file, r
 def test_small_evaluations_and_cpu_ones_keep_the_floor(params_file, throughput_file, repo_params):
     throughput, rates = planning.load_throughput(throughput_file), planning.load_rates(DEFAULT_RATES)
     # the measured metric rate makes CUB's evaluation a few minutes: the fixed floor stands
-    assert wf.evaluate_resources(load_params(params_file), "cub_iters", throughput, rates) == {
+    assert wf.evaluate_resources(load_study(params_file), "cub_iters", throughput, rates) == {
         "runtime": 30, "mem_mb": 8000, "cpus_per_task": 4, "gpu": 1,
     }  # fmt: skip
-    demo = load_params(REPO_ROOT / "params.yaml", "demo")
+    demo = load_study(REPO_ROOT / "params.yaml", "demo")
     assert wf.evaluate_resources(demo, "demo_retrieval", throughput, rates) == wf.step_resources("evaluate")
 
 
@@ -282,9 +283,9 @@ def test_rates_file_errors_name_the_file(tmp_path):
 
 def test_the_paper_profile_fits_its_declared_resources():
     """Every job of the paper profile fits its declared runtime with the measured rates of the repository."""
-    params = load_params(REPO_ROOT / "params.yaml", "paper")
+    study = load_study(REPO_ROOT / "params.yaml", "paper")
     plan = planning.make_plan(
-        params, planning.load_throughput(REPO_ROOT / DEFAULT_THROUGHPUT), REPO_ROOT / "no-data",
+        study, planning.load_throughput(REPO_ROOT / DEFAULT_THROUGHPUT), REPO_ROOT / "no-data",
         rates=planning.load_rates(DEFAULT_RATES), checkpoints=False,
     )  # fmt: skip
     assert plan.exceeding == {}
@@ -325,23 +326,20 @@ def test_missing_data_is_listed_with_what_to_do(params_file, throughput_file, tm
 
 
 def test_checkpoint_disk_is_weights_twice_plus_checkpoints_with_optimizer_state():
-    params = load_params(REPO_ROOT / "params.yaml", "demo")
-    experiment = params["experiments"]["demo_verification"]
-    assert experiment["train"]["optimizer"]["type"] == "Adam"  # two state tensors per parameter
-    runs = {loss: next(r for r in expand_runs(params) if r.experiment == "demo_verification" and r.loss == loss)
-            for loss in ("AM-Softmax", "Softmax")}  # fmt: skip
+    study = load_study(REPO_ROOT / "params.yaml", "demo")
+    experiment = study.experiment("demo_verification")
+    assert experiment.spec["train"]["optimizer"]["type"] == "Adam"  # two state tensors per parameter
+    runs = {loss: next(r for r in experiment.runs if r.loss == loss) for loss in ("AM-Softmax", "Softmax")}
     model = EmbeddingModel(
-        "small_cnn", in_channels=1, embedding_dim=64, num_classes=5, loss=experiment["losses"]["AM-Softmax"]
+        "small_cnn", in_channels=1, embedding_dim=64, num_classes=5, loss=experiment.losses["AM-Softmax"].config
     )
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     kept = planning.CHECKPOINTS_KEPT
-    assert planning.run_disk_bytes(params, runs["AM-Softmax"], 5) == 2 * weights + kept * (weights + 2 * 4 * trainable)
+    assert planning.run_disk_bytes(study, runs["AM-Softmax"], 5) == 2 * weights + kept * (weights + 2 * 4 * trainable)
     # the class-level head has num_classes x embedding_dim float32 weights: 2 weight files + each checkpoint's
     # copy and 2 Adam moments of them
-    head = planning.run_disk_bytes(params, runs["AM-Softmax"], 7) - planning.run_disk_bytes(
-        params, runs["AM-Softmax"], 5
-    )
+    head = planning.run_disk_bytes(study, runs["AM-Softmax"], 7) - planning.run_disk_bytes(study, runs["AM-Softmax"], 5)
     assert head == 2 * 64 * 4 * (2 + kept * 3)
 
 
@@ -353,11 +351,11 @@ def test_checkpoints_kept_matches_the_training_config():
 
 
 def test_paper_face_tables_count_training_once():
-    params = load_params(REPO_ROOT / "params.yaml", "paper")
-    trained_by = {name: spec["trained_by"] for name, spec in params["experiments"].items() if "trained_by" in spec}
+    study = load_study(REPO_ROOT / "params.yaml", "paper")
+    trained_by = {name: e.trained_by for name, e in study.experiments.items() if e.trained_by is not None}
     if not trained_by:
         pytest.skip("the paper profile has no trained_by experiment")
-    plans = {name: planning.plan_experiment(params, name, None, checkpoints=False) for name in trained_by}
+    plans = {name: planning.plan_experiment(study, name, None, checkpoints=False) for name in trained_by}
     for name, trainer in trained_by.items():
         assert plans[name].gpu_hours == 0.0 and plans[name].checkpoint_bytes == 0
         assert plans[name].trained_by == trainer and trainer in plans[name].notes[0]
@@ -457,7 +455,7 @@ def test_benchmark_tsv_rows_are_summed(tmp_path):
 
 
 def test_actual_hours_per_table_from_the_rules_benchmark_paths(params_file, tmp_path):
-    params = load_params(params_file)
+    study = load_study(params_file)
     root = tmp_path / "work"
     train = layout.TRAIN_BENCHMARK.format
     _benchmark(root / train(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 100))
@@ -469,7 +467,7 @@ def test_actual_hours_per_table_from_the_rules_benchmark_paths(params_file, tmp_
     garbage.parent.mkdir(parents=True)
     garbage.write_text("garbage\n")
 
-    actual = planning.actual_hours(params, root)
+    actual = planning.actual_hours(study, root)
     assert set(actual) == {"table1", "table2", "table3", "table4", "table5"}
     t5, t4 = actual["table5"], actual["table4"]
     assert (t5.runs, t5.runs_measured) == (4, 2)
@@ -477,7 +475,7 @@ def test_actual_hours_per_table_from_the_rules_benchmark_paths(params_file, tmp_
     assert t5.evaluate_hours == pytest.approx(0.1) and t5.data_hours == pytest.approx(0.2)
     assert (t4.runs, t4.runs_measured, t4.train_hours, t4.train_gpu_hours) == (2, 1, 1.0, 2.0)
     assert t4.unreadable == (str(garbage),)
-    assert actual["table1"].runs == 0 and planning.actual_hours(params, None)["table5"].runs_measured == 0
+    assert actual["table1"].runs == 0 and planning.actual_hours(study, None)["table5"].runs_measured == 0
 
 
 def test_the_rules_write_benchmarks_where_the_plan_reads_them():
@@ -497,10 +495,10 @@ def test_the_rules_write_benchmarks_where_the_plan_reads_them():
 
 
 def test_report_section_puts_planned_beside_actual(params_file, throughput_file, rates_file, tmp_path):
-    params = load_params(params_file)
+    study = load_study(params_file)
     root = tmp_path / "work"
     _benchmark(root / layout.TRAIN_BENCHMARK.format(experiment="cub_iters", loss="CircleLoss", seed=0), (1800, 1))
-    blocks = compute_section(Study.of(params), throughput_file, root, None)
+    blocks = compute_section(study, throughput_file, root, None)
     (table,) = [block for block in blocks if isinstance(block, Table)]
     frame = table.frame
     assert frame.loc["Table 5", "planned GPU-h (training)"] == f"{4 * 300 / 3600:.2f}"
@@ -519,13 +517,13 @@ def test_report_section_puts_planned_beside_actual(params_file, throughput_file,
         f"{1010 * 64 * 2 / 2000 / 3600:.2f}"
     )
 
-    with_rates = compute_section(Study.of(params), throughput_file, root, None, rates_file)
+    with_rates = compute_section(study, throughput_file, root, None, rates_file)
     (table,) = [block for block in with_rates if isinstance(block, Table)]
     assert table.frame.loc["Table 4", "planned GPU-h (training)"].startswith(
         f"{1010 * 64 * 2 / 1600 / 3600:.2f}"
     )  # data-bound
 
-    missing = compute_section(Study.of(params), tmp_path / "nope.json", root, None)
+    missing = compute_section(study, tmp_path / "nope.json", root, None)
     assert "nope.json not found: nothing estimated" in missing[1].text
 
 

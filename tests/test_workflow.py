@@ -15,6 +15,7 @@ from circle_repro.config import (
     TRAIN_RESOURCE_DEFAULTS,
     ConfigError,
     RunSpec,
+    Study,
     config_hash,
     expand_runs,
     expand_trained_by,
@@ -26,13 +27,17 @@ from support import REPO_ROOT
 BIN = Path(sys.executable).parent
 
 
+def _study(params, profile=None):
+    """The Study of a params mapping: every experiment, or one profile's."""
+    return Study.of(expand_trained_by(params) if profile is None else select_profile(params, profile))
+
+
 def _triggers(params):
-    params = expand_trained_by(params)
-    runs = expand_runs(params)
+    study = _study(params)
     return (
-        {run: wf.train_trigger(params, run) for run in runs},
-        {run: wf.eval_trigger(params, run) for run in runs},
-        wf.report_trigger(params),
+        {run: wf.train_trigger(study, run) for run in study.runs},
+        {run: wf.eval_trigger(study, run) for run in study.runs},
+        wf.report_trigger(study),
     )
 
 
@@ -68,7 +73,9 @@ def test_bookkeeping_moves_no_trigger_and_no_config_hash(repo_params):
     changed["datasets"]["fashion_mnist"]["mirror"] = "/srv/mirrors/fashion-mnist"
     changed["experiments"]["demo_retrieval"]["resources"] = {"runtime_min": 999, "mem_mb_per_gpu": 123456}
     assert _triggers(changed) == _triggers(repo_params)
-    assert wf.dataset_trigger(changed, "fashion_mnist") == wf.dataset_trigger(repo_params, "fashion_mnist")
+    assert wf.dataset_trigger(_study(changed), "fashion_mnist") == wf.dataset_trigger(
+        _study(repo_params), "fashion_mnist"
+    )
     changed["experiments"]["demo_retrieval"]["table"] = "table4"  # the report's layout: no training moves
     (train_a, eval_a, report_a), (train_b, eval_b, report_b) = _triggers(repo_params), _triggers(changed)
     assert train_a == train_b and report_a != report_b
@@ -77,7 +84,9 @@ def test_bookkeeping_moves_no_trigger_and_no_config_hash(repo_params):
     assert all(config_hash(train_config(changed, run)) == config_hash(train_config(repo_params, run)) for run in runs)
     # a setting that changes a result still moves its trigger
     changed["datasets"]["fashion_mnist"]["per_class"] = 100
-    assert wf.dataset_trigger(changed, "fashion_mnist") != wf.dataset_trigger(repo_params, "fashion_mnist")
+    assert wf.dataset_trigger(_study(changed), "fashion_mnist") != wf.dataset_trigger(
+        _study(repo_params), "fashion_mnist"
+    )
 
 
 def test_the_params_file_and_profile_reach_the_jobs_as_quoted_options():
@@ -101,21 +110,22 @@ def test_downloaded_data_sets_wait_for_their_fetch_and_embedded_ones_for_nothing
 
 
 def test_targets_cover_every_run(repo_params):
-    params = expand_trained_by(repo_params)
-    metrics = wf.metrics_targets(params)
-    assert len(metrics) == len(expand_runs(params))
+    study = _study(repo_params)
+    metrics = wf.metrics_targets(study)
+    assert len(metrics) == len(expand_runs(expand_trained_by(repo_params)))
     assert "runs/demo_retrieval/CircleLoss/seed0/evaluation/metrics.json" in metrics
-    assert wf.test_data_dir(params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
-    assert wf.train_data_dir(params, "demo_retrieval").as_posix() == "data/prepared/mnist5k"
+    assert (
+        wf.evaluate_inputs(study, "demo_retrieval", "CircleLoss", 0)["manifest"]
+        == "data/prepared/mnist5k/manifest.parquet"
+    )
+    assert wf.train_inputs(study, "demo_retrieval") == {"manifest": "data/prepared/mnist5k/manifest.parquet"}
 
 
 # --- Experiments that evaluate another experiment's weights (trained_by) -------------------------
 
 
 def test_a_trained_by_experiment_evaluates_its_trainers_weights_on_its_own_data(repo_params):
-    params = select_profile(repo_params, "paper")
-    assert wf.train_data_dir(params, "table2_lfw_r34").as_posix() == "data/prepared/ms1mv2"
-    assert wf.test_data_dir(params, "table2_lfw_r34").as_posix() == "data/prepared/lfw"
+    params = _study(repo_params, "paper")
     assert wf.evaluate_inputs(params, "table2_lfw_r34", "ArcFace", "1") == {
         "manifest": "data/prepared/lfw/manifest.parquet",
         "weights": "runs/table1_megaface_r34/ArcFace/seed1/model.pth",
@@ -160,7 +170,7 @@ def test_a_trainer_setting_moves_the_evaluations_of_its_weights_too(repo_params)
 
 
 def test_blocked_experiments_name_a_missing_training_set_too(repo_params, tmp_path):
-    params = select_profile(repo_params, "paper")
+    params = _study(repo_params, "paper")
     (tmp_path / "prepared" / "lfw").mkdir(parents=True)  # the test set prepared, the training set not placed
     (tmp_path / "prepared" / "lfw" / "manifest.parquet").write_bytes(b"")
     blocked = wf.blocked_experiments(params, tmp_path)
@@ -180,22 +190,34 @@ def _with_resources(params, experiment, **resources):
 def test_experiments_without_resources_train_on_one_cpu_with_the_defaults(repo_params):
     defaults = TRAIN_RESOURCE_DEFAULTS
     assert defaults["gpus"] == 0
-    cpu_only = [name for name, spec in repo_params["experiments"].items() if "resources" not in spec]
+    cpu_only = [  # a trained_by experiment inherits its trainer's resources
+        name
+        for name, spec in repo_params["experiments"].items()
+        if "resources" not in spec and "trained_by" not in spec
+    ]
     assert "demo_retrieval" in cpu_only and "mini_verification" in cpu_only
     for experiment in cpu_only:
-        assert wf.train_resources(repo_params, experiment) == {
+        assert wf.train_resources(_study(repo_params), experiment) == {
             "runtime": defaults["runtime_min"],
             "mem_mb": defaults["mem_mb_per_gpu"],
             "cpus_per_task": defaults["cpus_per_gpu"],
             "nodes": 1,
         }
-        assert wf.train_launch_prefix(repo_params, experiment) == "circle-repro"
-        assert wf.train_launcher_args(repo_params, experiment) == ""
+        assert wf.train_launch_prefix(_study(repo_params), experiment) == "circle-repro"
+        assert wf.train_launcher_args(_study(repo_params), experiment) == ""
 
 
 def test_gpu_resources_become_the_slurm_plugin_names(repo_params):
-    params = _with_resources(
-        repo_params, "demo_retrieval", gpus=4, cpus_per_gpu=8, mem_mb_per_gpu=32000, runtime_min=720, partition="gpu"
+    params = _study(
+        _with_resources(
+            repo_params,
+            "demo_retrieval",
+            gpus=4,
+            cpus_per_gpu=8,
+            mem_mb_per_gpu=32000,
+            runtime_min=720,
+            partition="gpu",
+        )
     )
     assert wf.train_resources(params, "demo_retrieval") == {
         "runtime": 720,
@@ -211,7 +233,7 @@ def test_gpu_resources_become_the_slurm_plugin_names(repo_params):
 
 
 def test_partial_resources_keep_the_other_defaults_and_one_gpu_needs_no_torchrun(repo_params):
-    params = _with_resources(repo_params, "demo_retrieval", gpus=1)
+    params = _study(_with_resources(repo_params, "demo_retrieval", gpus=1))
     resources = wf.train_resources(params, "demo_retrieval")
     assert resources["gpu"] == 1 and resources["runtime"] == TRAIN_RESOURCE_DEFAULTS["runtime_min"]
     assert "slurm_partition" not in resources
@@ -220,10 +242,11 @@ def test_partial_resources_keep_the_other_defaults_and_one_gpu_needs_no_torchrun
 
 
 def test_train_rule_declares_only_names_some_experiment_uses(repo_params):
-    repo_params = select_profile(repo_params, "demo")  # its experiments declare no resources
-    assert set(wf.train_rule_resources(repo_params)) == {"runtime", "mem_mb", "cpus_per_task", "nodes"}
-    params = _with_resources(repo_params, "demo_retrieval", gpus=2, partition="gpu")
-    declared = wf.train_rule_resources(params)
+    demo = _study(repo_params, "demo")  # its experiments declare no resources
+    assert set(wf.train_rule_resources(demo)) == {"runtime", "mem_mb", "cpus_per_task", "nodes"}
+    declared = wf.train_rule_resources(
+        _study(_with_resources(repo_params, "demo_retrieval", gpus=2, partition="gpu"), "demo")
+    )
     assert set(declared) == {"runtime", "mem_mb", "cpus_per_task", "nodes", "gpu", "slurm_partition"}
 
     class Wildcards:
@@ -258,9 +281,7 @@ def test_cpu_steps_declare_modest_resources():
 
 
 def test_evaluate_jobs_of_gpu_experiments_get_one_gpu_their_cpus_and_partition(repo_params):
-    params = select_profile(
-        _with_resources(repo_params, "demo_retrieval", gpus=2, cpus_per_gpu=6, partition="gpu"), "demo"
-    )
+    params = _study(_with_resources(repo_params, "demo_retrieval", gpus=2, cpus_per_gpu=6, partition="gpu"), "demo")
     throughput, rates = wf.job_rates(REPO_ROOT / "nope.json", REPO_ROOT / "nope.yaml")
     assert (throughput, rates) == (None, None)  # absent files: nothing estimated, the floors
     assert wf.evaluate_resources(params, "demo_retrieval", None, None) == {

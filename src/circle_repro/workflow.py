@@ -15,20 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from circle_repro.config import (
-    ConfigError,
-    RunSpec,
-    eval_config,
-    expand_runs,
-    experiment_datasets,
-    name_pattern,
-    train_config,
-    train_dataset,
-    train_resource_request,
-    training_run,
-    validation_datasets,
-)
-from circle_repro.config import experiments as typed_experiments
+from circle_repro.config import ConfigError, RunSpec, Study, name_pattern
 from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
@@ -87,32 +74,24 @@ def run_from_wildcards(experiment: str, loss: str, seed: str | int) -> RunSpec:
     return RunSpec(experiment, loss, int(seed))
 
 
-def test_data_dir(params: dict[str, Any], experiment: str) -> Path:
-    """The prepared data folder an experiment evaluates on."""
-    return PREPARED_ROOT / params["experiments"][experiment]["dataset"]
+def manifest_path(dataset: str) -> Path:
+    """A prepared data set's manifest, the file that stands for the whole prepared set in the rules."""
+    return PREPARED_ROOT / dataset / MANIFEST_FILENAME
 
 
-def train_data_dir(params: dict[str, Any], experiment: str) -> Path:
-    """The prepared data folder an experiment trains on."""
-    return PREPARED_ROOT / train_dataset(params["experiments"][experiment])
-
-
-def train_inputs(params: dict[str, Any], experiment: str) -> dict[str, str]:
+def train_inputs(study: Study, experiment: str) -> dict[str, str]:
     """The train rule's inputs: the training set's manifest and those of its validation sets (beside it)."""
-    spec = params["experiments"][experiment]
-    inputs = {"manifest": (train_data_dir(params, experiment) / MANIFEST_FILENAME).as_posix()}
-    return inputs | {
-        f"validation_{name}": (PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix()
-        for name in validation_datasets(spec)
-    }
+    exp = study.experiment(experiment)
+    inputs = {"manifest": manifest_path(exp.train_dataset).as_posix()}
+    return inputs | {f"validation_{name}": manifest_path(name).as_posix() for name in exp.validation_datasets}
 
 
-def evaluate_inputs(params: dict[str, Any], experiment: str, loss: str, seed: str | int) -> dict[str, str]:
+def evaluate_inputs(study: Study, experiment: str, loss: str, seed: str | int) -> dict[str, str]:
     """The evaluate rule's inputs for one run: its test set's manifest, and the weights, initial weights
     and train record of the run that trained them (itself, or its trainer's run for ``trained_by``)."""
-    weights_dir = training_run(params, run_from_wildcards(experiment, loss, seed)).run_dir(RUNS_ROOT)
+    weights_dir = study.training_run(run_from_wildcards(experiment, loss, seed)).run_dir(RUNS_ROOT)
     return {
-        "manifest": (test_data_dir(params, experiment) / MANIFEST_FILENAME).as_posix(),
+        "manifest": manifest_path(study.experiment(experiment).dataset).as_posix(),
         "weights": (weights_dir / WEIGHTS_FILENAME).as_posix(),
         "initial_weights": (weights_dir / INITIAL_WEIGHTS_FILENAME).as_posix(),
         "record": (weights_dir / TRAIN_RECORD_FILENAME).as_posix(),
@@ -126,71 +105,61 @@ def fetch_targets(dataset: str) -> list[str]:
     return [(RAW_ROOT / dataset / FETCHED_FILENAME).as_posix()]
 
 
-def dataset_trigger(params: dict[str, Any], dataset: str) -> str:
+def dataset_trigger(study: Study, dataset: str) -> str:
     """The settings a data set's preparation depends on (not where its raw files were copied from)."""
-    options = params["datasets"].get(dataset, {})
+    options = study.dataset_options(dataset)
     return _as_trigger({key: value for key, value in options.items() if key not in DATASET_LOCATION_KEYS})
 
 
-def train_trigger(params: dict[str, Any], run: RunSpec) -> str:
+def train_trigger(study: Study, run: RunSpec) -> str:
     """The settings one run's training depends on."""
-    return _as_trigger(train_config(params, run))
+    return _as_trigger(study.train_config(run))
 
 
-def eval_trigger(params: dict[str, Any], run: RunSpec) -> str:
+def eval_trigger(study: Study, run: RunSpec) -> str:
     """The settings one run's evaluation depends on."""
-    return _as_trigger(eval_config(params, run))
+    return _as_trigger(study.eval_config(run))
 
 
-def report_trigger(params: dict[str, Any]) -> str:
+def report_trigger(study: Study) -> str:
     """The settings the report depends on beyond the metrics files."""
     layout = {
-        name: {key: exp.get(key) for key in ("description", "table", "dataset")} | {"losses": list(exp["losses"])}
-        for name, exp in params["experiments"].items()
+        name: {key: exp.spec.get(key) for key in ("description", "table", "dataset")} | {"losses": list(exp.losses)}
+        for name, exp in study.experiments.items()
     }
-    return _as_trigger({"report": params["report"], "experiments": layout})
+    return _as_trigger({"report": study.report, "experiments": layout})
 
 
 TABLES = ("table1", "table2", "table3", "table4", "table5")
 
 
-def blocked_experiments(params: dict[str, Any], data_root: str | Path = "data") -> dict[str, str]:
+def blocked_experiments(study: Study, data_root: str | Path = "data") -> dict[str, str]:
     """Experiments whose data set is manual or withdrawn and not placed: name -> what to place where.
 
     They are left out of the default targets (the report marks their cells "data unavailable");
     asking for their table explicitly fails with the reason (:func:`table_targets`).
     """
     sources = load_sources()
-    needed = {exp: experiment_datasets(spec) for exp, spec in params["experiments"].items()}
+    needed = {name: exp.datasets for name, exp in study.experiments.items()}
     reasons = {name: unavailable_reason(sources[name], data_root) for names in needed.values() for name in names}
     blocked = {exp: "; ".join(reasons[name] for name in names if reasons[name]) for exp, names in needed.items()}
     return {exp: reason for exp, reason in blocked.items() if reason}
 
 
-def without(params: dict[str, Any], experiments: Iterable[str]) -> dict[str, Any]:
-    """``params`` minus the named experiments."""
-    drop = set(experiments)
-    return {**params, "experiments": {k: v for k, v in params["experiments"].items() if k not in drop}}
-
-
-def table_targets(params: dict[str, Any], table: str, blocked: dict[str, str]) -> list[str]:
+def table_targets(study: Study, table: str, blocked: dict[str, str]) -> list[str]:
     """The metrics files of every run that fills a paper table; ValueError saying why when none can."""
-    experiments = [
-        name for name, spec in typed_experiments(params).items() if spec.table == table and not spec.is_sweep
-    ]
+    experiments = [name for name, exp in study.experiments.items() if exp.table == table and not exp.is_sweep]
     if not experiments:
-        raise ValueError(f"{table}: profile {params['profile']!r} has no experiment for it (see params.yaml profiles)")
+        raise ValueError(f"{table}: profile {study.profile!r} has no experiment for it (see params.yaml profiles)")
     reasons = [f"{name}: {blocked[name]}" for name in experiments if name in blocked]
     if reasons:
         raise ValueError(f"{table} cannot run: " + "; ".join(reasons))
-    runnable = {**params, "experiments": {name: params["experiments"][name] for name in experiments}}
-    return metrics_targets(runnable)
+    return metrics_targets(study.only(experiments))
 
 
-def data_targets(params: dict[str, Any]) -> list[str]:
-    """The manifest of every data set the params' experiments train or evaluate on."""
-    names = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
-    return sorted((PREPARED_ROOT / name / MANIFEST_FILENAME).as_posix() for name in names)
+def data_targets(study: Study) -> list[str]:
+    """The manifest of every data set the study's experiments train or evaluate on."""
+    return [manifest_path(name).as_posix() for name in study.dataset_names]
 
 
 def run_file(filename: str) -> str:
@@ -203,14 +172,14 @@ def evaluation_file(filename: str) -> str:
     return (evaluation_dir(RUN_DIR_PATTERN) / filename).as_posix()
 
 
-def metrics_targets(params: dict[str, Any]) -> list[str]:
+def metrics_targets(study: Study) -> list[str]:
     """Every run's metrics.json: what the report reads."""
-    return [(evaluation_dir(run.run_dir(RUNS_ROOT)) / METRICS_FILENAME).as_posix() for run in expand_runs(params)]
+    return [(evaluation_dir(run.run_dir(RUNS_ROOT)) / METRICS_FILENAME).as_posix() for run in study.runs]
 
 
-def history_targets(params: dict[str, Any]) -> list[str]:
+def history_targets(study: Study) -> list[str]:
     """The training history of every run that trains: what the report's dynamics figure reads."""
-    runs = {training_run(params, run) for run in expand_runs(params)}
+    runs = {study.training_run(run) for run in study.runs}
     return [(run.run_dir(RUNS_ROOT) / HISTORY_FILENAME).as_posix() for run in sorted(runs)]
 
 
@@ -233,7 +202,7 @@ and evaluate the floor under the runtime and memory derived from the plan (:func
 
 
 def train_resources(
-    params: dict[str, Any], experiment: str, throughput: Throughput | None = None, rates: JobRates | None = None
+    study: Study, experiment: str, throughput: Throughput | None = None, rates: JobRates | None = None
 ) -> dict[str, Any]:
     """The Snakemake resources of one training job of ``experiment``, in the slurm plugin's names.
 
@@ -244,7 +213,8 @@ def train_resources(
     no ``runtime_min`` gets the plan's estimate of one run (:func:`circle_repro.plan.jobs.estimate_training`,
     from ``throughput`` and ``rates``) times the safety factor, the default ``runtime_min`` at least.
     """
-    request = train_resource_request(params, experiment)
+    exp = study.experiment(experiment)
+    request = exp.resources
     workers = max(request["gpus"], 1)
     resources: dict[str, Any] = {
         "runtime": request["runtime_min"],
@@ -256,30 +226,30 @@ def train_resources(
         resources["gpu"] = request["gpus"]
     if request["partition"] is not None:
         resources["slurm_partition"] = request["partition"]
-    declares_runtime = "runtime_min" in params["experiments"][experiment].get("resources", {})
+    declares_runtime = "runtime_min" in exp.spec.get("resources", {})
     if request["gpus"] > 0 and not declares_runtime and throughput is not None:
         from circle_repro.plan.jobs import derived_runtime_min, estimate_training, run_schedule
 
         sources = load_sources()
-        images = run_schedule(params, experiment, sources).images
-        estimate = estimate_training(params, experiment, images, throughput, rates, sources, resources)
+        images = run_schedule(study, experiment, sources).images
+        estimate = estimate_training(study, experiment, images, throughput, rates, sources, resources)
         resources["runtime"] = derived_runtime_min(estimate.hours, request["runtime_min"])
     return resources
 
 
 def train_rule_resources(
-    params: dict[str, Any], throughput: Throughput | None = None, rates: JobRates | None = None
+    study: Study, throughput: Throughput | None = None, rates: JobRates | None = None
 ) -> dict[str, Any]:
     """The train rule's ``resources:``: one function of the wildcards per resource name.
 
-    Names are the union over the params' experiments; an experiment without a name (a CPU job's
+    Names are the union over the study's experiments; an experiment without a name (a CPU job's
     ``gpu``, an unset ``slurm_partition``) gets None, which Snakemake drops. A name no experiment
     uses is not declared at all, so the profile's default-resources still apply to it. Hence a
     ``partition: null`` job goes to the profile's default ``slurm_partition`` when no experiment of
     the run names a partition, and to the cluster's default partition when another one does.
     """
     return _per_wildcard(
-        "train", "experiment", params["experiments"], lambda name: train_resources(params, name, throughput, rates)
+        "train", "experiment", study.experiments, lambda name: train_resources(study, name, throughput, rates)
     )
 
 
@@ -289,7 +259,7 @@ def step_resources(rule: str) -> dict[str, int]:
 
 
 def evaluate_resources(
-    params: dict[str, Any], experiment: str, throughput: Throughput | None, rates: JobRates | None
+    study: Study, experiment: str, throughput: Throughput | None, rates: JobRates | None
 ) -> dict[str, Any]:
     """The Snakemake resources of one evaluate job of ``experiment``, in the slurm plugin's names.
 
@@ -300,13 +270,13 @@ def evaluate_resources(
     """
     from circle_repro.plan.jobs import derived_mem_mb, derived_runtime_min, estimate_evaluation
 
-    request = train_resource_request(params, experiment)
+    request = study.experiment(experiment).resources
     resources: dict[str, Any] = step_resources("evaluate")
     if request["gpus"] > 0:
         resources |= {"cpus_per_task": request["cpus_per_gpu"], "gpu": 1}
         if request["partition"] is not None:
             resources["slurm_partition"] = request["partition"]
-    estimate = estimate_evaluation(params, experiment, throughput, rates, load_sources(), resources)
+    estimate = estimate_evaluation(study, experiment, throughput, rates, load_sources(), resources)
     resources["runtime"] = derived_runtime_min(estimate.hours, resources["runtime"])
     resources["mem_mb"] = derived_mem_mb(estimate.mem_mb, resources["mem_mb"])
     return resources
@@ -351,42 +321,39 @@ def job_rates(throughput_file: str | Path, rates_file: str | Path) -> tuple[Thro
     return throughput, load_rates(rates_file) if Path(rates_file).is_file() else None
 
 
-def evaluate_rule_resources(
-    params: dict[str, Any], throughput: Throughput | None, rates: JobRates | None
-) -> dict[str, Any]:
+def evaluate_rule_resources(study: Study, throughput: Throughput | None, rates: JobRates | None) -> dict[str, Any]:
     """The evaluate rule's ``resources:``, per experiment (:func:`evaluate_resources`)."""
     return _per_wildcard(
         "evaluate",
         "experiment",
-        params["experiments"],
-        lambda name: evaluate_resources(params, name, throughput, rates),
+        study.experiments,
+        lambda name: evaluate_resources(study, name, throughput, rates),
     )
 
 
-def prepare_rule_resources(params: dict[str, Any], rates: JobRates | None) -> dict[str, Any]:
-    """The prepare_data rule's ``resources:``, per data set of the params (:func:`prepare_resources`)."""
-    datasets = {name for spec in params["experiments"].values() for name in experiment_datasets(spec)}
-    return _per_wildcard("prepare_data", "dataset", datasets, lambda name: prepare_resources(name, rates))
+def prepare_rule_resources(study: Study, rates: JobRates | None) -> dict[str, Any]:
+    """The prepare_data rule's ``resources:``, per data set of the study (:func:`prepare_resources`)."""
+    return _per_wildcard("prepare_data", "dataset", study.dataset_names, lambda name: prepare_resources(name, rates))
 
 
-def evaluate_threads(params: dict[str, Any], experiment: str) -> int:
+def evaluate_threads(study: Study, experiment: str) -> int:
     """Threads of an evaluate job: the CPUs it asks for (the metric runs after the embedding)."""
-    request = train_resource_request(params, experiment)
+    request = study.experiment(experiment).resources
     return request["cpus_per_gpu"] if request["gpus"] > 0 else STEP_RESOURCES["evaluate"]["cpus_per_task"]
 
 
-def train_launch_prefix(params: dict[str, Any], experiment: str) -> str:
+def train_launch_prefix(study: Study, experiment: str) -> str:
     """The command that, followed by ``train ...``, starts a training job of ``experiment``.
 
     More than one GPU: ``torchrun`` on one node, one process per GPU, each running the CLI module;
     otherwise the plain ``circle-repro`` entry point.
     """
-    gpus = train_resource_request(params, experiment)["gpus"]
+    gpus = study.experiment(experiment).resources["gpus"]
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node={gpus} -m circle_repro.cli"
     return "circle-repro"
 
 
-def train_launcher_args(params: dict[str, Any], experiment: str) -> str:
+def train_launcher_args(study: Study, experiment: str) -> str:
     """The options that tell ``circle-repro train`` how it was launched (empty for one process)."""
-    return "--launcher pytorch" if train_resource_request(params, experiment)["gpus"] > 1 else ""
+    return "--launcher pytorch" if study.experiment(experiment).resources["gpus"] > 1 else ""

@@ -222,7 +222,7 @@ def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(
 ):
     """trained_by: the Circle run's weights scored again, on the demo's verification pairs, as the face
     tables score one training on several test sets."""
-    from circle_repro.config import expand_trained_by
+    from circle_repro.config import Study, expand_trained_by
     from circle_repro.report.results import load_results
 
     params, trained, run_dir, uri, trained_result = trained_circle
@@ -262,10 +262,7 @@ def test_another_experiment_evaluates_the_same_weights_in_its_own_mlflow_run(
     assert child.data.metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert child.info.status == "FINISHED"
 
-    only_these = {
-        **params,
-        "experiments": {name: params["experiments"][name] for name in ("demo_retrieval", "demo_pairs")},
-    }
+    only_these = Study.of(params).only(("demo_retrieval", "demo_pairs"))
     for tracking_uri, source, mlflow_id in (
         (uri, "MLflow", result.mlflow_run_id),
         (None, "metrics.json", result.mlflow_run_id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from circle_repro.config import select_profile
+from circle_repro.config import Study, select_profile
 from circle_repro.data.sources import load_sources
 from circle_repro.rehearsal.extrapolate import Extrapolation, extrapolate, full_scale_images, full_scale_seconds
 from circle_repro.rehearsal.steps import Step
@@ -12,7 +12,7 @@ from circle_repro.rehearsal.steps import Step
 
 @pytest.fixture(scope="module")
 def paper(repo_params):
-    return select_profile(repo_params, "paper")
+    return Study.of(select_profile(repo_params, "paper"))
 
 
 def test_preparation_and_evaluation_scale_their_measured_rate_to_the_real_count():

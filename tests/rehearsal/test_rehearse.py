@@ -30,7 +30,7 @@ FULL_IMAGES = {
 
 @pytest.mark.slow
 def test_rehearsal_of_table5_records_each_job_and_extrapolates_it(tmp_path, capsys, repo_params):
-    from circle_repro.config import select_profile
+    from circle_repro.config import Study, select_profile
     from circle_repro.plan import load_rates, load_throughput
 
     out = tmp_path / "rehearsal"
@@ -45,7 +45,7 @@ def test_rehearsal_of_table5_records_each_job_and_extrapolates_it(tmp_path, caps
     assert set(steps) == set(FULL_IMAGES)
     assert record["scale"] == SCALE and record["settings"]["tables"] == ["table5"]
 
-    paper = select_profile(repo_params, "paper")
+    paper = Study.of(select_profile(repo_params, "paper"))
     throughput = load_throughput(REPO_ROOT / "benchmarks/results/train_throughput_cuda_h100_bf16.json")
     rates = load_rates(REPO_ROOT / "benchmarks/job_rates.yaml")
     for (rule, name), step in steps.items():

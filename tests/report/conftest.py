@@ -3,13 +3,19 @@
 import pytest
 from synthetic_runs import write_demo_runs
 
-from circle_repro.config import select_profile
+from circle_repro.config import Study, select_profile
 
 
 @pytest.fixture(scope="session")
 def demo_params(repo_params):
     """The committed params with the demo profile selected, as `circle-repro report` sees them."""
     return select_profile(repo_params, "demo")
+
+
+@pytest.fixture(scope="session")
+def demo_study(demo_params):
+    """The demo profile as a Study, as the report reads it."""
+    return Study.of(demo_params)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 from synthetic_runs import write_demo_runs, write_run
 
-from circle_repro.config import ConfigError, RunSpec, params_schema, select_profile, validate_params
+from circle_repro.config import ConfigError, RunSpec, Study, params_schema, select_profile, validate_params
 from circle_repro.losses import LOSSES, build_loss, registry
 from circle_repro.report.build import build_report
 from support import REPO_ROOT
@@ -77,6 +77,6 @@ def test_the_guides_loss_gets_a_report_row(contrastive, repo_params, tmp_path):
         per_query = {"ids": np.arange(50), "R@1": hits, "MAP@R": np.full(50, 0.4)}
         run = RunSpec("demo_retrieval", "Contrastive", seed)
         files.append(write_run(tmp_path / "runs", params, run, metrics, per_query, metrics))
-    markdown = build_report(params, files, tmp_path / "report")[0].read_text()
+    markdown = build_report(Study.of(params), files, tmp_path / "report")[0].read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| Contrastive |")]
     assert rows and "(n=3)" in rows[0], markdown

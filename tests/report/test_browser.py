@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from circle_repro.config import Study
 from circle_repro.report.build import build_report
 
 CHROMIUM = shutil.which("chromium")
@@ -32,7 +33,7 @@ def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 @needs_chromium
 def test_report_renders_without_console_errors(tmp_path, demo_params, metrics_files):
-    page = build_report(demo_params, metrics_files, tmp_path / "reports")[1]
+    page = build_report(Study.of(demo_params), metrics_files, tmp_path / "reports")[1]
     screenshot = tmp_path / "report.png"
     result = _chromium(tmp_path, "--window-size=1200,2000", f"--screenshot={screenshot}", page.as_uri())
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
@@ -44,7 +45,7 @@ def test_report_renders_without_console_errors(tmp_path, demo_params, metrics_fi
 
 @needs_chromium
 def test_every_internal_link_resolves_in_the_rendered_page(tmp_path, demo_params, metrics_files):
-    page = build_report(demo_params, metrics_files, tmp_path / "reports")[1]
+    page = build_report(Study.of(demo_params), metrics_files, tmp_path / "reports")[1]
     dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
     targets = re.findall(r'<a href="#([^"]+)"', dom)
     ids = set(re.findall(r' id="([^"]+)"', dom))

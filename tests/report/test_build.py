@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 from synthetic_runs import write_run
 
-from circle_repro.config import RunSpec
+from circle_repro.config import RunSpec, Study
 from circle_repro.report.build import build_report
 from circle_repro.report.sections.demo_figures import collapse_note
 from circle_repro.report.sections.paper import STATUSES
@@ -28,7 +28,7 @@ def half_width(values: list[float]) -> float:
 
 
 def build(params, files, out, **kwargs):
-    return build_report(params, files, out, generated="2026-01-01 00:00 UTC", commit="0000000", **kwargs)
+    return build_report(Study.of(params), files, out, generated="2026-01-01 00:00 UTC", commit="0000000", **kwargs)
 
 
 def test_demo_tables_hold_mean_and_95_ci_over_seeds(tmp_path, demo_params, metrics_files):

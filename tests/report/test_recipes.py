@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from circle_repro.cli import main
-from circle_repro.config import load_params, select_profile
+from circle_repro.config import Study, load_study, select_profile
 from circle_repro.report.recipes import (
     Source,
     card_blocks,
@@ -22,13 +22,13 @@ from circle_repro.report.recipes import (
 from circle_repro.report.render import Table
 from support import REPO_ROOT
 
-PAPER = load_params(REPO_ROOT / "params.yaml", "paper")
+PAPER = load_study(REPO_ROOT / "params.yaml", "paper")
 CARDS = REPO_ROOT / "docs" / "recipe_cards.md"
 
 
 def test_every_paper_profile_setting_has_a_source():
     assert missing_sources(PAPER) == []
-    assert set(packaged_sources()) >= set(PAPER["experiments"])
+    assert set(packaged_sources()) >= set(PAPER.experiments)
 
 
 def test_removing_a_source_is_caught_for_the_trainer_and_every_experiment_using_its_weights():
@@ -48,7 +48,7 @@ def test_removing_a_source_is_caught_for_the_trainer_and_every_experiment_using_
 def test_a_setting_added_to_the_params_without_a_source_is_caught(repo_params):
     params = copy.deepcopy(repo_params)
     params["experiments"]["table5_cub200"]["train"]["grad_clip"] = {"max_norm": 5.0}
-    assert missing_sources(select_profile(params, "paper")) == ["table5_cub200: train.grad_clip.max_norm"]
+    assert missing_sources(Study.of(select_profile(params, "paper"))) == ["table5_cub200: train.grad_clip.max_norm"]
 
 
 def test_settings_are_the_leaves_after_trained_by_expansion():
@@ -66,11 +66,10 @@ def test_exact_entries_win_patterns_apply_and_inherited_settings_take_the_traine
     assert lfw is source_of(PAPER, "table1_megaface_r34", "train.optimizer.lr") and lfw.paper.startswith("§4.1")
     assert source_of(PAPER, "table1_megaface_r34", "losses.ArcFace.sharded").reference.startswith("insightface")
     assert "partial_fc.py" in source_of(PAPER, "table1_megaface_r34", "losses.Softmax.sharded").reference
-    sources = {"x": {"a.*": Source(paper="§1"), "*.b": Source(paper="§2"), "a.c": Source(paper="§3")}}
-    params = {"experiments": {"x": {"a": {"b": 1, "c": 2}}}}
-    assert source_of(params, "x", "a.c", sources).paper == "§3"
-    with pytest.raises(ValueError, match=r"x.a.b matches the patterns \['a.\*', '\*.b'\]"):
-        source_of(params, "x", "a.b", sources)
+    sources = {"table5_cub200": {"a.*": Source(paper="§1"), "*.b": Source(paper="§2"), "a.c": Source(paper="§3")}}
+    assert source_of(PAPER, "table5_cub200", "a.c", sources).paper == "§3"
+    with pytest.raises(ValueError, match=r"table5_cub200.a.b matches the patterns \['a.\*', '\*.b'\]"):
+        source_of(PAPER, "table5_cub200", "a.b", sources)
 
 
 def test_cards_show_value_source_and_deviation_per_table():
@@ -94,7 +93,7 @@ def test_cards_show_value_source_and_deviation_per_table():
 
 
 def test_the_demo_profile_has_no_card_and_says_where_the_paper_cards_are(repo_params):
-    blocks = card_blocks(select_profile(repo_params, "demo"))
+    blocks = card_blocks(Study.of(select_profile(repo_params, "demo")))
     assert not any(isinstance(block, Table) for block in blocks)
     assert "docs/recipe_cards.md" in blocks[-1].text
 

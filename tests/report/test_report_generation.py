@@ -16,6 +16,7 @@ from synthetic_runs import write_demo_runs
 import circle_repro.report.build as report_build
 from circle_repro import generations
 from circle_repro.cli import main
+from circle_repro.config import Study
 from circle_repro.report.figures import canvas
 from support import REPO_ROOT, fail_on_call, snapshot
 
@@ -31,13 +32,13 @@ NEW = {"generated": "2026-02-02 00:00 UTC", "commit": "1111111"}
 def test_a_failed_report_leaves_the_earlier_one_whole(tmp_path, monkeypatch, demo_params, metrics_files, module, name,
                                                       call):  # fmt: skip
     out = tmp_path / "site" / "reports"
-    report_build.build_report(demo_params, metrics_files, out, **OLD)
+    report_build.build_report(Study.of(demo_params), metrics_files, out, **OLD)
     (out / "snakemake_report.zip").write_bytes(b"not the report's")
     before = snapshot(out)
     assert any(path.startswith("figures/") for path in before)
     monkeypatch.setattr(module, name, fail_on_call(getattr(module, name), call))
     with pytest.raises(RuntimeError, match="injected failure"):
-        report_build.build_report(demo_params, metrics_files, out, **NEW)
+        report_build.build_report(Study.of(demo_params), metrics_files, out, **NEW)
     assert snapshot(out) == before  # figures included, and no temporary file
     assert sorted(p.name for p in out.parent.iterdir()) == ["reports"]  # no staging folder left
 
@@ -56,13 +57,14 @@ def test_the_report_refuses_a_folder_it_would_replace_with_a_folder_of_someone_e
 _KILLED_REPORT = textwrap.dedent("""
     import importlib, json, sys
     import yaml
+    from circle_repro.config import Study
     from circle_repro.report.build import build_report
     from support import kill_on_call
     spec = json.loads(sys.argv[1])
     kill_on_call(importlib.import_module(spec["module"]), spec["name"], spec["call"], spec["when"])
     with open(spec["params"]) as fh:
         params = yaml.safe_load(fh)
-    build_report(params, spec["metrics"], spec["out"], **spec["stamp"])
+    build_report(Study.of(params), spec["metrics"], spec["out"], **spec["stamp"])
 """)
 _KILLS = {  # where: (module, function, call number, before or after it, which report is left)
     "first figure": ("circle_repro.report.figures.canvas", "save_png", 1, "before", "old"),
@@ -82,8 +84,8 @@ def two_reports(tmp_path_factory, demo_params):
     metrics_files = write_demo_runs(root / "runs", demo_params)
     retrieval = [path for path in metrics_files if "demo_retrieval" in str(path)]
     reports = {"old": root / "old" / "reports", "new": root / "new" / "reports"}
-    report_build.build_report(demo_params, retrieval, reports["old"], **OLD)
-    report_build.build_report(demo_params, metrics_files, reports["new"], **NEW)
+    report_build.build_report(Study.of(demo_params), retrieval, reports["old"], **OLD)
+    report_build.build_report(Study.of(demo_params), metrics_files, reports["new"], **NEW)
     for folder in reports.values():
         (folder / "snakemake_report.zip").write_bytes(b"not the report's")
     figures_of = {
@@ -111,6 +113,6 @@ def test_a_killed_report_leaves_the_old_report_or_the_new_one_whole(tmp_path, de
     assert snapshot(out) == snapshot(reports[left])
     assert (tmp_path / "site" / "reports.staging").is_dir()  # what the kill left: the next report's to clean up
     if where == "swapped":  # the costly check once: the next report removes it
-        report_build.build_report(demo_params, metrics_files, out, **NEW)
+        report_build.build_report(Study.of(demo_params), metrics_files, out, **NEW)
         assert snapshot(out) == snapshot(reports["new"])
         assert sorted(p.name for p in out.parent.iterdir()) == ["reports"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from circle_repro.config import RunSpec, config_hash, tracking_experiment, train_config
+from circle_repro.config import RunSpec, Study, config_hash, tracking_experiment, train_config
 from circle_repro.engine.tracking import ensure_experiment
 from circle_repro.generations import file_digest
 from circle_repro.report.build import build_report
@@ -38,7 +38,7 @@ def _row(markdown: str, loss: str) -> str:
     return next(line for line in demo.splitlines() if line.startswith(f"| {loss} | "))
 
 
-def test_results_come_from_mlflow_by_run_id_and_config_hash_tags(tmp_path, demo_params, metrics_files):
+def test_results_come_from_mlflow_by_run_id_and_config_hash_tags(tmp_path, demo_params, demo_study, metrics_files):
     uri, client, experiment_id = _store(tmp_path, demo_params)
     run = RunSpec("demo_retrieval", "CircleLoss", 0)
     run_dir = metrics_files[0].parent
@@ -46,7 +46,7 @@ def test_results_come_from_mlflow_by_run_id_and_config_hash_tags(tmp_path, demo_
     mlflow_id = _mlflow_run(
         client, experiment_id, demo_params, run, [run_dir / "metrics.json", run_dir / "per_query.npz"]
     )
-    results = load_results(demo_params, metrics_files, tracking_uri=uri)
+    results = load_results(demo_study, metrics_files, tracking_uri=uri)
     from_mlflow = results.of("demo_retrieval", "CircleLoss")[0]
     assert (from_mlflow.source, from_mlflow.mlflow_run_id, from_mlflow.note) == ("MLflow", mlflow_id, "")
     assert from_mlflow.provenance == {
@@ -64,9 +64,9 @@ def test_results_come_from_mlflow_by_run_id_and_config_hash_tags(tmp_path, demo_
     assert "runs found by their run_id and config_hash tags" in results.source
 
 
-def test_a_missing_mlflow_store_is_said_for_every_run(tmp_path, demo_params, metrics_files):
+def test_a_missing_mlflow_store_is_said_for_every_run(tmp_path, demo_study, metrics_files):
     db = tmp_path / "nowhere" / "mlflow.db"
-    markdown = build_report(demo_params, metrics_files, tmp_path / "r", tracking_uri=f"sqlite:///{db}")[0].read_text()
+    markdown = build_report(demo_study, metrics_files, tmp_path / "r", tracking_uri=f"sqlite:///{db}")[0].read_text()
     assert not db.exists(), "reading must not create a store"
     assert (
         f"MLflow store sqlite:///{db} not found: results are read from the runs' metrics.json files instead."
@@ -78,12 +78,12 @@ def test_a_missing_mlflow_store_is_said_for_every_run(tmp_path, demo_params, met
         assert row.count(f"MLflow store sqlite:///{db} not found") == 3, "each seed of each row says so"
 
 
-def test_an_mlflow_server_that_does_not_answer_is_said_within_seconds(demo_params, metrics_files):
+def test_an_mlflow_server_that_does_not_answer_is_said_within_seconds(demo_study, metrics_files):
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
     started = time.monotonic()
-    results = load_results(demo_params, metrics_files, uri)
+    results = load_results(demo_study, metrics_files, uri)
     assert time.monotonic() - started < 10
     assert results.source == (
         f"MLflow store {uri} does not answer within 5 s: results are read from the runs' metrics.json files instead."
@@ -93,20 +93,20 @@ def test_an_mlflow_server_that_does_not_answer_is_said_within_seconds(demo_param
     assert all(r.metrics and f"MLflow store {uri} does not answer" in r.note for r in from_files)
 
 
-def test_an_mlflow_run_without_metrics_is_said_in_its_row(tmp_path, demo_params, metrics_files):
+def test_an_mlflow_run_without_metrics_is_said_in_its_row(tmp_path, demo_params, demo_study, metrics_files):
     uri, client, experiment_id = _store(tmp_path, demo_params)
     mlflow_id = _mlflow_run(client, experiment_id, demo_params, RunSpec("demo_retrieval", "Triplet", 1))
     files = [f for f in metrics_files if f.parts[-4:-2] != ("Triplet", "seed1")]
-    markdown = build_report(demo_params, files, tmp_path / "r", tracking_uri=uri)[0].read_text()
+    markdown = build_report(demo_study, files, tmp_path / "r", tracking_uri=uri)[0].read_text()
     row = _row(markdown, "Triplet")
     assert "81.00 ± " in row and "(n=2)" in row, "the row keeps its other seeds"
     assert f"seed 1: MLflow run {mlflow_id} has no evaluation metrics (no metrics.json); no metrics.json given" in row
 
 
-def test_a_half_written_metrics_file_is_said_in_its_row(tmp_path, demo_params, metrics_files):
+def test_a_half_written_metrics_file_is_said_in_its_row(tmp_path, demo_study, metrics_files):
     half_written = metrics_files[0]  # demo_retrieval/CircleLoss/seed0
     half_written.write_text(half_written.read_text()[:40])
-    markdown = build_report(demo_params, metrics_files, tmp_path / "r")[0].read_text()
+    markdown = build_report(demo_study, metrics_files, tmp_path / "r")[0].read_text()
     row = _row(markdown, "CircleLoss")
     assert "| 93.00 ± " in row and "(n=2)" in row
     assert f"seed 0: {half_written} is half-written or not JSON" in row
@@ -121,10 +121,10 @@ def test_a_half_written_metrics_file_is_said_in_its_row(tmp_path, demo_params, m
     ],
 )  # fmt: skip
 def test_a_metrics_file_without_usable_metrics_is_said_in_its_row(
-    tmp_path, demo_params, metrics_files, content, problem
+    tmp_path, demo_study, metrics_files, content, problem
 ):
     metrics_files[0].write_text(content)
-    row = _row(build_report(demo_params, metrics_files, tmp_path / "r")[0].read_text(), "CircleLoss")
+    row = _row(build_report(demo_study, metrics_files, tmp_path / "r")[0].read_text(), "CircleLoss")
     assert f"seed 0: {metrics_files[0]} {problem}" in row and "(n=2)" in row
 
 
@@ -135,41 +135,41 @@ def test_a_stale_metrics_file_is_not_reported_as_current(tmp_path, demo_params, 
         **changed["experiments"]["demo_retrieval"]["train"],
         "epochs": 9,
     }
-    results = load_results(changed, metrics_files)
+    results = load_results(Study.of(changed), metrics_files)
     stale = results.of("demo_retrieval", "Triplet")
     assert [r.metrics for r in stale] == [{}] * 4
     assert "is stale: trained with config hash" in stale[0].note and stale[3].note == "no metrics.json given"
 
 
-def test_files_that_belong_to_no_run_are_listed_as_problems(tmp_path, demo_params, metrics_files):
+def test_files_that_belong_to_no_run_are_listed_as_problems(tmp_path, demo_study, metrics_files):
     stray = tmp_path / "elsewhere" / "metrics.json"
     stray.parent.mkdir()
     stray.write_text("{")
-    markdown = build_report(demo_params, [*metrics_files, stray], tmp_path / "r")[0].read_text()
+    markdown = build_report(demo_study, [*metrics_files, stray], tmp_path / "r")[0].read_text()
     assert "## Problems" in markdown and f"{stray}: belongs to no run of the params; ignored" in markdown
 
 
-def test_a_run_whose_metrics_are_trivial_for_its_input_is_listed_under_problems(tmp_path, demo_params, metrics_files):
+def test_a_run_whose_metrics_are_trivial_for_its_input_is_listed_under_problems(tmp_path, demo_study, metrics_files):
     path = next(p for p in metrics_files if "demo_retrieval/CircleLoss/seed1" in p.as_posix())
     record = json.loads(path.read_text())
     path.write_text(json.dumps(record | {"trivial": ["the test set has one class (5): every neighbour matches"]}))
-    results = load_results(demo_params, metrics_files, None)
+    results = load_results(demo_study, metrics_files, None)
     assert results.problems == [
         "demo_retrieval/CircleLoss/seed1: trivial metrics: the test set has one class (5): every neighbour matches"
     ]
-    markdown = build_report(demo_params, metrics_files, tmp_path / "r", generated="x", commit="y")[0].read_text()
+    markdown = build_report(demo_study, metrics_files, tmp_path / "r", generated="x", commit="y")[0].read_text()
     assert "## Problems" in markdown and "seed1: trivial metrics: the test set has one class (5)" in markdown
 
 
-def test_array_files_that_are_not_those_of_their_metrics_json_are_refused(demo_params, metrics_files):
+def test_array_files_that_are_not_those_of_their_metrics_json_are_refused(demo_study, metrics_files):
     path = next(p for p in metrics_files if "demo_retrieval/CircleLoss/seed1" in p.as_posix())
     per_query = path.parent / "per_query.npz"
     record = json.loads(path.read_text())
     path.write_text(json.dumps(record | {"arrays": {"per_query.npz": file_digest(per_query)}}))
-    [result] = [r for r in load_results(demo_params, metrics_files, None).runs if r.run.run_id in path.as_posix()]
+    [result] = [r for r in load_results(demo_study, metrics_files, None).runs if r.run.run_id in path.as_posix()]
     assert result.metrics and result.per_query is not None
     np.savez(per_query, ids=np.arange(3), **{"R@1": np.ones(3)})  # a newer evaluation's array, moved in alone
-    [result] = [r for r in load_results(demo_params, metrics_files, None).runs if r.run.run_id in path.as_posix()]
+    [result] = [r for r in load_results(demo_study, metrics_files, None).runs if r.run.run_id in path.as_posix()]
     assert not result.metrics
     assert f"{per_query} is not the file metrics.json was written with" in result.note
     assert "re-run `circle-repro evaluate`" in result.note

@@ -24,9 +24,9 @@ rule prepare_data:
     benchmark:
         layout.DATA_BENCHMARK
     resources:
-        **wf.prepare_rule_resources(PARAMS, RATES),
+        **wf.prepare_rule_resources(STUDY, RATES),
     params:
-        trigger=lambda w: wf.dataset_trigger(PARAMS, w.dataset),
+        trigger=lambda w: wf.dataset_trigger(STUDY, w.dataset),
     shell:
         "circle-repro data prepare {wildcards.dataset} {PARAMS_OPTIONS}"
         " --raw data/raw/{wildcards.dataset} --out data/prepared/{wildcards.dataset} > {log} 2>&1"

@@ -1,7 +1,7 @@
 rule evaluate:
     input:
         # the test set, and the weights of the run that trained them (its own, or its trainer's)
-        unpack(lambda w: wf.evaluate_inputs(PARAMS, w.experiment, w.loss, w.seed)),
+        unpack(lambda w: wf.evaluate_inputs(STUDY, w.experiment, w.loss, w.seed)),
     output:
         # the files of the run's evaluation folder that every protocol writes; `circle-repro evaluate`
         # replaces the folder as a whole, with similarities.npz where the test set has identity pairs
@@ -14,12 +14,12 @@ rule evaluate:
         layout.EVALUATE_BENCHMARK
     # one GPU where the experiment trains on GPUs, with its CPUs per GPU (loader workers: --cpus); runtime
     # and memory derived from the test set's size (circle_repro.workflow.evaluate_resources)
-    threads: lambda w: wf.evaluate_threads(PARAMS, w.experiment)
+    threads: lambda w: wf.evaluate_threads(STUDY, w.experiment)
     resources:
-        **wf.evaluate_rule_resources(PARAMS, THROUGHPUT, RATES),
+        **wf.evaluate_rule_resources(STUDY, THROUGHPUT, RATES),
     params:
         trigger=lambda w: wf.eval_trigger(
-            PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
+            STUDY, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
     shell:
         "OMP_NUM_THREADS={threads} circle-repro evaluate {PARAMS_OPTIONS}"

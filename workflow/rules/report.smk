@@ -22,7 +22,7 @@ rule report:
     resources:
         **wf.step_resources("report"),
     params:
-        trigger=wf.report_trigger(PARAMS),
+        trigger=wf.report_trigger(STUDY),
     # --throughput, --rates: measured training throughput and CPU rates, for the planned hours (a missing
     # file: nothing estimated, or compute only). The actual hours are read from the jobs' benchmark files
     # under logs/benchmarks/ where they lie: as inputs, a missing one would rerun its finished (maybe

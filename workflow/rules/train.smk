@@ -4,7 +4,7 @@
 rule train:
     input:
         # the training set, and the validation sets of train.validation (prepared beside it)
-        unpack(lambda w: wf.train_inputs(PARAMS, w.experiment)),
+        unpack(lambda w: wf.train_inputs(STUDY, w.experiment)),
     output:
         weights=wf.run_file(layout.WEIGHTS_FILENAME),
         initial_weights=wf.run_file(layout.INITIAL_WEIGHTS_FILENAME),
@@ -16,13 +16,13 @@ rule train:
         layout.TRAIN_BENCHMARK
     threads: 1
     resources:
-        **wf.train_rule_resources(PARAMS, THROUGHPUT, RATES),
+        **wf.train_rule_resources(STUDY, THROUGHPUT, RATES),
     params:
         trigger=lambda w: wf.train_trigger(
-            PARAMS, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
+            STUDY, wf.run_from_wildcards(w.experiment, w.loss, w.seed)
         ),
-        launch=lambda w: wf.train_launch_prefix(PARAMS, w.experiment),
-        launcher=lambda w: wf.train_launcher_args(PARAMS, w.experiment),
+        launch=lambda w: wf.train_launch_prefix(STUDY, w.experiment),
+        launcher=lambda w: wf.train_launcher_args(STUDY, w.experiment),
         # Snakemake deletes {log} before every attempt: each attempt (a retry, a SLURM requeue) keeps a
         # copy here, named by its start time and SLURM job.
         attempts="logs/train/{experiment}/{loss}/seed{seed}.attempts",

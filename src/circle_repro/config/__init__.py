@@ -31,10 +31,9 @@ from circle_repro.config.runs import (
     resources_of,
     tracking_experiment,
     train_config,
-    train_resource_request,
     training_run,
 )
-from circle_repro.config.typed import Experiment, LossSpec, Run, Study, Sweep, experiment, experiments, load_study
+from circle_repro.config.typed import Experiment, LossSpec, Run, Study, Sweep, experiments, load_study
 
 __all__ = [
     "INHERITED_FROM_TRAINER",
@@ -51,7 +50,6 @@ __all__ = [
     "eval_config",
     "expand_runs",
     "expand_trained_by",
-    "experiment",
     "experiment_datasets",
     "experiments",
     "find_run",
@@ -64,7 +62,6 @@ __all__ = [
     "tracking_experiment",
     "train_config",
     "train_dataset",
-    "train_resource_request",
     "training_run",
     "validate_params",
     "validation_datasets",

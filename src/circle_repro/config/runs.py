@@ -24,11 +24,6 @@ TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
 """What a training job asks for when its experiment's ``resources`` leave a key out."""
 
 
-def train_resource_request(params: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """An experiment's ``resources`` from params.yaml with the defaults filled in."""
-    return resources_of(params["experiments"][experiment])
-
-
 def resources_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     """An experiment block's ``resources`` with the defaults filled in."""
     return TRAIN_RESOURCE_DEFAULTS | spec.get("resources", {})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config.expand import experiment_datasets, train_dataset
+from circle_repro.config.expand import experiment_datasets, train_dataset, validation_datasets
 from circle_repro.config.load import ConfigError, load_params
 from circle_repro.config.runs import (
     RunSpec,
@@ -113,6 +113,11 @@ class Experiment:
         return experiment_datasets(self.spec)  # type: ignore[arg-type]
 
     @property
+    def validation_datasets(self) -> list[str]:
+        """The data sets its training validates on."""
+        return validation_datasets(self.spec)  # type: ignore[arg-type]
+
+    @property
     def runs(self) -> list[Run]:
         """Its runs: loss rows x seeds, in a stable order."""
         return sorted(Run(self.name, loss, seed) for loss in self.losses for seed in self.seeds)
@@ -121,13 +126,6 @@ class Experiment:
 def experiments(params: Mapping[str, Any]) -> dict[str, Experiment]:
     """The typed experiments of loaded params (:func:`load_params`), in the profile's order."""
     return {name: Experiment.from_spec(name, spec) for name, spec in params["experiments"].items()}
-
-
-def experiment(params: Mapping[str, Any], name: str) -> Experiment:
-    """One typed experiment of loaded params."""
-    if name not in params["experiments"]:
-        raise ConfigError(unknown_name("experiment", name, params["experiments"]))
-    return Experiment.from_spec(name, params["experiments"][name])
 
 
 @dataclass(frozen=True)

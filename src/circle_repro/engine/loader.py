@@ -67,7 +67,7 @@ def job_loader_settings(cpus: int, accelerator: bool) -> LoaderSettings:
 
 def train_loader_settings(resources: Mapping[str, Any]) -> LoaderSettings:
     """Settings of one training process from its experiment's ``resources`` (defaults filled in, as
-    :func:`circle_repro.config.train_resource_request` gives them): ``cpus_per_gpu`` CPUs per process,
+    :attr:`circle_repro.config.Experiment.resources` gives them): ``cpus_per_gpu`` CPUs per process,
     never more than the process may use, and pinned memory when it trains on a GPU that is present."""
     return job_loader_settings(int(resources["cpus_per_gpu"]), resources["gpus"] > 0 and torch.cuda.is_available())
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import Experiment, expand_runs, experiments
+from circle_repro.config import Experiment, Study
 from circle_repro.layout import DATA_BENCHMARK, EVALUATE_BENCHMARK, TRAIN_BENCHMARK
 from circle_repro.workflow import TABLES
 
@@ -74,8 +74,8 @@ class ActualHours:
     unreadable: tuple[str, ...]
 
 
-def actual_hours(params: dict[str, Any], root: str | Path | None = ".") -> dict[str, ActualHours]:
-    """Per table (and ``FIGURES``) of the params: the benchmark files under ``root`` of its runs' train and
+def actual_hours(study: Study, root: str | Path | None = ".") -> dict[str, ActualHours]:
+    """Per table (and ``FIGURES``) of the study: the benchmark files under ``root`` of its runs' train and
     evaluate jobs and of its data sets' prepare_data jobs, summed (a data set several tables use counts in
     each). A run counts as measured once a file of its own jobs exists (a ``trained_by`` run has no train
     job); unreadable files are listed, not counted. ``root`` None: no file is looked for."""
@@ -92,8 +92,8 @@ def actual_hours(params: dict[str, Any], root: str | Path | None = ".") -> dict[
             unreadable[group].append(str(path))
             return None
 
-    typed = experiments(params)
-    for run in expand_runs(params):
+    typed = study.experiments
+    for run in study.runs:
         experiment = typed[run.experiment]
         group, names = experiment_group(experiment), dict(experiment=run.experiment, loss=run.loss, seed=run.seed)
         found = totals[group]

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import expand_runs, experiment, experiment_datasets, train_dataset, train_resource_request
+from circle_repro.config import Study
 from circle_repro.data.sources import Source, load_sources
 from circle_repro.data.status import dataset_status, format_size, unavailable_reason
 from circle_repro.io import write_json
@@ -165,7 +165,7 @@ class Plan:
 
 
 def plan_experiment(
-    params: dict[str, Any],
+    study: Study,
     name: str,
     throughput: Throughput | None,
     rates: JobRates | None = None,
@@ -174,29 +174,29 @@ def plan_experiment(
     sources: dict[str, Source] | None = None,
     checkpoints: bool = True,
 ) -> ExperimentPlan:
-    """The plan of one experiment of ``params``; ``checkpoints=False`` skips building its models.
+    """The plan of one experiment of ``study``; ``checkpoints=False`` skips building its models.
 
     An experiment with ``trained_by`` trains nothing: its GPU-hours and checkpoints are its trainer's.
     ``rates`` None: the training rate is the GPU compute rate alone and nothing else is estimated.
     """
     sources = load_sources() if sources is None else sources
-    spec = params["experiments"][name]
-    dataset, train, backbone = train_dataset(spec), spec["train"], spec["model"]["backbone"]
-    declared = train_resources(params, name, throughput, rates)
-    gpus, batch = train_resource_request(params, name)["gpus"], spec["sampler"]["p"] * spec["sampler"]["k"]
-    runs = [run for run in expand_runs(params) if run.experiment == name]
-    schedule = run_schedule(params, name, sources, data_root)
+    exp = study.experiment(name)
+    dataset, train, backbone = exp.train_dataset, exp.spec["train"], exp.model["backbone"]
+    declared = train_resources(study, name, throughput, rates)
+    gpus, batch = exp.resources["gpus"], exp.spec["sampler"]["p"] * exp.spec["sampler"]["k"]
+    runs = exp.runs
+    schedule = run_schedule(study, name, sources, data_root)
     evaluate = estimate_evaluation(
-        params, name, throughput, rates, sources, evaluate_resources(params, name, throughput, rates), data_root
+        study, name, throughput, rates, sources, evaluate_resources(study, name, throughput, rates), data_root
     )
     common = dict(
-        name=name, group=experiment_group(experiment(params, name)), train_dataset=dataset, trained_by=spec.get("trained_by"),
-        backbone=backbone, losses=tuple(spec["losses"]), seeds=tuple(spec["seeds"]), runs=len(runs), gpus=gpus,
+        name=name, group=experiment_group(exp), train_dataset=dataset, trained_by=exp.trained_by,
+        backbone=backbone, losses=tuple(exp.losses), seeds=exp.seeds, runs=len(runs), gpus=gpus,
         batch_per_gpu=batch, train_images=schedule.train_images, train_images_from=schedule.train_images_from,
         runtime_limit_min=declared["runtime"], evaluate=evaluate,
     )  # fmt: skip
-    if "trained_by" in spec:
-        note = f"evaluates the weights of {spec['trained_by']}: its training hours and checkpoints are counted there"
+    if exp.trained_by is not None:
+        note = f"evaluates the weights of {exp.trained_by}: its training hours and checkpoints are counted there"
         return ExperimentPlan(
             **common, iterations_per_run=None, images_per_run=None, compute_images_per_s=None, images_per_s=None,
             gpu_hours_per_run=0.0, gpu_hours=0.0, checkpoint_bytes=0, train=None, notes=(note,),
@@ -207,14 +207,14 @@ def plan_experiment(
     if iterations is None:
         notes.append(f"train images unknown: {schedule.train_images_from}")
     compute = throughput.images_per_s.get(backbone) if throughput is not None else None
-    job = estimate_training(params, name, images_per_run, throughput, rates, sources, declared)
+    job = estimate_training(study, name, images_per_run, throughput, rates, sources, declared)
     hours_per_run: float | None = job.hours * gpus if job.hours is not None else None
     if gpus == 0:
         hours_per_run = 0.0
     notes += job.notes
     if compute is not None and images_per_run is not None and gpus > 0:
         measured = throughput.inputs[backbone]  # type: ignore[union-attr]
-        trains_at = training_input(dataset, measured, spec["model"].get("image_size"))
+        trains_at = training_input(dataset, measured, exp.model.get("image_size"))
         if trains_at != measured:
             shape = "x".join(map(str, measured))
             notes.append(f"throughput measured at {shape} input; trains at {'x'.join(map(str, trains_at))}")
@@ -227,11 +227,11 @@ def plan_experiment(
 
     checkpoint_bytes = None
     if checkpoints:
-        classes = train_class_count(params, dataset, sources[dataset])
+        classes = train_class_count(study, dataset, sources[dataset])
         if classes is None:
             notes.append(f"checkpoint size unknown: no training class count for {dataset}")
         else:
-            checkpoint_bytes = sum(run_disk_bytes(params, run, classes) for run in runs)
+            checkpoint_bytes = sum(run_disk_bytes(study, run, classes) for run in runs)
     return ExperimentPlan(
         **common, iterations_per_run=iterations, images_per_run=images_per_run, compute_images_per_s=compute,
         images_per_s=job.images_per_s / gpus if job.images_per_s is not None and gpus else None,
@@ -264,7 +264,7 @@ def plan_dataset(source: Source, data_root: Path, rates: JobRates | None = None)
 
 
 def make_plan(
-    params: dict[str, Any],
+    study: Study,
     throughput: Throughput | None,
     data_root: str | Path = "data",
     *,
@@ -272,19 +272,19 @@ def make_plan(
     sources: dict[str, Source] | None = None,
     checkpoints: bool = True,
 ) -> Plan:
-    """The plan of every table of the params' profile (tables without an experiment included, empty)."""
+    """The plan of every table of the study's profile (tables without an experiment included, empty)."""
     sources = load_sources() if sources is None else sources
     data_root = Path(data_root)
     experiments = [
-        plan_experiment(params, name, throughput, rates, data_root=data_root, sources=sources, checkpoints=checkpoints)
-        for name in params["experiments"]
+        plan_experiment(study, name, throughput, rates, data_root=data_root, sources=sources, checkpoints=checkpoints)
+        for name in study.experiments
     ]
     tables = []
     for group in GROUPS:
         members = tuple(e for e in experiments if e.group == group)
         if group == FIGURES and not members:
             continue
-        names = [d for e in members for d in experiment_datasets(params["experiments"][e.name])]
+        names = [d for e in members for d in study.experiments[e.name].datasets]
         datasets = tuple(plan_dataset(sources[name], data_root, rates) for name in dict.fromkeys(names))
         disk = [e.checkpoint_bytes for e in members]
         tables.append(
@@ -300,7 +300,7 @@ def make_plan(
                 checkpoint_bytes=None if None in disk else sum(disk),  # type: ignore[arg-type]
             )
         )
-    return Plan(params["profile"], throughput, rates, tuple(tables))
+    return Plan(study.profile, throughput, rates, tuple(tables))
 
 
 def write_plan(plan: Plan, path: str | Path) -> Path:
@@ -322,7 +322,7 @@ class PlannedVsActual:
 
 
 def planned_vs_actual(
-    params: dict[str, Any],
+    study: Study,
     throughput: Throughput | None,
     benchmark_root: str | Path | None = ".",
     data_root: str | Path | None = None,
@@ -331,11 +331,11 @@ def planned_vs_actual(
     """Per table of :func:`actual_hours`, the planned training GPU-hours beside the actual ones (no models built)."""
     data_root = Path(data_root) if data_root is not None else None
     plans = [
-        plan_experiment(params, name, throughput, rates, data_root=data_root, checkpoints=False)
-        for name in params["experiments"]
+        plan_experiment(study, name, throughput, rates, data_root=data_root, checkpoints=False)
+        for name in study.experiments
     ]
     rows = []
-    for table, actual in actual_hours(params, benchmark_root).items():
+    for table, actual in actual_hours(study, benchmark_root).items():
         members = [e for e in plans if e.group == table]
         rows.append(
             PlannedVsActual(

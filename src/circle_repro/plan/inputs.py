@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import RunSpec, train_config
+from circle_repro.config import RunSpec, Study
 from circle_repro.data.sources import Source
 from circle_repro.data.status import prepared_dir
 from circle_repro.layout import CHECKPOINTS_KEPT, MANIFEST_FILENAME
@@ -62,9 +62,7 @@ def download_bytes(source: Source) -> int | None:
     return sum(file.size_bytes for file in required)  # type: ignore[misc]
 
 
-def train_image_count(
-    params: dict[str, Any], dataset: str, source: Source, data_root: Path | None
-) -> tuple[int | None, str]:
+def train_image_count(study: Study, dataset: str, source: Source, data_root: Path | None) -> tuple[int | None, str]:
     """The train split's image count and where it was read: the prepared manifest, else sources.yaml's
     count (:attr:`Source.train_images`) unless params.yaml narrows the data set's classes."""
     manifest_dir = prepared_dir(data_root, dataset) if data_root is not None else None
@@ -72,7 +70,7 @@ def train_image_count(
         from circle_repro.data.manifest import read_manifest
 
         return len(read_manifest(manifest_dir, split="train")), f"{manifest_dir / MANIFEST_FILENAME}"
-    if "train_classes" in params["datasets"].get(dataset, {}):
+    if "train_classes" in study.dataset_options(dataset):
         unprepared = "no prepared manifest was looked for" if data_root is None else "it is not prepared"
         return None, f"params.yaml narrows {dataset}'s classes and {unprepared}"
     if source.train_images is None:
@@ -131,9 +129,9 @@ def preparation_image_count(source: Source) -> int | None:
     return (source.train_images or 0) + (test[0] if test is not None else 0)
 
 
-def train_class_count(params: dict[str, Any], dataset: str, source: Source) -> int | None:
+def train_class_count(study: Study, dataset: str, source: Source) -> int | None:
     """Training classes of a data set: params.yaml's ``train_classes``, else sources.yaml's count."""
-    narrowed = params["datasets"].get(dataset, {}).get("train_classes")
+    narrowed = study.dataset_options(dataset).get("train_classes")
     return len(narrowed) if narrowed is not None else source.train_classes
 
 
@@ -169,12 +167,12 @@ def optimizer_slots(optimizer: dict[str, Any]) -> int:
     return 1 if optimizer.get("momentum", 0) > 0 else 0
 
 
-def run_disk_bytes(params: dict[str, Any], run: RunSpec, num_classes: int) -> int:
+def run_disk_bytes(study: Study, run: RunSpec, num_classes: int) -> int:
     """Bytes one run keeps: ``WEIGHT_FILES`` state dicts + ``CHECKPOINTS_KEPT`` checkpoints (state dict +
     optimizer state), counted on the model built from the experiment's config as training builds it."""
     from circle_repro.engine.runner_config import model_config
 
-    config = train_config(params, run)
+    config = study.train_config(run)
     model = model_config(config, num_classes, load_pretrained=False)
     weights, optimizer = _state_bytes(json.dumps(model, sort_keys=True), optimizer_slots(config["train"]["optimizer"]))
     return WEIGHT_FILES * weights + CHECKPOINTS_KEPT * (weights + optimizer)

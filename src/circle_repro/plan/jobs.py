@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from circle_repro.config import train_dataset, train_resource_request
+from circle_repro.config import Study
 from circle_repro.data.sources import Source
 from circle_repro.plan.inputs import (
     EvaluationCounts,
@@ -162,7 +162,7 @@ def metric_similarities(protocol: str, counts: EvaluationCounts, evaluation: dic
 
 
 def estimate_evaluation(
-    params: dict[str, Any],
+    study: Study,
     experiment: str,
     throughput: Throughput | None,
     rates: JobRates | None,
@@ -171,9 +171,9 @@ def estimate_evaluation(
     data_root: Any = None,
 ) -> JobEstimate:
     """One evaluate job of ``experiment`` (each of its runs has one): time on its declared GPU and CPUs, memory."""
-    spec = params["experiments"][experiment]
-    dataset, evaluation = spec["dataset"], spec["evaluation"]
-    jobs = len(spec["losses"]) * len(spec["seeds"])
+    exp = study.experiments[experiment]
+    dataset, evaluation = exp.dataset, exp.evaluation
+    jobs = len(exp.losses) * len(exp.seeds)
     counts = evaluation_image_counts(dataset, sources[dataset], data_root)
     common = dict(rule="evaluate", name=experiment, jobs=jobs, declared=declared)
     if counts is None:
@@ -185,12 +185,12 @@ def estimate_evaluation(
         else [f"{counts.images:,} test images of {dataset} from sources.yaml"]
     )
     images = counts.images * EVALUATED_WEIGHTS * (2 if evaluation.get("flip") else 1)
-    features_mb = counts.images * spec["model"]["embedding_dim"] * 4 / 2**20
+    features_mb = counts.images * exp.model["embedding_dim"] * 4 / 2**20
     mem_mb = rates.metric.peak_rss_mb + FEATURE_COPIES * features_mb if rates is not None else None
     rate, bound, missing = None, None, None
     if declared.get("gpu", 0) > 0:
         rate, bound, missing = embedding_rate(
-            spec["model"]["backbone"], dataset, declared["cpus_per_task"], throughput, rates
+            exp.model["backbone"], dataset, declared["cpus_per_task"], throughput, rates
         )
     else:
         missing = "embeds on the CPU: no CPU forward rate measured"
@@ -225,7 +225,7 @@ def training_rate(
 
 
 def validation_seconds(
-    params: dict[str, Any],
+    study: Study,
     experiment: str,
     iterations: int,
     cpus: int,
@@ -235,15 +235,15 @@ def validation_seconds(
 ) -> tuple[float | None, str | None]:
     """Seconds one run spends on ``train.validation``: each set's test images (x 2 with ``flip``) embedded
     every ``interval`` iterations and after the last; why not estimated (None when it is)."""
-    spec = params["experiments"][experiment]
-    validation = spec["train"].get("validation")
+    exp = study.experiments[experiment]
+    validation = exp.spec["train"].get("validation")
     if not validation:
         return 0.0, None
     rounds = math.ceil(iterations / validation["interval"])
     seconds = 0.0
     for name, settings in validation["sets"].items():
         counts = evaluation_image_counts(name, sources[name], None)
-        rate, _, missing = embedding_rate(spec["model"]["backbone"], name, cpus, throughput, rates)
+        rate, _, missing = embedding_rate(exp.model["backbone"], name, cpus, throughput, rates)
         if counts is None or rate is None:
             return None, missing or f"test images of validation set {name} unknown"
         seconds += rounds * counts.images * (2 if settings.get("flip") else 1) / rate
@@ -251,7 +251,7 @@ def validation_seconds(
 
 
 def estimate_training(
-    params: dict[str, Any],
+    study: Study,
     experiment: str,
     images_per_run: int | None,
     throughput: Throughput | None,
@@ -261,22 +261,21 @@ def estimate_training(
 ) -> JobEstimate:
     """One training job (run) of ``experiment``: its images over all GPUs at the data-bound training rate,
     plus its validations; checked against the resources params.yaml declares (``declared``)."""
-    spec = params["experiments"][experiment]
-    jobs = len(spec["losses"]) * len(spec["seeds"])
+    exp = study.experiments[experiment]
+    jobs = len(exp.losses) * len(exp.seeds)
     gpus = declared.get("gpu", 0)
     common = dict(rule="train", name=experiment, jobs=jobs, images=images_per_run, declared=declared, mem_mb=None)
     if gpus == 0:
         return JobEstimate(**common, images_per_s=None, bound=None, hours=None,
                            notes=("trains on the CPU (resources.gpus 0): no GPU-hours",))  # fmt: skip
     cpus_per_gpu = declared["cpus_per_task"] // gpus
-    rate, bound, missing = training_rate(
-        spec["model"]["backbone"], train_dataset(spec), cpus_per_gpu, throughput, rates
-    )
+    rate, bound, missing = training_rate(exp.model["backbone"], exp.train_dataset, cpus_per_gpu, throughput, rates)
     if images_per_run is None or rate is None:
         why = missing or "train images unknown"
         return JobEstimate(**common, images_per_s=rate, bound=bound, hours=None, notes=(f"time not estimated: {why}",))
-    iterations = images_per_run // (int(spec["sampler"]["p"]) * int(spec["sampler"]["k"]) * gpus)
-    validating, missing = validation_seconds(params, experiment, iterations, cpus_per_gpu, throughput, rates, sources)
+    sampler = exp.spec["sampler"]
+    iterations = images_per_run // (int(sampler["p"]) * int(sampler["k"]) * gpus)
+    validating, missing = validation_seconds(study, experiment, iterations, cpus_per_gpu, throughput, rates, sources)
     notes = [] if missing is None else [f"validation time not estimated: {missing}"]
     if validating:
         notes.append(f"validation {validating / 60:.0f} min per run")
@@ -294,18 +293,13 @@ class Schedule:
     images: int | None
 
 
-def run_schedule(
-    params: dict[str, Any], experiment: str, sources: dict[str, Source], data_root: Any = None
-) -> Schedule:
+def run_schedule(study: Study, experiment: str, sources: dict[str, Source], data_root: Any = None) -> Schedule:
     """Iterations and images of one run: ``train.iterations``, or ``epochs`` x (train images // P x K // GPUs)
     batches, each of P x K images on each of ``resources.gpus`` ranks (one rank on the CPU)."""
-    spec = params["experiments"][experiment]
-    dataset, train = train_dataset(spec), spec["train"]
-    ranks, batch = (
-        max(train_resource_request(params, experiment)["gpus"], 1),
-        spec["sampler"]["p"] * spec["sampler"]["k"],
-    )
-    images, images_from = train_image_count(params, dataset, sources[dataset], data_root)
+    exp = study.experiments[experiment]
+    dataset, train, sampler = exp.train_dataset, exp.spec["train"], exp.spec["sampler"]
+    ranks, batch = max(exp.resources["gpus"], 1), sampler["p"] * sampler["k"]
+    images, images_from = train_image_count(study, dataset, sources[dataset], data_root)
     if images is not None and train.get("max_images") is not None:
         images = min(images, train["max_images"])
     if "iterations" in train:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from circle_repro.config import Study
 from circle_repro.data.sources import Source
 from circle_repro.plan.inputs import Throughput, evaluation_image_counts, preparation_image_count
 from circle_repro.plan.jobs import EVALUATED_WEIGHTS, JobEstimate, run_schedule
@@ -29,26 +30,28 @@ def full_scale_seconds(step: Step, full_images: int) -> float:
     return step.seconds * full_images / step.images
 
 
-def embeddings_per_image(params: dict[str, Any], experiment: str) -> int:
-    """Images an evaluate job embeds per test image: both weights (trained and initial), twice with ``flip``."""
-    return EVALUATED_WEIGHTS * (2 if params["experiments"][experiment]["evaluation"].get("flip") else 1)
+def embeddings_per_image(study: Study, experiment: str) -> int:
+    """Images an evaluate job of ``experiment`` embeds per test image: both weights (trained and initial), twice
+    with ``flip``."""
+    return EVALUATED_WEIGHTS * (2 if study.experiment(experiment).evaluation.get("flip") else 1)
 
 
-def full_scale_images(step: Step, paper: dict[str, Any], sources: dict[str, Source]) -> int | None:
-    """Images ``step``'s job processes at scale 1 (sources.yaml's counts, the paper schedule); None if unknown."""
+def full_scale_images(step: Step, paper: Study, sources: dict[str, Source]) -> int | None:
+    """Images ``step``'s job processes at scale 1 (sources.yaml's counts, the schedule of ``paper``, the paper
+    profile); None if unknown."""
     if step.rule == "prepare_data":
         return preparation_image_count(sources[step.name])
-    spec = paper["experiments"][step.experiment]
     if step.rule == "train":
         return run_schedule(paper, step.experiment, sources).images
-    counts = evaluation_image_counts(spec["dataset"], sources[spec["dataset"]], None)
+    dataset = paper.experiment(step.experiment).dataset
+    counts = evaluation_image_counts(dataset, sources[dataset], None)
     return None if counts is None else counts.images * embeddings_per_image(paper, step.experiment)
 
 
 def declared_resources(
-    step: Step, paper: dict[str, Any], throughput: Throughput | None, rates: JobRates | None
+    step: Step, paper: Study, throughput: Throughput | None, rates: JobRates | None
 ) -> dict[str, Any]:
-    """The resources the workflow's rule declares for ``step``'s job in the paper profile."""
+    """The resources the workflow's rule declares for ``step``'s job in ``paper`` (the paper profile)."""
     if step.rule == "prepare_data":
         return prepare_resources(step.name, rates)
     if step.rule == "train":
@@ -87,12 +90,12 @@ class Extrapolation:
 
 def extrapolate(
     step: Step,
-    paper: dict[str, Any],
+    paper: Study,
     sources: dict[str, Source],
     throughput: Throughput | None,
     rates: JobRates | None,
 ) -> Extrapolation:
-    """``step`` at scale 1 against its declared resources."""
+    """``step`` at scale 1 against its declared resources, both in ``paper`` (the paper profile)."""
     full = full_scale_images(step, paper, sources)
     hours = None if full is None else full_scale_seconds(step, full) / 3600
     return Extrapolation(step, full, hours, declared_resources(step, paper, throughput, rates))

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from circle_repro.config import ConfigError, load_params, validate_params
+from circle_repro.config import ConfigError, Study, load_study, validate_params
 from circle_repro.io import atomic_open
 
 PROFILE = "paper"
@@ -34,10 +34,11 @@ def _shortened(spec: dict[str, Any], iterations: int, max_p: int | None) -> dict
 
 def write_rehearsal_params(
     params_file: str | Path, out_file: str | Path, *, iterations: int, max_p: int | None = None
-) -> dict[str, Any]:
+) -> Study:
     """Write the paper profile of ``params_file`` to ``out_file`` with every training cut to ``iterations``
     iterations (a warm-up within them, none for one), the first seed only, no ``pretrained`` folder (randomly initialised
-    backbones) and, with ``max_p``, at most that many classes per batch; return it as loaded (validated)."""
+    backbones) and, with ``max_p``, at most that many classes per batch; return it as loaded (validated) as a
+    :class:`~circle_repro.config.Study`."""
     try:
         raw = yaml.safe_load(Path(params_file).read_text(encoding="utf-8"))
         names = raw["profiles"][PROFILE]["experiments"]
@@ -58,7 +59,7 @@ def write_rehearsal_params(
     raw["sweeps"] = {name: spec for name, spec in raw.get("sweeps", {}).items() if name in names}
     with atomic_open(out_file) as fh:
         yaml.safe_dump(raw, fh, sort_keys=False)
-    return load_params(out_file, PROFILE)
+    return load_study(out_file, PROFILE)
 
 
 __all__ = ["PROFILE", "write_rehearsal_params"]

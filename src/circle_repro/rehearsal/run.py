@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circle_repro.config import RunSpec, expand_runs, experiment_datasets, load_params, train_dataset, training_run
+from circle_repro.config import RunSpec, Study, load_study
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_open, write_json
 from circle_repro.layout import STEPS, evaluation_dir
@@ -43,12 +43,12 @@ class Rehearsal:
         return [result for result in self.results if result.exceeds]
 
 
-def select_runs(params: dict[str, Any], tables: list[str] | None, every_run: bool) -> list[RunSpec]:
-    """The runs to evaluate: of the experiments of ``tables`` (None: all), each experiment's first run unless
-    ``every_run`` (its runs differ only in loss and seed, so they share one job shape)."""
+def select_runs(study: Study, tables: list[str] | None, every_run: bool) -> list[RunSpec]:
+    """The runs of ``study`` to evaluate: of the experiments of ``tables`` (None: all), each experiment's first run
+    unless ``every_run`` (its runs differ only in loss and seed, so they share one job shape)."""
     chosen, seen = [], set()
-    for run in expand_runs(params):
-        if tables is not None and params["experiments"][run.experiment]["table"] not in tables:
+    for run in study.runs:
+        if tables is not None and study.experiment(run.experiment).table not in tables:
             continue
         if every_run or run.experiment not in seen:
             chosen.append(run)
@@ -58,17 +58,16 @@ def select_runs(params: dict[str, Any], tables: list[str] | None, every_run: boo
     return chosen
 
 
-def _floors(params: dict[str, Any], runs: list[RunSpec]) -> dict[str, tuple[int, int]]:
-    """Per data set, the P and K floors of the samplers that train on it (2 and 2 for a test set)."""
+def _floors(study: Study, runs: list[RunSpec]) -> dict[str, tuple[int, int]]:
+    """Per data set of ``runs``, the P and K floors of the samplers that train on it (2 and 2 for a test set)."""
     floors: dict[str, tuple[int, int]] = {}
     for run in runs:
-        spec = params["experiments"][run.experiment]
-        for name in experiment_datasets(spec):
+        for name in study.experiment(run.experiment).datasets:
             floors.setdefault(name, (2, 2))
-        trainer = params["experiments"][training_run(params, run).experiment]
-        name = train_dataset(trainer)
-        p, k = floors.get(name, (2, 2))
-        floors[name] = (max(p, trainer["sampler"]["p"]), max(k, trainer["sampler"]["k"]))
+        trainer = study.experiment(study.training_run(run).experiment)
+        sampler = trainer.spec["sampler"]
+        p, k = floors.get(trainer.train_dataset, (2, 2))
+        floors[trainer.train_dataset] = (max(p, sampler["p"]), max(k, sampler["k"]))
     return floors
 
 
@@ -104,11 +103,11 @@ def rehearse(
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"{out_dir}: not empty; give the rehearsal a new folder (--out)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paper = load_params(params_file, PROFILE)
+    paper = load_study(params_file, PROFILE)
     params_path = out_dir / "params.yaml"
-    params = write_rehearsal_params(params_file, params_path, iterations=iterations, max_p=max_p)
+    study = write_rehearsal_params(params_file, params_path, iterations=iterations, max_p=max_p)
     options = ["--params", str(params_path), "--profile", PROFILE]
-    runs = select_runs(params, tables, every_run)
+    runs = select_runs(study, tables, every_run)
     sources = load_sources()
     rehearsal = Rehearsal(out_dir, fraction)
 
@@ -119,27 +118,27 @@ def rehearse(
 
     settings = {"iterations": iterations, "max_p": max_p, "tables": tables, "every_run": every_run, "until": until}
     steps_run = STEPS[: STEPS.index(until) + 1]
-    trainers = sorted({training_run(params, run) for run in runs}) if "train" in steps_run else []
+    trainers = sorted({study.training_run(run) for run in runs}) if "train" in steps_run else []
     evaluated = runs if "evaluate" in steps_run else []
     try:
         prepared = out_dir / "data" / "prepared"
-        for dataset, (p, k) in sorted(_floors(params, runs).items()):
+        for dataset, (p, k) in sorted(_floors(study, runs).items()):
             raw = out_dir / "data" / "raw" / dataset
             written = write_raw(dataset, raw, Scale(fraction, min_classes=p, min_per_class=k))
             record(steps.prepare(dataset, raw, prepared / dataset, options, written))
         runs_root = out_dir / "runs"
         for trainer in trainers:
-            dataset = train_dataset(params["experiments"][trainer.experiment])
+            dataset = study.experiment(trainer.experiment).train_dataset
             record(
                 steps.train(trainer.run_id, trainer.experiment, prepared / dataset, trainer.run_dir(runs_root), options)
             )
         for run in evaluated:
-            spec = params["experiments"][run.experiment]
+            dataset = study.experiment(run.experiment).dataset
             cpus = evaluate_resources(paper, run.experiment, None, None)["cpus_per_task"]
             record(
                 steps.evaluate(
-                    run.run_id, run.experiment, prepared / spec["dataset"], training_run(params, run).run_dir(runs_root),
-                    evaluation_dir(run.run_dir(runs_root)), options, embeddings_per_image=embeddings_per_image(params, run.experiment),
+                    run.run_id, run.experiment, prepared / dataset, study.training_run(run).run_dir(runs_root),
+                    evaluation_dir(run.run_dir(runs_root)), options, embeddings_per_image=embeddings_per_image(study, run.experiment),
                     cpus=cpus,
                 )
             )  # fmt: skip

@@ -35,7 +35,7 @@ FIGURE_FOLDER = "figures"
 
 
 def build_report(
-    params: dict[str, Any],
+    study: Study,
     metrics_files: Sequence[str | Path],
     out_dir: str | Path,
     *,
@@ -47,8 +47,9 @@ def build_report(
     generated: str | None = None,
     commit: str | None = None,
 ) -> list[Path]:
-    """Write report.md, report.html, results.csv (every cell, long form), metrics.json and figures/ into
-    ``out_dir``, as one generation: a kill at any point leaves the earlier report whole or the new one.
+    """Write the report of ``study``: report.md, report.html, results.csv (every cell, long form), metrics.json
+    and figures/ into ``out_dir``, as one generation: a kill at any point leaves the earlier report whole or the
+    new one.
 
     ``out_dir`` is replaced as a whole; other files in it are kept, a folder other than figures/ is
     refused (ValueError, before anything is drawn). Results come from the MLflow store at
@@ -62,9 +63,9 @@ def build_report(
     with staged_outputs(out_dir, (*REPORT_FILES, FIGURE_FOLDER)) as staging:
         figure_dir = staging / FIGURE_FOLDER
         figure_dir.mkdir()  # an output even when no figure is drawn
-        results = load_results(params, metrics_files, tracking_uri)
+        results = load_results(study, metrics_files, tracking_uri)
         blocks, csv_rows, title = _compose(
-            Study.of(params),
+            study,
             results,
             figure_dir,
             data_root,
@@ -128,7 +129,7 @@ def _compose(
         sweep_blocks, sweep_rows = sensitivity_section(study, results, sweep, figure_dir)
         blocks += sweep_blocks
         csv_rows += sweep_rows
-    blocks += card_blocks(study.params)
+    blocks += card_blocks(study)
     blocks += paper_blocks
     blocks += gradient_section(study, figure_dir)
     blocks += compute_section(study, throughput_file, benchmark_root, data_root, rates_file)

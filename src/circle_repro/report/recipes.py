@@ -12,6 +12,7 @@ trainer, whose card shows those settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
@@ -22,8 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from circle_repro.config import INHERITED_FROM_TRAINER
-from circle_repro.config import experiment as typed_experiment
+from circle_repro.config import INHERITED_FROM_TRAINER, Study, Sweep
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.schema import check, packaged_schema
 
@@ -93,7 +93,7 @@ def packaged_sources() -> Sources:
     return load_recipe_sources()
 
 
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{dotted path: value}`` of a nested mapping's leaves; a list or an empty mapping is one leaf."""
     leaves: dict[str, Any] = {}
     for key, value in mapping.items():
@@ -105,10 +105,28 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return leaves
 
 
-def experiment_settings(params: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """The settings of one experiment of (profile-selected) ``params``: dotted path -> value."""
-    spec = params["experiments"][experiment]
-    own = params["sweeps"][experiment] if "sweep" in spec else spec
+def _sweep_entry(sweep: Sweep, seeds: Sequence[int]) -> dict[str, Any]:
+    """A sweep's own entry under params.yaml's ``sweeps``, its description aside, in the order params.yaml writes
+    it: base, loss, metric, seeds, the swept loss's gamma and m values, and each baseline's gamma values."""
+    values: dict[str, dict[str, list[Any]]] = {}
+    for point in sweep.points.values():  # the swept loss first, then each baseline; gamma before m
+        values.setdefault(point["loss"], {}).setdefault(point["parameter"], []).append(point["value"])
+    entry = {
+        "base": sweep.base,
+        "loss": sweep.loss,
+        "metric": sweep.metric,
+        "seeds": list(seeds),
+        **values.get(sweep.loss, {}),
+    }
+    if sweep.baselines:
+        entry["baselines"] = {baseline: values.get(baseline, {}) for baseline in sweep.baselines}
+    return entry
+
+
+def experiment_settings(study: Study, experiment: str) -> dict[str, Any]:
+    """The settings of one experiment of ``study``: dotted path -> value."""
+    typed = study.experiment(experiment)
+    own = typed.spec if typed.sweep is None else _sweep_entry(typed.sweep, typed.seeds)
     return {
         path: value
         for path, value in flatten(own).items()
@@ -120,14 +138,14 @@ def _inherited(setting: str) -> bool:
     return setting.split(".", 1)[0] in INHERITED
 
 
-def source_of(params: dict[str, Any], experiment: str, setting: str, sources: Sources | None = None) -> Source | None:
+def source_of(study: Study, experiment: str, setting: str, sources: Sources | None = None) -> Source | None:
     """The source of one setting: the experiment's exact entry, else its one matching pattern; for a setting
     a ``trained_by`` experiment inherits, its trainer's. None when there is none; ValueError when two
     patterns match."""
     sources = packaged_sources() if sources is None else sources
-    trainer = params["experiments"][experiment].get("trained_by")
+    trainer = study.experiment(experiment).trained_by
     if trainer is not None and _inherited(setting):
-        return source_of(params, trainer, setting, sources)
+        return source_of(study, trainer, setting, sources)
     entries = sources.get(experiment, {})
     if setting in entries:
         return entries[setting]
@@ -139,18 +157,18 @@ def source_of(params: dict[str, Any], experiment: str, setting: str, sources: So
     return entries[matches[0]] if matches else None
 
 
-def missing_sources(params: dict[str, Any], sources: Sources | None = None) -> list[str]:
-    """``experiment: setting`` of every setting of ``params``' experiments that has no source."""
+def missing_sources(study: Study, sources: Sources | None = None) -> list[str]:
+    """``experiment: setting`` of every setting of ``study``'s experiments that has no source."""
     return [
         f"{experiment}: {setting}"
-        for experiment in params["experiments"]
-        for setting in experiment_settings(params, experiment)
-        if source_of(params, experiment, setting, sources) is None
+        for experiment in study.experiments
+        for setting in experiment_settings(study, experiment)
+        if source_of(study, experiment, setting, sources) is None
     ]
 
 
-def _card_name(params: dict[str, Any], experiment: str) -> str:
-    typed = typed_experiment(params, experiment)
+def _card_name(study: Study, experiment: str) -> str:
+    typed = study.experiment(experiment)
     return "Fig. 3" if typed.is_sweep else f"Table {str(typed.table).removeprefix('table')}"
 
 
@@ -158,32 +176,32 @@ def _value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def card_experiments(params: dict[str, Any], sources: Sources | None = None) -> dict[str, list[str]]:
-    """``{card: experiments}``: the experiments of ``params`` that have sources, per paper table (Tables 1-5, then
+def card_experiments(study: Study, sources: Sources | None = None) -> dict[str, list[str]]:
+    """``{card: experiments}``: the experiments of ``study`` that have sources, per paper table (Tables 1-5, then
     Fig. 3)."""
     sources = packaged_sources() if sources is None else sources
     groups: dict[str, list[str]] = {}
-    for experiment in params["experiments"]:
+    for experiment in study.experiments:
         if experiment in sources:
-            groups.setdefault(_card_name(params, experiment), []).append(experiment)
+            groups.setdefault(_card_name(study, experiment), []).append(experiment)
     return dict(sorted(groups.items(), key=lambda item: (item[0].startswith("Fig."), item[0])))
 
 
-def recipe_cards(params: dict[str, Any], sources: Sources | None = None) -> dict[str, pd.DataFrame]:
+def recipe_cards(study: Study, sources: Sources | None = None) -> dict[str, pd.DataFrame]:
     """One card per paper table (and Fig. 3) of the experiments that have sources: index ``Setting``,
     columns :data:`CARD_COLUMNS`. Rows equal in value and source across a card's experiments are one row
     ("all"); a ``trained_by`` experiment shows only its own settings (the rest are its trainer's)."""
     sources = packaged_sources() if sources is None else sources
     cards = {}
-    for card, experiments in card_experiments(params, sources).items():
+    for card, experiments in card_experiments(study, sources).items():
         rows: dict[tuple[str, str, str], list[str]] = {}
         flags: dict[tuple[str, str, str], bool] = {}
         for experiment in experiments:
-            trainer = params["experiments"][experiment].get("trained_by")
-            for setting, value in experiment_settings(params, experiment).items():
+            trainer = study.experiment(experiment).trained_by
+            for setting, value in experiment_settings(study, experiment).items():
                 if trainer is not None and _inherited(setting):
                     continue
-                source = source_of(params, experiment, setting, sources)
+                source = source_of(study, experiment, setting, sources)
                 key = (setting, _value_text(value), source.text if source else "no source")
                 rows.setdefault(key, []).append(experiment)
                 flags[key] = source is None or source.deviation is not None
@@ -206,9 +224,9 @@ def recipe_cards(params: dict[str, Any], sources: Sources | None = None) -> dict
     return cards
 
 
-def card_blocks(params: dict[str, Any], sources: Sources | None = None) -> list[Block]:
-    """The recipe cards as report blocks: a heading, how to read them, and one table per card."""
-    cards = recipe_cards(params, sources)
+def card_blocks(study: Study, sources: Sources | None = None) -> list[Block]:
+    """The recipe cards of ``study`` as report blocks: a heading, how to read them, and one table per card."""
+    cards = recipe_cards(study, sources)
     blocks: list[Block] = [Heading("Recipe cards")]
     if not cards:
         return [
@@ -226,7 +244,7 @@ def card_blocks(params: dict[str, Any], sources: Sources | None = None) -> list[
             "experiment's weights (trained_by) list their own settings; their training is on the trainer's card."
         )
     )
-    for card, experiments in card_experiments(params, sources).items():
+    for card, experiments in card_experiments(study, sources).items():
         blocks.append(Table(cards[card], f"{card} recipe card: {', '.join(experiments)}"))
     return blocks
 

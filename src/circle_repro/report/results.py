@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from circle_repro.config import RunSpec, config_hash, expand_runs, tracking_experiment, train_config
+from circle_repro.config import RunSpec, Study, config_hash
 from circle_repro.engine.errors import TrackingStoreUnreachable
 from circle_repro.engine.tracking import PROBE_TIMEOUT_S, SQLITE_PREFIX, check_tracking_store
 from circle_repro.generations import file_digest
@@ -59,7 +59,8 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Results:
-    """All runs of the params in ``expand_runs`` order, where they were read from, and report-wide problems."""
+    """All runs of the study in :attr:`~circle_repro.config.Study.runs` order, where they were read from, and
+    report-wide problems."""
 
     runs: list[RunResult]
     source: str
@@ -74,11 +75,9 @@ class StoreUnavailable(Exception):
     """The MLflow tracking store cannot be read; the message says why."""
 
 
-def load_results(
-    params: dict[str, Any], metrics_files: Iterable[str | Path], tracking_uri: str | None = None
-) -> Results:
-    """Read the result of every run of ``params``: MLflow at ``tracking_uri`` first (None: files only)."""
-    runs = expand_runs(params)
+def load_results(study: Study, metrics_files: Iterable[str | Path], tracking_uri: str | None = None) -> Results:
+    """Read the result of every run of ``study``: MLflow at ``tracking_uri`` first (None: files only)."""
+    runs = study.runs
     files, problems = _files_by_run(metrics_files, {run.run_id for run in runs})
     store: _Store | None = None
     store_note = ""
@@ -86,10 +85,10 @@ def load_results(
         source = "Results are read from the runs' metrics.json files (no MLflow store given)."
     else:
         try:
-            store = _Store(tracking_uri, tracking_experiment(params))
+            store = _Store(tracking_uri, study.tracking_experiment)
             source = (
                 f"Results are read from the MLflow store {tracking_uri} (experiment "
-                f"{tracking_experiment(params)!r}, runs found by their run_id and config_hash tags), "
+                f"{study.tracking_experiment!r}, runs found by their run_id and config_hash tags), "
                 "with the runs' metrics.json files as the fallback."
             )
         except StoreUnavailable as exc:
@@ -97,7 +96,7 @@ def load_results(
             source = f"{exc}: results are read from the runs' metrics.json files instead."
     results = []
     for run in runs:
-        expected_hash = config_hash(train_config(params, run))
+        expected_hash = config_hash(study.train_config(run))
         path = files.get(run.run_id)
         notes = [store_note]
         result = None

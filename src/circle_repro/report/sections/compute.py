@@ -46,7 +46,7 @@ def compute_section(
         else "(no folder given: none read)"
     )
     rows, notes = {}, []
-    for row in planned_vs_actual(study.params, throughput, benchmark_root, data_root, rates):
+    for row in planned_vs_actual(study, throughput, benchmark_root, data_root, rates):
         actual, measured = row.actual, row.actual.runs_measured > 0
         walls = (actual.train_hours, actual.evaluate_hours, actual.data_hours)
         planned = f"{row.planned_gpu_hours:.2f}" + (
