@@ -8,11 +8,13 @@ from circle_repro.config import (
     Experiment,
     LossSpec,
     Run,
+    Study,
+    eval_config,
     expand_runs,
-    experiment,
     experiments,
     select_profile,
     train_config,
+    training_run,
 )
 
 
@@ -54,11 +56,43 @@ def test_trained_by_experiments_take_their_trainers_data_and_resources(paper):
 
 
 def test_resources_are_filled_with_the_defaults(repo_params):
-    demo = experiment(select_profile(repo_params, "demo"), "demo_retrieval")
+    demo = Study.of(select_profile(repo_params, "demo")).experiment("demo_retrieval")
     assert isinstance(demo, Experiment) and demo.resources == TRAIN_RESOURCE_DEFAULTS
-    assert demo.datasets == ["mnist5k"]
+    assert demo.datasets == ["mnist5k"] and demo.validation_datasets == []
 
 
 def test_an_unknown_experiment_suggests_the_nearest(repo_params):
+    demo = Study.of(select_profile(repo_params, "demo"))
     with pytest.raises(ConfigError, match="unknown experiment 'demo_retreival'; did you mean 'demo_retrieval'"):
-        experiment(select_profile(repo_params, "demo"), "demo_retreival")
+        demo.experiment("demo_retreival")
+    with pytest.raises(ConfigError, match="unknown run 'demo_retrieval/CircleLoss/seed9'"):
+        demo.find_run("demo_retrieval/CircleLoss/seed9")
+
+
+def test_a_study_gives_the_runs_and_configs_of_its_params(paper):
+    study = Study.of(paper)
+    assert study.profile == "paper" and study.runs == expand_runs(paper)
+    assert study.dataset_names == sorted({name for exp in study.experiments.values() for name in exp.datasets})
+    assert {"ms1mv2", "lfw", "agedb_30", "sop"} <= set(study.dataset_names)
+    assert study.experiment("table1_megaface_r34").validation_datasets == ["lfw", "cfp_fp", "agedb_30"]
+    for run in study.runs:
+        assert study.find_run(run.run_id) == run
+        assert study.training_run(run) == training_run(paper, run)
+        assert study.train_config(run) == train_config(paper, run) and study.eval_config(run) == eval_config(paper, run)
+    assert study.dataset_options("ms1mv2") == paper["datasets"].get("ms1mv2", {})
+    assert study.dataset_options("no_such_set") == {}
+    assert study.tracking_experiment == f"{paper['tracking']['experiment']}-paper"
+
+
+def test_only_and_without_keep_the_profiles_order(paper):
+    study = Study.of(paper)
+    names = list(study.experiments)
+    picked = [names[3], names[0]]
+    assert list(study.only(picked).experiments) == [names[0], names[3]]
+    assert list(study.without(picked).experiments) == [n for n in names if n not in picked]
+    assert study.only(picked).runs == [run for run in study.runs if run.experiment in picked]
+
+
+def test_a_sweep_keeps_its_entry_as_params_yaml_declares_it(repo_params, paper):
+    sweep = Study.of(paper).experiment("figure3_megaface_r34").sweep
+    assert sweep is not None and sweep.declared == repo_params["sweeps"]["figure3_megaface_r34"]

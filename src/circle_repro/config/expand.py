@@ -17,8 +17,9 @@ def sweep_loss_name(loss: str, parameter: str, value: float) -> str:
 def expand_sweeps(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with each sweep turned into an experiment: the base experiment with one loss row per
     swept value (of the swept loss and of each baseline), the sweep's seeds, and a ``sweep`` entry naming
-    each row's loss, parameter and value (``points``), the baselines and the base rows' own gamma and m
-    (``base_values``: the runs of the base experiment that complete each curve)."""
+    each row's loss, parameter and value (``points``), the baselines, the base rows' own gamma and m
+    (``base_values``: the runs of the base experiment that complete each curve) and the sweep's entry as
+    params.yaml declares it (``declared``)."""
     experiments = dict(params["experiments"])
     for name, sweep in params.get("sweeps", {}).items():
         base = params["experiments"][sweep["base"]]
@@ -46,6 +47,7 @@ def expand_sweeps(params: dict[str, Any]) -> dict[str, Any]:
                 "points": points,
                 "baselines": list(sweep.get("baselines", {})),
                 "base_values": base_values,
+                "declared": copy.deepcopy(sweep),
             },
         }
     return {**params, "experiments": experiments}

@@ -50,6 +50,7 @@ class Sweep:
     points: Mapping[str, Mapping[str, Any]]
     baselines: tuple[str, ...]
     base_values: Mapping[str, Mapping[str, float]]
+    declared: Mapping[str, Any]  # its entry under params.yaml's ``sweeps``, as written
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Experiment:
                 points=sweep["points"],
                 baselines=tuple(sweep["baselines"]),
                 base_values=sweep["base_values"],
+                declared=sweep["declared"],
             ),
             evaluation=spec["evaluation"],
             model=spec["model"],

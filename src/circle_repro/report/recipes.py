@@ -12,7 +12,7 @@ trainer, whose card shows those settings.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from circle_repro.config import INHERITED_FROM_TRAINER, Study, Sweep
+from circle_repro.config import INHERITED_FROM_TRAINER, Study
 from circle_repro.report.render import Block, Heading, Paragraph, Table
 from circle_repro.schema import check, packaged_schema
 
@@ -105,28 +105,10 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return leaves
 
 
-def _sweep_entry(sweep: Sweep, seeds: Sequence[int]) -> dict[str, Any]:
-    """A sweep's own entry under params.yaml's ``sweeps``, its description aside, in the order params.yaml writes
-    it: base, loss, metric, seeds, the swept loss's gamma and m values, and each baseline's gamma values."""
-    values: dict[str, dict[str, list[Any]]] = {}
-    for point in sweep.points.values():  # the swept loss first, then each baseline; gamma before m
-        values.setdefault(point["loss"], {}).setdefault(point["parameter"], []).append(point["value"])
-    entry = {
-        "base": sweep.base,
-        "loss": sweep.loss,
-        "metric": sweep.metric,
-        "seeds": list(seeds),
-        **values.get(sweep.loss, {}),
-    }
-    if sweep.baselines:
-        entry["baselines"] = {baseline: values.get(baseline, {}) for baseline in sweep.baselines}
-    return entry
-
-
 def experiment_settings(study: Study, experiment: str) -> dict[str, Any]:
     """The settings of one experiment of ``study``: dotted path -> value."""
     typed = study.experiment(experiment)
-    own = typed.spec if typed.sweep is None else _sweep_entry(typed.sweep, typed.seeds)
+    own = typed.spec if typed.sweep is None else typed.sweep.declared
     return {
         path: value
         for path, value in flatten(own).items()
