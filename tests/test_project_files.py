@@ -1,6 +1,7 @@
 """The README's promises and the install files agree with what the project does."""
 
 import re
+import subprocess
 
 import yaml
 from packaging.requirements import Requirement
@@ -99,3 +100,41 @@ def test_readme_circle_repro_commands_and_make_targets_exist():
     makefile = (REPO_ROOT / "Makefile").read_text()
     for target in set(re.findall(r"`make ([a-z-]+)`", README)) | {"reproduce", "test", "lock", "clean"}:
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
+
+
+# A path of one machine, or a citation of a document that is not in the repository (notes kept beside it).
+MACHINE_PATH = re.compile(r"(?<![\w.$/-])/(?:work|home|Users|root|scratch)/")
+OUTSIDE_DOCUMENT = re.compile(r"\bspec §|\.\./shared\b|\bshared/(?:paper|design)|circle_loss_spec")
+CITED_NOTE = re.compile(r"\b([\w-]+\.md) §")
+
+
+def _tracked_text_files():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.splitlines():
+        path = REPO_ROOT / name
+        if name == "tests/test_project_files.py":  # it spells out what the check looks for
+            continue
+        if path.is_file() and path.suffix not in {".png", ".jpg", ".parquet", ".npz", ".pth", ".gz", ".zip", ".bin"}:
+            try:
+                yield name, path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+
+
+def test_no_file_names_a_machine_path_or_a_document_outside_the_repository():
+    markdown = {path.name for path in REPO_ROOT.rglob("*.md") if ".venv" not in path.parts}
+    problems = []
+    for name, text in _tracked_text_files():
+        for number, line in enumerate(text.splitlines(), 1):
+            if MACHINE_PATH.search(line) or OUTSIDE_DOCUMENT.search(line):
+                problems.append(f"{name}:{number}: {line.strip()[:120]}")
+            problems += [f"{name}:{number}: cites {doc}, not in the repository" for doc in CITED_NOTE.findall(line)
+                         if doc not in markdown]  # fmt: skip
+    assert not problems, "\n".join(problems)
+
+
+def test_the_outside_pointer_check_can_fail():
+    assert MACHINE_PATH.search("see /work/main/params.yaml") and MACHINE_PATH.search("(/home/ana/data)")
+    assert not MACHINE_PATH.search('write_text("/elsewhere/work/iter_4.pth")') and not MACHINE_PATH.search("$OUT/x")
+    assert OUTSIDE_DOCUMENT.search("as spec §3 says") and OUTSIDE_DOCUMENT.search("shared/paper/datasets.md §15")
+    assert CITED_NOTE.findall("(datasets.md §4)") == ["datasets.md"]

@@ -236,7 +236,7 @@ touch "$STUB_STATE/interrupted"
 "$real" "$@" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
-    checkpoint=$(ls "$out"/work/epoch_*.pth 2>/dev/null | head -n 1)
+    checkpoint=$(ls "$out/work/"epoch_*.pth 2>/dev/null | head -n 1)
     if [ -n "$checkpoint" ]; then
         echo "stub: $STUB_INTERRUPT after checkpoint $checkpoint"
         [ "$STUB_INTERRUPT" = cancel ] && scancel "$SLURM_JOB_ID" && sleep 60

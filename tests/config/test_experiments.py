@@ -1,5 +1,7 @@
 """The typed view of the params: experiments, loss rows, sweeps and runs."""
 
+import re
+
 import pytest
 
 from circle_repro.config import (
@@ -16,6 +18,7 @@ from circle_repro.config import (
     train_config,
     training_run,
 )
+from support import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,14 @@ def test_only_and_without_keep_the_profiles_order(paper):
 def test_a_sweep_keeps_its_entry_as_params_yaml_declares_it(repo_params, paper):
     sweep = Study.of(paper).experiment("figure3_megaface_r34").sweep
     assert sweep is not None and sweep.declared == repo_params["sweeps"]["figure3_megaface_r34"]
+
+
+def test_the_developer_guides_experiment_example_runs(monkeypatch, capsys):
+    guide = (REPO_ROOT / "docs" / "adding.md").read_text()
+    section = guide.split("## Add an experiment", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    monkeypatch.chdir(REPO_ROOT)
+    exec(compile(code, "docs/adding.md", "exec"), {})
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith("demo_retrieval/") and "mnist5k" in first
+    assert second.startswith("{") and "'type'" in second

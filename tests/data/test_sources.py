@@ -93,7 +93,7 @@ def test_checksums_are_well_formed_hex(sources):
 
 
 def test_every_declared_checksum_and_size_appears_in_the_doc(sources, doc_text):
-    """Nothing invented: each digest and byte count is written in datasets.md."""
+    """Nothing invented: each digest and byte count is written in the data-set notes."""
     flat = doc_text.replace(",", "")
     for source in sources.values():
         for file in source.files:

@@ -31,7 +31,7 @@ EXPECTED = {
     "ijbc": {("test", None): 8},
     "megaface": {("test", "query"): 6, ("test", "gallery"): 10},
 }
-# class ids the class-disjoint splits start from (datasets.md sections 1-3): train 1..n, test from the first test class
+# class ids the class-disjoint splits start from (paper §4.1): train 1..n, test from the first test class
 FIRST_TEST_CLASS = {"cub200": 101, "cars196": 99, "sop": 11319}
 
 

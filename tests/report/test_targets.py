@@ -1,6 +1,6 @@
 """Tests for circle_repro.report.targets and the packaged paper_targets.yaml.
 
-The numbers below are test fixtures read from the spec (§3); the package
+The numbers below are test fixtures read from the paper's Tables 1-5 (arXiv v2); the package
 itself only holds them in paper_targets.yaml.
 """
 

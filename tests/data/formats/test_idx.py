@@ -9,7 +9,8 @@ from fixtures.formats import build_idx_pair, truncate
 from circle_repro.data.formats.idx import IdxFormatError, read_idx, write_idx
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-# datasets.md §15: sha256 of the decompressed IDX files (measured on Debian's copy), shape, label counts
+# Fashion-MNIST as data/sources.yaml declares it: sha256 of the decompressed IDX files (measured on Debian's
+# copy), shape, label counts
 FASHION_MNIST = {
     "train-images-idx3-ubyte.gz": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", (60000, 28, 28)),
     "train-labels-idx1-ubyte.gz": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", (60000,)),

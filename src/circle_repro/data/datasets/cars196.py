@@ -1,12 +1,13 @@
 """Cars196 (Stanford Cars): 16,185 images of 196 car models, Table 5 retrieval.
 
 The official host is gone (``access: withdrawn`` in data/sources.yaml): the files are placed by hand,
-or copied from a local ``mirror`` folder. Two packagings are accepted (datasets.md §2):
+or copied from a local ``mirror`` folder. Two packagings are accepted:
 
-- A (the metric-learning one, preferred): ``car_ims.tgz`` (``car_ims/NNNNNN.jpg``) + ``cars_annos.mat``;
-- B (the classification devkit): ``cars_train.tgz``, ``cars_test.tgz``, ``car_devkit.tgz`` (``devkit/
-  cars_meta.mat``, ``devkit/cars_train_annos.mat``, ...) + ``cars_test_annos_withlabels.mat``; train and
-  test are pooled.
+- A (the metric-learning one, preferred; lenscloth/RKD ``dataset/cars196.py``): ``car_ims.tgz``
+  (``car_ims/NNNNNN.jpg``) + ``cars_annos.mat``;
+- B (the classification devkit; torchvision ``stanford_cars.py``): ``cars_train.tgz``, ``cars_test.tgz``,
+  ``car_devkit.tgz`` (``devkit/cars_meta.mat``, ``devkit/cars_train_annos.mat``, ...) +
+  ``cars_test_annos_withlabels.mat``; train and test are pooled.
 
 Either way the split is on class, ignoring the classification split (the ``test`` flag, the devkit's
 train/test): classes 1-98 train (8,054 images), 99-196 test (8,131). Labels are the class ids 1..196.

@@ -1,8 +1,8 @@
 """CUB-200-2011 (Caltech-UCSD Birds): 11,788 images of 200 bird species, Table 5 retrieval.
 
 Raw: ``CUB_200_2011.tgz`` (data/sources.yaml) holding ``CUB_200_2011/`` (``images/NNN.Name/*.jpg``,
-``images.txt``, ``image_class_labels.txt``, ``classes.txt``, ...) and a top-level ``attributes.txt``
-(datasets.md §1). The metric-learning split, not ``train_test_split.txt``: classes 1-100 train
+``images.txt``, ``image_class_labels.txt``, ``classes.txt``, ...; the release's README) and a top-level
+``attributes.txt``. The metric-learning split (paper §4.1), not ``train_test_split.txt``: classes 1-100 train
 (5,864 images), 101-200 test (5,924). Labels are the original class ids; query = gallery = test split.
 """
 

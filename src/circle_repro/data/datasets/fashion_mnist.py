@@ -4,7 +4,7 @@ Not a paper data set: the `mini` profile's small real set, fetched through the r
 Debian's package ``dataset-fashion-mnist`` installs the same four files under
 ``/usr/share/datasets/fashion-mnist/``; use it with ``mirror=DEBIAN_MIRROR``. Its gzip bytes are
 re-compressed, so an archive is accepted when its .gz MD5 is the official one OR its decompressed
-content has the sha256 declared in data/sources.yaml (shared/paper/datasets.md §15).
+content has the sha256 declared in data/sources.yaml (measured on Debian's copy).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """IJB-C 1:1 verification (IARPA Janus Benchmark C), in insightface's packaging; the paper's Table 3.
 
-Raw (datasets.md §12; insightface ``recognition/arcface_torch/eval_ijbc.py``): gated by NIST, placed
+Raw (insightface ``recognition/arcface_torch/eval_ijbc.py``): gated by NIST, placed
 by hand under ``data/raw/ijbc/`` as insightface's ``IJB_release.tar`` (its ``IJBC/`` folder is found up
 to three folders deep) or as the extracted ``IJBC/`` folder::
 

@@ -1,6 +1,6 @@
 """Market-1501 (Zheng et al. 2015): 1,501 pedestrians, 6 cameras; the paper's Table 4 re-ID set.
 
-Raw: ``Market-1501-v15.09.15.zip`` placed by hand under ``data/raw/market1501/`` (datasets.md §4).
+Raw: ``Market-1501-v15.09.15.zip`` from the Market-1501 project page, placed by hand under ``data/raw/market1501/``.
 Split (torchreid/fast-reid ``market1501.py``): ``bounding_box_train/`` is the train split (751 ids,
 12,936 images); ``query/`` (3,368 images, role ``query``) and ``bounding_box_test/`` (role
 ``gallery``) are the test split. Junk boxes (pid -1, ``-1_c1s1_...``) are dropped everywhere;
@@ -30,7 +30,7 @@ SOURCE = load_sources()["market1501"]  # archive name, md5, instructions: data/s
 ARCHIVE = SOURCE.files[0].name  # Market-1501-v15.09.15.zip
 # folder -> (split, role)
 FOLDERS = {"bounding_box_train": ("train", None), "query": ("test", "query"), "bounding_box_test": ("test", "gallery")}
-# pid (4 digits, or -1 for junk), camera, sequence, frame, DPM box index (datasets.md §4, §13)
+# pid (4 digits, or -1 for junk), camera, sequence, frame, DPM box index (the Market-1501 readme)
 FILE_NAME = re.compile(r"(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg")
 JUNK_PID = -1
 MAX_PID = 1501

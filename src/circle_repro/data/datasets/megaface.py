@@ -1,6 +1,6 @@
 """MegaFace Challenge 1: FaceScrub probes against 1M Flickr distractors; the paper's Table 1.
 
-Withdrawn by its authors ("This dataset has been retired", datasets.md §11): bring your own copy of
+Retired by the University of Washington, which no longer distributes it: bring your own copy of
 insightface's MegaFace test pack, whose contents are placed under ``data/raw/megaface/``
 (insightface ``recognition/_evaluation_/megaface/gen_megaface.py`` and ``remove_noises.py``)::
 

@@ -1,8 +1,8 @@
 """MS1MV2 (insightface ``faces_emore``) and MS1MV3 (``ms1m-retinaface-t1``): the face training sets.
 
-Public stand-ins for the paper's own cleaned MS-Celeb-1M (3.6M images / 79.9K ids, never
-released); Microsoft withdrew MS-Celeb-1M in 2019 and insightface's re-packagings are for
-non-commercial research only (datasets.md §0, §6). MS1MV2 is the default stand-in (Tables 1-3).
+Public stand-ins for the paper's own cleaned MS-Celeb-1M (3.6M images / 79.9K ids, paper
+§4.1; never released); Microsoft withdrew MS-Celeb-1M in 2019 and insightface's re-packagings are for
+non-commercial research only (insightface README). MS1MV2 is the default stand-in (Tables 1-3).
 
 Raw (placed by hand, see sources.yaml): ``data/raw/ms1mv2/faces_emore/`` or
 ``data/raw/ms1mv3/ms1m-retinaface-t1/`` holding ``train.rec``, ``train.idx`` and ``property``

@@ -1,6 +1,6 @@
 """MSMT17 (Wei et al. 2018): 4,101 pedestrians, 15 cameras; the paper's Table 4 large re-ID set.
 
-Raw (datasets.md §5; torchreid/fast-reid ``msmt17.py``): obtained from the authors on request and
+Raw (torchreid/fast-reid ``msmt17.py``): obtained from the authors on request and
 placed by hand under ``data/raw/msmt17/`` as ``MSMT17_V1.zip`` / ``MSMT17_V2.zip`` or as the
 extracted folder ``MSMT17_V1/`` / ``MSMT17_V2/``. V1 keeps images in ``train/`` and ``test/``, V2
 (same split, faces blurred) in ``mask_train_v2/`` and ``mask_test_v2/``; both carry

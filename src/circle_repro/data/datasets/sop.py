@@ -2,8 +2,9 @@
 
 Raw: ``Stanford_Online_Products.zip`` (data/sources.yaml) holding ``Stanford_Online_Products/``
 with ``Ebay_train.txt`` / ``Ebay_test.txt`` (a header line, then ``image_id class_id super_class_id
-path``) and the images ``<super>_final/<item>_<n>.JPG`` (datasets.md §3). The split is the one of
-those two files: 59,551 train images of 11,318 classes, 60,502 test images of 11,316 disjoint classes.
+path``) and the images ``<super>_final/<item>_<n>.JPG`` (lenscloth/RKD ``dataset/stanford.py``). The split
+is the one of those two files: 59,551 train images of 11,318 classes, 60,502 test images of 11,316 disjoint
+classes.
 Labels are the global class ids; query = gallery = test split.
 """
 

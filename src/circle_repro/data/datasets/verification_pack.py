@@ -1,11 +1,11 @@
 """The insightface verification packs ``lfw.bin``, ``cfp_fp.bin`` and ``agedb_30.bin`` as prepared test sets.
 
-One implementation for the three (datasets.md §6-9): each pack is a pickle of ``(bins, issame)``
-with 2 x P aligned 112 x 112 face images in pair order (``bins[2i]``, ``bins[2i + 1]`` = pair i),
-read with :func:`~circle_repro.data.formats.verification_bin.load_verification_bin` (a restricted
-unpickler: any unexpected global is refused). LFW, CFP-FP and AgeDB-30 are evaluated on these
-packs, not on the original releases (datasets.md §7: "the pipeline normally uses insightface
-lfw.bin"); AgeDB-30 is an extra validation set the paper does not report.
+One implementation for the three (insightface ``recognition/arcface_torch/eval/verification.py``): each
+pack is a pickle of ``(bins, issame)`` with 2 x P aligned 112 x 112 face images in pair order (``bins[2i]``,
+``bins[2i + 1]`` = pair i), read with :func:`~circle_repro.data.formats.verification_bin.load_verification_bin`
+(a restricted unpickler: any unexpected global is refused). LFW, CFP-FP and AgeDB-30 are evaluated on these
+packs, not on the original releases, as ArcFace-style evaluations do; AgeDB-30 is an extra validation set the
+paper does not report.
 
 Raw: ``data/raw/<name>/<name>.bin``. When absent, it is copied from ``mirror`` or, failing that,
 from the MS1MV2 pack folder ``data/raw/ms1mv2/faces_emore/`` that ships it.

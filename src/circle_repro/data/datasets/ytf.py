@@ -1,6 +1,6 @@
 """YouTube Faces (Wolf et al. 2011): 3,425 videos of 1,595 people, video-pair verification (paper Table 2).
 
-Raw (placed by hand after the form on the official page, datasets.md §10): ``data/raw/ytf/`` holds
+Raw (placed by hand after the form on the official YouTube Faces page): ``data/raw/ytf/`` holds
 ``YouTubeFaces.tar.gz`` (extracted into a scratch folder with ``safe_extract``) or the already
 extracted ``YouTubeFaces/`` folder, which is used as it is when present.
 
@@ -31,7 +31,7 @@ Pairs: the 5,000 video pairs of the 10 splits, in file order, written to ``video
 (:func:`write_video_pairs`): ``template_a``, ``template_b`` (manifest ``template`` values),
 ``issame`` (bool) and ``fold`` (the split number 1..10). They come from ``splits.txt`` (at the top
 of ``YouTubeFaces/`` or in ``meta_data/``), read the way insightface ``src/eval/ytf.py`` reads it
-(datasets.md marks the text format unverified): lines starting with ``split`` are headers, fields
+(a text format not checked against a real copy): lines starting with ``split`` are headers, fields
 are comma-separated, field 0 is the split number, fields 2 and 3 the videos ``<person>/<video>``
 and the last field is-same (0/1). Without ``splits.txt``, ``meta_data/meta_and_splits.mat`` gives
 the same list (``Splits[pair, column, split]``: 1-based indices into ``video_names``, then
@@ -39,7 +39,7 @@ is-same; bob.db.youtube). ``corrected_splits=True`` reads the errata ``data/raw/
 (same text format) instead; ``YTFErrors.csv`` is not applied.
 
 Video embedding (evaluation): the mean of the L2-normalised (flip-summed) embeddings of **all**
-frames of the video, L2-normalised again, scored by cosine similarity (datasets.md §10; insightface
+frames of the video, L2-normalised again, scored by cosine similarity (insightface
 ``src/eval/ytf.py`` ``get_feature``); this is
 ``evaluation.ijb.template_features(feats, template, media, norm_score=False)``.
 

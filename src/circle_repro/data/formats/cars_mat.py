@@ -1,4 +1,4 @@
-"""The Cars196 annotation files, MATLAB v5 files read with ``scipy.io.loadmat`` (``datasets.md`` §2).
+"""The Cars196 annotation files, MATLAB v5 files read with ``scipy.io.loadmat``.
 
 Packaging A, ``cars_annos.mat``: ``annotations`` is a 1 x N struct array with the fields
 ``relative_im_path`` (e.g. ``'car_ims/000001.jpg'``), ``bbox_x1``, ``bbox_y1``, ``bbox_x2``, ``bbox_y2``,

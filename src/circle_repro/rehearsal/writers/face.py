@@ -1,4 +1,4 @@
-"""The face data sets in their real layouts (datasets.md sections 6-12): the insightface RecordIO pack of
+"""The face data sets in their real layouts: the insightface RecordIO pack of
 MS1MV2/MS1MV3 (``train.rec``, ``train.idx``, ``property``), the verification ``.bin`` packs, YouTube Faces
 (``YouTubeFaces.tar.gz`` and the landmark file), IJB-C (``IJB_release.tar``) and insightface's MegaFace
 test pack."""

@@ -1,5 +1,5 @@
 """Market-1501 (``Market-1501-v15.09.15.zip``) and MSMT17 (``MSMT17_V1.zip``) in their real layouts
-(datasets.md sections 4, 5)."""
+(the Market-1501 readme; torchreid ``msmt17.py``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """CUB-200-2011 (``CUB_200_2011.tgz``), Cars196 packaging A (``car_ims.tgz`` + ``cars_annos.mat``) and Stanford
-Online Products (``Stanford_Online_Products.zip``) in their real layouts (datasets.md sections 1-3)."""
+Online Products (``Stanford_Online_Products.zip``) in their real layouts."""
 
 from __future__ import annotations
 
