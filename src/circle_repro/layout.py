@@ -1,5 +1,5 @@
-"""File names inside a run folder, shared by the steps that write and read them, and the repository's
-input paths."""
+"""File names inside a run folder, shared by the steps that write and read them, the working tree's folders
+(data, runs, reports) and the repository's input paths."""
 
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +39,24 @@ def run_dir_of(metrics_file: str | Path) -> Path:
 def headline_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """The metrics a results table shows: every metric but the per-fold spreads, in evaluation order."""
     return {name: value for name, value in metrics.items() if not name.endswith(SPREAD_SUFFIX)}
+
+
+# The working tree's folders, relative to the repository root (the workflow's working directory).
+DATA_ROOT = Path("data")  # raw/<data set>/: downloaded or placed files; prepared/<data set>/: manifest and images
+RAW_ROOT = DATA_ROOT / "raw"
+PREPARED_ROOT = DATA_ROOT / "prepared"
+RUNS_ROOT = Path("runs")  # runs/<experiment>/<loss>/seed<N>/: one run's weights, records and evaluation/
+REPORT_DIR = Path("reports")  # report.md, report.html, results.csv, metrics.json, figures/
+
+
+def raw_dir(data_root: str | Path, name: str) -> Path:
+    """A data set's raw files under a data root (``data/raw/<name>`` for the default one)."""
+    return Path(data_root) / RAW_ROOT.relative_to(DATA_ROOT) / name
+
+
+def prepared_dir(data_root: str | Path, name: str) -> Path:
+    """A prepared data set under a data root (``data/prepared/<name>`` for the default one)."""
+    return Path(data_root) / PREPARED_ROOT.relative_to(DATA_ROOT) / name
 
 
 # Inputs of the planner and of the Snakefile's resource estimates, relative to the repository root.

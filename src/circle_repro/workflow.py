@@ -20,10 +20,14 @@ from circle_repro.data.acquire import FETCHED_FILENAME
 from circle_repro.data.sources import load_sources
 from circle_repro.data.status import unavailable_reason
 from circle_repro.layout import (
+    DATA_ROOT,
     HISTORY_FILENAME,
     INITIAL_WEIGHTS_FILENAME,
     MANIFEST_FILENAME,
     METRICS_FILENAME,
+    PREPARED_ROOT,
+    RAW_ROOT,
+    RUNS_ROOT,
     TRAIN_RECORD_FILENAME,
     WEIGHTS_FILENAME,
     evaluation_dir,
@@ -33,10 +37,6 @@ if TYPE_CHECKING:
     from circle_repro.plan.inputs import Throughput
     from circle_repro.plan.rates import JobRates
 
-RAW_ROOT = Path("data/raw")
-PREPARED_ROOT = Path("data/prepared")
-RUNS_ROOT = Path("runs")
-REPORT_DIR = Path("reports")
 RUN_DIR_PATTERN = RUNS_ROOT / "{experiment}" / "{loss}" / "seed{seed}"
 """A run's folder in the rules' wildcards (what :meth:`RunSpec.run_dir` gives under :data:`RUNS_ROOT`)."""
 NAME_WILDCARD = name_pattern().removeprefix("^").removesuffix("$")
@@ -133,7 +133,7 @@ def report_trigger(study: Study) -> str:
 TABLES = ("table1", "table2", "table3", "table4", "table5")
 
 
-def blocked_experiments(study: Study, data_root: str | Path = "data") -> dict[str, str]:
+def blocked_experiments(study: Study, data_root: str | Path = DATA_ROOT) -> dict[str, str]:
     """Experiments whose data set is manual or withdrawn and not placed: name -> what to place where.
 
     They are left out of the default targets (the report marks their cells "data unavailable");

@@ -9,7 +9,7 @@ from circle_repro.config import load_study
 from circle_repro.data.download import DownloadError
 from circle_repro.engine.tracking import tracking_uri
 from circle_repro.io import atomic_open
-from circle_repro.layout import evaluation_dir
+from circle_repro.layout import DATA_ROOT, evaluation_dir, raw_dir
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -42,7 +42,7 @@ def plan(args: argparse.Namespace) -> None:
 
 
 def _raw_dir(args: argparse.Namespace) -> Path:
-    return args.raw if args.raw is not None else Path("data/raw") / args.dataset
+    return args.raw if args.raw is not None else raw_dir(DATA_ROOT, args.dataset)
 
 
 def data_fetch(args: argparse.Namespace) -> None:

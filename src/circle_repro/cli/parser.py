@@ -8,7 +8,7 @@ from pathlib import Path
 from circle_repro import __version__
 from circle_repro.cli import commands
 from circle_repro.data.stamp import VERIFY_LEVELS
-from circle_repro.layout import DEFAULT_RATES, DEFAULT_THROUGHPUT, EVALUATION_DIRNAME, STEPS
+from circle_repro.layout import DATA_ROOT, DEFAULT_RATES, DEFAULT_THROUGHPUT, EVALUATION_DIRNAME, REPORT_DIR, STEPS
 
 
 def _positive_int(text: str) -> int:
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rates", type=Path, default=DEFAULT_RATES,
         help="measured CPU rates: decode and preparation images/s per core, metric speed (default: %(default)s)",
     )  # fmt: skip
-    plan.add_argument("--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/ (default: data)")
+    plan.add_argument("--data-root", type=Path, default=DATA_ROOT, help="holds raw/ and prepared/ (default: data)")
     plan.add_argument("--out", type=Path, default=None, help="also write the plan as JSON here")
     _params_arg(plan)
     plan.set_defaults(func=commands.plan)
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(prepare)
     prepare.set_defaults(func=commands.data_prepare)
     status = data.add_parser("status", help="show which data sets are missing, downloaded, verified or prepared")
-    status.add_argument("--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/ (default: data)")
+    status.add_argument("--data-root", type=Path, default=DATA_ROOT, help="holds raw/ and prepared/ (default: data)")
     status.add_argument("--sources", type=Path, default=None, help="sources file (default: the package's sources.yaml)")
     status.set_defaults(func=commands.data_status)
     info = data.add_parser(
@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "metrics", nargs="*", type=Path, help="metrics.json files (default: every run the params define)"
     )
-    report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument("--out", type=Path, default=REPORT_DIR)
     report.add_argument(
-        "--data-root", type=Path, default=Path("data"), help="holds raw/ and prepared/: which data sets are on disk"
+        "--data-root", type=Path, default=DATA_ROOT, help="holds raw/ and prepared/: which data sets are on disk"
     )
     report.add_argument(
         "--throughput", type=Path, default=DEFAULT_THROUGHPUT,
@@ -225,6 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     summary = verbs.add_parser(
         "summary", help="print the headline results of a built report and where it is (the end of make reproduce)"
     )
-    summary.add_argument("--reports", type=Path, default=Path("reports"), help="the report's folder (default: reports)")
+    summary.add_argument("--reports", type=Path, default=REPORT_DIR, help="the report's folder (default: reports)")
     summary.set_defaults(func=commands.summary)
     return parser

@@ -12,6 +12,7 @@ from typing import Any
 
 from circle_repro.config.expand import train_dataset
 from circle_repro.config.load import ConfigError
+from circle_repro.layout import RUNS_ROOT
 from circle_repro.names import unknown_name
 
 TRAIN_RESOURCE_DEFAULTS: dict[str, Any] = {
@@ -41,7 +42,7 @@ class RunSpec:
     def run_id(self) -> str:
         return f"{self.experiment}/{self.loss}/seed{self.seed}"
 
-    def run_dir(self, root: str | Path = "runs") -> Path:
+    def run_dir(self, root: str | Path = RUNS_ROOT) -> Path:
         return Path(root) / self.experiment / self.loss / f"seed{self.seed}"
 
 

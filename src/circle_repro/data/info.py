@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from circle_repro.data.sources import Source, SourceFile
-
-RAW_ROOT = Path("data/raw")
-PREPARED_ROOT = Path("data/prepared")
+from circle_repro.layout import PREPARED_ROOT, RAW_ROOT
 
 
 class UnknownDatasetError(ValueError):

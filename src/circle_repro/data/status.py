@@ -22,7 +22,7 @@ from pathlib import Path
 
 from circle_repro.data.acquire import check_file, is_verified, stamp_path
 from circle_repro.data.sources import Source, SourceFile, load_sources
-from circle_repro.layout import MANIFEST_FILENAME
+from circle_repro.layout import MANIFEST_FILENAME, prepared_dir, raw_dir
 from circle_repro.names import unknown_name
 
 STATES = ("missing", "downloaded", "verified", "prepared", "available (embedded)")
@@ -44,14 +44,6 @@ class DatasetStatus:
     unverifiable: tuple[str, ...] = ()
     detail: str = ""
     unavailable: str | None = None  # why it cannot be prepared here (:func:`unavailable_reason`), None if it can
-
-
-def raw_dir(data_root: str | Path, name: str) -> Path:
-    return Path(data_root) / "raw" / name
-
-
-def prepared_dir(data_root: str | Path, name: str) -> Path:
-    return Path(data_root) / "prepared" / name
 
 
 def _file_path(data_root: str | Path, name: str, file: SourceFile) -> Path:
@@ -224,7 +216,5 @@ __all__ = [
     "dataset_status",
     "format_size",
     "format_status_table",
-    "prepared_dir",
-    "raw_dir",
     "verify_raw",
 ]

@@ -31,7 +31,7 @@ from circle_repro.config import Study
 from circle_repro.data.sources import Source, load_sources
 from circle_repro.data.status import dataset_status, format_size, unavailable_reason
 from circle_repro.io import write_json
-from circle_repro.layout import STEPS
+from circle_repro.layout import DATA_ROOT, STEPS
 from circle_repro.plan.actual import FIGURES, GROUPS, ActualHours, actual_hours, experiment_group
 from circle_repro.plan.inputs import Throughput, download_bytes, run_disk_bytes, train_class_count, training_input
 from circle_repro.plan.jobs import (
@@ -266,7 +266,7 @@ def plan_dataset(source: Source, data_root: Path, rates: JobRates | None = None)
 def make_plan(
     study: Study,
     throughput: Throughput | None,
-    data_root: str | Path = "data",
+    data_root: str | Path = DATA_ROOT,
     *,
     rates: JobRates | None = None,
     sources: dict[str, Source] | None = None,

@@ -10,8 +10,7 @@ from typing import Any
 
 from circle_repro.config import RunSpec, Study
 from circle_repro.data.sources import Source
-from circle_repro.data.status import prepared_dir
-from circle_repro.layout import CHECKPOINTS_KEPT, MANIFEST_FILENAME
+from circle_repro.layout import CHECKPOINTS_KEPT, MANIFEST_FILENAME, prepared_dir
 
 WEIGHT_FILES = 2
 """State-dict files a run keeps beside its checkpoints: model_init.pth and model.pth."""

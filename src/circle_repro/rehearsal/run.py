@@ -13,7 +13,7 @@ from typing import Any
 from circle_repro.config import RunSpec, Study, load_study
 from circle_repro.data.sources import load_sources
 from circle_repro.io import atomic_open, write_json
-from circle_repro.layout import STEPS, evaluation_dir
+from circle_repro.layout import PREPARED_ROOT, RAW_ROOT, RUNS_ROOT, STEPS, evaluation_dir
 from circle_repro.plan.inputs import Throughput
 from circle_repro.plan.jobs import SAFETY_FACTOR
 from circle_repro.plan.rates import JobRates
@@ -121,12 +121,12 @@ def rehearse(
     trainers = sorted({study.training_run(run) for run in runs}) if "train" in steps_run else []
     evaluated = runs if "evaluate" in steps_run else []
     try:
-        prepared = out_dir / "data" / "prepared"
+        prepared = out_dir / PREPARED_ROOT
         for dataset, (p, k) in sorted(_floors(study, runs).items()):
-            raw = out_dir / "data" / "raw" / dataset
+            raw = out_dir / RAW_ROOT / dataset
             written = write_raw(dataset, raw, Scale(fraction, min_classes=p, min_per_class=k))
             record(steps.prepare(dataset, raw, prepared / dataset, options, written))
-        runs_root = out_dir / "runs"
+        runs_root = out_dir / RUNS_ROOT
         for trainer in trainers:
             dataset = study.experiment(trainer.experiment).train_dataset
             record(
