@@ -51,12 +51,12 @@ REPORT_DIR = Path("reports")  # report.md, report.html, results.csv, metrics.jso
 
 def raw_dir(data_root: str | Path, name: str) -> Path:
     """A data set's raw files under a data root (``data/raw/<name>`` for the default one)."""
-    return Path(data_root) / RAW_ROOT.relative_to(DATA_ROOT) / name
+    return Path(data_root) / RAW_ROOT.name / name
 
 
 def prepared_dir(data_root: str | Path, name: str) -> Path:
     """A prepared data set under a data root (``data/prepared/<name>`` for the default one)."""
-    return Path(data_root) / PREPARED_ROOT.relative_to(DATA_ROOT) / name
+    return Path(data_root) / PREPARED_ROOT.name / name
 
 
 # Inputs of the planner and of the Snakefile's resource estimates, relative to the repository root.

@@ -87,6 +87,12 @@ def test_a_study_gives_the_runs_and_configs_of_its_params(paper):
     assert study.tracking_experiment == f"{paper['tracking']['experiment']}-paper"
 
 
+def test_the_batch_is_the_samplers_p_times_k(paper):
+    for name, exp in Study.of(paper).experiments.items():
+        sampler = paper["experiments"][name]["sampler"]
+        assert exp.batch_images == sampler["p"] * sampler["k"] > 0
+
+
 def test_only_and_without_keep_the_profiles_order(paper):
     study = Study.of(paper)
     names = list(study.experiments)

@@ -29,14 +29,14 @@ def plan(args: argparse.Namespace) -> None:
     from circle_repro.plan import format_plan, load_rates, load_throughput, make_plan, write_plan
 
     study = load_study(args.params, args.profile)
-    plan = make_plan(study, load_throughput(args.throughput), data_root=args.data_root, rates=load_rates(args.rates))
-    print(format_plan(plan))
+    made = make_plan(study, load_throughput(args.throughput), data_root=args.data_root, rates=load_rates(args.rates))
+    print(format_plan(made))
     if args.out:
-        print(f"plan written: {write_plan(plan, args.out)}")
-    if plan.exceeding:
-        jobs = "; ".join(f"{job} ({why})" for job, why in plan.exceeding.items())
+        print(f"plan written: {write_plan(made, args.out)}")
+    if made.exceeding:
+        jobs = "; ".join(f"{job} ({why})" for job, why in made.exceeding.items())
         raise ValueError(
-            f"profile {plan.profile}: job(s) exceed their declared resources: {jobs}; raise runtime_min "
+            f"profile {made.profile}: job(s) exceed their declared resources: {jobs}; raise runtime_min "
             "(or mem_mb_per_gpu) in the experiment's resources in the params file"
         )
 
@@ -68,10 +68,10 @@ def data_prepare(args: argparse.Namespace) -> None:
 
 
 def data_status(args: argparse.Namespace) -> None:
+    from circle_repro.data import status
     from circle_repro.data.sources import load_sources
-    from circle_repro.data.status import data_status, format_status_table
 
-    print(format_status_table(data_status(args.data_root, load_sources(args.sources))))
+    print(status.format_status_table(status.data_status(args.data_root, load_sources(args.sources))))
 
 
 def data_info(args: argparse.Namespace) -> None:
@@ -118,8 +118,8 @@ def evaluate(args: argparse.Namespace) -> None:
         verify_data=args.verify_data,
         **batch,
     )
-    summary = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
-    print(f"evaluated {run.run_id}: {summary}")
+    scores = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
+    print(f"evaluated {run.run_id}: {scores}")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -143,20 +143,20 @@ def summary(args: argparse.Namespace) -> None:
 
 
 def rehearse(args: argparse.Namespace) -> None:
+    from circle_repro import rehearsal
     from circle_repro.plan import load_rates, load_throughput
-    from circle_repro.rehearsal import RehearsalError, format_rehearsal, rehearse
 
     throughput = load_throughput(args.throughput) if args.throughput.is_file() else None
     rates = load_rates(args.rates) if args.rates.is_file() else None
     out = args.out if args.out is not None else Path("rehearsal") / f"scale{args.scale:g}"
     try:
-        result = rehearse(
+        result = rehearsal.rehearse(
             args.params, out, args.scale, tables=args.tables, iterations=args.iterations, max_p=args.max_p,
             every_run=args.every_run, until=args.until, throughput=throughput, rates=rates,
         )  # fmt: skip
-    except RehearsalError as exc:
+    except rehearsal.RehearsalError as exc:
         raise ValueError(str(exc)) from None
-    print(format_rehearsal(result))
+    print(rehearsal.format_rehearsal(result))
     print(f"recorded: {result.out_dir / 'rehearsal.json'}, {result.out_dir / 'rehearsal.csv'}")
 
 

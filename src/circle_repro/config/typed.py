@@ -120,6 +120,11 @@ class Experiment:
         return validation_datasets(self.spec)  # type: ignore[arg-type]
 
     @property
+    def batch_images(self) -> int:
+        """Images of one rank's training batch: the sampler's P classes x K images."""
+        return int(self.spec["sampler"]["p"]) * int(self.spec["sampler"]["k"])
+
+    @property
     def runs(self) -> list[Run]:
         """Its runs: loss rows x seeds, in a stable order."""
         return sorted(Run(self.name, loss, seed) for loss in self.losses for seed in self.seeds)

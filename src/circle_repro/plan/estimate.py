@@ -183,7 +183,7 @@ def plan_experiment(
     exp = study.experiment(name)
     dataset, train, backbone = exp.train_dataset, exp.spec["train"], exp.model["backbone"]
     declared = train_resources(study, name, throughput, rates)
-    gpus, batch = exp.resources["gpus"], exp.spec["sampler"]["p"] * exp.spec["sampler"]["k"]
+    gpus, batch = exp.resources["gpus"], exp.batch_images
     runs = exp.runs
     schedule = run_schedule(study, name, sources, data_root)
     evaluate = estimate_evaluation(

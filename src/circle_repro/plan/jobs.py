@@ -273,8 +273,7 @@ def estimate_training(
     if images_per_run is None or rate is None:
         why = missing or "train images unknown"
         return JobEstimate(**common, images_per_s=rate, bound=bound, hours=None, notes=(f"time not estimated: {why}",))
-    sampler = exp.spec["sampler"]
-    iterations = images_per_run // (int(sampler["p"]) * int(sampler["k"]) * gpus)
+    iterations = images_per_run // (exp.batch_images * gpus)
     validating, missing = validation_seconds(study, experiment, iterations, cpus_per_gpu, throughput, rates, sources)
     notes = [] if missing is None else [f"validation time not estimated: {missing}"]
     if validating:
@@ -297,8 +296,8 @@ def run_schedule(study: Study, experiment: str, sources: dict[str, Source], data
     """Iterations and images of one run: ``train.iterations``, or ``epochs`` x (train images // P x K // GPUs)
     batches, each of P x K images on each of ``resources.gpus`` ranks (one rank on the CPU)."""
     exp = study.experiments[experiment]
-    dataset, train, sampler = exp.train_dataset, exp.spec["train"], exp.spec["sampler"]
-    ranks, batch = max(exp.resources["gpus"], 1), sampler["p"] * sampler["k"]
+    dataset, train = exp.train_dataset, exp.spec["train"]
+    ranks, batch = max(exp.resources["gpus"], 1), exp.batch_images
     images, images_from = train_image_count(study, dataset, sources[dataset], data_root)
     if images is not None and train.get("max_images") is not None:
         images = min(images, train["max_images"])
